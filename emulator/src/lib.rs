@@ -1,0 +1,1 @@
+//! mikro-emulator: placeholder, filled in by the emulator work.

@@ -1,0 +1,1 @@
+//! mikro-sync library.
