@@ -1,1 +1,11 @@
-//! mikro-sync library.
+//! mikro-sync: keeps a web shop's PostgreSQL database and a Mikro ERP (SQL Server) in step.
+//!
+//! Web → ERP: triggers enqueue every sale and collection into `sync_queue` and `pg_notify`; the
+//! worker ([`queue`]) wakes, claims and posts each document into Mikro ([`posting`]) exactly once.
+//! ERP → Web: master data flows back incrementally ([`erp_sync`]).
+
+pub mod config;
+pub mod db;
+pub mod erp_sync;
+pub mod posting;
+pub mod queue;

@@ -1,0 +1,2 @@
+//! `mikro-emulator` binary. STUB: filled in by the protocol work.
+fn main() {}

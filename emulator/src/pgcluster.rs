@@ -1,0 +1,1 @@
+//! A throwaway PostgreSQL cluster (initdb in a temp dir, free port, gone on drop).

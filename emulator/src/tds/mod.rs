@@ -1,0 +1,1 @@
+//! MS-TDS protocol: packets, PRELOGIN, LOGIN7, tokens, RPC decoding, TLS-in-PRELOGIN.

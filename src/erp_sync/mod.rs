@@ -1,0 +1,1 @@
+//! erp_sync (stub, being written).

@@ -1,0 +1,1 @@
+//! queue (stub, being written).
