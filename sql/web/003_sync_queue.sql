@@ -1,0 +1,169 @@
+-- mikro-sync web install, step 003: the queue `sync_queue`, created or adopted.
+--
+-- A table left by the old Node tool (uuid id, entity_type, entity_id, operation, status,
+-- retry_count, error_message, created_at, processed_at) is adopted in place: missing columns are
+-- added, statuses and entity types are normalised to the one lower-case spelling, rows stuck in
+-- `processing` by a crash are released, duplicate open rows are merged. Nothing is ever deleted.
+--
+-- Claiming model (see src/queue/claimer.rs): a worker claims rows by setting status='processing',
+-- claimed_by, claimed_at and a short lease `lease_until`, which it extends while it works. A row
+-- whose lease ran out (the worker died: kill -9, power loss) is put back to 'pending' by the
+-- rescuer of any live worker. We do not hold a row lock for the whole posting: that would keep a
+-- web transaction (and connection) open across every ERP round trip, and make `processing`
+-- invisible to the operators' status query.
+
+CREATE TABLE IF NOT EXISTS sync_queue (
+    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    entity_type   varchar(20) NOT NULL,
+    entity_id     uuid NOT NULL,
+    operation     varchar(20) NOT NULL DEFAULT 'insert',
+    status        varchar(20) NOT NULL DEFAULT 'pending',
+    retry_count   integer NOT NULL DEFAULT 0,
+    error_message text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    processed_at  timestamptz
+);
+
+-- Columns the old tool may lack, and mikro-sync's own.
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS operation        varchar(20) DEFAULT 'insert';
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS retry_count      integer DEFAULT 0;
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS error_message    text;
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS created_at       timestamptz DEFAULT now();
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS processed_at     timestamptz;
+-- When the next attempt may start (backoff is persisted here, so a restart keeps the schedule).
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS next_attempt_at  timestamptz DEFAULT now();
+-- Start of the current retry window (total transient retry time, settle window for lines).
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS first_attempt_at timestamptz;
+-- Who holds the row (host:pid:worker) and until when, while status = 'processing'.
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS claimed_by       text;
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS claimed_at       timestamptz;
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS lease_until      timestamptz;
+
+-- Defaults the old table may lack (only set when none exists, so a web app's own default stays).
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN
+        SELECT a.attname,
+               CASE a.attname
+                   WHEN 'id' THEN 'gen_random_uuid()'
+                   WHEN 'status' THEN '''pending'''
+                   WHEN 'operation' THEN '''insert'''
+                   WHEN 'retry_count' THEN '0'
+                   WHEN 'created_at' THEN 'now()'
+                   WHEN 'next_attempt_at' THEN 'now()'
+               END AS dflt
+        FROM pg_attribute a
+        WHERE a.attrelid = 'sync_queue'::regclass
+          AND a.attname IN ('id', 'status', 'operation', 'retry_count', 'created_at', 'next_attempt_at')
+          AND NOT a.attisdropped
+          AND NOT a.atthasdef
+    LOOP
+        EXECUTE format('ALTER TABLE sync_queue ALTER COLUMN %I SET DEFAULT %s', c.attname, c.dflt);
+    END LOOP;
+END
+$$;
+
+-- Old CHECK constraints on status / entity_type (e.g. upper-case spellings) would reject the
+-- normalisation below; mikro-sync's own constraints replace them.
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN
+        SELECT conname FROM pg_constraint
+        WHERE conrelid = 'sync_queue'::regclass AND contype = 'c'
+          AND conname NOT IN ('sync_queue_status_check', 'sync_queue_entity_type_check')
+          AND (pg_get_constraintdef(oid) ILIKE '%status%' OR pg_get_constraintdef(oid) ILIKE '%entity_type%')
+    LOOP
+        EXECUTE format('ALTER TABLE sync_queue DROP CONSTRAINT %I', c.conname);
+    END LOOP;
+END
+$$;
+
+-- Normalise data left by the old tool (every statement is a no-op on mikro-sync's own rows).
+UPDATE sync_queue SET retry_count = 0 WHERE retry_count IS NULL;
+UPDATE sync_queue SET created_at = now() WHERE created_at IS NULL;
+UPDATE sync_queue SET next_attempt_at = now() WHERE next_attempt_at IS NULL;
+UPDATE sync_queue SET operation = 'insert' WHERE operation IS NULL;
+UPDATE sync_queue SET status = lower(btrim(status))
+ WHERE status IS DISTINCT FROM lower(btrim(status)) AND status IS NOT NULL;
+UPDATE sync_queue SET status = 'pending' WHERE status IS NULL OR status IN ('', 'new', 'queued', 'waiting');
+UPDATE sync_queue SET status = 'completed' WHERE status IN ('done', 'success', 'succeeded', 'processed', 'complete');
+UPDATE sync_queue SET status = 'failed' WHERE status IN ('error', 'errored', 'fail');
+UPDATE sync_queue
+   SET error_message = 'unknown status ''' || status || ''' left by the old tool'
+                       || coalesce(': ' || error_message, ''),
+       status = 'failed'
+ WHERE status NOT IN ('pending', 'processing', 'completed', 'failed');
+UPDATE sync_queue SET entity_type = lower(btrim(entity_type))
+ WHERE entity_type IS DISTINCT FROM lower(btrim(entity_type)) AND entity_type IS NOT NULL;
+UPDATE sync_queue SET entity_type = 'satis' WHERE entity_type IN ('satislar', 'sale', 'sales', 'satış', 'invoice');
+UPDATE sync_queue SET entity_type = 'tahsilat' WHERE entity_type IN ('tahsilatlar', 'collection', 'collections', 'payment');
+-- A type mikro-sync cannot post stays in the table (never dropped) but is parked as failed.
+UPDATE sync_queue
+   SET status = 'failed',
+       error_message = 'unknown entity_type ''' || coalesce(entity_type, 'NULL')
+                       || ''': mikro-sync posts only ''satis'' and ''tahsilat''; fix the value or delete the row'
+ WHERE (entity_type IS NULL OR entity_type NOT IN ('satis', 'tahsilat')) AND status <> 'failed';
+UPDATE sync_queue
+   SET status = 'failed',
+       error_message = 'entity_id is NULL: this row names no document; delete it'
+ WHERE entity_id IS NULL AND status <> 'failed';
+-- Rows a crashed old worker left in 'processing' (they have no lease) go back to pending.
+UPDATE sync_queue
+   SET status = 'pending', next_attempt_at = now(), claimed_by = NULL, claimed_at = NULL
+ WHERE status = 'processing' AND lease_until IS NULL;
+-- Several open rows for one document (the old tool's duplicate triggers): keep the oldest open,
+-- mark the others completed with a note naming the survivor.
+WITH ranked AS (
+    SELECT id, first_value(id) OVER w AS keep_id, row_number() OVER w AS rn
+    FROM sync_queue
+    WHERE status IN ('pending', 'processing')
+    WINDOW w AS (PARTITION BY entity_type, entity_id ORDER BY (status = 'processing') DESC, created_at, id)
+)
+UPDATE sync_queue q
+   SET status = 'completed', processed_at = now(),
+       error_message = 'duplicate of queue row ' || r.keep_id || ', merged by mikro-sync setup'
+  FROM ranked r
+ WHERE q.id = r.id AND r.rn > 1;
+
+ALTER TABLE sync_queue ALTER COLUMN status SET NOT NULL;
+ALTER TABLE sync_queue ALTER COLUMN retry_count SET NOT NULL;
+ALTER TABLE sync_queue ALTER COLUMN created_at SET NOT NULL;
+ALTER TABLE sync_queue ALTER COLUMN next_attempt_at SET NOT NULL;
+
+-- The two CHECKs. The entity_type one is NOT VALID when parked rows with an unknown type exist
+-- (so they are kept), and validated otherwise; either way it rejects every new bad row.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                   WHERE conrelid = 'sync_queue'::regclass AND conname = 'sync_queue_status_check') THEN
+        ALTER TABLE sync_queue ADD CONSTRAINT sync_queue_status_check
+            CHECK (status IN ('pending', 'processing', 'completed', 'failed'));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                   WHERE conrelid = 'sync_queue'::regclass AND conname = 'sync_queue_entity_type_check') THEN
+        ALTER TABLE sync_queue ADD CONSTRAINT sync_queue_entity_type_check
+            CHECK (entity_type IN ('satis', 'tahsilat')) NOT VALID;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM sync_queue WHERE entity_type IS NULL OR entity_type NOT IN ('satis', 'tahsilat')) THEN
+        ALTER TABLE sync_queue VALIDATE CONSTRAINT sync_queue_entity_type_check;
+    END IF;
+END
+$$;
+
+-- At most one open (pending/processing) row per document: the enqueue trigger's
+-- ON CONFLICT ... DO NOTHING relies on exactly this index (same columns, same predicate).
+CREATE UNIQUE INDEX IF NOT EXISTS sync_queue_one_open_idx
+    ON sync_queue (entity_type, entity_id) WHERE status IN ('pending', 'processing');
+-- The claim query: ready rows in next_attempt_at order.
+CREATE INDEX IF NOT EXISTS sync_queue_ready_idx
+    ON sync_queue (next_attempt_at) WHERE status = 'pending';
+-- The rescuer: claimed rows by lease end.
+CREATE INDEX IF NOT EXISTS sync_queue_lease_idx
+    ON sync_queue (lease_until) WHERE status = 'processing';
+-- Looking a document up ("where is sale X?").
+CREATE INDEX IF NOT EXISTS sync_queue_entity_idx
+    ON sync_queue (entity_id);

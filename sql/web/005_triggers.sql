@@ -1,0 +1,79 @@
+-- mikro-sync web install, step 005: the enqueue triggers and the operator-retry trigger.
+--
+-- One trigger per table (the old tool's duplicates are removed by `setup` before this runs):
+--   satis_sync_trigger    AFTER INSERT ON satislar    -> sync_queue ('satis', id)
+--   tahsilat_sync_trigger AFTER INSERT ON tahsilatlar -> sync_queue ('tahsilat', id)
+-- AFTER INSERT only: an UPDATE of a sale or collection (including mikro-sync writing the Mikro
+-- number back) never enqueues it again. The WHEN clause skips rows that came from the ERP
+-- (kaynak <> 'web') and sessions that declare themselves the ERP origin
+-- (SET LOCAL mikro_sync.origin = 'erp'), without even calling the function.
+--
+-- Waking the worker without slowing the web app (NOTIFY takes a cluster-wide lock at commit,
+-- which serialises concurrent committers):
+--  * the payload is constant, so a transaction inserting many rows notifies once;
+--  * an idle worker holds the session advisory lock 7883950761929046382 ('mikrosyn')
+--    EXCLUSIVELY on its LISTEN connection. The trigger tries to take it SHARED for the rest of
+--    its transaction. It gets it only when no worker is idle (all are draining, or there is no
+--    worker), and then skips the notify. Before going idle a worker takes the lock exclusively,
+--    which waits until every such writer has committed (their rows are then visible), and
+--    drains once more. A shared try-lock also fails while an exclusive request is queued, so
+--    the failure case notifies: never a missed wake-up, at worst a spare notify.
+CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO sync_queue (entity_type, entity_id, operation)
+    VALUES (TG_ARGV[0], NEW.id, 'insert')
+    ON CONFLICT (entity_type, entity_id) WHERE status IN ('pending', 'processing') DO NOTHING;
+    IF NOT pg_try_advisory_xact_lock_shared(7883950761929046382) THEN
+        PERFORM pg_notify('mikro_sync_queue', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS satis_sync_trigger ON satislar;
+CREATE TRIGGER satis_sync_trigger
+    AFTER INSERT ON satislar
+    FOR EACH ROW
+    WHEN ((NEW.kaynak IS NULL OR NEW.kaynak = 'web')
+          AND current_setting('mikro_sync.origin', true) IS DISTINCT FROM 'erp')
+    EXECUTE FUNCTION mikro_sync_enqueue('satis');
+
+DROP TRIGGER IF EXISTS tahsilat_sync_trigger ON tahsilatlar;
+CREATE TRIGGER tahsilat_sync_trigger
+    AFTER INSERT ON tahsilatlar
+    FOR EACH ROW
+    WHEN ((NEW.kaynak IS NULL OR NEW.kaynak = 'web')
+          AND current_setting('mikro_sync.origin', true) IS DISTINCT FROM 'erp')
+    EXECUTE FUNCTION mikro_sync_enqueue('tahsilat');
+
+-- The operators' retry query `UPDATE sync_queue SET status = 'pending', retry_count = 0 WHERE
+-- status = 'failed'` must lead to a retry within seconds: a row going back to pending from
+-- failed/completed becomes due now, gets a fresh retry window, and the worker is notified.
+-- A row whose document already has another open row is left as it is (instead of the whole
+-- UPDATE failing on the one-open-row index).
+CREATE OR REPLACE FUNCTION mikro_sync_requeued() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM sync_queue o
+               WHERE o.entity_type = NEW.entity_type AND o.entity_id = NEW.entity_id
+                 AND o.id <> NEW.id AND o.status IN ('pending', 'processing')) THEN
+        RETURN NULL;
+    END IF;
+    NEW.next_attempt_at := now();
+    NEW.first_attempt_at := NULL;
+    NEW.claimed_by := NULL;
+    NEW.claimed_at := NULL;
+    NEW.lease_until := NULL;
+    NEW.processed_at := NULL;
+    PERFORM pg_notify('mikro_sync_queue', '');
+    RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS sync_queue_requeue_trigger ON sync_queue;
+CREATE TRIGGER sync_queue_requeue_trigger
+    BEFORE UPDATE OF status ON sync_queue
+    FOR EACH ROW
+    WHEN (OLD.status IN ('failed', 'completed') AND NEW.status = 'pending')
+    EXECUTE FUNCTION mikro_sync_requeued();
