@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""python-tds (pytds) against the emulator (or a real SQL Server): proves that a non-Rust,
+non-FreeTDS client can log in, run parameterised queries (RPC sp_executesql), round-trip Turkish
+text, see SQL Server's duplicate-key error number, and commit / roll back transactions.
+
+Usage: pytds_check.py HOST PORT USER PASSWORD DATABASE
+Prints one "ok: ..." line per check and "ALL OK" at the end; exits 1 on the first failure.
+Run by emulator/tests/external_clients.rs.
+"""
+
+import sys
+
+import pytds
+
+TURKISH = "ğüşıöçİ ĞÜŞIÖÇ — Iğdır'da çay"
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", flush=True)
+    sys.exit(1)
+
+
+def connect(host, port, user, password, database):
+    return pytds.connect(
+        server=host,
+        port=int(port),
+        user=user,
+        password=password,
+        database=database,
+        autocommit=False,
+        login_timeout=15,
+        timeout=30,
+    )
+
+
+def main():
+    if len(sys.argv) != 6:
+        fail(__doc__)
+    args = sys.argv[1:]
+
+    # 1. login
+    conn = connect(*args)
+    print("ok: login", flush=True)
+    cur = conn.cursor()
+
+    # 2. parameterised query on the seed data (pytds sends RPC sp_executesql with @P1)
+    cur.execute("SELECT cari_unvan1 FROM CARI_HESAPLAR WHERE cari_kod = %s", ("120.01.001",))
+    row = cur.fetchone()
+    if row is None or row[0] != "Yılmaz Gıda Ticaret Ltd. Şti.":
+        fail(f"parameterised query returned {row!r}")
+    cur.execute("SELECT COUNT(*) FROM STOKLAR WHERE sto_perakende_vergi = %s", (4,))
+    n = cur.fetchone()[0]
+    if not isinstance(n, int) or n < 1:
+        fail(f"COUNT(*) with an int parameter returned {n!r}")
+    print("ok: parameterised query", flush=True)
+
+    # 3. Turkish text round trip through a parameter and back
+    cur.execute(
+        "CREATE TABLE ext_py_t (id int NOT NULL, ad nvarchar(60) NOT NULL, "
+        "CONSTRAINT PK_ext_py_t PRIMARY KEY (id))"
+    )
+    conn.commit()
+    cur.execute("INSERT INTO ext_py_t (id, ad) VALUES (%s, %s)", (1, TURKISH))
+    conn.commit()
+    cur.execute("SELECT ad FROM ext_py_t WHERE id = %s", (1,))
+    got = cur.fetchone()[0]
+    if got != TURKISH:
+        fail(f"Turkish round trip: sent {TURKISH!r}, got {got!r}")
+    cur.execute("SELECT id FROM ext_py_t WHERE ad = %s", (TURKISH,))
+    if cur.fetchone() is None:
+        fail("Turkish text as a WHERE parameter found nothing")
+    print("ok: Turkish round trip", flush=True)
+
+    # 4. duplicate key -> error 2627
+    try:
+        cur.execute("INSERT INTO ext_py_t (id, ad) VALUES (%s, %s)", (1, "dup"))
+        fail("duplicate key INSERT succeeded")
+    except pytds.Error as e:
+        number = getattr(e, "msg_no", None) or getattr(e, "number", None)
+        if number != 2627:
+            fail(f"duplicate key: expected error 2627, got {number!r}: {e}")
+    conn.rollback()
+    print("ok: duplicate key error 2627", flush=True)
+
+    # 5. committed transaction is visible to another connection
+    cur.execute("INSERT INTO ext_py_t (id, ad) VALUES (%s, %s)", (2, "committed"))
+    conn.commit()
+    other = connect(*args)
+    oc = other.cursor()
+    oc.execute("SELECT ad FROM ext_py_t WHERE id = %s", (2,))
+    r = oc.fetchone()
+    if r is None or r[0] != "committed":
+        fail(f"committed row not visible from another connection: {r!r}")
+    other.commit()
+    print("ok: committed transaction", flush=True)
+
+    # 6. rolled-back transaction leaves nothing behind
+    cur.execute("INSERT INTO ext_py_t (id, ad) VALUES (%s, %s)", (3, "rolled back"))
+    cur.execute("SELECT COUNT(*) FROM ext_py_t WHERE id = %s", (3,))
+    if cur.fetchone()[0] != 1:
+        fail("row not visible inside its own transaction")
+    conn.rollback()
+    cur.execute("SELECT COUNT(*) FROM ext_py_t WHERE id = %s", (3,))
+    if cur.fetchone()[0] != 0:
+        fail("rolled-back row is still there (same connection)")
+    oc.execute("SELECT COUNT(*) FROM ext_py_t WHERE id = %s", (3,))
+    if oc.fetchone()[0] != 0:
+        fail("rolled-back row is visible from another connection")
+    print("ok: rolled-back transaction", flush=True)
+
+    other.close()
+    conn.close()
+    print("ALL OK", flush=True)
+
+
+if __name__ == "__main__":
+    main()
