@@ -308,6 +308,18 @@ fn run_initdb(install: &PgInstall, data: &Path, locale: &str) -> Result<(), PgCl
     Ok(())
 }
 
+/// `sh -c` script: `$1` is the cluster dir, the rest is the postgres command line. The
+/// background subshell waits for EOF on the parent's pipe (fd 3, because asynchronous lists get
+/// /dev/null as stdin), then stops the server and removes the directory.
+const WATCHDOG: &str = r#"dir=$1; shift
+exec 3<&0
+"$@" </dev/null &
+pid=$!
+( read -r _ <&3; kill -QUIT "$pid" 2>/dev/null; sleep 3; rm -rf "$dir" ) &
+exec 3<&-
+wait "$pid"
+"#;
+
 fn free_port() -> Result<u16, PgClusterError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io_err("finding a free port"))?;
     let port = l
@@ -450,8 +462,24 @@ impl PgCluster {
         for (k, v) in &settings {
             cmd.arg("-c").arg(format!("{k}={v}"));
         }
-        let child = cmd
-            .stdin(Stdio::null())
+        // Run the postmaster under a tiny shell watchdog that holds our stdin pipe: if this
+        // process dies without running Drop (SIGKILL, a test timeout), the pipe closes and the
+        // watchdog shuts the server down and removes its directory, so nothing is leaked.
+        let mut watched = Command::new("sh");
+        watched
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("sh")
+            .arg(dir.path())
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                watched.env(k, v);
+            }
+        }
+        let child = watched
+            .stdin(Stdio::piped())
             .stdout(log)
             .stderr(log2)
             .spawn()
