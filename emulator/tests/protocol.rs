@@ -1,0 +1,308 @@
+//! TDS protocol tests through tiberius 0.12 over TCP against the emulator, backed by a
+//! throwaway PostgreSQL cluster (no mocks).
+//!
+//! Each test starts its own cluster and emulator so tests can run in parallel.
+
+use mikro_emulator::pgcluster::PgCluster;
+use mikro_emulator::{start, EmulatorConfig, EmulatorHandle, TlsMode};
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+const USER: &str = "sa";
+const PASSWORD: &str = "Gizli-Şifre_42";
+const DB: &str = "MikroDB";
+
+struct Env {
+    _pg: PgCluster,
+    emu: Option<EmulatorHandle>,
+}
+
+impl Env {
+    fn addr(&self) -> std::net::SocketAddr {
+        self.emu.as_ref().expect("emulator running").addr
+    }
+}
+
+async fn env(tls: TlsMode) -> Env {
+    let pg = PgCluster::start().await.expect("start PostgreSQL");
+    pg.create_database("proto").await.expect("create database");
+    let emu = start(EmulatorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        pg_url: pg.url("proto"),
+        user: USER.into(),
+        password: PASSWORD.into(),
+        database: DB.into(),
+        tls,
+    })
+    .await
+    .expect("start emulator");
+    Env {
+        _pg: pg,
+        emu: Some(emu),
+    }
+}
+
+fn config(
+    addr: std::net::SocketAddr,
+    enc: EncryptionLevel,
+    user: &str,
+    password: &str,
+    db: Option<&str>,
+) -> Config {
+    let mut c = Config::new();
+    c.host(addr.ip().to_string());
+    c.port(addr.port());
+    c.authentication(AuthMethod::sql_server(user, password));
+    c.encryption(enc);
+    c.trust_cert();
+    if let Some(db) = db {
+        c.database(db);
+    }
+    c
+}
+
+async fn connect_with(c: Config) -> tiberius::Result<Client<Compat<TcpStream>>> {
+    let tcp = TcpStream::connect(c.get_addr()).await?;
+    tcp.set_nodelay(true)?;
+    Client::connect(c, tcp.compat_write()).await
+}
+
+async fn connect(addr: std::net::SocketAddr) -> Client<Compat<TcpStream>> {
+    connect_with(config(
+        addr,
+        EncryptionLevel::NotSupported,
+        USER,
+        PASSWORD,
+        Some(DB),
+    ))
+    .await
+    .expect("login")
+}
+
+fn server_error(e: tiberius::error::Error) -> (u32, u8, String) {
+    match e {
+        tiberius::error::Error::Server(t) => (t.code(), t.class(), t.message().to_string()),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn login_plaintext_ok_and_simple_select() {
+    let env = env(TlsMode::Optional).await;
+    let mut c = connect(env.addr()).await;
+    let row = c
+        .simple_query("SELECT 1 AS one")
+        .await
+        .expect("query")
+        .into_row()
+        .await
+        .expect("row")
+        .expect("one row");
+    assert_eq!(row.columns()[0].name(), "one");
+    drop(c);
+    env.emu.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn login_failures_carry_sql_server_numbers() {
+    let env = env(TlsMode::Off).await;
+    let e = connect_with(config(
+        env.addr(),
+        EncryptionLevel::NotSupported,
+        USER,
+        "wrong",
+        Some(DB),
+    ))
+    .await
+    .expect_err("wrong password must fail");
+    let (code, class, msg) = server_error(e);
+    assert_eq!(code, 18456);
+    assert_eq!(class, 14);
+    assert_eq!(msg, format!("Login failed for user '{USER}'."));
+
+    let e = connect_with(config(
+        env.addr(),
+        EncryptionLevel::NotSupported,
+        "nobody",
+        PASSWORD,
+        Some(DB),
+    ))
+    .await
+    .expect_err("unknown user must fail");
+    assert_eq!(server_error(e).0, 18456);
+
+    let e = connect_with(config(
+        env.addr(),
+        EncryptionLevel::NotSupported,
+        USER,
+        PASSWORD,
+        Some("OtherDB"),
+    ))
+    .await
+    .expect_err("wrong database must fail");
+    let (code, _, msg) = server_error(e);
+    assert_eq!(code, 4060, "{msg}");
+
+    // No database at all is fine, and the server is still healthy after the failures.
+    let mut c = connect_with(config(
+        env.addr(),
+        EncryptionLevel::NotSupported,
+        USER,
+        PASSWORD,
+        None,
+    ))
+    .await
+    .expect("login without database");
+    c.simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn tls_full_and_login_only() {
+    let env = env(TlsMode::Optional).await;
+    // encrypt=true + TrustServerCertificate=true: the daemon's production setting.
+    for enc in [
+        EncryptionLevel::Required,
+        EncryptionLevel::On,
+        EncryptionLevel::Off,
+    ] {
+        let mut c = connect_with(config(env.addr(), enc, USER, PASSWORD, Some(DB)))
+            .await
+            .unwrap_or_else(|e| panic!("login with {enc:?}: {e}"));
+        let rows = c
+            .simple_query("SELECT 'x' AS a")
+            .await
+            .unwrap()
+            .into_first_result()
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{enc:?}");
+        // Wrong password over TLS is still 18456.
+        let e = connect_with(config(env.addr(), enc, USER, "nope", Some(DB)))
+            .await
+            .expect_err("wrong password");
+        assert_eq!(server_error(e).0, 18456);
+    }
+    // A plaintext client is still served when TLS is optional.
+    connect(env.addr()).await;
+}
+
+/// Sends one raw TDS message and reads one raw response message (payload only).
+async fn raw_exchange(tcp: &mut TcpStream, ty: u8, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut pkt = vec![ty, 0x01];
+    pkt.extend_from_slice(&((payload.len() + 8) as u16).to_be_bytes());
+    pkt.extend_from_slice(&[0, 0, 1, 0]);
+    pkt.extend_from_slice(payload);
+    tcp.write_all(&pkt).await?;
+    let mut out = Vec::new();
+    loop {
+        let mut h = [0u8; 8];
+        tcp.read_exact(&mut h).await?;
+        let len = u16::from_be_bytes([h[2], h[3]]) as usize;
+        let mut body = vec![0u8; len - 8];
+        tcp.read_exact(&mut body).await?;
+        out.extend_from_slice(&body);
+        if h[1] & 1 != 0 {
+            return Ok(out);
+        }
+    }
+}
+
+/// A PRELOGIN with VERSION and ENCRYPTION options.
+fn prelogin_payload(encryption: u8) -> Vec<u8> {
+    let mut p = vec![0u8, 0, 11, 0, 6, 1, 0, 17, 0, 1, 0xFF];
+    p.extend_from_slice(&[15, 0, 0, 0, 0, 0]);
+    p.push(encryption);
+    p
+}
+
+fn prelogin_encryption(resp: &[u8]) -> u8 {
+    let mut i = 0;
+    while resp[i] != 0xFF {
+        if resp[i] == 1 {
+            let off = u16::from_be_bytes([resp[i + 1], resp[i + 2]]) as usize;
+            return resp[off];
+        }
+        i += 5;
+    }
+    panic!("no ENCRYPTION option in {resp:?}");
+}
+
+#[tokio::test]
+async fn prelogin_encryption_answers_follow_the_mode() {
+    use tokio::io::AsyncReadExt;
+    // (server mode, client request, expected answer)
+    let cases = [
+        (TlsMode::Off, 1u8, 2u8),
+        (TlsMode::Off, 2, 2),
+        (TlsMode::Optional, 2, 2),
+        (TlsMode::Optional, 0, 0),
+        (TlsMode::Optional, 1, 1),
+        (TlsMode::Required, 2, 3),
+        (TlsMode::Required, 0, 3),
+    ];
+    let pg = PgCluster::start().await.expect("start PostgreSQL");
+    pg.create_database("proto").await.unwrap();
+    for (mode, req, want) in cases {
+        let emu = start(EmulatorConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            pg_url: pg.url("proto"),
+            user: USER.into(),
+            password: PASSWORD.into(),
+            database: DB.into(),
+            tls: mode,
+        })
+        .await
+        .unwrap();
+        let mut tcp = TcpStream::connect(emu.addr).await.unwrap();
+        let resp = raw_exchange(&mut tcp, 0x12, &prelogin_payload(req))
+            .await
+            .unwrap();
+        assert_eq!(
+            prelogin_encryption(&resp),
+            want,
+            "{mode:?} with client {req}"
+        );
+        if mode == TlsMode::Required {
+            // A plaintext LOGIN7 is refused: the server closes the connection.
+            use tokio::io::AsyncWriteExt;
+            let mut pkt = vec![0x10, 0x01, 0, 16, 0, 0, 1, 0];
+            pkt.extend_from_slice(&[0u8; 8]);
+            tcp.write_all(&pkt).await.unwrap();
+            let mut b = [0u8; 1];
+            let n = tcp.read(&mut b).await.unwrap_or(0);
+            assert_eq!(
+                n, 0,
+                "server must close a plaintext login when TLS is required"
+            );
+        }
+        emu.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn tls_required_serves_encrypting_clients() {
+    let env = env(TlsMode::Required).await;
+    let mut c = connect_with(config(
+        env.addr(),
+        EncryptionLevel::Required,
+        USER,
+        PASSWORD,
+        Some(DB),
+    ))
+    .await
+    .expect("encrypted login");
+    c.simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    assert!(env.emu.as_ref().unwrap().certificate_pem().is_some());
+}
