@@ -54,3 +54,120 @@ pub async fn erp_pool(ado: &str, max_size: u32) -> Result<ErpPool, PoolError> {
         .await
         .map_err(|e| PoolError::ErpConnect(e.to_string()))
 }
+
+/// The connection type of a dedicated web connection (the LISTEN connection, one-off commands):
+/// TLS or not is decided at connect time by the `sslmode`, so one type covers both.
+pub type WebConnection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    tokio_postgres_rustls::RustlsStream<tokio_postgres::Socket>,
+>;
+
+/// Errors setting up TLS for PostgreSQL; they name the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read PG_SSL_ROOT_CERT {path}: {message}")]
+    RootCert { path: String, message: String },
+}
+
+/// Accepts any server certificate. Used only with the explicit opt-out
+/// `PG_SSL_INSECURE_SKIP_VERIFY=true`; traffic is still encrypted.
+struct NoVerify;
+
+impl rustls::client::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::Certificate,
+        _intermediates: &[rustls::Certificate],
+        _server_name: &rustls::ServerName,
+        _scts: &mut dyn Iterator<Item = &[u8]>,
+        _ocsp_response: &[u8],
+        _now: std::time::SystemTime,
+    ) -> Result<rustls::client::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::ServerCertVerified::assertion())
+    }
+}
+
+/// Builds the rustls connector for PostgreSQL: the system trust store plus the configured extra
+/// CA, verifying chain and host name unless verification was explicitly switched off.
+pub fn pg_tls_connector(
+    tls: &crate::config::PgTls,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, TlsSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // A missing or partly unreadable system store is not fatal: an explicit root cert may suffice.
+    if let Ok(native) = rustls_native_certs::load_native_certs() {
+        for c in native {
+            let _ = roots.add(&rustls::Certificate(c.0));
+        }
+    }
+    if let Some(path) = &tls.root_cert {
+        let err = |message: String| TlsSetupError::RootCert {
+            path: path.display().to_string(),
+            message,
+        };
+        let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+        let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(f))
+            .map_err(|e| err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(err("no PEM certificate found in the file".into()));
+        }
+        for c in certs {
+            roots
+                .add(&rustls::Certificate(c))
+                .map_err(|e| err(e.to_string()))?;
+        }
+    }
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_safe_defaults()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if !tls.verify {
+        cfg.dangerous()
+            .set_certificate_verifier(std::sync::Arc::new(NoVerify));
+    }
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(cfg))
+}
+
+/// Builds the web pool from the configuration, with TLS as configured (verify by default).
+pub fn web_pool_from_config(cfg: &crate::config::WebDbConfig) -> Result<WebPool, PoolError> {
+    let tls = pg_tls_connector(&cfg.tls).map_err(|e| PoolError::WebConfig(e.to_string()))?;
+    let mgr = deadpool_postgres::Manager::from_config(
+        cfg.pg_config(),
+        tls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    deadpool_postgres::Pool::builder(mgr)
+        .max_size(cfg.pool_size)
+        .build()
+        .map_err(|e| PoolError::WebConfig(e.to_string()))
+}
+
+/// Why a dedicated web connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConnectError {
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+}
+
+/// Opens one dedicated web connection (for LISTEN or a one-off command) with TLS as configured.
+/// The caller must poll the returned connection (spawn it or drive it for notifications).
+pub async fn connect_web(
+    cfg: &crate::config::WebDbConfig,
+) -> Result<(tokio_postgres::Client, WebConnection), WebConnectError> {
+    let tls = pg_tls_connector(&cfg.tls)?;
+    Ok(cfg.pg_config().connect(tls).await?)
+}
+
+/// Builds the ERP pool from the configuration (encryption and certificate trust as configured).
+pub async fn erp_pool_from_config(cfg: &crate::config::ErpDbConfig) -> Result<ErpPool, PoolError> {
+    let mgr = ConnectionManager::new(cfg.tiberius_config());
+    bb8::Pool::builder()
+        .max_size(cfg.pool_size)
+        .connection_timeout(std::time::Duration::from_secs(15))
+        .build(mgr)
+        .await
+        .map_err(|e| PoolError::ErpConnect(e.to_string()))
+}

@@ -1,0 +1,216 @@
+//! `mikro-sync status`: what the operator asks first — is anything stuck, failing, or not listened to?
+//!
+//! Reads only `sync_queue` and `pg_stat_activity`, so it works while a worker runs and even
+//! against a queue the worker has never touched.
+
+use clap::Args;
+
+use super::{web_client, CliError};
+use crate::config::Config;
+
+/// Options of `mikro-sync status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// How many distinct failure messages to show.
+    #[arg(long, default_value_t = 10)]
+    pub errors: i64,
+}
+
+/// The facts `status` prints, gathered in one place so tests can check them.
+#[derive(Debug, Clone, Default)]
+pub struct QueueStatus {
+    /// (entity_type, status, count), sorted.
+    pub counts: Vec<(String, String, i64)>,
+    /// Age in seconds of the oldest pending row.
+    pub oldest_pending_secs: Option<f64>,
+    /// Pending rows waiting for a backoff delay to pass.
+    pub pending_backing_off: i64,
+    /// (entity_type, error_message, count, last seen) for failed rows, most recent first.
+    pub errors: Vec<(String, String, i64, String)>,
+    /// Sessions named `mikro-sync listener` connected to the web database.
+    pub listeners: i64,
+}
+
+/// Gathers the queue status.
+pub async fn gather(
+    client: &tokio_postgres::Client,
+    max_errors: i64,
+) -> Result<QueueStatus, CliError> {
+    let exists: Option<String> = client
+        .query_one("SELECT to_regclass('sync_queue')::text", &[])
+        .await?
+        .get(0);
+    if exists.is_none() {
+        return Err(CliError::Failed(
+            "there is no sync_queue table in the web database: run `mikro-sync setup` first".into(),
+        ));
+    }
+    let has_next: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+              WHERE table_name = 'sync_queue' AND column_name = 'next_attempt_at'
+                AND table_schema = ANY (current_schemas(false)))",
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut st = QueueStatus::default();
+    for r in client
+        .query(
+            "SELECT coalesce(entity_type, '?'), coalesce(status, '?'), count(*)
+               FROM sync_queue GROUP BY 1, 2 ORDER BY 1, 2",
+            &[],
+        )
+        .await?
+    {
+        st.counts.push((r.get(0), r.get(1), r.get(2)));
+    }
+    let backing_off = if has_next {
+        "count(*) FILTER (WHERE next_attempt_at > now())"
+    } else {
+        "0::bigint"
+    };
+    let r = client
+        .query_one(
+            &format!(
+                "SELECT extract(epoch FROM now() - min(created_at))::float8, {backing_off}
+                   FROM sync_queue WHERE status = 'pending'"
+            ),
+            &[],
+        )
+        .await?;
+    st.oldest_pending_secs = r.get(0);
+    st.pending_backing_off = r.get(1);
+    for r in client
+        .query(
+            "SELECT coalesce(entity_type, '?'), coalesce(error_message, '(no message)'), count(*),
+                    to_char(max(coalesce(processed_at, created_at)), 'YYYY-MM-DD HH24:MI:SS TZ')
+               FROM sync_queue WHERE status = 'failed'
+              GROUP BY 1, 2 ORDER BY max(coalesce(processed_at, created_at)) DESC LIMIT $1",
+            &[&max_errors],
+        )
+        .await?
+    {
+        st.errors.push((
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get::<_, Option<String>>(3).unwrap_or_default(),
+        ));
+    }
+    st.listeners = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'mikro-sync listener'",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(st)
+}
+
+/// Formats seconds as `3d 4h`, `5m 12s`, `800ms`.
+pub fn age(secs: f64) -> String {
+    let s = secs.max(0.0);
+    if s < 1.0 {
+        return format!("{:.0}ms", s * 1000.0);
+    }
+    let s = s as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// Renders the status as the text `mikro-sync status` prints.
+pub fn render(st: &QueueStatus) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let statuses = ["pending", "processing", "completed", "failed"];
+    let mut types: Vec<&str> = st.counts.iter().map(|c| c.0.as_str()).collect();
+    types.dedup();
+    let _ = writeln!(out, "Queue (sync_queue)");
+    let _ = writeln!(
+        out,
+        "  {:<10} {:>9} {:>11} {:>10} {:>7}",
+        "type", "pending", "processing", "completed", "failed"
+    );
+    let count = |t: Option<&str>, s: &str| -> i64 {
+        st.counts
+            .iter()
+            .filter(|c| t.is_none_or(|t| c.0 == t) && c.1 == s)
+            .map(|c| c.2)
+            .sum()
+    };
+    for t in types.iter().copied().chain(std::iter::once("total")) {
+        let tt = (t != "total").then_some(t);
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>9} {:>11} {:>10} {:>7}",
+            t,
+            count(tt, statuses[0]),
+            count(tt, statuses[1]),
+            count(tt, statuses[2]),
+            count(tt, statuses[3])
+        );
+    }
+    let other: Vec<_> = st
+        .counts
+        .iter()
+        .filter(|c| !statuses.contains(&c.1.as_str()))
+        .collect();
+    for c in other {
+        let _ = writeln!(
+            out,
+            "  (also {} rows of {} with status '{}')",
+            c.2, c.0, c.1
+        );
+    }
+    match st.oldest_pending_secs {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "Oldest pending: {} ago ({} waiting for a retry delay)",
+                age(s),
+                st.pending_backing_off
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Oldest pending: none");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Listener: {}",
+        match st.listeners {
+            0 =>
+                "NOT CONNECTED — no worker is listening; new documents wait for `mikro-sync worker`"
+                    .to_string(),
+            1 => "connected (1 worker listening)".to_string(),
+            n => format!("connected ({n} workers listening)"),
+        }
+    );
+    if st.errors.is_empty() {
+        let _ = writeln!(out, "Failed documents: none");
+    } else {
+        let _ = writeln!(out, "Failed documents, by message (most recent first):");
+        for (t, msg, n, last) in &st.errors {
+            let _ = writeln!(out, "  {n:>5} × {t}: {msg}  (last {last})");
+        }
+        let _ = writeln!(
+            out,
+            "Fix the cause, then `mikro-sync retry-failed` (or --type / --id) to retry them."
+        );
+    }
+    out
+}
+
+/// Prints the queue status.
+pub async fn run(cfg: &Config, args: StatusArgs) -> Result<(), CliError> {
+    let client = web_client(cfg).await?;
+    let st = gather(&client, args.errors).await?;
+    print!("{}", render(&st));
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! `mikro-sync demo` (being wired).

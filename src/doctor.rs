@@ -1,0 +1,616 @@
+//! `mikro-sync doctor`: checks everything an installation needs and says what to do about each
+//! problem.
+//!
+//! Why: the old tool failed silently (wrong time zone, a missing trigger, a customer without a
+//! Mikro code) and operators found out from an accountant. Each check here prints `ok`, `warn` or
+//! `FAIL` with the fact it saw and, for anything not ok, the command or SQL that fixes it.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::compat::TokioAsyncWriteCompatExt;
+
+use crate::cli::{pg_error_text, CliError};
+use crate::config::{Config, ErpDbConfig, ErpEncrypt, PgSslMode};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Works, but worth attention.
+    Warn,
+    /// Broken: documents will not flow until fixed.
+    Fail,
+}
+
+/// One finding.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Verdict.
+    pub level: Level,
+    /// What was seen.
+    pub detail: String,
+    /// What to do (empty when ok).
+    pub fix: String,
+}
+
+impl Check {
+    fn ok(name: &str, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            level: Level::Ok,
+            detail: detail.into(),
+            fix: String::new(),
+        }
+    }
+    fn warn(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            level: Level::Warn,
+            detail: detail.into(),
+            fix: fix.into(),
+        }
+    }
+    fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            level: Level::Fail,
+            detail: detail.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Renders findings as the text doctor prints.
+pub fn render(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let tag = match c.level {
+            Level::Ok => "[ ok ]",
+            Level::Warn => "[warn]",
+            Level::Fail => "[FAIL]",
+        };
+        out.push_str(&format!("{tag} {}: {}\n", c.name, c.detail));
+        if !c.fix.is_empty() {
+            for line in c.fix.lines() {
+                out.push_str(&format!("       → {line}\n"));
+            }
+        }
+    }
+    out
+}
+
+type Erp = tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
+
+/// Opens one ERP connection with the configured encryption.
+pub async fn connect_erp(cfg: &ErpDbConfig) -> Result<Erp, String> {
+    let tcfg = cfg.tiberius_config();
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(tcfg.get_addr()),
+    )
+    .await
+    .map_err(|_| format!("TCP connect to {} timed out after 10 s", tcfg.get_addr()))?
+    .map_err(|e| format!("TCP connect to {}: {e}", tcfg.get_addr()))?;
+    let _ = tcp.set_nodelay(true);
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        tiberius::Client::connect(tcfg, tcp.compat_write()),
+    )
+    .await
+    .map_err(|_| "login timed out after 15 s".to_string())?
+    .map_err(|e| e.to_string())
+}
+
+async fn erp_scalar_i64(client: &mut Erp, sql: &str) -> Result<Option<i64>, String> {
+    let row = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_row()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.and_then(|r| {
+        r.try_get::<i32, _>(0)
+            .ok()
+            .flatten()
+            .map(i64::from)
+            .or_else(|| r.try_get::<i64, _>(0).ok().flatten())
+    }))
+}
+
+async fn erp_now(client: &mut Erp) -> Result<Option<chrono::NaiveDateTime>, String> {
+    let row = client
+        .simple_query("SELECT GETDATE()")
+        .await
+        .map_err(|e| e.to_string())?
+        .into_row()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.and_then(|r| r.try_get::<chrono::NaiveDateTime, _>(0).ok().flatten()))
+}
+
+fn is_local_host(h: &str) -> bool {
+    h == "localhost"
+        || h.starts_with('/')
+        || h.parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// Runs every check (or, with `quick`, connectivity only) and returns the findings.
+pub async fn checks(cfg: &Config, quick: bool) -> Vec<Check> {
+    let mut out = Vec::new();
+    // ---- web database ----
+    match cfg.web() {
+        Err(e) => out.push(Check::fail("web database", "not configured", e.to_string())),
+        Ok(w) => match crate::db::connect_web(w).await {
+            Err(e) => {
+                let msg = match &e {
+                    crate::db::WebConnectError::Pg(p) => pg_error_text(p),
+                    other => other.to_string(),
+                };
+                let fix = if msg.contains("certificate") || msg.contains("Certificate") {
+                    "the server certificate is not trusted: set PG_SSL_ROOT_CERT to the provider's CA file \
+                     (Supabase: Database settings → SSL certificate), or as a last resort \
+                     PG_SSL_INSECURE_SKIP_VERIFY=true"
+                } else {
+                    "check PG_HOST/PG_PORT/PG_DATABASE/PG_USER/PG_PASSWORD (or MIKRO_SYNC_PG_URL), \
+                     and that the server accepts connections from this machine"
+                };
+                out.push(Check::fail(
+                    "web database",
+                    format!("cannot connect to {}: {msg}", w.display_masked()),
+                    fix,
+                ));
+            }
+            Ok((client, conn)) => {
+                let h = tokio::spawn(conn);
+                web_checks(cfg, w, &client, quick, &mut out).await;
+                drop(client);
+                let _ = h.await;
+            }
+        },
+    }
+    // ---- ERP database ----
+    match cfg.erp() {
+        Err(e) => out.push(Check::fail(
+            "Mikro database",
+            "not configured",
+            e.to_string(),
+        )),
+        Ok(e) => match connect_erp(e).await {
+            Err(msg) => {
+                let fix = if msg.to_lowercase().contains("certificate") {
+                    "the SQL Server certificate is not trusted: set MSSQL_TRUST_CERT_CA to its CA file, \
+                     or explicitly MSSQL_TRUST_SERVER_CERTIFICATE=true (self-signed servers)"
+                } else if msg.to_lowercase().contains("login failed") {
+                    "check MSSQL_USER / MSSQL_PASSWORD and that the login may use MSSQL_DATABASE"
+                } else {
+                    "check MSSQL_SERVER/MSSQL_PORT (SQL Server Configuration Manager: TCP/IP enabled, port), \
+                     the firewall, and MSSQL_ENCRYPT"
+                };
+                out.push(Check::fail(
+                    "Mikro database",
+                    format!("cannot connect to {}: {msg}", e.display_masked()),
+                    fix,
+                ));
+            }
+            Ok(mut client) => {
+                erp_checks(cfg, e, &mut client, quick, &mut out).await;
+            }
+        },
+    }
+    out
+}
+
+async fn web_checks(
+    cfg: &Config,
+    w: &crate::config::WebDbConfig,
+    client: &tokio_postgres::Client,
+    quick: bool,
+    out: &mut Vec<Check>,
+) {
+    let version = match client
+        .query_one("SELECT current_setting('server_version')", &[])
+        .await
+    {
+        Ok(r) => r.get::<_, String>(0),
+        Err(e) => {
+            out.push(Check::fail(
+                "web database",
+                pg_error_text(&e),
+                "check the login's rights",
+            ));
+            return;
+        }
+    };
+    out.push(Check::ok(
+        "web database",
+        format!(
+            "connected to PostgreSQL {version} at {}:{}/{}",
+            w.host, w.port, w.database
+        ),
+    ));
+    if quick {
+        return;
+    }
+    // TLS
+    let ssl = client
+        .query_opt(
+            "SELECT ssl, coalesce(version, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await;
+    match ssl {
+        Ok(Some(r)) if r.get::<_, bool>(0) => out.push(Check::ok(
+            "web TLS",
+            format!(
+                "encrypted ({}), certificate {}",
+                r.get::<_, String>(1),
+                if w.tls.verify {
+                    "verified"
+                } else {
+                    "NOT verified (PG_SSL_INSECURE_SKIP_VERIFY=true)"
+                }
+            ),
+        )),
+        Ok(_) if is_local_host(&w.host) => {
+            out.push(Check::ok("web TLS", "not encrypted (local server)"))
+        }
+        Ok(_) => out.push(Check::warn(
+            "web TLS",
+            format!(
+                "not encrypted (sslmode={:?}) to a remote server",
+                w.tls.mode
+            ),
+            "set PG_SSL=true (hosted databases such as Supabase require it)",
+        )),
+        Err(e) => out.push(Check::warn("web TLS", pg_error_text(&e), "")),
+    }
+    if w.tls.mode != PgSslMode::Disable && !w.tls.verify {
+        out.push(Check::warn(
+            "web TLS",
+            "certificate verification is switched off",
+            "set PG_SSL_ROOT_CERT to the server's CA and remove PG_SSL_INSECURE_SKIP_VERIFY",
+        ));
+    }
+    // Queue and triggers
+    let queue: Option<String> = client
+        .query_one("SELECT to_regclass('sync_queue')::text", &[])
+        .await
+        .ok()
+        .and_then(|r| r.get(0));
+    if queue.is_none() {
+        out.push(Check::fail(
+            "queue",
+            "no sync_queue table",
+            "run `mikro-sync setup` (it also adopts the old tool's queue)",
+        ));
+    } else {
+        match crate::cli::status::gather(client, 5).await {
+            Ok(st) => {
+                let failed: i64 = st
+                    .counts
+                    .iter()
+                    .filter(|c| c.1 == "failed")
+                    .map(|c| c.2)
+                    .sum();
+                let pending: i64 = st
+                    .counts
+                    .iter()
+                    .filter(|c| c.1 == "pending")
+                    .map(|c| c.2)
+                    .sum();
+                let detail = format!(
+                    "{pending} pending (oldest {}), {failed} failed, listener {}",
+                    st.oldest_pending_secs
+                        .map(crate::cli::status::age)
+                        .unwrap_or_else(|| "—".into()),
+                    if st.listeners > 0 {
+                        "connected"
+                    } else {
+                        "not connected"
+                    }
+                );
+                if failed > 0 {
+                    out.push(Check::warn(
+                        "queue",
+                        detail,
+                        "see `mikro-sync status` for the messages; after fixing, `mikro-sync retry-failed`",
+                    ));
+                } else if st.listeners == 0 && pending > 0 {
+                    out.push(Check::warn(
+                        "queue",
+                        detail,
+                        "documents are waiting and no worker is listening: start `mikro-sync worker` \
+                         (systemctl start mikro-sync)",
+                    ));
+                } else {
+                    out.push(Check::ok("queue", detail));
+                }
+            }
+            Err(e) => out.push(Check::warn("queue", e.to_string(), "")),
+        }
+    }
+    let triggers = client
+        .query(
+            "SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+              WHERE NOT t.tgisinternal AND t.tgname IN ('satis_sync_trigger', 'tahsilat_sync_trigger')",
+            &[],
+        )
+        .await;
+    match triggers {
+        Ok(rows) => {
+            let found: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            for (trg, table) in [
+                ("satis_sync_trigger", "satislar"),
+                ("tahsilat_sync_trigger", "tahsilatlar"),
+            ] {
+                if found.iter().any(|(t, c)| t == trg && c == table) {
+                    out.push(Check::ok("trigger", format!("{trg} on {table}")));
+                } else {
+                    out.push(Check::fail(
+                        "trigger",
+                        format!("{trg} on {table} is missing: new documents are not queued"),
+                        "run `mikro-sync setup`",
+                    ));
+                }
+            }
+        }
+        Err(e) => out.push(Check::warn("trigger", pg_error_text(&e), "")),
+    }
+    // Extra (old) triggers that would enqueue twice.
+    if let Ok(rows) = client
+        .query(
+            "SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+              WHERE NOT t.tgisinternal AND c.relname IN ('satislar', 'tahsilatlar')
+                AND t.tgname NOT IN ('satis_sync_trigger', 'tahsilat_sync_trigger')
+                AND pg_get_triggerdef(t.oid) ILIKE '%sync%'",
+            &[],
+        )
+        .await
+    {
+        for r in rows {
+            let (t, c): (String, String) = (r.get(0), r.get(1));
+            out.push(Check::warn(
+                "trigger",
+                format!("another sync-looking trigger {t} on {c} may enqueue documents twice"),
+                format!("if it is the old tool's, drop it: DROP TRIGGER {t} ON {c}; (or re-run `mikro-sync setup`)"),
+            ));
+        }
+    }
+    // Mappings missing for open documents.
+    if queue.is_some() {
+        mapping_checks(client, out).await;
+    }
+    // Clock
+    if let Ok(r) = client
+        .query_one(
+            "SELECT extract(epoch FROM now())::float8, current_setting('TimeZone')",
+            &[],
+        )
+        .await
+    {
+        let pg_now: f64 = r.get(0);
+        let local = Utc::now().timestamp_millis() as f64 / 1000.0;
+        let skew = pg_now - local;
+        if skew.abs() > 60.0 {
+            out.push(Check::warn(
+                "clock",
+                format!("web database clock differs from this machine by {skew:.0} s"),
+                "synchronise clocks (timedatectl set-ntp true); queue ages and latencies are computed across both",
+            ));
+        } else {
+            out.push(Check::ok(
+                "clock",
+                format!(
+                    "web database and this machine agree within {:.1} s (server TimeZone {})",
+                    skew.abs(),
+                    r.get::<_, String>(1)
+                ),
+            ));
+        }
+    }
+    let _ = cfg;
+}
+
+async fn mapping_checks(client: &tokio_postgres::Client, out: &mut Vec<Check>) {
+    let sql = "
+        SELECT 'int_kodmap_cari' AS tbl, q.entity_type, q.entity_id::text, s.cari_hesap_id::text AS missing
+          FROM sync_queue q JOIN satislar s ON s.id = q.entity_id
+          LEFT JOIN int_kodmap_cari m ON m.web_cari_id = s.cari_hesap_id
+          LEFT JOIN cari_hesaplar c ON c.id = s.cari_hesap_id
+         WHERE q.entity_type = 'satis' AND q.status IN ('pending', 'processing', 'failed')
+           AND m.web_cari_id IS NULL AND coalesce(c.cari_kodu, '') = ''
+        UNION ALL
+        SELECT 'int_kodmap_cari', q.entity_type, q.entity_id::text, t.cari_hesap_id::text
+          FROM sync_queue q JOIN tahsilatlar t ON t.id = q.entity_id
+          LEFT JOIN int_kodmap_cari m ON m.web_cari_id = t.cari_hesap_id
+          LEFT JOIN cari_hesaplar c ON c.id = t.cari_hesap_id
+         WHERE q.entity_type = 'tahsilat' AND q.status IN ('pending', 'processing', 'failed')
+           AND m.web_cari_id IS NULL AND coalesce(c.cari_kodu, '') = ''
+        UNION ALL
+        SELECT DISTINCT 'int_kodmap_stok', q.entity_type, q.entity_id::text, k.stok_id::text
+          FROM sync_queue q JOIN satis_kalemleri k ON k.satis_id = q.entity_id
+          LEFT JOIN int_kodmap_stok m ON m.web_stok_id = k.stok_id
+          LEFT JOIN stoklar st ON st.id = k.stok_id
+         WHERE q.entity_type = 'satis' AND q.status IN ('pending', 'processing', 'failed')
+           AND m.web_stok_id IS NULL AND coalesce(st.stok_kodu, '') = ''
+        LIMIT 50";
+    match client.query(sql, &[]).await {
+        Ok(rows) if rows.is_empty() => out.push(Check::ok(
+            "mappings",
+            "every open document's customer and products have a Mikro code",
+        )),
+        Ok(rows) => {
+            let mut fix = Vec::new();
+            for r in rows.iter().take(10) {
+                let (tbl, kind, doc, missing): (String, String, String, Option<String>) =
+                    (r.get(0), r.get(1), r.get(2), r.get(3));
+                let missing = missing.unwrap_or_else(|| "NULL".into());
+                let (col_id, col_code) = if tbl == "int_kodmap_cari" {
+                    ("web_cari_id", "erp_cari_kod")
+                } else {
+                    ("web_stok_id", "erp_stok_kod")
+                };
+                fix.push(format!(
+                    "{kind} {doc}: INSERT INTO {tbl} ({col_id}, {col_code}) VALUES ('{missing}', '<Mikro code>');"
+                ));
+            }
+            if rows.len() > 10 {
+                fix.push(format!("… and {} more", rows.len() - 10));
+            }
+            fix.push("then `mikro-sync retry-failed` for the documents that already failed".into());
+            out.push(Check::fail(
+                "mappings",
+                format!(
+                    "{} open document(s) reference a customer or product without a Mikro code",
+                    rows.len()
+                ),
+                fix.join("\n"),
+            ));
+        }
+        Err(e) => out.push(Check::warn(
+            "mappings",
+            format!("could not check ({})", pg_error_text(&e)),
+            "the web tables differ from the reference schema; check mappings by hand",
+        )),
+    }
+}
+
+async fn erp_checks(
+    cfg: &Config,
+    e: &ErpDbConfig,
+    client: &mut Erp,
+    quick: bool,
+    out: &mut Vec<Check>,
+) {
+    match erp_scalar_i64(client, "SELECT 1").await {
+        Ok(_) => out.push(Check::ok(
+            "Mikro database",
+            format!("connected to {}:{}/{}", e.host, e.port, e.database),
+        )),
+        Err(m) => {
+            out.push(Check::fail(
+                "Mikro database",
+                m,
+                "check the login's rights on the database",
+            ));
+            return;
+        }
+    }
+    if quick {
+        return;
+    }
+    out.push(match (e.encrypt, e.trust_server_certificate) {
+        (ErpEncrypt::Required, false) => Check::ok("Mikro TLS", "encrypted, certificate verified"),
+        (ErpEncrypt::Required, true) => Check::warn(
+            "Mikro TLS",
+            "encrypted, but any certificate is accepted (MSSQL_TRUST_SERVER_CERTIFICATE=true)",
+            "prefer MSSQL_TRUST_CERT_CA=<the server's CA file> when the server has a self-signed certificate",
+        ),
+        (ErpEncrypt::LoginOnly, _) if is_local_host(&e.host) => {
+            Check::ok("Mikro TLS", "login encrypted only (local server)")
+        }
+        (ErpEncrypt::LoginOnly, _) => Check::warn(
+            "Mikro TLS",
+            "only the login is encrypted (MSSQL_ENCRYPT=false); documents travel in clear text",
+            "set MSSQL_ENCRYPT=true (plus MSSQL_TRUST_CERT_CA or MSSQL_TRUST_SERVER_CERTIFICATE for self-signed servers)",
+        ),
+        (ErpEncrypt::Plaintext, _) => Check::warn(
+            "Mikro TLS",
+            "no encryption at all (MSSQL_ENCRYPT=plaintext)",
+            "set MSSQL_ENCRYPT=true unless the server cannot do TLS",
+        ),
+    });
+    for (table, col) in [
+        ("CARI_HESAP_HAREKETLERI", "cha_RECno"),
+        ("STOK_HAREKETLERI", "sth_RECno"),
+        ("ODEME_EMIRLERI", "sck_RECno"),
+    ] {
+        if let Err(m) = erp_scalar_i64(client, &format!("SELECT TOP 1 {col} FROM {table}")).await {
+            out.push(Check::fail(
+                "Mikro tables",
+                format!("cannot read {table}: {m}"),
+                format!("grant the login SELECT, INSERT, UPDATE on {table}, or check MSSQL_DATABASE is the company database"),
+            ));
+        }
+    }
+    match erp_scalar_i64(client, "SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER").await {
+        Ok(n) => out.push(Check::ok(
+            "ledger",
+            format!(
+                "dbo.MIKROSYNC_LEDGER present ({} documents posted)",
+                n.unwrap_or(0)
+            ),
+        )),
+        Err(m) => out.push(Check::fail(
+            "ledger",
+            format!("dbo.MIKROSYNC_LEDGER is not readable: {m}"),
+            "run `mikro-sync setup --erp` once with a login allowed to CREATE TABLE, \
+             then grant the daemon's login SELECT, INSERT on it",
+        )),
+    }
+    match erp_now(client).await {
+        Ok(Some(server_now)) => {
+            let expected = Utc::now()
+                .with_timezone(&cfg.posting.timezone)
+                .naive_local();
+            let skew = (server_now - expected).num_seconds();
+            if skew.abs() > 120 {
+                out.push(Check::warn(
+                    "time zone",
+                    format!(
+                        "SQL Server's clock reads {server_now}, but now in {} is {} ({:+} min)",
+                        cfg.posting.timezone.name(),
+                        expected.format("%Y-%m-%d %H:%M:%S"),
+                        skew / 60
+                    ),
+                    "documents are dated in MIKRO_SYNC_TIMEZONE: set it to the company's zone, \
+                     or fix the SQL Server machine's clock",
+                ));
+            } else {
+                out.push(Check::ok(
+                    "time zone",
+                    format!(
+                        "SQL Server's local time matches {} within {} s",
+                        cfg.posting.timezone.name(),
+                        skew.abs()
+                    ),
+                ));
+            }
+        }
+        Ok(None) => {}
+        Err(m) => out.push(Check::warn(
+            "time zone",
+            format!("cannot read GETDATE(): {m}"),
+            "",
+        )),
+    }
+}
+
+/// Runs doctor, prints the findings, and fails when any check failed.
+pub async fn run(cfg: &Config, quick: bool) -> Result<(), CliError> {
+    let found = checks(cfg, quick).await;
+    let failed = found.iter().filter(|c| c.level == Level::Fail).count();
+    if quick {
+        if failed > 0 {
+            eprint!("{}", render(&found));
+            return Err(CliError::Failed(format!("{failed} check(s) failed")));
+        }
+        return Ok(());
+    }
+    print!("{}", render(&found));
+    let warned = found.iter().filter(|c| c.level == Level::Warn).count();
+    if failed > 0 {
+        return Err(CliError::Failed(format!(
+            "{failed} check(s) failed, {warned} warning(s)"
+        )));
+    }
+    println!("All checks passed ({warned} warning(s)).");
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! Process-wide metrics in Prometheus text format, without a metrics framework.
+//!
+//! Why hand-rolled: the daemon needs a dozen counters, gauges and two histograms; a small
+//! lock-protected map keeps the dependency tree light and the exposition exact. Any part of the
+//! daemon records through [`global()`]; `crate::http` serves [`Metrics::render`] at `/metrics`.
+//! Recording is cheap (one short mutex section) and never fails.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Histogram buckets (seconds) for document latencies: sub-millisecond pick-up up to minutes of
+/// retries.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Metric names and their help text; the exposition prints these as `# HELP` / `# TYPE`.
+const DESCRIPTORS: &[(&str, &str, &str)] = &[
+    (
+        "mikro_sync_queue_depth",
+        "gauge",
+        "sync_queue rows by status (refreshed every few seconds)",
+    ),
+    (
+        "mikro_sync_queue_oldest_pending_seconds",
+        "gauge",
+        "Age of the oldest pending sync_queue row",
+    ),
+    (
+        "mikro_sync_documents_posted_total",
+        "counter",
+        "Documents posted into Mikro, by kind",
+    ),
+    (
+        "mikro_sync_documents_failed_total",
+        "counter",
+        "Documents that ended failed, by kind",
+    ),
+    (
+        "mikro_sync_retries_total",
+        "counter",
+        "Posting attempts that will be retried, by kind and error class",
+    ),
+    (
+        "mikro_sync_pickup_latency_seconds",
+        "histogram",
+        "Web commit (queue row created) to processing start",
+    ),
+    (
+        "mikro_sync_posting_latency_seconds",
+        "histogram",
+        "Web commit (queue row created) to ERP commit",
+    ),
+    (
+        "mikro_sync_listener_up",
+        "gauge",
+        "1 while the LISTEN connection is established",
+    ),
+    (
+        "mikro_sync_listener_reconnects_total",
+        "counter",
+        "LISTEN connection re-establishments",
+    ),
+    (
+        "mikro_sync_pool_up",
+        "gauge",
+        "1 when the last health check of the pool succeeded (pool=web|erp)",
+    ),
+    (
+        "mikro_sync_erp_sync_rows_total",
+        "counter",
+        "ERP to web rows applied, by entity and operation",
+    ),
+    (
+        "mikro_sync_erp_sync_runs_total",
+        "counter",
+        "ERP to web sync runs, by result",
+    ),
+    (
+        "mikro_sync_build_info",
+        "gauge",
+        "Always 1; the version label says which build runs",
+    ),
+];
+
+type Labels = Vec<(String, String)>;
+
+#[derive(Default)]
+struct Hist {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    counters: BTreeMap<(String, Labels), f64>,
+    gauges: BTreeMap<(String, Labels), f64>,
+    hists: BTreeMap<(String, Labels), Hist>,
+}
+
+/// The metric store. Use [`global()`].
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+fn key(name: &str, labels: &[(&str, &str)]) -> (String, Labels) {
+    (
+        name.to_string(),
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// The process-wide metric store.
+pub fn global() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| {
+        let m = Metrics::default();
+        m.set_gauge(
+            "mikro_sync_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
+        m
+    })
+}
+
+impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps inconsistent in a way that
+        // matters for metrics, so a poisoned lock is simply reused.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds `by` to a counter.
+    pub fn inc_by(&self, name: &str, labels: &[(&str, &str)], by: f64) {
+        *self.lock().counters.entry(key(name, labels)).or_default() += by;
+    }
+
+    /// Adds 1 to a counter.
+    pub fn inc(&self, name: &str, labels: &[(&str, &str)]) {
+        self.inc_by(name, labels, 1.0);
+    }
+
+    /// Sets a gauge.
+    pub fn set_gauge(&self, name: &str, labels: &[(&str, &str)], v: f64) {
+        self.lock().gauges.insert(key(name, labels), v);
+    }
+
+    /// Reads a gauge (health endpoints use this).
+    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.lock().gauges.get(&key(name, labels)).copied()
+    }
+
+    /// Reads a counter (tests and `status` use this).
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.lock()
+            .counters
+            .get(&key(name, labels))
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    /// Records one observation into a histogram with [`LATENCY_BUCKETS`].
+    pub fn observe(&self, name: &str, labels: &[(&str, &str)], d: Duration) {
+        let v = d.as_secs_f64();
+        let mut g = self.lock();
+        let h = g.hists.entry(key(name, labels)).or_default();
+        if h.counts.is_empty() {
+            h.counts = vec![0; LATENCY_BUCKETS.len()];
+        }
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            if v <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += v;
+        h.count += 1;
+    }
+
+    /// Convenience: a document was posted.
+    pub fn document_posted(&self, kind: &str, latency: Duration) {
+        self.inc("mikro_sync_documents_posted_total", &[("kind", kind)]);
+        self.observe(
+            "mikro_sync_posting_latency_seconds",
+            &[("kind", kind)],
+            latency,
+        );
+    }
+
+    /// Convenience: a document ended `failed`.
+    pub fn document_failed(&self, kind: &str) {
+        self.inc("mikro_sync_documents_failed_total", &[("kind", kind)]);
+    }
+
+    /// Convenience: an attempt failed and will be retried (`class` = transient, data, not_ready).
+    pub fn retry(&self, kind: &str, class: &str) {
+        self.inc(
+            "mikro_sync_retries_total",
+            &[("kind", kind), ("class", class)],
+        );
+    }
+
+    /// Convenience: the LISTEN connection went up or down.
+    pub fn listener_up(&self, up: bool) {
+        self.set_gauge("mikro_sync_listener_up", &[], if up { 1.0 } else { 0.0 });
+    }
+
+    /// Convenience: the LISTEN connection was re-established.
+    pub fn listener_reconnected(&self) {
+        self.inc("mikro_sync_listener_reconnects_total", &[]);
+    }
+
+    /// Convenience: ERP → web rows applied (`op` = inserted, updated, deactivated).
+    pub fn erp_rows(&self, entity: &str, op: &str, n: u64) {
+        self.inc_by(
+            "mikro_sync_erp_sync_rows_total",
+            &[("entity", entity), ("op", op)],
+            n as f64,
+        );
+    }
+
+    /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let g = self.lock();
+        let mut out = String::new();
+        for (name, kind, help) in DESCRIPTORS {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            match *kind {
+                "counter" => {
+                    for ((n, l), v) in g.counters.iter().filter(|((n, _), _)| n == name) {
+                        let _ = writeln!(out, "{n}{} {}", fmt_labels(l, None), fmt_num(*v));
+                    }
+                }
+                "gauge" => {
+                    for ((n, l), v) in g.gauges.iter().filter(|((n, _), _)| n == name) {
+                        let _ = writeln!(out, "{n}{} {}", fmt_labels(l, None), fmt_num(*v));
+                    }
+                }
+                _ => {
+                    for ((n, l), h) in g.hists.iter().filter(|((n, _), _)| n == name) {
+                        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+                            let _ = writeln!(
+                                out,
+                                "{n}_bucket{} {}",
+                                fmt_labels(l, Some(&fmt_num(*b))),
+                                h.counts[i]
+                            );
+                        }
+                        let _ =
+                            writeln!(out, "{n}_bucket{} {}", fmt_labels(l, Some("+Inf")), h.count);
+                        let _ = writeln!(out, "{n}_sum{} {}", fmt_labels(l, None), fmt_num(h.sum));
+                        let _ = writeln!(out, "{n}_count{} {}", fmt_labels(l, None), h.count);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+fn fmt_labels(l: &Labels, le: Option<&str>) -> String {
+    let mut parts: Vec<String> = l
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}=\"{}\"",
+                v.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+            )
+        })
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.document_posted("satis", Duration::from_millis(7));
+        m.set_gauge("mikro_sync_queue_depth", &[("status", "pending")], 3.0);
+        let s = m.render();
+        assert!(s.contains("mikro_sync_documents_posted_total{kind=\"satis\"} 1"));
+        assert!(
+            s.contains("mikro_sync_posting_latency_seconds_bucket{kind=\"satis\",le=\"0.01\"} 1")
+        );
+        assert!(
+            s.contains("mikro_sync_posting_latency_seconds_bucket{kind=\"satis\",le=\"0.005\"} 0")
+        );
+        assert!(s.contains("mikro_sync_queue_depth{status=\"pending\"} 3"));
+        assert!(s.contains("# TYPE mikro_sync_posting_latency_seconds histogram"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Logging: `tracing` to stdout (text or JSON, journald-friendly) and, when a log directory is
+//! configured, daily-rolled `combined.log` (everything the filter lets through) and `error.log`
+//! (errors only), as the old tool's operators expect.
+//!
+//! Why spans: the worker wraps each document in a span carrying `queue_id`, `kind` and `web_id`;
+//! both formats print the span fields on every line, so `grep <web id> combined.log` finds the
+//! whole story of one document. Secrets never reach a log because the configuration types print
+//! `***` for them (see `crate::config::Secret`).
+
+use std::path::Path;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::LogFormat;
+
+/// Keeps the background log-file writers alive; drop it last (it flushes on drop).
+pub struct LogGuards {
+    _guards: Vec<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The log directory cannot be created or written.
+    #[error("cannot use log directory {dir} (MIKRO_SYNC_LOG_DIR): {message}")]
+    LogDir {
+        /// The directory.
+        dir: String,
+        /// Why.
+        message: String,
+    },
+    /// The filter directive is invalid (normally caught by the configuration already).
+    #[error("invalid LOG_LEVEL filter: {0}")]
+    Filter(String),
+}
+
+/// Installs the global subscriber. `level` is a `tracing` filter directive (`info`,
+/// `info,mikro_sync=debug`); `RUST_LOG`, when set, wins for the stdout and combined outputs.
+pub fn init(
+    level: &str,
+    format: LogFormat,
+    dir: Option<&Path>,
+) -> Result<LogGuards, TelemetryError> {
+    let filter = || -> Result<EnvFilter, TelemetryError> {
+        match std::env::var("RUST_LOG") {
+            Ok(v) if !v.trim().is_empty() => {
+                EnvFilter::try_new(v).map_err(|e| TelemetryError::Filter(e.to_string()))
+            }
+            _ => EnvFilter::try_new(level).map_err(|e| TelemetryError::Filter(e.to_string())),
+        }
+    };
+    use std::io::IsTerminal;
+    // Under systemd, journald stamps every line itself.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let ansi = std::io::stdout().is_terminal();
+    let stdout_layer: Box<dyn Layer<_> + Send + Sync> = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(true)
+            .with_filter(filter()?)
+            .boxed(),
+        LogFormat::Text if journald => tracing_subscriber::fmt::layer()
+            .without_time()
+            .with_ansi(false)
+            .with_filter(filter()?)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_filter(filter()?)
+            .boxed(),
+    };
+    let mut guards = Vec::new();
+    let mut layers = vec![stdout_layer];
+    if let Some(dir) = dir {
+        let derr = |e: &dyn std::fmt::Display| TelemetryError::LogDir {
+            dir: dir.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| derr(&e))?;
+        let appender = |name: &str| {
+            tracing_appender::rolling::RollingFileAppender::builder()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix(name)
+                .max_log_files(14)
+                .build(dir)
+                .map_err(|e| derr(&e))
+        };
+        let (combined, g1) = tracing_appender::non_blocking(appender("combined.log")?);
+        let (errors, g2) = tracing_appender::non_blocking(appender("error.log")?);
+        guards.push(g1);
+        guards.push(g2);
+        let file_layer = |w: tracing_appender::non_blocking::NonBlocking| match format {
+            LogFormat::Json => tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(w)
+                .boxed(),
+            LogFormat::Text => tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(w)
+                .boxed(),
+        };
+        layers.push(file_layer(combined).with_filter(filter()?).boxed());
+        layers.push(
+            file_layer(errors)
+                .with_filter(tracing_subscriber::filter::LevelFilter::ERROR)
+                .boxed(),
+        );
+    }
+    // A second init (tests calling twice) is harmless: the first subscriber stays.
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    Ok(LogGuards { _guards: guards })
+}
