@@ -4,14 +4,17 @@
 //! worker ([`queue`]) wakes, claims and posts each document into Mikro ([`posting`]) exactly once.
 //! ERP → Web: master data flows back incrementally ([`erp_sync`]).
 
+pub mod cli;
 pub mod config;
 pub mod db;
-pub mod erp_sync;
-pub mod posting;
-pub mod queue;
-pub mod cli;
 pub mod demo;
 pub mod doctor;
+pub mod erp_sync;
 pub mod http;
 pub mod metrics;
+pub mod mikro;
+pub mod posting;
+pub mod queue;
+pub mod setup;
+pub mod shutdown;
 pub mod telemetry;

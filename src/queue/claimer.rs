@@ -1,0 +1,115 @@
+//! Claiming due rows (the producer side of the worker).
+//!
+//! One statement claims a batch: the due `pending` rows are locked with `FOR UPDATE SKIP LOCKED`
+//! (so several workers, in one process or many, never claim the same row and never wait on
+//! each other) and turned into `processing` with the worker's name and a lease. The attempt is
+//! counted here (`retry_count` counts attempts) and the retry window starts on the first one.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use uuid::Uuid;
+
+use super::{Job, QueueError};
+use crate::posting::DocKind;
+
+const CLAIM_SQL: &str = "\
+WITH due AS (
+    SELECT id FROM sync_queue
+     WHERE status = 'pending' AND next_attempt_at <= now()
+     ORDER BY next_attempt_at
+     LIMIT $1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE sync_queue q
+   SET status = 'processing',
+       claimed_by = $2,
+       claimed_at = clock_timestamp(),
+       lease_until = clock_timestamp() + make_interval(secs => $3),
+       retry_count = q.retry_count + 1,
+       first_attempt_at = coalesce(q.first_attempt_at, now())
+  FROM due
+ WHERE q.id = due.id
+RETURNING q.id, q.entity_type, q.entity_id, q.retry_count, q.created_at,
+          q.first_attempt_at, q.claimed_at";
+
+/// Claims up to `limit` due rows for `worker`, leased for `lease`.
+pub async fn claim(
+    client: &tokio_postgres::Client,
+    worker: &str,
+    limit: usize,
+    lease: Duration,
+) -> Result<Vec<Job>, QueueError> {
+    let limit = limit.max(1) as i64;
+    let rows = client
+        .query(CLAIM_SQL, &[&limit, &worker, &lease.as_secs_f64()])
+        .await
+        .map_err(QueueError::Web)?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for r in rows {
+        let entity_type: String = r.get(1);
+        let Some(kind) = DocKind::parse(&entity_type) else {
+            // The CHECK constraint makes this impossible for new rows; park it loudly anyway.
+            let id: Uuid = r.get(0);
+            tracing::error!(queue_id = %id, entity_type, "unknown entity_type claimed; marking failed");
+            client
+                .execute(
+                    "UPDATE sync_queue SET status = 'failed', processed_at = now(), claimed_by = NULL, \
+                     lease_until = NULL, error_message = 'unknown entity_type ' || entity_type WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .map_err(QueueError::Web)?;
+            continue;
+        };
+        let created_at: DateTime<Utc> = r.get(4);
+        let claimed_at: DateTime<Utc> = r.get(6);
+        jobs.push(Job {
+            id: r.get(0),
+            kind,
+            entity_id: r.get(2),
+            attempt: r.get::<_, i32>(3).max(0) as u32,
+            created_at,
+            first_attempt_at: r.get(5),
+            claimed_at,
+            claimed_instant: std::time::Instant::now(),
+        });
+    }
+    Ok(jobs)
+}
+
+/// Time until the earliest pending row becomes due (zero if one is due now; None if nothing
+/// is pending), measured on the database clock so client clock skew does not matter.
+pub async fn next_due(client: &tokio_postgres::Client) -> Result<Option<Duration>, QueueError> {
+    let row = client
+        .query_one(
+            "SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8 \
+               FROM sync_queue WHERE status = 'pending'",
+            &[],
+        )
+        .await
+        .map_err(QueueError::Web)?;
+    let secs: Option<f64> = row.get(0);
+    Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
+
+/// Extends the lease of the rows this worker is still working on (heartbeat).
+pub async fn extend_leases(
+    client: &tokio_postgres::Client,
+    worker: &str,
+    ids: &[Uuid],
+    lease: Duration,
+) -> Result<u64, QueueError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    client
+        .execute(
+            "UPDATE sync_queue SET lease_until = clock_timestamp() + make_interval(secs => $3) \
+              WHERE id = ANY($1) AND status = 'processing' AND claimed_by = $2",
+            &[&ids, &worker, &lease.as_secs_f64()],
+        )
+        .await
+        .map_err(QueueError::Web)
+}

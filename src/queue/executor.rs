@@ -1,0 +1,325 @@
+//! Running one claimed document: post it through a [`Sink`], then complete, retry or fail it.
+//!
+//! Completion is one web statement (one transaction) that marks the queue row `completed` and
+//! writes the Mikro number back to the document (`satislar.fatura_seri_no/fatura_sira_no`,
+//! `tahsilatlar.tahsilat_seri_no/tahsilat_sira_no`). The triggers are AFTER INSERT, so this
+//! UPDATE never enqueues the document again. Completions are batched by a completer task (many
+//! rows per statement under load, one when it is quiet), which is what lets the queue itself run
+//! at tens of thousands of rows per second.
+//!
+//! If the process dies between the ERP commit and the web completion, the row is retried (lease
+//! expiry); posting finds its ledger row, returns `already_posted`, and only the web side is
+//! completed. [`ExecHooks::fail_after_erp_commit`] injects exactly that failure in tests.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::metrics::Metrics;
+use super::retry::{Decision, RetryPolicy};
+use super::{Job, QueueError};
+use crate::db::{ErpPool, WebPool};
+use crate::posting::{PostError, Posted, PostingConfig};
+
+/// Where documents go. The worker is generic over it so the queue can be measured (and tested)
+/// without an ERP ([`NoopSink`]), while production uses [`MikroSink`].
+pub trait Sink: Send + Sync + 'static {
+    /// Posts one document exactly once in effect (see [`crate::posting::post_document`]).
+    fn post(&self, job: &Job) -> impl Future<Output = Result<Posted, PostError>> + Send;
+}
+
+/// Production sink: the document goes into Mikro through the bb8 ERP pool and `posting`.
+#[derive(Clone)]
+pub struct MikroSink {
+    /// Web pool (posting reads the document and the mappings through it).
+    pub web: WebPool,
+    /// ERP pool; its size bounds the ERP connections in use.
+    pub erp: ErpPool,
+    /// Series, time zone, … for posting.
+    pub cfg: PostingConfig,
+}
+
+impl Sink for MikroSink {
+    async fn post(&self, job: &Job) -> Result<Posted, PostError> {
+        let web = self
+            .web
+            .get()
+            .await
+            .map_err(|e| PostError::Transient(format!("web pool: {e}")))?;
+        let mut erp = self
+            .erp
+            .get()
+            .await
+            .map_err(|e| PostError::Transient(format!("ERP pool: {e}")))?;
+        crate::posting::post_document(&web, &mut erp, &self.cfg, job.kind, job.entity_id).await
+    }
+}
+
+/// A sink that posts nothing and succeeds at once (no number to write back). For benchmarks of
+/// the queue alone and tests where the ERP is irrelevant.
+#[derive(Debug, Clone, Default)]
+pub struct NoopSink;
+
+impl Sink for NoopSink {
+    async fn post(&self, _job: &Job) -> Result<Posted, PostError> {
+        Ok(Posted {
+            seri: String::new(),
+            sira: 0,
+            cha_recno: 0,
+            already_posted: false,
+        })
+    }
+}
+
+impl<S: Sink> Sink for Arc<S> {
+    fn post(&self, job: &Job) -> impl Future<Output = Result<Posted, PostError>> + Send {
+        (**self).post(job)
+    }
+}
+
+/// Test hooks. All off by default; production never sets them.
+#[derive(Debug, Clone, Default)]
+pub struct ExecHooks {
+    /// While > 0: each successful posting is treated as failing right after the ERP commit
+    /// (before the web side is marked), and the counter is decremented.
+    pub fail_after_erp_commit: Option<Arc<AtomicUsize>>,
+}
+
+/// A finished posting waiting for its web completion.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub job: Job,
+    pub posted: Posted,
+}
+
+/// Shared state of the job tasks.
+pub(crate) struct ExecCtx<S> {
+    pub sink: S,
+    pub web: WebPool,
+    pub worker_name: String,
+    pub policy: RetryPolicy,
+    pub metrics: Arc<Metrics>,
+    pub hooks: ExecHooks,
+    pub completions: mpsc::UnboundedSender<Completion>,
+}
+
+/// What a job task reports back to the worker loop.
+#[derive(Debug)]
+pub(crate) struct JobDone {
+    pub id: Uuid,
+    /// Set when the job was scheduled for a retry: when it becomes due.
+    pub retry_at: Option<Instant>,
+}
+
+/// Runs one job to its outcome (posted → completer; failed attempt → retry or failed).
+pub(crate) async fn execute<S: Sink>(ctx: Arc<ExecCtx<S>>, job: Job) -> JobDone {
+    let span = tracing::info_span!("job", queue_id = %job.id, kind = job.kind.as_str(),
+        web_id = %job.entity_id, attempt = job.attempt);
+    async move {
+        let id = job.id;
+        let mut result = ctx.sink.post(&job).await;
+        if result.is_ok() {
+            if let Some(h) = &ctx.hooks.fail_after_erp_commit {
+                if h.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    result = Err(PostError::Transient(
+                        "injected failure after the ERP commit (test hook)".into(),
+                    ));
+                }
+            }
+        }
+        match result {
+            Ok(posted) => {
+                let e2e = (chrono::Utc::now() - job.created_at)
+                    .to_std()
+                    .unwrap_or_default();
+                ctx.metrics.end_to_end_latency.observe(e2e);
+                tracing::debug!(seri = %posted.seri, sira = posted.sira,
+                    already_posted = posted.already_posted, "posted");
+                if ctx.completions.send(Completion { job, posted }).is_err() {
+                    tracing::error!("completer gone; the lease will expire and the row be retried");
+                }
+                JobDone { id, retry_at: None }
+            }
+            Err(err) => {
+                let elapsed = (job.claimed_at - job.first_attempt_at)
+                    .to_std()
+                    .unwrap_or_default();
+                let decision = ctx.policy.decide(&err, job.attempt, elapsed);
+                let retry_at = match &decision {
+                    Decision::Retry { delay } => Some(Instant::now() + *delay),
+                    Decision::Fail { .. } => None,
+                };
+                let fail = FailCtx {
+                    web: &ctx.web,
+                    worker_name: &ctx.worker_name,
+                    metrics: &ctx.metrics,
+                };
+                if let Err(e) = fail.record(&job, &err, &decision).await {
+                    tracing::error!(error = %e, "cannot record the failed attempt; the lease will expire and the row be retried");
+                }
+                JobDone { id, retry_at }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+const COMPLETE_SQL: &str = "\
+WITH c AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[]) AS c(id, seri, sira)
+), q AS (
+    UPDATE sync_queue s
+       SET status = 'completed', processed_at = now(), error_message = NULL,
+           claimed_by = NULL, claimed_at = NULL, lease_until = NULL
+      FROM c
+     WHERE s.id = c.id AND s.status IN ('processing', 'pending')
+    RETURNING s.entity_type, s.entity_id, c.seri, c.sira
+), sa AS (
+    UPDATE satislar t SET fatura_seri_no = q.seri, fatura_sira_no = q.sira
+      FROM q
+     WHERE q.entity_type = 'satis' AND t.id = q.entity_id AND q.seri <> ''
+       AND (t.fatura_seri_no IS DISTINCT FROM q.seri OR t.fatura_sira_no IS DISTINCT FROM q.sira)
+    RETURNING 1
+), ta AS (
+    UPDATE tahsilatlar t SET tahsilat_seri_no = q.seri, tahsilat_sira_no = q.sira
+      FROM q
+     WHERE q.entity_type = 'tahsilat' AND t.id = q.entity_id AND q.seri <> ''
+       AND (t.tahsilat_seri_no IS DISTINCT FROM q.seri OR t.tahsilat_sira_no IS DISTINCT FROM q.sira)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM q) + 0 * ((SELECT count(*) FROM sa) + (SELECT count(*) FROM ta))";
+
+/// Most completions written by one statement.
+const MAX_BATCH: usize = 1000;
+
+/// The completer task: writes completions in batches until the channel closes (all job tasks
+/// and the worker dropped their senders), so a graceful shutdown flushes everything.
+pub(crate) async fn run_completer(
+    web: WebPool,
+    policy: RetryPolicy,
+    worker_name: String,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::UnboundedReceiver<Completion>,
+) {
+    let mut batch: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = complete_batch(&web, &batch).await {
+            tracing::warn!(error = %e, rows = batch.len(), "batched completion failed; completing one by one");
+            for c in &batch {
+                if let Err(e) = complete_batch(&web, std::slice::from_ref(c)).await {
+                    let span = tracing::info_span!("job", queue_id = %c.job.id,
+                        kind = c.job.kind.as_str(), web_id = %c.job.entity_id);
+                    let _g = span.enter();
+                    tracing::error!(error = %e, "cannot mark the posted document completed; it will be retried and completed from the ledger");
+                    let err = PostError::Transient(format!("web completion failed: {e}"));
+                    let elapsed = (c.job.claimed_at - c.job.first_attempt_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    let decision = policy.decide(&err, c.job.attempt, elapsed);
+                    let fail = FailCtx {
+                        web: &web,
+                        worker_name: &worker_name,
+                        metrics: &metrics,
+                    };
+                    let _ = fail.record(&c.job, &err, &decision).await;
+                    continue;
+                }
+                count_done(&metrics, c);
+            }
+        } else {
+            for c in &batch {
+                count_done(&metrics, c);
+            }
+        }
+        batch.clear();
+    }
+}
+
+fn count_done(metrics: &Metrics, c: &Completion) {
+    Metrics::inc(&metrics.posted);
+    if c.posted.already_posted {
+        Metrics::inc(&metrics.already_posted);
+    }
+    let span = tracing::info_span!("job", queue_id = %c.job.id, kind = c.job.kind.as_str(),
+        web_id = %c.job.entity_id);
+    let _g = span.enter();
+    tracing::info!(seri = %c.posted.seri, sira = c.posted.sira,
+        already_posted = c.posted.already_posted, "completed");
+}
+
+struct FailCtx<'a> {
+    web: &'a WebPool,
+    worker_name: &'a str,
+    metrics: &'a Metrics,
+}
+
+impl FailCtx<'_> {
+    async fn record(&self, job: &Job, err: &PostError, d: &Decision) -> Result<(), QueueError> {
+        let client = self
+            .web
+            .get()
+            .await
+            .map_err(|e| QueueError::Pool(e.to_string()))?;
+        let (status, delay, msg) = match d {
+            Decision::Retry { delay } => {
+                Metrics::inc(&self.metrics.retries);
+                let class = match err {
+                    PostError::Transient(_) => "transient",
+                    PostError::Data(_) => "data",
+                    PostError::NotReady(_) => "not ready",
+                };
+                tracing::warn!(error = %err, class, retry_in_ms = delay.as_millis() as u64,
+                    "attempt failed; retrying later");
+                ("pending", delay.as_secs_f64(), err.to_string())
+            }
+            Decision::Fail { message } => {
+                Metrics::inc(&self.metrics.failed);
+                tracing::error!(error = %message,
+                    "document failed; fix it, then set status = 'pending' to retry");
+                ("failed", 0.0, message.clone())
+            }
+        };
+        client
+            .execute(
+                "UPDATE sync_queue SET status = $2, \
+                   next_attempt_at = clock_timestamp() + make_interval(secs => $3), \
+                   processed_at = CASE WHEN $2 = 'failed' THEN now() END, \
+                   error_message = $4, claimed_by = NULL, claimed_at = NULL, lease_until = NULL \
+                 WHERE id = $1 AND status = 'processing' AND claimed_by = $5",
+                &[&job.id, &status, &delay, &msg, &self.worker_name],
+            )
+            .await
+            .map_err(QueueError::Web)?;
+        Ok(())
+    }
+}
+
+async fn complete_batch(web: &WebPool, batch: &[Completion]) -> Result<u64, QueueError> {
+    let client = web
+        .get()
+        .await
+        .map_err(|e| QueueError::Pool(e.to_string()))?;
+    let ids: Vec<Uuid> = batch.iter().map(|c| c.job.id).collect();
+    let seri: Vec<&str> = batch.iter().map(|c| c.posted.seri.as_str()).collect();
+    let sira: Vec<i32> = batch.iter().map(|c| c.posted.sira).collect();
+    let row = client
+        .query_one(COMPLETE_SQL, &[&ids, &seri, &sira])
+        .await
+        .map_err(QueueError::Web)?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}

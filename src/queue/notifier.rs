@@ -1,0 +1,239 @@
+//! The LISTEN connection: wakes the worker when a web transaction enqueued something.
+//!
+//! A dedicated tokio-postgres connection whose `Connection` we poll ourselves
+//! (`poll_message`), so notifications reach us. A pooled deadpool client would not do: deadpool
+//! spawns the connection future (notifications are dropped) and its recycling runs `UNLISTEN`.
+//!
+//! The same session carries the "idle" advisory lock (see `sql/web/005_triggers.sql`): while the
+//! worker is idle it holds [`IDLE_LOCK_KEY`] exclusively, which tells the enqueue trigger to
+//! notify; while it drains it does not, and writers skip the notify. Losing the connection
+//! releases the lock, which is safe (writers then notify nobody, and the reconnect drains).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Client, Socket};
+
+use super::QueueError;
+
+/// The NOTIFY channel of the enqueue trigger.
+pub const CHANNEL: &str = "mikro_sync_queue";
+/// The advisory lock an idle worker holds exclusively ('mikrosyn' as a big-endian i64).
+pub const IDLE_LOCK_KEY: i64 = 0x6D69_6B72_6F73_796E;
+
+/// The message stream of a connection, already detached from its TLS type.
+pub type MessageStream = BoxStream<'static, Result<AsyncMessage, tokio_postgres::Error>>;
+/// What a [`ListenConnect`] returns.
+pub type ConnectFuture =
+    Pin<Box<dyn Future<Output = Result<(Client, MessageStream), tokio_postgres::Error>> + Send>>;
+
+/// Opens LISTEN connections (the worker reconnects through it). Implemented by
+/// [`PgListenConnector`]; "ship" builds one with its TLS connector.
+pub trait ListenConnect: Send + Sync {
+    /// Opens one new connection.
+    fn connect(&self) -> ConnectFuture;
+}
+
+/// [`ListenConnect`] for a tokio-postgres config and a TLS maker (`NoTls` or rustls).
+pub struct PgListenConnector<T> {
+    config: tokio_postgres::Config,
+    tls: T,
+}
+
+impl<T> PgListenConnector<T> {
+    /// Wraps a config; TCP keepalives are switched on so a silently dead peer is noticed even
+    /// when no query runs (the worker also pings the connection on every poll tick).
+    pub fn new(mut config: tokio_postgres::Config, tls: T) -> Self {
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("mikro-sync listener");
+        PgListenConnector { config, tls }
+    }
+}
+
+impl PgListenConnector<tokio_postgres::NoTls> {
+    /// A plaintext connector from a libpq-style URL (tests, local servers).
+    pub fn from_url_notls(url: &str) -> Result<Self, QueueError> {
+        let cfg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| QueueError::Config(e.to_string()))?;
+        Ok(Self::new(cfg, tokio_postgres::NoTls))
+    }
+}
+
+impl<T> ListenConnect for PgListenConnector<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    fn connect(&self) -> ConnectFuture {
+        let config = self.config.clone();
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let (client, mut conn) = config.connect(tls).await?;
+            let stream: MessageStream =
+                futures::stream::poll_fn(move |cx| conn.poll_message(cx)).boxed();
+            Ok((client, stream))
+        })
+    }
+}
+
+/// One live LISTEN connection.
+pub(crate) struct Listener {
+    client: Client,
+    wake: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+    /// True while this session holds [`IDLE_LOCK_KEY`] exclusively.
+    pub(crate) holds_idle_lock: bool,
+}
+
+impl Listener {
+    /// Connects, starts polling the connection, runs LISTEN. `notifications` counts arrivals.
+    pub(crate) async fn connect(
+        connector: &dyn ListenConnect,
+        metrics: Arc<super::Metrics>,
+    ) -> Result<Listener, QueueError> {
+        let (client, mut stream) = connector.connect().await.map_err(QueueError::Listen)?;
+        let wake = Arc::new(Notify::new());
+        let w = wake.clone();
+        let task = tokio::spawn(async move {
+            while let Some(msg) = stream.next().await {
+                match msg {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        super::Metrics::inc(&metrics.notifications);
+                        // Coalesces: one stored permit stands for any number of notifications.
+                        w.notify_one();
+                    }
+                    Ok(AsyncMessage::Notice(n)) => {
+                        tracing::debug!(notice = %n.message(), "listener notice")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection lost");
+                        break;
+                    }
+                }
+            }
+            // Wake the worker so it notices `is_closed` and reconnects.
+            w.notify_one();
+        });
+        let listener = Listener {
+            client,
+            wake,
+            task,
+            holds_idle_lock: false,
+        };
+        listener
+            .client
+            .batch_execute(&format!(
+                "LISTEN {CHANNEL}; SET lock_timeout = '1s'; SET statement_timeout = '30s'"
+            ))
+            .await
+            .map_err(QueueError::Listen)?;
+        Ok(listener)
+    }
+
+    /// True once the connection died (terminated backend, network loss).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.client.is_closed() || self.task.is_finished()
+    }
+
+    /// Resolves on the next notification (or connection loss). Cancel-safe.
+    pub(crate) async fn notified(&self) {
+        self.wake.notified().await
+    }
+
+    /// Tries to become "the idle worker": take [`IDLE_LOCK_KEY`] exclusively, waiting (up to
+    /// the session's lock_timeout) for writers that skipped their notify to commit.
+    /// Returns `Ok(true)` with the lock held, `Ok(false)` when another worker is the idle one
+    /// (it holds the lock, so writers notify and we hear it too) — idle without it then.
+    pub(crate) async fn become_idle(&mut self) -> Result<bool, QueueError> {
+        if self.holds_idle_lock {
+            return Ok(true);
+        }
+        loop {
+            let row = self
+                .client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&IDLE_LOCK_KEY])
+                .await
+                .map_err(QueueError::Listen)?;
+            if row.get::<_, bool>(0) {
+                self.holds_idle_lock = true;
+                return Ok(true);
+            }
+            // Held: by another idle worker (exclusive) or by writers mid-transaction (shared).
+            let row = self
+                .client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks \
+                      WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                        AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid \
+                        AND objsubid = 1 AND mode = 'ExclusiveLock' AND granted \
+                        AND pid <> pg_backend_pid())",
+                    &[&IDLE_LOCK_KEY],
+                )
+                .await
+                .map_err(QueueError::Listen)?;
+            if row.get::<_, bool>(0) {
+                return Ok(false);
+            }
+            // Writers hold it shared: wait for them to commit (lock_timeout bounds the wait,
+            // then we look again — another worker may have become the idle one meanwhile).
+            match self
+                .client
+                .execute("SELECT pg_advisory_lock($1)", &[&IDLE_LOCK_KEY])
+                .await
+            {
+                Ok(_) => {
+                    self.holds_idle_lock = true;
+                    return Ok(true);
+                }
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(QueueError::Listen(e)),
+            }
+        }
+    }
+
+    /// Stops being the idle worker (about to drain): writers skip the notify from now on.
+    pub(crate) async fn become_busy(&mut self) -> Result<(), QueueError> {
+        if self.holds_idle_lock {
+            self.client
+                .execute("SELECT pg_advisory_unlock($1)", &[&IDLE_LOCK_KEY])
+                .await
+                .map_err(QueueError::Listen)?;
+            self.holds_idle_lock = false;
+        }
+        Ok(())
+    }
+
+    /// Liveness probe for an idle connection (keepalives catch the rest).
+    pub(crate) async fn ping(&self, timeout: Duration) -> Result<(), QueueError> {
+        match tokio::time::timeout(timeout, self.client.simple_query("SELECT 1")).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(QueueError::Listen(e)),
+            Err(_) => Err(QueueError::ListenTimeout),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // Dropping the client ends the session (and its advisory lock); stop the poller too.
+        self.task.abort();
+    }
+}

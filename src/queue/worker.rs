@@ -1,0 +1,536 @@
+//! The worker's run loop: listen, drain, idle, and shut down gracefully.
+//!
+//! ```text
+//!   connect LISTEN ──► drain ──► exhausted? ──► take idle lock ──► drain once more ──► wait
+//!        ▲              ▲                                                          │
+//!        │              └──── notification / poll tick / slot freed / rescue ◄─────┘
+//!        └──── connection lost (reconnect with backoff, then drain) ◄──────────────┘
+//! ```
+//!
+//! * Draining claims due rows in batches (`claimer`) up to `concurrency` documents in flight;
+//!   each runs in its own task (`executor`). While draining, the worker does not hold the idle
+//!   lock, so web writers skip their NOTIFY (their rows are picked up by this drain).
+//! * When a claim comes back short (nothing more is due), the worker takes the idle lock
+//!   (which waits for writers that skipped their notify to commit), claims once more, and waits
+//!   for a notification, a freed slot, the next backoff expiry or the poll tick (default 5 s,
+//!   the safety net). Many notifications coalesce into one drain.
+//! * Every `lease / 3` the leases of in-flight rows are renewed; every `rescue_interval` rows
+//!   whose lease expired (a dead worker's) are put back; every `stats_interval` the queue
+//!   statistics are logged.
+//! * On shutdown the worker stops claiming, lets in-flight documents finish (renewing their
+//!   leases), flushes the completions and returns.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use super::executor::{self, ExecCtx, ExecHooks, JobDone, Sink};
+use super::metrics::Metrics;
+use super::notifier::{ListenConnect, Listener};
+use super::retry::RetryPolicy;
+use super::{claimer, rescuer, stats, QueueError};
+use crate::db::WebPool;
+use crate::shutdown::Shutdown;
+
+/// Everything the worker can be told. `Default` is the production setting except `name`,
+/// which defaults to `host:pid:random`.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Recorded in `sync_queue.claimed_by`; unique per worker instance.
+    pub name: String,
+    /// Most documents in flight at once (size the ERP pool to match).
+    pub concurrency: usize,
+    /// Most rows claimed by one statement.
+    pub batch_size: usize,
+    /// Safety-net poll interval (also the idle ping interval of the LISTEN connection).
+    pub poll_interval: Duration,
+    /// Listen for notifications (false = poll-only, for comparison benchmarks).
+    pub listen: bool,
+    /// How long a claim is valid without renewal; a dead worker's rows return after this.
+    pub lease: Duration,
+    /// How often to look for expired leases.
+    pub rescue_interval: Duration,
+    /// How often to log the queue statistics.
+    pub stats_interval: Duration,
+    /// Upper bound of the LISTEN reconnect backoff.
+    pub reconnect_max: Duration,
+    /// Backoff and give-up policy for failed attempts.
+    pub retry: RetryPolicy,
+    /// Test hooks (off in production).
+    pub hooks: ExecHooks,
+    /// Counters the exporter reads.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            name: default_worker_name(),
+            concurrency: 4,
+            batch_size: 100,
+            poll_interval: Duration::from_secs(5),
+            listen: true,
+            lease: Duration::from_secs(30),
+            rescue_interval: Duration::from_secs(5),
+            stats_interval: Duration::from_secs(30),
+            reconnect_max: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            hooks: ExecHooks::default(),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
+/// `host:pid:xxxx` — tells an operator which machine and process holds a row.
+pub fn default_worker_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let tag: u16 = rand::random();
+    format!("{host}:{}:{tag:04x}", std::process::id())
+}
+
+/// What a worker run did (counted by this run).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Rows claimed.
+    pub claimed: u64,
+    /// Documents completed.
+    pub posted: u64,
+    /// Documents that ended `failed`.
+    pub failed: u64,
+    /// Attempts scheduled for a retry.
+    pub retries: u64,
+}
+
+/// The web→ERP worker. Build it with [`Worker::new`], run it with [`Worker::run`].
+pub struct Worker<S: Sink> {
+    web: WebPool,
+    listen: Option<Arc<dyn ListenConnect>>,
+    sink: S,
+    opts: WorkerOptions,
+}
+
+impl<S: Sink> Worker<S> {
+    /// A worker draining `sync_queue` through `web` (a pool: claims, completions, posting
+    /// reads), woken through connections opened by `listen`, posting into `sink`.
+    pub fn new(web: WebPool, listen: Arc<dyn ListenConnect>, sink: S, opts: WorkerOptions) -> Self {
+        Worker {
+            web,
+            listen: Some(listen),
+            sink,
+            opts,
+        }
+    }
+
+    /// A worker without a LISTEN connection: polls every `poll_interval` only (comparison
+    /// benchmarks, or databases behind a pooler that cannot LISTEN).
+    pub fn new_poll_only(web: WebPool, sink: S, mut opts: WorkerOptions) -> Self {
+        opts.listen = false;
+        Worker {
+            web,
+            listen: None,
+            sink,
+            opts,
+        }
+    }
+
+    /// Runs until `shutdown` fires; then stops claiming, finishes in-flight documents and
+    /// returns. Errors only for a broken setup (the queue table missing); connection losses
+    /// are retried.
+    pub async fn run(self, shutdown: Shutdown) -> Result<WorkerReport, QueueError> {
+        self.run_inner(shutdown, false).await
+    }
+
+    /// Drains every due row, waits for them to finish, and returns (`sync-bidirectional`).
+    pub async fn run_until_idle(self) -> Result<WorkerReport, QueueError> {
+        self.run_inner(Shutdown::never(), true).await
+    }
+
+    async fn run_inner(
+        self,
+        mut shutdown: Shutdown,
+        until_idle: bool,
+    ) -> Result<WorkerReport, QueueError> {
+        let Worker {
+            web,
+            listen,
+            sink,
+            opts,
+        } = self;
+        let listen = if opts.listen { listen } else { None };
+        let metrics = opts.metrics.clone();
+        let start = snapshot(&metrics);
+        let (ctx_tx, ctx_rx) = mpsc::unbounded_channel();
+        let completer = tokio::spawn(executor::run_completer(
+            web.clone(),
+            opts.retry.clone(),
+            opts.name.clone(),
+            metrics.clone(),
+            ctx_rx,
+        ));
+        let ctx = Arc::new(ExecCtx {
+            sink,
+            web: web.clone(),
+            worker_name: opts.name.clone(),
+            policy: opts.retry.clone(),
+            metrics: metrics.clone(),
+            hooks: opts.hooks.clone(),
+            completions: ctx_tx,
+        });
+        tracing::info!(worker = %opts.name, concurrency = opts.concurrency,
+            listen = listen.is_some(), "worker started");
+
+        let mut st = LoopState {
+            inflight: JoinSet::new(),
+            inflight_ids: HashSet::new(),
+            listener: None,
+            ever_connected: false,
+            reconnect_attempt: 0,
+            reconnect_at: Instant::now(),
+            next_wake: Instant::now() + opts.poll_interval,
+        };
+        let mut need_drain = true;
+        let mut exhausted = false;
+        let mut heartbeat = tokio::time::interval(opts.lease / 3);
+        let mut rescue = tokio::time::interval(opts.rescue_interval);
+        let mut stats_tick = tokio::time::interval(opts.stats_interval);
+        for t in [&mut heartbeat, &mut rescue, &mut stats_tick] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        let mut result = Ok(());
+
+        loop {
+            if shutdown.is_shutdown() {
+                break;
+            }
+            // LISTEN connection upkeep: on every (re)connect, drain.
+            if let Some(connector) = &listen {
+                if st.listener.as_ref().is_some_and(|l| l.is_closed()) {
+                    tracing::warn!("LISTEN connection closed; reconnecting");
+                    st.drop_listener(&metrics);
+                }
+                if st.listener.is_none() && Instant::now() >= st.reconnect_at {
+                    match Listener::connect(connector.as_ref(), metrics.clone()).await {
+                        Ok(l) => {
+                            if st.ever_connected {
+                                Metrics::inc(&metrics.listener_reconnects);
+                                tracing::info!("LISTEN connection re-established");
+                            }
+                            st.ever_connected = true;
+                            st.reconnect_attempt = 0;
+                            st.listener = Some(l);
+                            metrics
+                                .listener_up
+                                .store(1, std::sync::atomic::Ordering::Relaxed);
+                            need_drain = true;
+                        }
+                        Err(e) => {
+                            st.reconnect_attempt += 1;
+                            let delay = reconnect_delay(st.reconnect_attempt, opts.reconnect_max);
+                            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
+                                "cannot open the LISTEN connection; polling meanwhile");
+                            st.reconnect_at = Instant::now() + delay;
+                        }
+                    }
+                }
+            }
+
+            if need_drain {
+                need_drain = false;
+                Metrics::inc(&metrics.drains);
+                match drain(&web, &opts, &ctx, &mut st, &metrics).await {
+                    Ok(ex) => exhausted = ex,
+                    Err(e) if e.is_missing_queue() => {
+                        result = Err(e);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "drain failed; retrying after the poll interval");
+                        exhausted = true;
+                        st.next_wake = Instant::now() + opts.poll_interval;
+                    }
+                }
+                if until_idle && exhausted && st.inflight.is_empty() {
+                    break;
+                }
+            }
+
+            let listener_ref = st.listener.as_ref();
+            let reconnect_due = listen.is_some() && listener_ref.is_none();
+            tokio::select! {
+                _ = shutdown.recv() => break,
+                Some(done) = st.inflight.join_next(), if !st.inflight.is_empty() => {
+                    st.job_done(done);
+                    while let Some(done) = st.inflight.try_join_next() {
+                        st.job_done(done);
+                    }
+                    if !exhausted || (until_idle && st.inflight.is_empty()) {
+                        need_drain = true;
+                    }
+                }
+                _ = async { match listener_ref { Some(l) => l.notified().await, None => std::future::pending().await } } => {
+                    need_drain = true;
+                }
+                _ = tokio::time::sleep_until(st.next_wake.into()) => {
+                    need_drain = true;
+                    st.next_wake = Instant::now() + opts.poll_interval;
+                    if let Some(l) = st.listener.as_ref() {
+                        if let Err(e) = l.ping(Duration::from_secs(10)).await {
+                            tracing::warn!(error = %e, "LISTEN connection unresponsive; reconnecting");
+                            st.drop_listener(&metrics);
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(st.reconnect_at.into()), if reconnect_due => {}
+                _ = heartbeat.tick() => st.heartbeat(&web, &opts).await,
+                _ = rescue.tick() => {
+                    if rescue_now(&web, &metrics).await > 0 {
+                        need_drain = true;
+                    }
+                }
+                _ = stats_tick.tick() => log_stats(&web).await,
+            }
+        }
+
+        // Graceful stop: no more claims; let in-flight documents finish, renewing their leases.
+        if !st.inflight.is_empty() {
+            tracing::info!(
+                in_flight = st.inflight.len(),
+                "stopping: finishing in-flight documents"
+            );
+        }
+        while !st.inflight.is_empty() {
+            tokio::select! {
+                Some(done) = st.inflight.join_next() => st.job_done(done),
+                _ = heartbeat.tick() => st.heartbeat(&web, &opts).await,
+            }
+        }
+        st.listener = None;
+        metrics
+            .listener_up
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        drop(ctx);
+        let _ = completer.await;
+        let end = snapshot(&metrics);
+        let report = WorkerReport {
+            claimed: end.claimed - start.claimed,
+            posted: end.posted - start.posted,
+            failed: end.failed - start.failed,
+            retries: end.retries - start.retries,
+        };
+        tracing::info!(?report, "worker stopped");
+        result.map(|_| report)
+    }
+}
+
+struct LoopState {
+    inflight: JoinSet<JobDone>,
+    inflight_ids: HashSet<Uuid>,
+    listener: Option<Listener>,
+    ever_connected: bool,
+    reconnect_attempt: u32,
+    reconnect_at: Instant,
+    next_wake: Instant,
+}
+
+impl LoopState {
+    fn drop_listener(&mut self, metrics: &Metrics) {
+        self.listener = None;
+        self.reconnect_at = Instant::now();
+        metrics
+            .listener_up
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn job_done(&mut self, done: Result<JobDone, tokio::task::JoinError>) {
+        match done {
+            Ok(d) => {
+                self.inflight_ids.remove(&d.id);
+                if let Some(at) = d.retry_at {
+                    self.next_wake = self.next_wake.min(at);
+                }
+            }
+            Err(e) => {
+                // A panicking job: its lease expires and the rescuer re-queues it.
+                tracing::error!(error = %e, "job task failed");
+            }
+        }
+    }
+
+    async fn heartbeat(&mut self, web: &WebPool, opts: &WorkerOptions) {
+        if self.inflight_ids.is_empty() {
+            return;
+        }
+        let ids: Vec<Uuid> = self.inflight_ids.iter().copied().collect();
+        match web.get().await {
+            Ok(c) => {
+                if let Err(e) = claimer::extend_leases(&c, &opts.name, &ids, opts.lease).await {
+                    tracing::warn!(error = %e, "cannot renew leases");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot renew leases (web pool)"),
+        }
+    }
+}
+
+/// Claims until the slots are full or nothing more is due; when nothing more is due, becomes
+/// the idle worker and claims once more. Returns true when the queue is exhausted.
+async fn drain<S: Sink>(
+    web: &WebPool,
+    opts: &WorkerOptions,
+    ctx: &Arc<ExecCtx<S>>,
+    st: &mut LoopState,
+    metrics: &Arc<Metrics>,
+) -> Result<bool, QueueError> {
+    let client = web
+        .get()
+        .await
+        .map_err(|e| QueueError::Pool(e.to_string()))?;
+    if let Some(l) = st.listener.as_mut() {
+        if let Err(e) = l.become_busy().await {
+            tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+            st.drop_listener(metrics);
+        }
+    }
+    let mut exhausted = fill(&client, opts, ctx, st, metrics).await?;
+    if exhausted {
+        let idle = match st.listener.as_mut() {
+            Some(l) => match l.become_idle().await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                    st.drop_listener(metrics);
+                    false
+                }
+            },
+            None => false,
+        };
+        if idle {
+            // Writers that skipped their notify have committed: claim once more.
+            exhausted = fill(&client, opts, ctx, st, metrics).await?;
+            if !exhausted {
+                if let Some(l) = st.listener.as_mut() {
+                    if let Err(e) = l.become_busy().await {
+                        tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                        st.drop_listener(metrics);
+                    }
+                }
+            }
+        }
+    }
+    if exhausted {
+        let poll = Instant::now() + opts.poll_interval;
+        st.next_wake = match claimer::next_due(&client).await? {
+            Some(d) => poll.min(Instant::now() + d + Duration::from_millis(1)),
+            None => poll,
+        };
+    }
+    Ok(exhausted)
+}
+
+/// Claims batches while slots are free. True when a claim came back short (nothing more due).
+async fn fill<S: Sink>(
+    client: &tokio_postgres::Client,
+    opts: &WorkerOptions,
+    ctx: &Arc<ExecCtx<S>>,
+    st: &mut LoopState,
+    metrics: &Arc<Metrics>,
+) -> Result<bool, QueueError> {
+    loop {
+        let free = opts.concurrency.saturating_sub(st.inflight.len());
+        if free == 0 {
+            return Ok(false);
+        }
+        let want = free.min(opts.batch_size.max(1));
+        let jobs = claimer::claim(client, &opts.name, want, opts.lease).await?;
+        let got = jobs.len();
+        for job in jobs {
+            Metrics::inc(&metrics.claimed);
+            let pickup = (job.claimed_at - job.created_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics.pickup_latency.observe(pickup);
+            st.inflight_ids.insert(job.id);
+            st.inflight.spawn(executor::execute(ctx.clone(), job));
+        }
+        if got < want {
+            return Ok(true);
+        }
+    }
+}
+
+async fn rescue_now(web: &WebPool, metrics: &Metrics) -> usize {
+    let client = match web.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "rescuer: web pool unavailable");
+            return 0;
+        }
+    };
+    match rescuer::rescue_expired(&client).await {
+        Ok(ids) => {
+            for id in &ids {
+                Metrics::inc(&metrics.rescued);
+                tracing::warn!(queue_id = %id, "lease expired (worker died?); re-queued");
+            }
+            ids.len()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "rescuer failed");
+            0
+        }
+    }
+}
+
+async fn log_stats(web: &WebPool) {
+    if let Ok(c) = web.get().await {
+        match stats::stats(&c).await {
+            Ok(s) => tracing::info!(
+                pending = s.pending,
+                processing = s.processing,
+                completed = s.completed,
+                failed = s.failed,
+                due = s.due,
+                "queue statistics"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read queue statistics"),
+        }
+    }
+}
+
+fn reconnect_delay(attempt: u32, max: Duration) -> Duration {
+    let policy = RetryPolicy {
+        initial_interval: Duration::from_millis(100),
+        max_interval: max,
+        randomization_factor: 0.25,
+        ..RetryPolicy::default()
+    };
+    policy.delay(attempt, max)
+}
+
+struct Snap {
+    claimed: u64,
+    posted: u64,
+    failed: u64,
+    retries: u64,
+}
+
+fn snapshot(m: &Metrics) -> Snap {
+    Snap {
+        claimed: Metrics::get(&m.claimed),
+        posted: Metrics::get(&m.posted),
+        failed: Metrics::get(&m.failed),
+        retries: Metrics::get(&m.retries),
+    }
+}
