@@ -43,6 +43,7 @@ pub const WEB_MIGRATIONS: &[Migration] = &[
     web_migration!(3, "003_sync_queue.sql"),
     web_migration!(4, "004_kodmap.sql"),
     web_migration!(5, "005_triggers.sql"),
+    web_migration!(10, "010_erp_sync.sql"),
 ];
 
 /// The ledger DDL for the Mikro database (the only DDL mikro-sync ever runs there).

@@ -1,0 +1,30 @@
+-- mikro-sync web install, step 010: ERP -> web sync state (watermarks and retry list).
+-- Owned by src/erp_sync. Idempotent.
+
+-- One row per entity: the highest (lastup_date, RECno) applied (written in the same transaction
+-- as the rows), Mikro's exact datetime (days since 1900-01-01 + 1/300 s ticks) for exact
+-- comparison, and `checked_until`: the ERP server time a run started reading minus the overlap,
+-- below which every row is assumed committed and seen.
+CREATE TABLE IF NOT EXISTS int_erp_sync_watermark (
+    entity            varchar(32) PRIMARY KEY,
+    wm_lastup         timestamp,
+    wm_days           integer,
+    wm_ticks          integer,
+    wm_recno          integer,
+    checked_until     timestamp,
+    last_delete_check timestamptz,
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+
+-- Mikro rows that could not be applied (bad value, unknown stock, …): re-read by RECno on every
+-- run until they apply or disappear from Mikro. Operators: SELECT * FROM int_erp_sync_retry;
+CREATE TABLE IF NOT EXISTS int_erp_sync_retry (
+    entity      varchar(32) NOT NULL,
+    recno       integer NOT NULL,
+    erp_key     text NOT NULL,
+    reason      text NOT NULL,
+    attempts    integer NOT NULL DEFAULT 1,
+    first_seen  timestamptz NOT NULL DEFAULT now(),
+    last_seen   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (entity, recno)
+);

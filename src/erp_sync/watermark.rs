@@ -1,0 +1,247 @@
+//! The per-entity watermark and the retry list, both in the web database
+//! (`sql/web/010_erp_sync.sql`).
+//!
+//! Why in the web database: the watermark must move in the same transaction as the rows it
+//! covers, so it is exactly "what was applied" — a crash or failed run can never leave it ahead
+//! of the data. The stamp is stored twice: as a readable `timestamp`, and as Mikro's exact
+//! `datetime` representation (days + 1/300 s ticks), so the next run's anchor compares exactly.
+//!
+//! `checked_until` is the ERP server time at which a run started reading, minus the overlap:
+//! every row stamped before it is assumed committed and seen. While the watermark is above it
+//! (rows were stamped recently), the next run re-reads from `checked_until`; once it is not, the
+//! next run reads strictly after the watermark — one cheap query when nothing changed.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use deadpool_postgres::{Object, Transaction};
+use std::time::Duration;
+
+use super::read::{Anchor, Stamp};
+use super::report::RejectedRow;
+use super::{Entity, SyncError};
+
+/// A stored watermark.
+#[derive(Debug, Clone)]
+pub struct Watermark {
+    /// Highest applied (lastup, RECno), if any row was ever applied.
+    pub last: Option<(Stamp, i32)>,
+    pub checked_until: Option<NaiveDateTime>,
+    pub last_delete_check: Option<DateTime<Utc>>,
+}
+
+/// Loads the watermark of an entity.
+pub async fn load(client: &Object, entity: Entity) -> Result<Option<Watermark>, SyncError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT wm_lastup, wm_days, wm_ticks, wm_recno, checked_until, last_delete_check
+             FROM int_erp_sync_watermark WHERE entity = $1",
+        )
+        .await
+        .map_err(|e| schema_hint(e, "reading the watermark"))?;
+    let row = client
+        .query_opt(&stmt, &[&entity.name()])
+        .await
+        .map_err(SyncError::web("reading the watermark"))?;
+    Ok(row.map(|r| {
+        let lastup: Option<NaiveDateTime> = r.get(0);
+        let days: Option<i32> = r.get(1);
+        let ticks: Option<i32> = r.get(2);
+        let recno: Option<i32> = r.get(3);
+        let stamp = match (days, ticks, lastup) {
+            (Some(d), Some(t), _) if t >= 0 => Some(Stamp::Legacy {
+                days: d,
+                ticks: t as u32,
+            }),
+            (_, _, Some(l)) => Some(Stamp::Modern(l)),
+            _ => None,
+        };
+        Watermark {
+            last: stamp.zip(recno),
+            checked_until: r.get(4),
+            last_delete_check: r.get(5),
+        }
+    }))
+}
+
+fn schema_hint(e: tokio_postgres::Error, ctx: &str) -> SyncError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
+        SyncError::WebSchema(
+            "table `int_erp_sync_watermark` is missing in the web database; run `mikro-sync setup`"
+                .into(),
+        )
+    } else {
+        SyncError::web(ctx)(e)
+    }
+}
+
+/// Where this run starts reading.
+pub fn start_anchor(
+    wm: Option<&Watermark>,
+    full: bool,
+    _server_now: NaiveDateTime,
+    overlap: Duration,
+) -> Anchor {
+    let Some(wm) = wm else { return Anchor::Start };
+    if full {
+        return Anchor::Start;
+    }
+    let Some((stamp, recno)) = wm.last else {
+        return Anchor::Start;
+    };
+    match wm.checked_until {
+        Some(c) if c >= stamp.naive() => Anchor::After((stamp, recno)),
+        Some(c) => Anchor::From(c),
+        None => {
+            Anchor::From(stamp.naive() - chrono::Duration::from_std(overlap).unwrap_or_default())
+        }
+    }
+}
+
+/// Stores the watermark after a page (inside the page's transaction).
+pub async fn store(
+    tx: &Transaction<'_>,
+    entity: Entity,
+    last: (Stamp, i32),
+    checked_until: Option<NaiveDateTime>,
+) -> Result<(), tokio_postgres::Error> {
+    let (stamp, recno) = last;
+    let (days, ticks) = match stamp {
+        Stamp::Legacy { days, ticks } => (Some(days), Some(ticks as i32)),
+        Stamp::Modern(_) => (None, None),
+    };
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO int_erp_sync_watermark
+                 (entity, wm_lastup, wm_days, wm_ticks, wm_recno, checked_until, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, now())
+             ON CONFLICT (entity) DO UPDATE SET
+                 wm_lastup = EXCLUDED.wm_lastup, wm_days = EXCLUDED.wm_days,
+                 wm_ticks = EXCLUDED.wm_ticks, wm_recno = EXCLUDED.wm_recno,
+                 checked_until = COALESCE(EXCLUDED.checked_until, int_erp_sync_watermark.checked_until),
+                 updated_at = now()",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &entity.name(),
+            &stamp.naive(),
+            &days,
+            &ticks,
+            &recno,
+            &checked_until,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records that a run read everything after the anchor and found nothing: only
+/// `checked_until` moves. Skipped when already settled (no write on an idle run).
+pub async fn touch(
+    client: &Object,
+    entity: Entity,
+    checked_until: NaiveDateTime,
+    wm: Option<&Watermark>,
+) -> Result<(), SyncError> {
+    if let Some(w) = wm {
+        if let (Some((s, _)), Some(c)) = (w.last, w.checked_until) {
+            if c >= s.naive() {
+                return Ok(());
+            }
+        }
+    }
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO int_erp_sync_watermark (entity, checked_until, updated_at)
+             VALUES ($1, $2, now())
+             ON CONFLICT (entity) DO UPDATE SET checked_until = EXCLUDED.checked_until,
+                 updated_at = now()",
+        )
+        .await
+        .map_err(SyncError::web("storing the watermark"))?;
+    client
+        .execute(&stmt, &[&entity.name(), &checked_until])
+        .await
+        .map_err(SyncError::web("storing the watermark"))?;
+    Ok(())
+}
+
+/// Whether the periodic key comparison is due.
+pub fn delete_check_due(wm: Option<&Watermark>, every: Duration, now: DateTime<Utc>) -> bool {
+    match wm.and_then(|w| w.last_delete_check) {
+        None => true,
+        Some(t) => (now - t).to_std().map(|d| d >= every).unwrap_or(true),
+    }
+}
+
+/// Records that the key comparison ran.
+pub async fn mark_delete_check(client: &Object, entity: Entity) -> Result<(), SyncError> {
+    client
+        .execute(
+            "INSERT INTO int_erp_sync_watermark (entity, last_delete_check, updated_at)
+             VALUES ($1, now(), now())
+             ON CONFLICT (entity) DO UPDATE SET last_delete_check = now(), updated_at = now()",
+            &[&entity.name()],
+        )
+        .await
+        .map_err(SyncError::web("storing the delete check time"))?;
+    Ok(())
+}
+
+/// Adds or refreshes rejected rows in the retry list.
+pub async fn retry_record(
+    tx: &Transaction<'_>,
+    entity: Entity,
+    rejects: &[RejectedRow],
+) -> Result<(), tokio_postgres::Error> {
+    if rejects.is_empty() {
+        return Ok(());
+    }
+    let recno: Vec<i32> = rejects.iter().map(|r| r.recno).collect();
+    let key: Vec<&str> = rejects.iter().map(|r| r.key.as_str()).collect();
+    let reason: Vec<&str> = rejects.iter().map(|r| r.reason.as_str()).collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO int_erp_sync_retry (entity, recno, erp_key, reason)
+             SELECT DISTINCT ON (r) $1, r, k, m FROM unnest($2::int[], $3::text[], $4::text[]) AS u(r, k, m)
+             ON CONFLICT (entity, recno) DO UPDATE SET erp_key = EXCLUDED.erp_key,
+                 reason = EXCLUDED.reason, attempts = int_erp_sync_retry.attempts + 1,
+                 last_seen = now()",
+        )
+        .await?;
+    tx.execute(&stmt, &[&entity.name(), &recno, &key, &reason])
+        .await?;
+    Ok(())
+}
+
+/// Removes applied rows from the retry list; returns how many were there.
+pub async fn retry_clear<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    entity: Entity,
+    recnos: &[i32],
+) -> Result<u64, tokio_postgres::Error> {
+    if recnos.is_empty() {
+        return Ok(0);
+    }
+    client
+        .execute(
+            "DELETE FROM int_erp_sync_retry WHERE entity = $1 AND recno = ANY($2)",
+            &[&entity.name(), &recnos],
+        )
+        .await
+}
+
+/// RECnos waiting in the retry list.
+pub async fn retry_list(client: &Object, entity: Entity) -> Result<Vec<i32>, SyncError> {
+    let stmt = client
+        .prepare_cached("SELECT recno FROM int_erp_sync_retry WHERE entity = $1 ORDER BY recno")
+        .await
+        .map_err(|e| schema_hint(e, "reading the retry list"))?;
+    Ok(client
+        .query(&stmt, &[&entity.name()])
+        .await
+        .map_err(SyncError::web("reading the retry list"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
