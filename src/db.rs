@@ -148,8 +148,24 @@ pub fn web_pool_from_config(cfg: &crate::config::WebDbConfig) -> Result<WebPool,
 pub enum WebConnectError {
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
-    #[error("cannot connect to PostgreSQL: {0}")]
+    #[error("cannot connect to PostgreSQL: {}", error_chain(.0))]
     Pg(#[from] tokio_postgres::Error),
+}
+
+/// An error with all its sources (tokio-postgres hides the TLS reason in `source()`), so the
+/// operator sees e.g. "invalid peer certificate: UnknownIssuer" rather than just "TLS handshake".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        let t = src.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = src.source();
+    }
+    s
 }
 
 /// Opens one dedicated web connection (for LISTEN or a one-off command) with TLS as configured.

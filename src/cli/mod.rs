@@ -137,7 +137,7 @@ impl From<tiberius::error::Error> for CliError {
 pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
+        None => crate::db::error_chain(e),
     }
 }
 

@@ -1,0 +1,183 @@
+//! TLS as configured: PostgreSQL verifies certificates by default (a self-signed server is
+//! refused until its CA is configured or verification is explicitly switched off), and SQL
+//! Server encryption against the emulator's TLS mode, trusting its certificate only on opt-in.
+
+use std::collections::BTreeMap;
+
+use mikro_emulator::harness::{Harness, HarnessOptions};
+use mikro_emulator::pgcluster::{PgCluster, PgClusterOptions};
+use mikro_sync::config::Config;
+
+fn cfg(pairs: &[(&str, String)]) -> Config {
+    let m: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    Config::from_map(&m).expect("valid config")
+}
+
+async fn ssl_in_use(c: &Config) -> Result<bool, String> {
+    let (client, conn) = mikro_sync::db::connect_web(c.web().unwrap())
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let r = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_tls_verifies_by_default() {
+    let pg = PgCluster::start_with(PgClusterOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("TLS cluster");
+    let url = pg.url("postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pg.ca_cert_pem().expect("ca pem")).unwrap();
+
+    // PG_SSL=true, no CA configured: the self-signed certificate is rejected.
+    let strict = cfg(&[
+        ("MIKRO_SYNC_PG_URL", url.clone()),
+        ("PG_SSL", "true".into()),
+    ]);
+    let err = ssl_in_use(&strict)
+        .await
+        .expect_err("unverifiable certificate must be refused");
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"),
+        "{err}"
+    );
+
+    // With the server's CA configured: encrypted and verified (host 127.0.0.1 is in the SAN).
+    let with_ca = cfg(&[
+        ("MIKRO_SYNC_PG_URL", url.clone()),
+        ("PG_SSL", "true".into()),
+        ("PG_SSL_ROOT_CERT", ca.display().to_string()),
+    ]);
+    assert!(ssl_in_use(&with_ca).await.expect("verified TLS connects"));
+    // The pool path uses the same TLS.
+    let pool = mikro_sync::db::web_pool_from_config(with_ca.web().unwrap()).expect("pool");
+    let client = pool.get().await.expect("pooled TLS connection");
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+
+    // The explicit opt-out: encrypted, not verified.
+    let insecure = cfg(&[
+        ("MIKRO_SYNC_PG_URL", url.clone()),
+        ("PG_SSL", "true".into()),
+        ("PG_SSL_INSECURE_SKIP_VERIFY", "true".into()),
+    ]);
+    assert!(ssl_in_use(&insecure).await.expect("opt-out connects"));
+
+    // PG_SSL=false stays in plaintext.
+    let plain = cfg(&[("MIKRO_SYNC_PG_URL", url), ("PG_SSL", "false".into())]);
+    assert!(!ssl_in_use(&plain).await.expect("plaintext connects"));
+
+    // A broken CA file is a clear error naming the setting.
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let broken = cfg(&[
+        ("MIKRO_SYNC_PG_URL", pg.url("postgres")),
+        ("PG_SSL", "true".into()),
+        ("PG_SSL_ROOT_CERT", bad.display().to_string()),
+    ]);
+    let err = ssl_in_use(&broken).await.expect_err("bad CA file");
+    assert!(err.contains("PG_SSL_ROOT_CERT"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_server_encryption_against_the_emulator() {
+    let h = Harness::start(HarnessOptions {
+        force_emulator: true,
+        web_schema: false,
+        web_seed: false,
+        mikro_seed: false,
+        ..Default::default()
+    })
+    .await
+    .expect("harness");
+    let base = |encrypt: &str, trust: &str| {
+        cfg(&[
+            ("MSSQL_SERVER", h.host().to_string()),
+            ("MSSQL_PORT", h.port().to_string()),
+            ("MSSQL_DATABASE", h.database().to_string()),
+            ("MSSQL_USER", h.user().to_string()),
+            ("MSSQL_PASSWORD", h.password().to_string()),
+            ("MSSQL_ENCRYPT", encrypt.to_string()),
+            ("MSSQL_TRUST_SERVER_CERTIFICATE", trust.to_string()),
+        ])
+    };
+    // Encryption required, certificate not trusted (the emulator's is self-signed): refused.
+    let strict = base("true", "false");
+    let err = mikro_sync::doctor::connect_erp(strict.erp().unwrap())
+        .await
+        .err()
+        .expect("self-signed certificate must be refused without the opt-in");
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"),
+        "{err}"
+    );
+
+    // The explicit opt-in: encrypted session, queries work, through the pool as well.
+    let trusted = base("true", "true");
+    let mut c = mikro_sync::doctor::connect_erp(trusted.erp().unwrap())
+        .await
+        .expect("TLS with trusted certificate");
+    let row = c
+        .simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .expect("a row");
+    assert_eq!(row.get::<i32, _>(0), Some(1));
+    let pool = mikro_sync::db::erp_pool_from_config(trusted.erp().unwrap())
+        .await
+        .expect("pool");
+    let mut pc = pool.get().await.expect("pooled TLS connection");
+    pc.simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap();
+
+    // Login-only encryption and plaintext both work against an emulator offering optional TLS.
+    for mode in ["false", "plaintext"] {
+        let c = base(mode, "true");
+        mikro_sync::doctor::connect_erp(c.erp().unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("MSSQL_ENCRYPT={mode}: {e}"));
+    }
+    // The ADO form is equivalent.
+    let ado = cfg(&[(
+        "MIKRO_SYNC_MSSQL_ADO",
+        format!(
+            "server=tcp:{},{};database={};user={};password={{{}}};encrypt=true;TrustServerCertificate=true",
+            h.host(),
+            h.port(),
+            h.database(),
+            h.user(),
+            h.password()
+        ),
+    )]);
+    mikro_sync::doctor::connect_erp(ado.erp().unwrap())
+        .await
+        .expect("ADO string with TLS");
+}
