@@ -306,3 +306,131 @@ async fn tls_required_serves_encrypting_clients() {
         .unwrap();
     assert!(env.emu.as_ref().unwrap().certificate_pem().is_some());
 }
+
+#[tokio::test]
+async fn multi_packet_results_and_long_query_text() {
+    let env = env(TlsMode::Optional).await;
+    for enc in [EncryptionLevel::NotSupported, EncryptionLevel::Required] {
+        let mut c = connect_with(config(env.addr(), enc, USER, PASSWORD, Some(DB)))
+            .await
+            .unwrap();
+        // A query text of ~8 KB (UTF-16) spans two 4096-byte packets (a literal of at most
+        // 4000 characters stays nvarchar(4000) on SQL Server too).
+        let long = "Ş".repeat(3_990);
+        let row = c
+            .simple_query(format!("SELECT N'{long}' AS s"))
+            .await
+            .unwrap()
+            .into_row()
+            .await
+            .unwrap()
+            .unwrap();
+        let s: &str = row.get(0).unwrap();
+        assert_eq!(s.chars().count(), 3_990);
+        assert_eq!(s, long);
+    }
+
+    // A row of ~24 KB: the result spans several packets.
+    let mut c = connect(env.addr()).await;
+    let cols: Vec<String> = (0..3)
+        .map(|i| format!("N'{}' AS c{i}", "ğ".repeat(3_990)))
+        .collect();
+    let row = c
+        .simple_query(format!("SELECT {}", cols.join(", ")))
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..3 {
+        let v: &str = row.get(i).unwrap();
+        assert_eq!(v.chars().count(), 3_990);
+    }
+}
+
+#[tokio::test]
+async fn errors_are_reported_and_the_connection_survives() {
+    let env = env(TlsMode::Off).await;
+    let mut c = connect(env.addr()).await;
+    let e = c.simple_query("SELEC 1").await.and_then(|_| Ok(())).err();
+    let e = match e {
+        Some(e) => e,
+        None => c
+            .simple_query("SELEC 1")
+            .await
+            .unwrap()
+            .into_results()
+            .await
+            .expect_err("syntax error"),
+    };
+    let (code, class, _) = server_error(e);
+    assert_eq!(code, 102);
+    assert_eq!(class, 16);
+    // The connection is still usable.
+    let row = c
+        .simple_query("SELECT 7 AS n")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap();
+    assert!(row.is_some());
+}
+
+#[tokio::test]
+async fn broken_clients_do_not_hurt_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = env(TlsMode::Optional).await;
+    // Garbage instead of PRELOGIN.
+    let mut tcp = TcpStream::connect(env.addr()).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    // A truncated PRELOGIN option table.
+    let mut tcp = TcpStream::connect(env.addr()).await.unwrap();
+    let _ = raw_exchange(&mut tcp, 0x12, &[0, 0, 200, 0, 6]).await;
+    // A packet header announcing a length below the header size.
+    let mut tcp = TcpStream::connect(env.addr()).await.unwrap();
+    tcp.write_all(&[0x12, 1, 0, 2, 0, 0, 0, 0]).await.unwrap();
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    // A client that disconnects in the middle of a packet.
+    let mut tcp = TcpStream::connect(env.addr()).await.unwrap();
+    tcp.write_all(&[0x12, 1, 0, 100, 0, 0, 0, 0, 1, 2])
+        .await
+        .unwrap();
+    drop(tcp);
+    // The server still serves a well-behaved client.
+    let mut c = connect(env.addr()).await;
+    c.simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_sessions_and_stops_accepting() {
+    let mut env = env(TlsMode::Off).await;
+    let addr = env.addr();
+    let mut c = connect(addr).await;
+    c.simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    let handle = env.emu.take().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), handle.shutdown())
+        .await
+        .expect("shutdown must not hang on an idle connection");
+    // The idle connection was closed by the server.
+    assert!(c.simple_query("SELECT 1").await.is_err());
+    // Nothing listens any more.
+    assert!(TcpStream::connect(addr).await.is_err());
+}
