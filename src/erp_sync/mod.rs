@@ -392,7 +392,7 @@ async fn sync_entity(
         if n == 0 {
             break;
         }
-        if let Some(last) = page.last.clone() {
+        if let Some(last) = page.last {
             anchor = read::Anchor::After(last);
         }
         let more = n >= page_size;
