@@ -481,7 +481,7 @@ impl Config {
         };
         let web = p.web();
         let erp = p.erp();
-        let defaults_batch = 20;
+        let defaults_batch = 100;
         let worker = WorkerSettings {
             concurrency: p.num("MIKRO_SYNC_WORKER_CONCURRENCY", 4usize, 1, 256),
             batch_size: p.num("BATCH_SIZE", defaults_batch, 1, 10_000),
@@ -492,8 +492,8 @@ impl Config {
                 Duration::from_secs(24 * 3600),
             ),
             backoff_initial: p.duration("MIKRO_SYNC_BACKOFF_INITIAL", Duration::from_secs(1)),
-            backoff_max: p.duration("MIKRO_SYNC_BACKOFF_MAX", Duration::from_secs(300)),
-            settle_window: p.duration("MIKRO_SYNC_SETTLE_WINDOW", Duration::from_secs(120)),
+            backoff_max: p.duration("MIKRO_SYNC_BACKOFF_MAX", Duration::from_secs(600)),
+            settle_window: p.duration("MIKRO_SYNC_SETTLE_WINDOW", Duration::from_secs(60)),
             stats_interval: p.duration("MIKRO_SYNC_STATS_INTERVAL", Duration::from_secs(30)),
         };
         if worker.poll_interval.is_zero() {
@@ -1371,7 +1371,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "BATCH_SIZE",
-        default: "20",
+        default: "100",
         help: "Queue rows claimed per batch",
     },
     Setting {
@@ -1396,12 +1396,12 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "MIKRO_SYNC_BACKOFF_MAX",
-        default: "5m",
+        default: "10m",
         help: "Longest retry delay",
     },
     Setting {
         name: "MIKRO_SYNC_SETTLE_WINDOW",
-        default: "2m",
+        default: "60s",
         help: "How long a sale waits for its lines",
     },
     Setting {

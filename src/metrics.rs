@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Histogram buckets (seconds) for document latencies: sub-millisecond pick-up up to minutes of
@@ -29,21 +30,6 @@ const DESCRIPTORS: &[(&str, &str, &str)] = &[
         "Age of the oldest pending sync_queue row",
     ),
     (
-        "mikro_sync_documents_posted_total",
-        "counter",
-        "Documents posted into Mikro, by kind",
-    ),
-    (
-        "mikro_sync_documents_failed_total",
-        "counter",
-        "Documents that ended failed, by kind",
-    ),
-    (
-        "mikro_sync_retries_total",
-        "counter",
-        "Posting attempts that will be retried, by kind and error class",
-    ),
-    (
         "mikro_sync_pickup_latency_seconds",
         "histogram",
         "Web commit (queue row created) to processing start",
@@ -57,11 +43,6 @@ const DESCRIPTORS: &[(&str, &str, &str)] = &[
         "mikro_sync_listener_up",
         "gauge",
         "1 while the LISTEN connection is established",
-    ),
-    (
-        "mikro_sync_listener_reconnects_total",
-        "counter",
-        "LISTEN connection re-establishments",
     ),
     (
         "mikro_sync_pool_up",
@@ -184,37 +165,9 @@ impl Metrics {
         h.count += 1;
     }
 
-    /// Convenience: a document was posted.
-    pub fn document_posted(&self, kind: &str, latency: Duration) {
-        self.inc("mikro_sync_documents_posted_total", &[("kind", kind)]);
-        self.observe(
-            "mikro_sync_posting_latency_seconds",
-            &[("kind", kind)],
-            latency,
-        );
-    }
-
-    /// Convenience: a document ended `failed`.
-    pub fn document_failed(&self, kind: &str) {
-        self.inc("mikro_sync_documents_failed_total", &[("kind", kind)]);
-    }
-
-    /// Convenience: an attempt failed and will be retried (`class` = transient, data, not_ready).
-    pub fn retry(&self, kind: &str, class: &str) {
-        self.inc(
-            "mikro_sync_retries_total",
-            &[("kind", kind), ("class", class)],
-        );
-    }
-
     /// Convenience: the LISTEN connection went up or down.
     pub fn listener_up(&self, up: bool) {
         self.set_gauge("mikro_sync_listener_up", &[], if up { 1.0 } else { 0.0 });
-    }
-
-    /// Convenience: the LISTEN connection was re-established.
-    pub fn listener_reconnected(&self) {
-        self.inc("mikro_sync_listener_reconnects_total", &[]);
     }
 
     /// Convenience: ERP → web rows applied (`op` = inserted, updated, deactivated).
@@ -226,8 +179,17 @@ impl Metrics {
         );
     }
 
-    /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
+    /// Renders every metric in the Prometheus text exposition format (version 0.0.4): the
+    /// daemon-level ones held here, then the web → ERP worker's counters and histograms.
     pub fn render(&self) -> String {
+        let mut out = self.render_own();
+        if let Some(w) = WORKER.get() {
+            render_worker(&mut out, w);
+        }
+        out
+    }
+
+    fn render_own(&self) -> String {
         let g = self.lock();
         let mut out = String::new();
         for (name, kind, help) in DESCRIPTORS {
@@ -263,6 +225,85 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+static WORKER: OnceLock<Arc<crate::queue::Metrics>> = OnceLock::new();
+
+/// Makes the worker's counters (owned by `crate::queue`) part of `/metrics`. Called once by
+/// the daemon; later calls are ignored (one worker per process).
+pub fn attach_worker(m: Arc<crate::queue::Metrics>) {
+    let _ = WORKER.set(m);
+}
+
+fn render_worker(out: &mut String, w: &crate::queue::Metrics) {
+    let counters: [(&str, &str, &AtomicU64); 9] = [
+        (
+            "mikro_sync_documents_posted_total",
+            "Documents completed (posted into Mikro, or found already posted)",
+            &w.posted,
+        ),
+        (
+            "mikro_sync_documents_already_posted_total",
+            "Of the posted: found in the ledger after a crash, only the web side completed",
+            &w.already_posted,
+        ),
+        (
+            "mikro_sync_documents_failed_total",
+            "Documents that ended failed",
+            &w.failed,
+        ),
+        (
+            "mikro_sync_retries_total",
+            "Failed attempts scheduled for another try",
+            &w.retries,
+        ),
+        ("mikro_sync_claimed_total", "Queue rows claimed", &w.claimed),
+        (
+            "mikro_sync_rescued_total",
+            "Rows put back to pending after their worker died (lease expired)",
+            &w.rescued,
+        ),
+        (
+            "mikro_sync_listener_reconnects_total",
+            "LISTEN connection re-establishments",
+            &w.listener_reconnects,
+        ),
+        (
+            "mikro_sync_notifications_total",
+            "Notifications received",
+            &w.notifications,
+        ),
+        ("mikro_sync_drains_total", "Queue drains started", &w.drains),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+    }
+    for (name, help, h) in [
+        (
+            "mikro_sync_pickup_latency_seconds",
+            "Web commit (queue row created) to processing start",
+            &w.pickup_latency,
+        ),
+        (
+            "mikro_sync_posting_latency_seconds",
+            "Web commit (queue row created) to ERP commit",
+            &w.end_to_end_latency,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let counts = h.bucket_counts();
+        let mut cum = 0u64;
+        for (i, b) in crate::queue::metrics::LATENCY_BUCKETS.iter().enumerate() {
+            cum += counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", fmt_num(*b));
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
+        let _ = writeln!(out, "{name}_sum {}", h.sum().as_secs_f64());
+        let _ = writeln!(out, "{name}_count {}", h.count());
     }
 }
 
@@ -303,17 +344,40 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
-        m.document_posted("satis", Duration::from_millis(7));
+        m.observe(
+            "mikro_sync_test_seconds",
+            &[("kind", "satis")],
+            Duration::from_millis(7),
+        );
         m.set_gauge("mikro_sync_queue_depth", &[("status", "pending")], 3.0);
-        let s = m.render();
-        assert!(s.contains("mikro_sync_documents_posted_total{kind=\"satis\"} 1"));
+        m.erp_rows("stok", "inserted", 5);
+        let s = m.render_own();
         assert!(
-            s.contains("mikro_sync_posting_latency_seconds_bucket{kind=\"satis\",le=\"0.01\"} 1")
+            s.contains("mikro_sync_queue_depth{status=\"pending\"} 3"),
+            "{s}"
         );
         assert!(
-            s.contains("mikro_sync_posting_latency_seconds_bucket{kind=\"satis\",le=\"0.005\"} 0")
+            s.contains("mikro_sync_erp_sync_rows_total{entity=\"stok\",op=\"inserted\"} 5"),
+            "{s}"
         );
-        assert!(s.contains("mikro_sync_queue_depth{status=\"pending\"} 3"));
-        assert!(s.contains("# TYPE mikro_sync_posting_latency_seconds histogram"));
+        assert!(s.contains("# TYPE mikro_sync_queue_depth gauge"));
+        let w = crate::queue::Metrics::default();
+        w.end_to_end_latency.observe(Duration::from_millis(7));
+        w.posted.fetch_add(2, Ordering::Relaxed);
+        let mut out = String::new();
+        render_worker(&mut out, &w);
+        assert!(out.contains("mikro_sync_documents_posted_total 2"), "{out}");
+        assert!(
+            out.contains("mikro_sync_posting_latency_seconds_bucket{le=\"0.01\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("mikro_sync_posting_latency_seconds_bucket{le=\"0.005\"} 0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("mikro_sync_posting_latency_seconds_count 1"),
+            "{out}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::CliError;
+use super::{web_client, CliError};
 use crate::config::Config;
 
 /// Options of `mikro-sync setup`.
@@ -14,8 +14,23 @@ pub struct SetupArgs {
     pub erp: bool,
 }
 
-/// Runs the setup.
+/// Runs the setup and prints what it did.
 pub async fn run(cfg: &Config, args: SetupArgs) -> Result<(), CliError> {
-    let _ = (cfg, args);
-    Err(CliError::NotAvailable("setup"))
+    if args.erp {
+        let mut erp = crate::doctor::connect_erp(cfg.erp()?)
+            .await
+            .map_err(CliError::Erp)?;
+        let report = crate::setup::setup_erp(&mut erp)
+            .await
+            .map_err(|e| CliError::Erp(e.to_string()))?;
+        println!("Mikro database {}: {report}", cfg.erp()?.database);
+        return Ok(());
+    }
+    let client = web_client(cfg).await?;
+    let report = crate::setup::setup_web(&client)
+        .await
+        .map_err(|e| CliError::Web(crate::db::error_chain(&e)))?;
+    println!("Web database {}:", cfg.web()?.database);
+    println!("{report}");
+    Ok(())
 }
