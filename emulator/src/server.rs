@@ -875,6 +875,7 @@ async fn run_rpc(session: &mut Session, state: &mut ConnState, call: RpcCall, w:
                 let declared = rpc::parse_declarations(&decl).map_err(|e| SqlError::syntax(e.to_string()))?;
                 let values = call.params.get(2..).unwrap_or(&[]);
                 let params = rpc::bind_params(&declared, values);
+                tracing::trace!(?params, "sp_executesql parameters");
                 debug!(sql = %truncate(&stmt, 2000), params = params.len(), "sp_executesql");
                 session.execute(&stmt, &params, &mut out).await;
                 Ok(())

@@ -353,16 +353,9 @@ async fn multi_packet_results_and_long_query_text() {
 async fn errors_are_reported_and_the_connection_survives() {
     let env = env(TlsMode::Off).await;
     let mut c = connect(env.addr()).await;
-    let e = c.simple_query("SELEC 1").await.and_then(|_| Ok(())).err();
-    let e = match e {
-        Some(e) => e,
-        None => c
-            .simple_query("SELEC 1")
-            .await
-            .unwrap()
-            .into_results()
-            .await
-            .expect_err("syntax error"),
+    let e = match c.simple_query("SELEC 1").await {
+        Err(e) => e,
+        Ok(stream) => stream.into_results().await.expect_err("syntax error"),
     };
     let (code, class, _) = server_error(e);
     assert_eq!(code, 102);
