@@ -442,6 +442,7 @@ impl Config {
             tz: self.posting.timezone,
             sale_series: self.posting.sale_series.clone(),
             collection_series: self.posting.collection_series.clone(),
+            ..Default::default()
         }
     }
 

@@ -1,8 +1,28 @@
 //! Posting one web document into Mikro as the document the Mikro program itself would write.
 //!
-//! STUB: the signatures below are the contract with the queue (`crate::queue`); the posting work
-//! fills in the bodies (sale.rs, collection.rs, numbering.rs, ledger.rs, …).
+//! [`post_document`] is the contract with the queue (`crate::queue`): it reads the web document
+//! ([`load`]), validates it, and writes it inside one SQL Server transaction that first consults the
+//! mikro-sync ledger ([`ledger`], exactly-once in effect, DOMAIN §6), reserves the document number
+//! under a per-series lock ([`numbering`]), writes the rows column-for-column as the Mikro program
+//! does ([`sale`], [`collection`], built on [`crate::mikro`]) and records the ledger row.
+//!
+//! Errors are classified for the retry policy: [`PostError::Transient`] (connection, timeout,
+//! deadlock, lock timeout), [`PostError::Data`] (fix the data or a mapping; the message says how) and
+//! [`PostError::NotReady`] (a sale whose lines are not committed yet).
 
+pub mod collection;
+pub mod erp;
+pub mod ledger;
+pub mod load;
+pub mod master;
+pub mod numbering;
+pub mod refno;
+pub mod sale;
+pub mod text;
+pub mod time;
+pub mod vat;
+
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db::ErpClient;
@@ -44,11 +64,34 @@ pub struct PostingConfig {
     pub sale_series: String,
     /// Series for collections when the web row has none.
     pub collection_series: String,
+    /// Mikro bank code for documents that need a bank but name none (`banka_id` empty).
+    pub default_bank_code: Option<String>,
+    /// Mikro cash-box code for documents that need a cash box but name none (`kasa_id` empty).
+    pub default_kasa_code: Option<String>,
+    /// Cheque portfolio box (`KASALAR.kas_kod`) that received customer cheques go to; `ÇEK` in
+    /// the traces.
+    pub cek_box_code: String,
+    /// Note portfolio box for received customer notes; `SENET` in the traces.
+    pub senet_box_code: String,
+    /// Depot number for `sth_giris_depo_no` / `sth_cikis_depo_no` (1 in the traces).
+    pub depot_no: i32,
+    /// How long a posting waits for the per-series numbering lock before it gives up (transient).
+    pub lock_timeout_ms: i32,
 }
 
 impl Default for PostingConfig {
     fn default() -> Self {
-        PostingConfig { tz: chrono_tz::Europe::Istanbul, sale_series: "ST".into(), collection_series: "TH".into() }
+        PostingConfig {
+            tz: chrono_tz::Europe::Istanbul,
+            sale_series: "ST".into(),
+            collection_series: "TH".into(),
+            default_bank_code: None,
+            default_kasa_code: None,
+            cek_box_code: "ÇEK".into(),
+            senet_box_code: "SENET".into(),
+            depot_no: 1,
+            lock_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -91,6 +134,93 @@ pub async fn post_document(
     kind: DocKind,
     web_id: Uuid,
 ) -> Result<Posted, PostError> {
-    let _ = (web, erp, cfg, kind, web_id);
-    Err(PostError::Transient("posting not implemented yet".into()))
+    let span = tracing::info_span!("post_document", kind = kind.as_str(), doc_id = %web_id);
+    async move {
+        let r = match kind {
+            DocKind::Satis => match load::sale(web, cfg, web_id).await? {
+                Some(s) => sale::post(erp, cfg, &s).await,
+                None => Err(PostError::Data(format!(
+                    "sale {web_id} is not in satislar (deleted?)"
+                ))),
+            },
+            DocKind::Tahsilat => match load::collection(web, cfg, web_id).await? {
+                Some(c) => collection::post(erp, cfg, &c).await,
+                None => Err(PostError::Data(format!(
+                    "collection {web_id} is not in tahsilatlar (deleted?)"
+                ))),
+            },
+        };
+        match &r {
+            Ok(p) => tracing::info!(
+                seri = %p.seri,
+                sira = p.sira,
+                cha_recno = p.cha_recno,
+                already_posted = p.already_posted,
+                "posted"
+            ),
+            Err(e) => tracing::warn!(error = %e, "posting failed"),
+        }
+        r
+    }
+    .instrument(span)
+    .await
+}
+
+/// How the transactional part of a posting ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Rows written; commit.
+    Written(Posted),
+    /// The ledger already had the document; nothing written, roll back.
+    Already(Posted),
+}
+
+/// Ends the ERP transaction according to the outcome: commit what was written, roll back otherwise.
+/// A failed COMMIT is transient: if it did commit after all, the retry finds the ledger row.
+pub(crate) async fn finish(
+    erp: &mut ErpClient,
+    result: Result<Outcome, PostError>,
+) -> Result<Posted, PostError> {
+    match result {
+        Ok(Outcome::Written(p)) => match erp::commit(erp).await {
+            Ok(()) => Ok(p),
+            Err(e) => {
+                erp::rollback_quietly(erp).await;
+                Err(match e {
+                    PostError::Data(m) => PostError::Transient(m),
+                    other => other,
+                })
+            }
+        },
+        Ok(Outcome::Already(p)) => {
+            erp::rollback_quietly(erp).await;
+            Ok(p)
+        }
+        Err(e) => {
+            erp::rollback_quietly(erp).await;
+            Err(e)
+        }
+    }
+}
+
+/// The series to post under: the web row's if set, else the configured one; must fit
+/// `cha_evrakno_seri` (nvarchar(20)).
+pub(crate) fn series(
+    web: Option<&str>,
+    configured: &str,
+    column: &str,
+) -> Result<String, PostError> {
+    match web.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => text::code(&format!("series in {column}"), s, text::SERI_MAX),
+        None => {
+            let c = configured.trim();
+            if c.chars().count() > text::SERI_MAX {
+                return Err(PostError::Data(format!(
+                    "the configured series {c:?} is longer than {} characters",
+                    text::SERI_MAX
+                )));
+            }
+            Ok(c.to_string())
+        }
+    }
 }

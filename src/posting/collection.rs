@@ -1,0 +1,404 @@
+//! A collection (tahsilat makbuzu) → one CHA row, plus one ODEME_EMIRLERI row for cheque, note,
+//! transfer and card (DOMAIN §5.2, scenarios T-* of `scenarios.tsv`), in the Mikro program's order:
+//! INSERT ODEME_EMIRLERI → set its RECid → INSERT CHA → UPDATE the ODEME row's owner, location,
+//! first-movement fields and `sck_sonpoz` → set CHA's RECid (and `cha_karsidgrupno` for bank-side
+//! instruments).
+//!
+//! Values taken from the T-* captures: `cha_karsid_kur 1`; `cha_vade` = due date (or document date)
+//! as `YYYYMMDD`; `cha_trefno = sck_refno`; `sck_borclu` = customer title; `sck_vdaire_no` = tax office
+//! and tax number joined by a space; `sck_nerede_cari_cins` 4 (portfolio box) for cheque/note and 2
+//! (bank) for transfer/card; bank group numbers 9 (incoming transfer) and 7 (customer card) in
+//! `sck_nerede_cari_grupno` and `cha_karsidgrupno`; `sck_sonpoz` 2 for transfer/card, 0 otherwise;
+//! cheque/note `cha_aciklama` built as `/sck_no/sck_banka_adres1/sck_sube_adres2/sck_hesapno_sehir`.
+//!
+//! Readings where the captures are silent: `sck_ilk_evrak_seri` is set to the document series in the
+//! UPDATE (the traces used the empty series, so setting it there equals not setting it); collections
+//! take a fresh number like sales (a number chosen on the web could collide with Mikro's series);
+//! free-text `aciklama` goes to `cha_aciklama` for cash, transfer and card.
+
+use chrono::Datelike;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use tiberius::Query;
+
+use super::erp::{self, classify_mikro, datetime_param, get_int, run};
+use super::load::Collection;
+use super::master::Codes;
+use super::numbering::{self, RefnoRequest, Reserved};
+use super::text::{truncate, ACIKLAMA_MAX, BELGE_NO_MAX, TEXT50_MAX};
+use super::time::{document_date, vade_int};
+use super::{ledger, DocKind, Outcome, PostError, Posted, PostingConfig};
+use crate::db::ErpClient;
+use crate::mikro::{cached_sql, Row, CARI_HESAP_HAREKETLERI, ODEME_EMIRLERI};
+
+/// `cha_evrak_tip` of a collection receipt.
+pub const EVRAK_TIP: i16 = 1;
+
+/// One row of DOMAIN §5.2's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    /// `tahsilat_tipi`.
+    pub name: &'static str,
+    /// `cha_cinsi`.
+    pub cinsi: i16,
+    /// `cha_kasa_hizmet`: 4 cash/portfolio box, 2 bank.
+    pub kasa_hizmet: i32,
+    /// `cha_sntck_poz`.
+    pub sntck_poz: i32,
+    /// `sck_tip` and refno prefix, when an ODEME_EMIRLERI row is written.
+    pub sck: Option<(i16, &'static str)>,
+    /// Bank group number (`cha_karsidgrupno`, `sck_nerede_cari_grupno`), from the traces.
+    pub grupno: i32,
+    /// `sck_sonpoz` after the UPDATE.
+    pub sonpoz: i32,
+}
+
+/// The five collection kinds.
+pub const KINDS: [Kind; 5] = [
+    Kind {
+        name: "nakit",
+        cinsi: 0,
+        kasa_hizmet: 4,
+        sntck_poz: 0,
+        sck: None,
+        grupno: 0,
+        sonpoz: 0,
+    },
+    Kind {
+        name: "cek",
+        cinsi: 1,
+        kasa_hizmet: 4,
+        sntck_poz: 0,
+        sck: Some((0, "MC")),
+        grupno: 0,
+        sonpoz: 0,
+    },
+    Kind {
+        name: "senet",
+        cinsi: 2,
+        kasa_hizmet: 4,
+        sntck_poz: 0,
+        sck: Some((1, "MS")),
+        grupno: 0,
+        sonpoz: 0,
+    },
+    Kind {
+        name: "havale",
+        cinsi: 17,
+        kasa_hizmet: 2,
+        sntck_poz: 2,
+        sck: Some((4, "MH")),
+        grupno: 9,
+        sonpoz: 2,
+    },
+    Kind {
+        name: "kredi_karti",
+        cinsi: 19,
+        kasa_hizmet: 2,
+        sntck_poz: 2,
+        sck: Some((6, "MK")),
+        grupno: 7,
+        sonpoz: 2,
+    },
+];
+
+/// Looks up a `tahsilat_tipi`; anything else is a data error naming the value and the allowed ones.
+pub fn kind(tipi: &str, doc: &str) -> Result<Kind, PostError> {
+    let t = tipi.trim().to_lowercase();
+    KINDS.iter().copied().find(|k| k.name == t).ok_or_else(|| {
+        PostError::Data(format!(
+            "{doc} has tahsilat_tipi {tipi:?}; allowed: nakit, cek, senet, havale, kredi_karti"
+        ))
+    })
+}
+
+fn money(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(0.0)
+}
+
+/// Posts a loaded collection.
+pub async fn post(
+    erp: &mut ErpClient,
+    cfg: &PostingConfig,
+    c: &Collection,
+) -> Result<Posted, PostError> {
+    let doc = format!("collection {}", c.id);
+    let k = kind(&c.tipi, &doc)?;
+    if c.tutar <= Decimal::ZERO {
+        return Err(PostError::Data(format!(
+            "{doc} has amount {} (tutar); a collection must be positive",
+            c.tutar
+        )));
+    }
+    let seri = super::series(
+        c.seri.as_deref(),
+        &cfg.collection_series,
+        "tahsilatlar.tahsilat_seri_no",
+    )?;
+    // Counter account: cash box, portfolio box or bank.
+    let (hizkod, is_bank) = match k.name {
+        "nakit" => match &c.kasa_code {
+            Some(kc) => (kc.clone(), false),
+            None => {
+                return Err(PostError::Data(format!(
+                    "{doc} is cash: {}",
+                    c.kasa_problem
+                )))
+            }
+        },
+        "cek" => (cfg.cek_box_code.clone(), false),
+        "senet" => (cfg.senet_box_code.clone(), false),
+        _ => match &c.bank_code {
+            Some(b) => (b.clone(), true),
+            None => {
+                return Err(PostError::Data(format!(
+                    "{doc} is {}: {}",
+                    k.name, c.bank_problem
+                )))
+            }
+        },
+    };
+    let now = super::time::now_local(cfg.tz);
+    let date = document_date(c.date);
+    let vade = c.vade.unwrap_or(c.date);
+    let codes = Codes {
+        cari: c.customer.code.clone(),
+        bank: is_bank.then(|| hizkod.clone()),
+        kasa: (!is_bank).then(|| hizkod.clone()),
+        ..Default::default()
+    };
+    let refno_req = k.sck.map(|(_, prefix)| RefnoRequest {
+        prefix,
+        year: c.date.year(),
+    });
+    let is_instrument_text = matches!(k.name, "cek" | "senet");
+    let sck_no = if is_instrument_text {
+        truncate("sck_no", &c.cek_no, TEXT50_MAX)
+    } else {
+        String::new()
+    };
+    let banka_adres1 = if k.name == "cek" {
+        truncate("sck_banka_adres1", &c.banka_adi, TEXT50_MAX)
+    } else {
+        String::new()
+    };
+    let aciklama = if is_instrument_text {
+        truncate(
+            "cha_aciklama",
+            &format!("/{sck_no}/{banka_adres1}//"),
+            ACIKLAMA_MAX,
+        )
+    } else {
+        truncate("cha_aciklama", &c.aciklama, ACIKLAMA_MAX)
+    };
+
+    erp::begin(erp).await?;
+    let result = async {
+        let (sira, refno) = match numbering::reserve(
+            erp,
+            DocKind::Tahsilat,
+            c.id,
+            &doc,
+            EVRAK_TIP,
+            &seri,
+            refno_req,
+            &codes,
+            cfg.lock_timeout_ms,
+        )
+        .await?
+        {
+            Reserved::AlreadyPosted(e) => {
+                return Ok(Outcome::Already(Posted {
+                    seri: e.seri,
+                    sira: e.sira,
+                    cha_recno: e.cha_recno,
+                    already_posted: true,
+                }))
+            }
+            Reserved::Fresh { sira, refno } => (sira, refno.unwrap_or_default()),
+        };
+
+        // 1. ODEME_EMIRLERI (instruments only), RECid set in the same statement.
+        let mut sck_recno = 0;
+        if let Some((sck_tip, _)) = k.sck {
+            let m = |e| classify_mikro(e, "building the ODEME_EMIRLERI row");
+            let mut r = Row::new(&ODEME_EMIRLERI);
+            r.set("sck_tip", sck_tip).map_err(m)?;
+            r.set("sck_refno", refno.as_str()).map_err(m)?;
+            r.set(
+                "sck_borclu",
+                truncate("sck_borclu", &c.customer.name, TEXT50_MAX),
+            )
+            .map_err(m)?;
+            r.set(
+                "sck_vdaire_no",
+                truncate(
+                    "sck_vdaire_no",
+                    &format!("{} {}", c.customer.vergi_dairesi, c.customer.vergi_no),
+                    TEXT50_MAX,
+                ),
+            )
+            .map_err(m)?;
+            r.set("sck_vade", document_date(vade)).map_err(m)?;
+            r.set("sck_tutar", money(c.tutar)).map_err(m)?;
+            r.set("sck_banka_adres1", banka_adres1.as_str())
+                .map_err(m)?;
+            r.set(
+                "sck_borclu_tel",
+                truncate("sck_borclu_tel", &c.customer.phone, TEXT50_MAX),
+            )
+            .map_err(m)?;
+            r.set("sck_no", sck_no.as_str()).map_err(m)?;
+            if k.name == "senet" {
+                r.set("sck_duzen_tarih", date).map_err(m)?;
+            }
+            let mut q = Query::new(ODEME_EMIRLERI.insert_with_recid_sql());
+            r.bind(&mut q, now).map_err(m)?;
+            let res = run(erp, q, 1, "writing the ODEME_EMIRLERI row").await?;
+            sck_recno = res
+                .iter()
+                .flatten()
+                .next()
+                .and_then(|r| get_int(r, 0))
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or_else(|| {
+                    PostError::Data("the ODEME_EMIRLERI INSERT returned no RECno".into())
+                })?;
+        }
+
+        // 2. CHA.
+        let m = |e| classify_mikro(e, "building the CHA row");
+        let mut h = Row::new(&CARI_HESAP_HAREKETLERI);
+        h.set("cha_evrak_tip", EVRAK_TIP).map_err(m)?;
+        h.set("cha_evrakno_seri", seri.as_str()).map_err(m)?;
+        h.set("cha_evrakno_sira", sira).map_err(m)?;
+        h.set("cha_tarihi", date).map_err(m)?;
+        h.set("cha_tip", 1i16).map_err(m)?;
+        h.set("cha_cinsi", k.cinsi).map_err(m)?;
+        h.set("cha_normal_Iade", 0u8).map_err(m)?;
+        h.set("cha_tpoz", 0).map_err(m)?;
+        h.set(
+            "cha_belge_no",
+            truncate("cha_belge_no", &c.belge_no, BELGE_NO_MAX),
+        )
+        .map_err(m)?;
+        h.set("cha_belge_tarih", date).map_err(m)?;
+        h.set("cha_aciklama", aciklama.as_str()).map_err(m)?;
+        h.set("cha_cari_cins", 0i16).map_err(m)?;
+        h.set("cha_kod", c.customer.code.as_str()).map_err(m)?;
+        h.set("cha_ciro_cari_kodu", "").map_err(m)?;
+        h.set("cha_grupno", 0).map_err(m)?;
+        h.set("cha_kasa_hizmet", k.kasa_hizmet).map_err(m)?;
+        h.set("cha_kasa_hizkod", hizkod.as_str()).map_err(m)?;
+        h.set("cha_karsid_kur", 1).map_err(m)?;
+        h.set("cha_meblag", money(c.tutar)).map_err(m)?;
+        h.set("cha_aratoplam", money(c.tutar)).map_err(m)?;
+        h.set("cha_vade", vade_int(vade)).map_err(m)?;
+        h.set("cha_trefno", refno.as_str()).map_err(m)?;
+        h.set("cha_sntck_poz", k.sntck_poz).map_err(m)?;
+        h.set("cha_uuid", "").map_err(m)?;
+
+        let ledger_rec = |cha_recno| ledger::Record {
+            kind: DocKind::Tahsilat,
+            web_id: c.id,
+            evrak_tip: EVRAK_TIP,
+            seri: &seri,
+            sira,
+            cha_recno,
+            sck_recno,
+            sth_count: 0,
+            posted_at: now,
+        };
+
+        let cha_recno = if k.sck.is_none() {
+            // Cash: INSERT, RECid, then the ledger.
+            let mut q = Query::new(CARI_HESAP_HAREKETLERI.insert_with_recid_sql());
+            h.bind(&mut q, now).map_err(m)?;
+            let res = run(erp, q, 1, "writing the CHA row").await?;
+            let cha_recno = first_int(&res, "CHA")?;
+            let sql = cached_sql("MIKROSYNC_LEDGER", "insert", || ledger::insert_sql(1));
+            let mut q = Query::new(sql);
+            ledger::bind_insert(&mut q, &ledger_rec(cha_recno))?;
+            q.execute(erp)
+                .await
+                .map_err(|e| erp::classify(e, "writing the ledger row"))?;
+            cha_recno
+        } else {
+            let sql = cached_sql(CARI_HESAP_HAREKETLERI.name, "insert+recno", || {
+                format!(
+                    "{}; SELECT CAST(SCOPE_IDENTITY() AS int) AS recno",
+                    CARI_HESAP_HAREKETLERI.insert_sql_at(1)
+                )
+            });
+            let mut q = Query::new(sql);
+            h.bind(&mut q, now).map_err(m)?;
+            let res = run(erp, q, 1, "writing the CHA row").await?;
+            let cha_recno = first_int(&res, "CHA")?;
+
+            // 3. ODEME owner/location, then CHA RECid, then the ledger — one statement.
+            let sql = cached_sql(ODEME_EMIRLERI.name, "collection-finish", || {
+                format!(
+                    "UPDATE dbo.ODEME_EMIRLERI SET sck_lastup_date = @P1, \
+                     sck_sahip_cari_kodu = @P2, sck_nerede_cari_cins = @P3, \
+                     sck_nerede_cari_kodu = @P4, sck_nerede_cari_grupno = @P5, \
+                     sck_ilk_hareket_tarihi = @P6, sck_ilk_evrak_seri = @P7, \
+                     sck_ilk_evrak_sira_no = @P8, sck_son_hareket_tarihi = @P6, sck_sonpoz = @P9 \
+                     WHERE sck_RECno = @P10;\n\
+                     UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno, \
+                     cha_karsidgrupno = @P11 WHERE cha_RECno = @P12;\n{}",
+                    ledger::insert_sql(13)
+                )
+            });
+            let mut q = Query::new(sql);
+            q.bind(datetime_param(now)?);
+            q.bind(c.customer.code.clone());
+            q.bind(if is_bank { 2i16 } else { 4i16 });
+            q.bind(hizkod.clone());
+            q.bind(k.grupno);
+            q.bind(datetime_param(date)?);
+            q.bind(seri.clone());
+            q.bind(sira);
+            q.bind(k.sonpoz);
+            q.bind(sck_recno);
+            q.bind(k.grupno);
+            q.bind(cha_recno);
+            ledger::bind_insert(&mut q, &ledger_rec(cha_recno))?;
+            q.execute(erp)
+                .await
+                .map_err(|e| erp::classify(e, "completing the ODEME_EMIRLERI row"))?;
+            cha_recno
+        };
+        Ok(Outcome::Written(Posted {
+            seri: seri.clone(),
+            sira,
+            cha_recno,
+            already_posted: false,
+        }))
+    }
+    .await;
+    super::finish(erp, result).await
+}
+
+fn first_int(res: &[Vec<tiberius::Row>], what: &str) -> Result<i32, PostError> {
+    res.iter()
+        .flatten()
+        .next()
+        .and_then(|r| get_int(r, 0))
+        .and_then(|v| i32::try_from(v).ok())
+        .ok_or_else(|| PostError::Data(format!("the {what} INSERT returned no RECno")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(kind(" Havale ", "c").unwrap().cinsi, 17);
+        assert_eq!(kind("kredi_karti", "c").unwrap().sck, Some((6, "MK")));
+        let e = kind("bitcoin", "collection 1").unwrap_err();
+        assert!(
+            matches!(e, PostError::Data(m) if m.contains("\"bitcoin\"") && m.contains("kredi_karti"))
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! The ERP transaction around one posting and the classification of ERP failures.
+//!
+//! tiberius 0.12 has no transaction object: the transaction is `BEGIN TRAN` / `COMMIT TRAN` text.
+//! `SET XACT_ABORT ON` makes SQL Server roll the whole transaction back on any error, so a failed
+//! statement can never leave half a document behind; we still send a guarded ROLLBACK.
+
+use chrono::NaiveDateTime;
+use tiberius::{Query, Row};
+
+use super::PostError;
+use crate::db::ErpClient;
+use crate::mikro::{MikroError, SqlParam};
+
+/// SQL Server errors worth retrying: deadlock victim, lock request timeout.
+const TRANSIENT_SERVER_CODES: [u32; 2] = [1205, 1222];
+/// Duplicate key (unique index / constraint). In a posting this means another writer got there
+/// first (a second worker on the same document hits the ledger's primary key; the Mikro program
+/// racing us on a refno hits the ODEME_EMIRLERI index): the retry sees the winner's row.
+const DUPLICATE_KEY_CODES: [u32; 2] = [2601, 2627];
+
+/// Maps a tiberius error to the retry class: connection, I/O, TLS and protocol failures, timeouts,
+/// deadlocks (1205) and lock timeouts (1222) are transient; other server errors are data errors
+/// carrying SQL Server's message (a NULL, a truncation, a missing object …).
+pub fn classify(e: tiberius::error::Error, during: &str) -> PostError {
+    use tiberius::error::Error as E;
+    match e {
+        E::Server(ref t) if TRANSIENT_SERVER_CODES.contains(&t.code()) => PostError::Transient(
+            format!("{during}: SQL Server error {}: {}", t.code(), t.message()),
+        ),
+        E::Server(ref t) if DUPLICATE_KEY_CODES.contains(&t.code()) => {
+            PostError::Transient(format!(
+                "{during}: another writer inserted the same key first (SQL Server error {}: {}); \
+             retrying will find it",
+                t.code(),
+                t.message()
+            ))
+        }
+        E::Server(ref t) => PostError::Data(format!(
+            "{during}: SQL Server error {} (state {}, class {}): {}",
+            t.code(),
+            t.state(),
+            t.class(),
+            t.message()
+        )),
+        E::Io { .. } | E::Protocol(_) | E::Tls(_) | E::Routing { .. } => {
+            PostError::Transient(format!("{during}: ERP connection failed: {e}"))
+        }
+        other => PostError::Data(format!("{during}: {other}")),
+    }
+}
+
+/// [`classify`] for errors of the Mikro row builder: building problems are data errors.
+pub fn classify_mikro(e: MikroError, during: &str) -> PostError {
+    match e {
+        MikroError::Sql(e) => classify(e, during),
+        other => PostError::Data(format!("{during}: {other}")),
+    }
+}
+
+/// Opens the posting transaction. A transaction left open on a pooled connection by an
+/// interrupted earlier use is rolled back first, so nothing of it can be committed with ours.
+pub async fn begin(erp: &mut ErpClient) -> Result<(), PostError> {
+    erp.simple_query("IF @@TRANCOUNT > 0 ROLLBACK TRAN; SET XACT_ABORT ON; BEGIN TRAN")
+        .await
+        .map_err(|e| classify(e, "BEGIN TRAN"))?
+        .into_results()
+        .await
+        .map_err(|e| classify(e, "BEGIN TRAN"))?;
+    Ok(())
+}
+
+/// Commits the posting transaction.
+pub async fn commit(erp: &mut ErpClient) -> Result<(), PostError> {
+    erp.simple_query("COMMIT TRAN")
+        .await
+        .map_err(|e| classify(e, "COMMIT TRAN"))?
+        .into_results()
+        .await
+        .map_err(|e| classify(e, "COMMIT TRAN"))?;
+    Ok(())
+}
+
+/// Rolls back whatever is open; failures are only logged (the connection may be gone, and then
+/// the server has rolled back already).
+pub async fn rollback_quietly(erp: &mut ErpClient) {
+    let r = match erp.simple_query("IF @@TRANCOUNT > 0 ROLLBACK TRAN").await {
+        Ok(s) => s.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "ROLLBACK after a failed posting failed");
+    }
+}
+
+/// Runs a parameterised batch and returns its rows grouped by result-set index. (tiberius'
+/// `into_results` drops empty result sets in the middle of a batch, which would shift the
+/// indexes we rely on.)
+pub async fn run(
+    erp: &mut ErpClient,
+    q: Query<'_>,
+    sets: usize,
+    during: &str,
+) -> Result<Vec<Vec<Row>>, PostError> {
+    use futures::TryStreamExt;
+    let mut out: Vec<Vec<Row>> = (0..sets).map(|_| Vec::new()).collect();
+    let mut stream = q.query(erp).await.map_err(|e| classify(e, during))?;
+    while let Some(item) = stream.try_next().await.map_err(|e| classify(e, during))? {
+        if let tiberius::QueryItem::Row(row) = item {
+            let i = row.result_index();
+            if i >= out.len() {
+                out.resize_with(i + 1, Vec::new);
+            }
+            out[i].push(row);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads an integer column whatever integer (or float) type the server chose: DOMAIN §4 asks reads
+/// from Mikro to tolerate width differences between Mikro versions (and the emulator's typing of
+/// expressions such as `ISNULL(MAX(x), 0) + 1`).
+pub fn get_int(row: &Row, idx: usize) -> Option<i64> {
+    if let Ok(Some(v)) = row.try_get::<i32, _>(idx) {
+        return Some(v.into());
+    }
+    if let Ok(Some(v)) = row.try_get::<i64, _>(idx) {
+        return Some(v);
+    }
+    if let Ok(Some(v)) = row.try_get::<i16, _>(idx) {
+        return Some(v.into());
+    }
+    if let Ok(Some(v)) = row.try_get::<u8, _>(idx) {
+        return Some(v.into());
+    }
+    if let Ok(Some(v)) = row.try_get::<rust_decimal::Decimal, _>(idx) {
+        return rust_decimal::prelude::ToPrimitive::to_i64(&v);
+    }
+    if let Ok(Some(v)) = row.try_get::<f64, _>(idx) {
+        return Some(v as i64);
+    }
+    None
+}
+
+/// Reads a text column.
+pub fn get_text(row: &Row, idx: usize) -> Option<String> {
+    row.try_get::<&str, _>(idx)
+        .ok()
+        .flatten()
+        .map(str::to_string)
+}
+
+/// A `datetime` parameter (not `datetime2`, which tiberius would send for a chrono value).
+pub fn datetime_param(dt: NaiveDateTime) -> Result<SqlParam, PostError> {
+    crate::mikro::sql_datetime(dt)
+        .map(|d| SqlParam(tiberius::ColumnData::DateTime(Some(d))))
+        .ok_or_else(|| PostError::Data(format!("{dt} is outside SQL Server datetime's range")))
+}

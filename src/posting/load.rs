@@ -1,0 +1,475 @@
+//! Reading one web document (PostgreSQL) with everything posting needs: the header, its lines,
+//! the customer, and the Mikro codes resolved through the `int_kodmap_*` tables with their
+//! fallbacks (`cari_kodu`, `stok_kodu`, `ban_kod`, `kasa_kodu`, then configured defaults).
+//!
+//! Each document is read with at most two statements, sent with `query_typed` (no separate prepare
+//! round trip). Unresolvable references become [`PostError::Data`] with a message naming the table
+//! and the row to add, because the operator fixes them by hand.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::text::{code, CODE_MAX};
+use super::{PostError, PostingConfig};
+
+/// The customer of a document, with its Mikro code.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    /// `cari_hesaplar.id`.
+    pub id: Uuid,
+    /// Mikro `cari_kod`.
+    pub code: String,
+    /// `cari_adi` (Mikro writes the title into `cha_aciklama` of closed invoices and `sck_borclu`).
+    pub name: String,
+    /// Phone (`sck_borclu_tel`).
+    pub phone: String,
+    /// Tax number.
+    pub vergi_no: String,
+    /// Tax office.
+    pub vergi_dairesi: String,
+}
+
+/// Where a sale is settled (DOMAIN §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Open account: `vadeli`, `acik_hesap`, `veresiye`, `''`/NULL; also `cek`/`senet` (the
+    /// instrument itself arrives later as a collection; Mikro closes invoices only to a cash box
+    /// or a bank).
+    Open,
+    /// Closed to a bank (`kredi_karti`, `havale`): Mikro bank code.
+    Bank(String),
+    /// Closed to the cash box (`nakit`): Mikro cash-box code.
+    CashBox(String),
+}
+
+/// A sale line.
+#[derive(Debug, Clone)]
+pub struct SaleLine {
+    /// `satis_kalemleri.id`.
+    pub id: Uuid,
+    /// Mikro `sto_kod`.
+    pub stok_code: String,
+    /// Quantity.
+    pub miktar: i32,
+    /// Unit price.
+    pub birim_fiyat: Decimal,
+    /// VAT rate in percent.
+    pub kdv_orani: Decimal,
+    /// VAT amount.
+    pub kdv_tutari: Decimal,
+    /// Line total as the web app computed it.
+    pub toplam_tutar: Decimal,
+    /// Line discounts 1..6 (amounts).
+    pub iskonto: [Decimal; 6],
+    /// Free text.
+    pub notlar: String,
+}
+
+/// A sale with its lines.
+#[derive(Debug, Clone)]
+pub struct Sale {
+    /// `satislar.id`.
+    pub id: Uuid,
+    /// Document date.
+    pub date: NaiveDate,
+    /// `satis_tipi = 'iade'`.
+    pub iade: bool,
+    /// How it is settled.
+    pub settlement: Settlement,
+    /// The customer.
+    pub customer: Customer,
+    /// Subtotal (net).
+    pub ara_toplam: Decimal,
+    /// VAT total.
+    pub kdv_tutari: Decimal,
+    /// Grand total.
+    pub toplam_tutar: Decimal,
+    /// Header discounts 1..6 (amounts).
+    pub iskonto: [Decimal; 6],
+    /// Free text.
+    pub notlar: String,
+    /// Series from the web row, if set.
+    pub seri: Option<String>,
+    /// External document number.
+    pub belge_no: String,
+    /// Lines in `sira_no` order.
+    pub lines: Vec<SaleLine>,
+}
+
+/// A collection (tahsilat).
+#[derive(Debug, Clone)]
+pub struct Collection {
+    /// `tahsilatlar.id`.
+    pub id: Uuid,
+    /// Document date.
+    pub date: NaiveDate,
+    /// `tahsilat_tipi` as stored.
+    pub tipi: String,
+    /// Amount.
+    pub tutar: Decimal,
+    /// The customer.
+    pub customer: Customer,
+    /// Mikro bank code (mapping, `ban_kod`, or the configured default), if any.
+    pub bank_code: Option<String>,
+    /// Mikro cash-box code (mapping, `kasa_kodu`, or the configured default), if any.
+    pub kasa_code: Option<String>,
+    /// Why no bank code was found (for the error message if one is needed).
+    pub bank_problem: String,
+    /// Why no cash-box code was found.
+    pub kasa_problem: String,
+    /// Cheque / note serial number.
+    pub cek_no: String,
+    /// Due date.
+    pub vade: Option<NaiveDate>,
+    /// Drawee bank name (cheques).
+    pub banka_adi: String,
+    /// Free text.
+    pub aciklama: String,
+    /// Series from the web row, if set.
+    pub seri: Option<String>,
+    /// External document number.
+    pub belge_no: String,
+}
+
+const CUSTOMER_COLS: &str = "c.id, c.cari_adi, c.telefon, c.vergi_no, c.vergi_dairesi, \
+     mc.erp_cari_kod, c.cari_kodu";
+const CUSTOMER_JOIN: &str = "LEFT JOIN cari_hesaplar c ON c.id = d.cari_hesap_id \
+     LEFT JOIN int_kodmap_cari mc ON mc.web_cari_id = d.cari_hesap_id";
+const PAY_COLS: &str =
+    "d.banka_id, mb.erp_banka_kod, b.ban_kod, d.kasa_id, mk.erp_kasa_kod, k.kasa_kodu";
+const PAY_JOIN: &str = "LEFT JOIN bankalar b ON b.id = d.banka_id \
+     LEFT JOIN int_kodmap_banka mb ON mb.web_banka_id = d.banka_id \
+     LEFT JOIN kasalar k ON k.id = d.kasa_id \
+     LEFT JOIN int_kodmap_kasa mk ON mk.web_kasa_id = d.kasa_id";
+
+fn pg(e: tokio_postgres::Error, what: &str) -> PostError {
+    // Any failure reading the web side is worth retrying: connection problems are transient, and
+    // a schema problem (missing int_kodmap_* table) is fixed by running `setup`, after which the
+    // retry succeeds; the message says what failed.
+    PostError::Transient(format!("reading {what} from the web database: {e}"))
+}
+
+fn opt_text(row: &tokio_postgres::Row, idx: usize) -> String {
+    row.try_get::<_, Option<String>>(idx)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Reads the customer columns starting at `at` (see `CUSTOMER_COLS`).
+fn customer(
+    row: &tokio_postgres::Row,
+    at: usize,
+    doc: &str,
+    cari_hesap_id: Option<Uuid>,
+) -> Result<Customer, PostError> {
+    let Some(cid) = cari_hesap_id else {
+        return Err(PostError::Data(format!(
+            "{doc} has no customer (cari_hesap_id is empty): set it to a row of cari_hesaplar"
+        )));
+    };
+    let id: Option<Uuid> = row
+        .try_get(at)
+        .map_err(|e| PostError::Data(e.to_string()))?;
+    let Some(id) = id else {
+        return Err(PostError::Data(format!(
+            "{doc} refers to customer {cid}, which is not in cari_hesaplar"
+        )));
+    };
+    let mapped = non_empty(row.try_get(at + 5).ok().flatten());
+    let own = non_empty(row.try_get(at + 6).ok().flatten());
+    let Some(raw) = mapped.or(own) else {
+        return Err(missing_customer(id));
+    };
+    Ok(Customer {
+        id,
+        code: code(
+            &format!("Mikro code of customer {id} (int_kodmap_cari / cari_hesaplar.cari_kodu)"),
+            &raw,
+            CODE_MAX,
+        )?,
+        name: opt_text(row, at + 1),
+        phone: opt_text(row, at + 2),
+        vergi_no: opt_text(row, at + 3),
+        vergi_dairesi: opt_text(row, at + 4),
+    })
+}
+
+/// The actionable message for a customer without a usable Mikro code.
+pub fn missing_customer(id: Uuid) -> PostError {
+    PostError::Data(format!(
+        "customer {id} (cari_hesaplar) has no Mikro code: add a row to int_kodmap_cari \
+         (web_cari_id='{id}', erp_cari_kod='<code in CARI_HESAPLAR>') or set cari_hesaplar.cari_kodu"
+    ))
+}
+
+/// The actionable message for a product without a usable Mikro code.
+pub fn missing_product(id: Uuid) -> PostError {
+    PostError::Data(format!(
+        "product {id} (stoklar) has no Mikro code: add a row to int_kodmap_stok \
+         (web_stok_id='{id}', erp_stok_kod='<code in STOKLAR>') or set stoklar.stok_kodu"
+    ))
+}
+
+/// Resolves a bank: mapping → `ban_kod` → configured default. Returns the code or why not.
+fn bank(
+    row: &tokio_postgres::Row,
+    at: usize,
+    cfg: &PostingConfig,
+) -> Result<Result<String, String>, PostError> {
+    let id: Option<Uuid> = row.try_get(at).ok().flatten();
+    let mapped = non_empty(row.try_get(at + 1).ok().flatten());
+    let own = non_empty(row.try_get(at + 2).ok().flatten());
+    resolve(
+        id,
+        mapped.or(own),
+        cfg.default_bank_code.as_deref(),
+        "bank",
+        "int_kodmap_banka (web_banka_id='{id}', erp_banka_kod='<code in BANKALAR>') or set bankalar.ban_kod",
+        "banka_id",
+        "default_bank_code",
+    )
+}
+
+/// Resolves a cash box: mapping → `kasa_kodu` → configured default.
+fn kasa(
+    row: &tokio_postgres::Row,
+    at: usize,
+    cfg: &PostingConfig,
+) -> Result<Result<String, String>, PostError> {
+    let id: Option<Uuid> = row.try_get(at).ok().flatten();
+    let mapped = non_empty(row.try_get(at + 1).ok().flatten());
+    let own = non_empty(row.try_get(at + 2).ok().flatten());
+    resolve(
+        id,
+        mapped.or(own),
+        cfg.default_kasa_code.as_deref(),
+        "cash box",
+        "int_kodmap_kasa (web_kasa_id='{id}', erp_kasa_kod='<code in KASALAR>') or set kasalar.kasa_kodu",
+        "kasa_id",
+        "default_kasa_code",
+    )
+}
+
+fn resolve(
+    id: Option<Uuid>,
+    found: Option<String>,
+    default: Option<&str>,
+    what: &str,
+    fix: &str,
+    column: &str,
+    setting: &str,
+) -> Result<Result<String, String>, PostError> {
+    let raw = match (id, found) {
+        (Some(_), Some(c)) => c,
+        (Some(id), None) => {
+            return Ok(Err(format!(
+                "{what} {id} has no Mikro code: add a row to {}",
+                fix.replace("{id}", &id.to_string())
+            )))
+        }
+        (None, _) => match non_empty(default.map(str::to_string)) {
+            Some(c) => c,
+            None => {
+                return Ok(Err(format!(
+                    "no {what} given ({column} is empty) and no default configured: set {column} \
+                     or the posting setting {setting}"
+                )))
+            }
+        },
+    };
+    Ok(Ok(code(&format!("Mikro {what} code"), &raw, CODE_MAX)?))
+}
+
+fn dec(row: &tokio_postgres::Row, idx: usize) -> Decimal {
+    row.try_get::<_, Option<Decimal>>(idx)
+        .ok()
+        .flatten()
+        .unwrap_or(Decimal::ZERO)
+}
+
+fn six(row: &tokio_postgres::Row, from: usize) -> [Decimal; 6] {
+    let mut a = [Decimal::ZERO; 6];
+    for (i, v) in a.iter_mut().enumerate() {
+        *v = dec(row, from + i);
+    }
+    a
+}
+
+/// Reads a sale and its lines. `Ok(None)` when the sale row does not exist.
+pub async fn sale(
+    web: &tokio_postgres::Client,
+    cfg: &PostingConfig,
+    id: Uuid,
+) -> Result<Option<Sale>, PostError> {
+    let head_sql = format!(
+        "SELECT d.satis_tarihi, d.satis_tipi, d.odeme_sekli, d.ara_toplam, d.kdv_tutari, \
+         d.toplam_tutar, d.notlar, d.fatura_seri_no, d.belge_no, \
+         d.iskonto1, d.iskonto2, d.iskonto3, d.iskonto4, d.iskonto5, d.iskonto6, d.cari_hesap_id, \
+         {PAY_COLS}, {CUSTOMER_COLS} \
+         FROM satislar d {PAY_JOIN} {CUSTOMER_JOIN} WHERE d.id = $1"
+    );
+    let lines_sql =
+        "SELECT l.id, l.stok_id, ms.erp_stok_kod, s.stok_kodu, l.miktar, l.birim_fiyat, \
+         l.kdv_orani, l.kdv_tutari, l.toplam_tutar, l.notlar, \
+         l.iskonto1, l.iskonto2, l.iskonto3, l.iskonto4, l.iskonto5, l.iskonto6 \
+         FROM satis_kalemleri l LEFT JOIN stoklar s ON s.id = l.stok_id \
+         LEFT JOIN int_kodmap_stok ms ON ms.web_stok_id = l.stok_id \
+         WHERE l.satis_id = $1 ORDER BY l.sira_no NULLS LAST, l.olusturma_tarihi, l.id";
+    // Both statements are pipelined on the one connection.
+    let p_head: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] = [(&id, Type::UUID)];
+    let p_lines: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] = [(&id, Type::UUID)];
+    let (head, lines) = futures::join!(
+        web.query_typed(&head_sql, &p_head),
+        web.query_typed(lines_sql, &p_lines)
+    );
+    let head = head.map_err(|e| pg(e, "the sale"))?;
+    let lines = lines.map_err(|e| pg(e, "the sale lines"))?;
+    let Some(h) = head.first() else {
+        return Ok(None);
+    };
+    let doc = format!("sale {id}");
+    let date: NaiveDate = h
+        .try_get(0)
+        .map_err(|e| PostError::Data(format!("{doc}: satis_tarihi: {e}")))?;
+    let tipi = opt_text(h, 1);
+    let iade = tipi.trim().eq_ignore_ascii_case("iade");
+    let odeme = opt_text(h, 2).trim().to_lowercase();
+    let cari_hesap_id: Option<Uuid> = h.try_get(15).ok().flatten();
+    // PAY_COLS start at 16, CUSTOMER_COLS at 22.
+    let settlement = match odeme.as_str() {
+        "" | "vadeli" | "acik_hesap" | "açık_hesap" | "veresiye" | "cek" | "senet" => {
+            Settlement::Open
+        }
+        "kredi_karti" | "havale" => match bank(h, 16, cfg)? {
+            Ok(c) => Settlement::Bank(c),
+            Err(why) => {
+                return Err(PostError::Data(format!(
+                    "{doc} is paid by {odeme} (closed to a bank): {why}"
+                )))
+            }
+        },
+        "nakit" => match kasa(h, 19, cfg)? {
+            Ok(c) => Settlement::CashBox(c),
+            Err(why) => {
+                return Err(PostError::Data(format!(
+                    "{doc} is paid in cash (closed to a cash box): {why}"
+                )))
+            }
+        },
+        other => {
+            return Err(PostError::Data(format!(
+                "{doc} has odeme_sekli {other:?}; allowed: nakit, kredi_karti, havale, vadeli, \
+                 acik_hesap, veresiye, cek, senet or empty"
+            )))
+        }
+    };
+    let customer = customer(h, 22, &doc, cari_hesap_id)?;
+    let mut out_lines = Vec::with_capacity(lines.len());
+    for (n, l) in lines.iter().enumerate() {
+        let lid: Uuid = l
+            .try_get(0)
+            .map_err(|e| PostError::Data(format!("{doc} line {}: {e}", n + 1)))?;
+        let stok_id: Option<Uuid> = l.try_get(1).ok().flatten();
+        let Some(stok_id) = stok_id else {
+            return Err(PostError::Data(format!(
+                "{doc} line {} ({lid}) has no product (satis_kalemleri.stok_id is empty)",
+                n + 1
+            )));
+        };
+        let mapped = non_empty(l.try_get(2).ok().flatten());
+        let own = non_empty(l.try_get(3).ok().flatten());
+        let Some(raw) = mapped.or(own) else {
+            return Err(missing_product(stok_id));
+        };
+        let miktar: i32 = l.try_get::<_, Option<i32>>(4).ok().flatten().unwrap_or(0);
+        out_lines.push(SaleLine {
+            id: lid,
+            stok_code: code(
+                &format!("Mikro code of product {stok_id} (int_kodmap_stok / stoklar.stok_kodu)"),
+                &raw,
+                CODE_MAX,
+            )?,
+            miktar,
+            birim_fiyat: dec(l, 5),
+            kdv_orani: dec(l, 6),
+            kdv_tutari: dec(l, 7),
+            toplam_tutar: dec(l, 8),
+            notlar: opt_text(l, 9),
+            iskonto: six(l, 10),
+        });
+    }
+    Ok(Some(Sale {
+        id,
+        date,
+        iade,
+        settlement,
+        customer,
+        ara_toplam: dec(h, 3),
+        kdv_tutari: dec(h, 4),
+        toplam_tutar: dec(h, 5),
+        notlar: opt_text(h, 6),
+        seri: non_empty(h.try_get(7).ok().flatten()),
+        belge_no: opt_text(h, 8),
+        iskonto: six(h, 9),
+        lines: out_lines,
+    }))
+}
+
+/// Reads a collection. `Ok(None)` when the row does not exist.
+pub async fn collection(
+    web: &tokio_postgres::Client,
+    cfg: &PostingConfig,
+    id: Uuid,
+) -> Result<Option<Collection>, PostError> {
+    let sql = format!(
+        "SELECT d.tahsilat_tarihi, d.tahsilat_tipi, d.tutar, d.cek_no, d.vade_tarihi, d.banka_adi, \
+         d.aciklama, d.tahsilat_seri_no, d.belge_no, d.cari_hesap_id, \
+         {PAY_COLS}, {CUSTOMER_COLS} \
+         FROM tahsilatlar d {PAY_JOIN} {CUSTOMER_JOIN} WHERE d.id = $1"
+    );
+    let rows = web
+        .query_typed(&sql, &[(&id, Type::UUID)])
+        .await
+        .map_err(|e| pg(e, "the collection"))?;
+    let Some(h) = rows.first() else {
+        return Ok(None);
+    };
+    let doc = format!("collection {id}");
+    let date: NaiveDate = h
+        .try_get(0)
+        .map_err(|e| PostError::Data(format!("{doc}: tahsilat_tarihi: {e}")))?;
+    let cari_hesap_id: Option<Uuid> = h.try_get(9).ok().flatten();
+    // PAY_COLS start at 10, CUSTOMER_COLS at 16.
+    let (bank_code, bank_problem) = match bank(h, 10, cfg)? {
+        Ok(c) => (Some(c), String::new()),
+        Err(why) => (None, why),
+    };
+    let (kasa_code, kasa_problem) = match kasa(h, 13, cfg)? {
+        Ok(c) => (Some(c), String::new()),
+        Err(why) => (None, why),
+    };
+    Ok(Some(Collection {
+        id,
+        date,
+        tipi: opt_text(h, 1),
+        tutar: dec(h, 2),
+        customer: customer(h, 16, &doc, cari_hesap_id)?,
+        bank_code,
+        kasa_code,
+        bank_problem,
+        kasa_problem,
+        cek_no: opt_text(h, 3),
+        vade: h.try_get(4).ok().flatten(),
+        banka_adi: opt_text(h, 5),
+        aciklama: opt_text(h, 6),
+        seri: non_empty(h.try_get(7).ok().flatten()),
+        belge_no: opt_text(h, 8),
+    }))
+}

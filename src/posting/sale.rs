@@ -1,0 +1,337 @@
+//! A sale → one CARI_HESAP_HAREKETLERI header + one STOK_HAREKETLERI row per line (DOMAIN §5.1,
+//! scenarios S-* and SI-* of `scenarios.tsv`), in the Mikro program's statement order:
+//! INSERT CHA (`RECid_RECno 0`, `karsid_kur 0`) → SCOPE_IDENTITY → UPDATE RECid + `karsid_kur 1`
+//! → per line INSERT STH → SCOPE_IDENTITY → UPDATE RECid.
+//!
+//! Round trips per sale: BEGIN, reserve (ledger + number + master checks), the header, one per 16
+//! lines (the last one also writes the ledger row), COMMIT.
+//!
+//! Readings where the captures are silent (documented here, not guessed quietly):
+//! - `sth_tutar` = quantity × unit price (the amount before discounts and VAT, Mikro's meaning);
+//!   discounts go to `sth_iskonto1..6`, the line VAT amount to `sth_vergi`.
+//! - `cha_meblag` = `toplam_tutar`, `cha_aratoplam` = `ara_toplam` of the web row.
+//! - `cha_aciklama`: open-account invoices carry the web notes (the program writes what the user
+//!   typed; the traced user typed nothing); closed invoices carry the customer's title, as traced.
+//! - `sth_belge_no` repeats `cha_belge_no` (both `N''` in the traces).
+//! - header VAT buckets: see [`super::vat`].
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use tiberius::Query;
+
+use super::erp::{self, classify_mikro, get_int, run};
+use super::load::{Sale, Settlement};
+use super::master::Codes;
+use super::numbering::{self, Reserved};
+use super::text::{truncate, ACIKLAMA_MAX, BELGE_NO_MAX};
+use super::time::document_date;
+use super::{ledger, vat, DocKind, Outcome, PostError, Posted, PostingConfig};
+use crate::db::ErpClient;
+use crate::mikro::{cached_sql, Row, CARI_HESAP_HAREKETLERI, STOK_HAREKETLERI};
+
+/// `cha_evrak_tip` of a sales invoice.
+pub const EVRAK_TIP: i16 = 63;
+/// STH rows per statement: 16 × 122 parameters + the ledger's 9 stay under SQL Server's 2,100.
+const LINES_PER_BATCH: usize = 16;
+
+/// A line ready to write.
+struct Line {
+    stok_code: String,
+    miktar: f64,
+    tutar: f64,
+    iskonto: [f64; 6],
+    vergi_pntr: i32,
+    vergi: f64,
+    aciklama: String,
+}
+
+fn money(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(0.0)
+}
+
+/// Checks amounts and resolves VAT pointers; returns the lines and header VAT buckets.
+fn validate(s: &Sale) -> Result<(Vec<Line>, [Decimal; 10]), PostError> {
+    let doc = format!("sale {}", s.id);
+    if s.lines.is_empty() {
+        return Err(PostError::NotReady(format!("{doc} has no lines yet")));
+    }
+    if s.toplam_tutar <= Decimal::ZERO {
+        return Err(PostError::Data(format!(
+            "{doc} has total {} (toplam_tutar); a sale must have a positive total (returns are \
+             marked with satis_tipi = 'iade', not with negative amounts)",
+            s.toplam_tutar
+        )));
+    }
+    for (name, v) in [("ara_toplam", s.ara_toplam), ("kdv_tutari", s.kdv_tutari)]
+        .into_iter()
+        .chain(s.iskonto.iter().enumerate().map(|(i, v)| (ISK[i], *v)))
+    {
+        if v < Decimal::ZERO {
+            return Err(PostError::Data(format!("{doc} has negative {name} {v}")));
+        }
+    }
+    let mut lines = Vec::with_capacity(s.lines.len());
+    let mut vat_pairs = Vec::with_capacity(s.lines.len());
+    for (n, l) in s.lines.iter().enumerate() {
+        let what = format!("{doc} line {} ({})", n + 1, l.id);
+        if l.miktar <= 0 {
+            return Err(PostError::Data(format!(
+                "{what} has quantity {}; quantities must be positive",
+                l.miktar
+            )));
+        }
+        for (name, v) in [
+            ("birim_fiyat", l.birim_fiyat),
+            ("kdv_tutari", l.kdv_tutari),
+            ("toplam_tutar", l.toplam_tutar),
+        ]
+        .into_iter()
+        .chain(l.iskonto.iter().enumerate().map(|(i, v)| (ISK[i], *v)))
+        {
+            if v < Decimal::ZERO {
+                return Err(PostError::Data(format!("{what} has negative {name} {v}")));
+            }
+        }
+        let pntr = vat::pointer(l.kdv_orani, &what)?;
+        vat_pairs.push((pntr, l.kdv_tutari));
+        lines.push(Line {
+            stok_code: l.stok_code.clone(),
+            miktar: f64::from(l.miktar),
+            tutar: money(Decimal::from(l.miktar) * l.birim_fiyat),
+            iskonto: l.iskonto.map(money),
+            vergi_pntr: pntr,
+            vergi: money(l.kdv_tutari),
+            aciklama: truncate("sth_aciklama", &l.notlar, ACIKLAMA_MAX),
+        });
+    }
+    Ok((lines, vat::buckets(vat_pairs)))
+}
+
+const ISK: [&str; 6] = [
+    "iskonto1", "iskonto2", "iskonto3", "iskonto4", "iskonto5", "iskonto6",
+];
+
+/// Posts a loaded sale (see the module docs). The caller has validated nothing; this does all.
+pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<Posted, PostError> {
+    let (lines, buckets) = validate(s)?;
+    let seri = super::series(
+        s.seri.as_deref(),
+        &cfg.sale_series,
+        "satislar.fatura_seri_no",
+    )?;
+    let doc = format!("sale {}", s.id);
+    let iade = u8::from(s.iade);
+    let now = super::time::now_local(cfg.tz);
+    let date = document_date(s.date);
+
+    // Header row (everything but the number, known after the reservation).
+    let (tpoz, cari_cins, kod, grupno, aciklama, bank, kasa) = match &s.settlement {
+        Settlement::Open => (
+            0,
+            0i16,
+            s.customer.code.clone(),
+            0,
+            truncate("cha_aciklama", &s.notlar, ACIKLAMA_MAX),
+            None,
+            None,
+        ),
+        Settlement::Bank(b) => (
+            1,
+            2,
+            b.clone(),
+            1,
+            truncate("cha_aciklama", &s.customer.name, ACIKLAMA_MAX),
+            Some(b.clone()),
+            None,
+        ),
+        Settlement::CashBox(k) => (
+            1,
+            4,
+            k.clone(),
+            0,
+            truncate("cha_aciklama", &s.customer.name, ACIKLAMA_MAX),
+            None,
+            Some(k.clone()),
+        ),
+    };
+    let belge_no = truncate("cha_belge_no", &s.belge_no, BELGE_NO_MAX);
+    let codes = Codes {
+        cari: s.customer.code.clone(),
+        bank,
+        kasa,
+        ..Default::default()
+    }
+    .with_stoks(lines.iter().map(|l| l.stok_code.as_str()));
+
+    erp::begin(erp).await?;
+    let result = async {
+        let sira = match numbering::reserve(
+            erp,
+            DocKind::Satis,
+            s.id,
+            &doc,
+            EVRAK_TIP,
+            &seri,
+            None,
+            &codes,
+            cfg.lock_timeout_ms,
+        )
+        .await?
+        {
+            Reserved::AlreadyPosted(e) => {
+                return Ok(Outcome::Already(Posted {
+                    seri: e.seri,
+                    sira: e.sira,
+                    cha_recno: e.cha_recno,
+                    already_posted: true,
+                }))
+            }
+            Reserved::Fresh { sira, .. } => sira,
+        };
+
+        let mut h = Row::new(&CARI_HESAP_HAREKETLERI);
+        let m = |e| classify_mikro(e, "building the CHA row");
+        h.set("cha_evrak_tip", EVRAK_TIP).map_err(m)?;
+        h.set("cha_evrakno_seri", seri.as_str()).map_err(m)?;
+        h.set("cha_evrakno_sira", sira).map_err(m)?;
+        h.set("cha_tarihi", date).map_err(m)?;
+        h.set("cha_tip", 0i16).map_err(m)?;
+        h.set("cha_cinsi", 6i16).map_err(m)?;
+        h.set("cha_normal_Iade", iade).map_err(m)?;
+        h.set("cha_tpoz", tpoz).map_err(m)?;
+        h.set("cha_belge_no", belge_no.as_str()).map_err(m)?;
+        h.set("cha_belge_tarih", date).map_err(m)?;
+        h.set("cha_aciklama", aciklama.as_str()).map_err(m)?;
+        h.set("cha_cari_cins", cari_cins).map_err(m)?;
+        h.set("cha_kod", kod.as_str()).map_err(m)?;
+        h.set("cha_ciro_cari_kodu", s.customer.code.as_str())
+            .map_err(m)?;
+        h.set("cha_grupno", grupno).map_err(m)?;
+        h.set("cha_meblag", money(s.toplam_tutar)).map_err(m)?;
+        h.set("cha_aratoplam", money(s.ara_toplam)).map_err(m)?;
+        for (i, v) in s.iskonto.iter().enumerate() {
+            h.set(&format!("cha_ft_iskonto{}", i + 1), money(*v))
+                .map_err(m)?;
+        }
+        for (i, v) in buckets.iter().enumerate() {
+            h.set(&format!("cha_vergi{}", i + 1), money(*v))
+                .map_err(m)?;
+        }
+        h.set("cha_karsid_kur", 0).map_err(m)?;
+        h.set("cha_uuid", uuid::Uuid::new_v4().to_string().to_uppercase())
+            .map_err(m)?;
+
+        let head_sql = cached_sql(CARI_HESAP_HAREKETLERI.name, "sale-header", || {
+            format!(
+                "{}; UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno, \
+                 cha_karsid_kur = 1 WHERE cha_RECno = SCOPE_IDENTITY(); \
+                 SELECT CAST(SCOPE_IDENTITY() AS int) AS recno",
+                CARI_HESAP_HAREKETLERI.insert_sql_at(1)
+            )
+        });
+        let mut q = Query::new(head_sql);
+        h.bind(&mut q, now).map_err(m)?;
+        let res = run(erp, q, 1, "writing the CHA header").await?;
+        let cha_recno = res
+            .iter()
+            .flatten()
+            .next()
+            .and_then(|r| get_int(r, 0))
+            .and_then(|v| i32::try_from(v).ok())
+            .ok_or_else(|| PostError::Data("the CHA INSERT returned no RECno".into()))?;
+
+        // Lines, 16 per statement; the ledger row rides on the last one.
+        let ml = |e| classify_mikro(e, "building an STH row");
+        let total = lines.len();
+        let mut satirno = 0usize;
+        for chunk in lines.chunks(LINES_PER_BATCH) {
+            let last = satirno + chunk.len() == total;
+            let k = chunk.len();
+            let sql = cached_sql(
+                STOK_HAREKETLERI.name,
+                &format!("sale-lines:{k}:{last}"),
+                || {
+                    let mut parts = Vec::with_capacity(k * 2 + 1);
+                    for i in 0..k {
+                        parts.push(
+                            STOK_HAREKETLERI.insert_sql_at(1 + i * STOK_HAREKETLERI.columns.len()),
+                        );
+                        parts.push(
+                            "UPDATE dbo.STOK_HAREKETLERI SET sth_RECid_RECno = sth_RECno \
+                             WHERE sth_RECno = SCOPE_IDENTITY()"
+                                .to_string(),
+                        );
+                    }
+                    if last {
+                        parts.push(ledger::insert_sql(1 + k * STOK_HAREKETLERI.columns.len()));
+                    }
+                    parts.join(";\n")
+                },
+            );
+            let mut q = Query::new(sql);
+            for l in chunk {
+                let mut r = Row::new(&STOK_HAREKETLERI);
+                r.set("sth_tarih", date).map_err(ml)?;
+                r.set("sth_tip", 1i16).map_err(ml)?;
+                r.set("sth_cins", 0i16).map_err(ml)?;
+                r.set("sth_normal_iade", iade).map_err(ml)?;
+                r.set("sth_evraktip", 4i16).map_err(ml)?;
+                r.set("sth_evrakno_seri", seri.as_str()).map_err(ml)?;
+                r.set("sth_evrakno_sira", sira).map_err(ml)?;
+                r.set("sth_satirno", i64::try_from(satirno).unwrap_or(i64::MAX))
+                    .map_err(ml)?;
+                r.set("sth_belge_no", belge_no.as_str()).map_err(ml)?;
+                r.set("sth_belge_tarih", date).map_err(ml)?;
+                r.set("sth_stok_kod", l.stok_code.as_str()).map_err(ml)?;
+                r.set("sth_cari_cinsi", 0i16).map_err(ml)?;
+                r.set("sth_cari_kodu", s.customer.code.as_str())
+                    .map_err(ml)?;
+                r.set("sth_miktar", l.miktar).map_err(ml)?;
+                r.set("sth_miktar2", l.miktar).map_err(ml)?;
+                r.set("sth_tutar", l.tutar).map_err(ml)?;
+                for (i, v) in l.iskonto.iter().enumerate() {
+                    r.set(&format!("sth_iskonto{}", i + 1), *v).map_err(ml)?;
+                }
+                r.set("sth_vergi_pntr", l.vergi_pntr).map_err(ml)?;
+                r.set("sth_vergi", l.vergi).map_err(ml)?;
+                r.set("sth_aciklama", l.aciklama.as_str()).map_err(ml)?;
+                r.set("sth_fat_recid_dbcno", 0).map_err(ml)?;
+                r.set("sth_fat_recid_recno", cha_recno).map_err(ml)?;
+                r.set("sth_giris_depo_no", cfg.depot_no).map_err(ml)?;
+                r.set("sth_cikis_depo_no", cfg.depot_no).map_err(ml)?;
+                r.set("sth_malkbl_sevk_tarihi", date).map_err(ml)?;
+                r.set("sth_fiyat_liste_no", if s.iade { 0 } else { 1 })
+                    .map_err(ml)?;
+                r.bind(&mut q, now).map_err(ml)?;
+                satirno += 1;
+            }
+            if last {
+                ledger::bind_insert(
+                    &mut q,
+                    &ledger::Record {
+                        kind: DocKind::Satis,
+                        web_id: s.id,
+                        evrak_tip: EVRAK_TIP,
+                        seri: &seri,
+                        sira,
+                        cha_recno,
+                        sck_recno: 0,
+                        sth_count: i32::try_from(total).unwrap_or(i32::MAX),
+                        posted_at: now,
+                    },
+                )?;
+            }
+            q.execute(erp)
+                .await
+                .map_err(|e| erp::classify(e, "writing the STH lines"))?;
+        }
+        Ok(Outcome::Written(Posted {
+            seri: seri.clone(),
+            sira,
+            cha_recno,
+            already_posted: false,
+        }))
+    }
+    .await;
+    super::finish(erp, result).await
+}
