@@ -294,6 +294,10 @@ pub enum SyncError {
     /// whose schema differs: adapt the entity file in `src/erp_sync/entities/`).
     #[error("web schema: {0}")]
     WebSchema(String),
+    /// A Mikro table lacks a column this module reads, or its RECno / lastup column has a type
+    /// that cannot be paged on (adapt the entity file in `src/erp_sync/entities/`).
+    #[error("ERP schema: {0}")]
+    ErpSchema(String),
 }
 
 impl SyncError {
@@ -312,6 +316,9 @@ impl SyncError {
 /// Returns [`SyncError::Busy`] without doing anything when another instance holds the lock.
 /// Entities run one after the other; an entity that fails stops the run (its watermark stays
 /// at the last committed page, earlier entities keep their progress).
+///
+/// Uses two web connections while it runs (one holds the advisory lock, one writes) and one
+/// ERP connection, so the web pool needs at least two.
 pub async fn run(
     web: &WebPool,
     erp: &ErpPool,
@@ -342,8 +349,9 @@ pub async fn run_locked(
         .map_err(|e| SyncError::ErpPool(e.to_string()))?;
     let server_now = read::server_now(&mut erp_conn, opts.tz).await;
     let mut ctx = upsert::Ctx::new(web).await?;
+    let state = watermark::load_all(ctx.client()).await?;
     for entity in opts.selected() {
-        let er = sync_entity(&mut ctx, &mut erp_conn, entity, opts, server_now)
+        let er = sync_entity(&mut ctx, &mut erp_conn, entity, opts, server_now, &state)
             .instrument(info_span!("entity", entity = entity.name()))
             .await?;
         info!(
@@ -368,11 +376,12 @@ async fn sync_entity(
     entity: Entity,
     opts: &SyncOptions,
     server_now: chrono::NaiveDateTime,
+    state: &watermark::State,
 ) -> Result<EntityReport, SyncError> {
     let t0 = Instant::now();
     let spec = entities::spec(entity);
     let mut er = EntityReport::new(entity);
-    let wm = watermark::load(ctx.client(), entity).await?;
+    let wm = state.watermarks.get(entity.name()).cloned();
     let start = watermark::start_anchor(wm.as_ref(), opts.full, server_now, opts.overlap);
     debug!(?start, "incremental start anchor");
 
@@ -429,9 +438,16 @@ async fn sync_entity(
         watermark::touch(ctx.client(), entity, checked_until, wm.as_ref()).await?;
     }
 
-    // Retry list: rows that failed before are re-read by RECno.
-    let retry = upsert::retry_pending(ctx, erp, spec).await?;
-    er.absorb(&retry, 0);
+    // Retry list: rows that failed before (or in this run) are re-read by RECno.
+    if er.rejected > 0 || state.retries.get(entity.name()).copied().unwrap_or(0) > 0 {
+        let retry = upsert::retry_pending(ctx, erp, spec).await?;
+        if er.rejected > 0 {
+            // Rows rejected moments ago fail again the same way: report them once.
+            er.rejects.clear();
+            er.rejected = 0;
+        }
+        er.absorb(&retry, 0);
+    }
 
     // Deletes: periodic key comparison.
     let due = opts.full

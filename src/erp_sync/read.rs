@@ -264,7 +264,7 @@ pub fn decode_row(spec: &Spec, row: tiberius::Row) -> Result<Result<MikroRow, Ba
     let recno = match decode(&recno, Kind::Int) {
         Ok(v) => v.i() as i32,
         Err(e) => {
-            return Err(SyncError::WebSchema(format!(
+            return Err(SyncError::ErpSchema(format!(
                 "{}.{}: {e} (RECno must be an integer)",
                 spec.table, spec.recno
             )))
@@ -279,7 +279,7 @@ pub fn decode_row(spec: &Spec, row: tiberius::Row) -> Result<Result<MikroRow, Ba
             ticks: 0,
         },
         Err(e) => {
-            return Err(SyncError::WebSchema(format!(
+            return Err(SyncError::ErpSchema(format!(
                 "{}.{}: {e}",
                 spec.table, spec.lastup
             )))
@@ -303,7 +303,7 @@ pub fn decode_row(spec: &Spec, row: tiberius::Row) -> Result<Result<MikroRow, Ba
         }
     }
     if vals.len() != spec.columns.len() {
-        return Err(SyncError::WebSchema(format!(
+        return Err(SyncError::ErpSchema(format!(
             "{}: expected {} columns, got {}",
             spec.table,
             spec.columns.len(),
@@ -432,7 +432,7 @@ pub async fn read_keys(erp: &mut ErpClient, spec: &Spec) -> Result<Vec<Vec<Val>>
         for (c, cd) in spec.key_columns.iter().zip(r) {
             vals.push(
                 decode(&cd, c.kind)
-                    .map_err(|e| SyncError::WebSchema(format!("{}.{}: {e}", spec.table, c.name)))?,
+                    .map_err(|e| SyncError::ErpSchema(format!("{}.{}: {e}", spec.table, c.name)))?,
             );
         }
         out.push(vals);
