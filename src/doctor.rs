@@ -145,6 +145,7 @@ fn is_local_host(h: &str) -> bool {
 pub async fn checks(cfg: &Config, quick: bool) -> Vec<Check> {
     let mut out = Vec::new();
     // ---- web database ----
+    let mut web_client = None;
     match cfg.web() {
         Err(e) => out.push(Check::fail("web database", "not configured", e.to_string())),
         Ok(w) => match crate::db::connect_web(w).await {
@@ -153,7 +154,7 @@ pub async fn checks(cfg: &Config, quick: bool) -> Vec<Check> {
                     crate::db::WebConnectError::Pg(p) => pg_error_text(p),
                     other => other.to_string(),
                 };
-                let fix = if msg.contains("certificate") || msg.contains("Certificate") {
+                let fix = if msg.to_lowercase().contains("certificate") {
                     "the server certificate is not trusted: set PG_SSL_ROOT_CERT to the provider's CA file \
                      (Supabase: Database settings → SSL certificate), or as a last resort \
                      PG_SSL_INSECURE_SKIP_VERIFY=true"
@@ -168,14 +169,15 @@ pub async fn checks(cfg: &Config, quick: bool) -> Vec<Check> {
                 ));
             }
             Ok((client, conn)) => {
-                let h = tokio::spawn(conn);
-                web_checks(cfg, w, &client, quick, &mut out).await;
-                drop(client);
-                let _ = h.await;
+                tokio::spawn(conn);
+                if web_checks(cfg, w, &client, quick, &mut out).await {
+                    web_client = Some(client);
+                }
             }
         },
     }
     // ---- ERP database ----
+    let mut erp_client = None;
     match cfg.erp() {
         Err(e) => out.push(Check::fail(
             "Mikro database",
@@ -200,9 +202,15 @@ pub async fn checks(cfg: &Config, quick: bool) -> Vec<Check> {
                 ));
             }
             Ok(mut client) => {
-                erp_checks(cfg, e, &mut client, quick, &mut out).await;
+                if erp_checks(cfg, e, &mut client, quick, &mut out).await {
+                    erp_client = Some(client);
+                }
             }
         },
+    }
+    // ---- mappings: every open document's customer and products resolve to a Mikro code ----
+    if let Some(web) = &web_client {
+        mapping_checks(web, erp_client.as_mut(), &mut out).await;
     }
     out
 }
@@ -213,7 +221,7 @@ async fn web_checks(
     client: &tokio_postgres::Client,
     quick: bool,
     out: &mut Vec<Check>,
-) {
+) -> bool {
     let version = match client
         .query_one("SELECT current_setting('server_version')", &[])
         .await
@@ -225,7 +233,7 @@ async fn web_checks(
                 pg_error_text(&e),
                 "check the login's rights",
             ));
-            return;
+            return false;
         }
     };
     out.push(Check::ok(
@@ -236,7 +244,7 @@ async fn web_checks(
         ),
     ));
     if quick {
-        return;
+        return false;
     }
     // TLS
     let ssl = client
@@ -383,10 +391,6 @@ async fn web_checks(
             ));
         }
     }
-    // Mappings missing for open documents.
-    if queue.is_some() {
-        mapping_checks(client, out).await;
-    }
     // Clock
     if let Ok(r) = client
         .query_one(
@@ -416,70 +420,138 @@ async fn web_checks(
         }
     }
     let _ = cfg;
+    queue.is_some()
 }
 
-async fn mapping_checks(client: &tokio_postgres::Client, out: &mut Vec<Check>) {
+async fn mapping_checks(
+    client: &tokio_postgres::Client,
+    mut erp: Option<&mut Erp>,
+    out: &mut Vec<Check>,
+) {
+    // The code each open document will be posted with: the mapping table first, then the
+    // web master row's own code (the same order posting uses).
     let sql = "
-        SELECT 'int_kodmap_cari' AS tbl, q.entity_type, q.entity_id::text, s.cari_hesap_id::text AS missing
-          FROM sync_queue q JOIN satislar s ON s.id = q.entity_id
+        WITH open AS (
+            SELECT entity_type, entity_id FROM sync_queue
+             WHERE status IN ('pending', 'processing', 'failed')
+             ORDER BY created_at LIMIT 500)
+        SELECT 'cari' AS what, o.entity_type, o.entity_id::text, s.cari_hesap_id::text,
+               coalesce(m.erp_cari_kod, nullif(c.cari_kodu, ''))
+          FROM open o JOIN satislar s ON o.entity_type = 'satis' AND s.id = o.entity_id
           LEFT JOIN int_kodmap_cari m ON m.web_cari_id = s.cari_hesap_id
           LEFT JOIN cari_hesaplar c ON c.id = s.cari_hesap_id
-         WHERE q.entity_type = 'satis' AND q.status IN ('pending', 'processing', 'failed')
-           AND m.web_cari_id IS NULL AND coalesce(c.cari_kodu, '') = ''
         UNION ALL
-        SELECT 'int_kodmap_cari', q.entity_type, q.entity_id::text, t.cari_hesap_id::text
-          FROM sync_queue q JOIN tahsilatlar t ON t.id = q.entity_id
+        SELECT 'cari', o.entity_type, o.entity_id::text, t.cari_hesap_id::text,
+               coalesce(m.erp_cari_kod, nullif(c.cari_kodu, ''))
+          FROM open o JOIN tahsilatlar t ON o.entity_type = 'tahsilat' AND t.id = o.entity_id
           LEFT JOIN int_kodmap_cari m ON m.web_cari_id = t.cari_hesap_id
           LEFT JOIN cari_hesaplar c ON c.id = t.cari_hesap_id
-         WHERE q.entity_type = 'tahsilat' AND q.status IN ('pending', 'processing', 'failed')
-           AND m.web_cari_id IS NULL AND coalesce(c.cari_kodu, '') = ''
         UNION ALL
-        SELECT DISTINCT 'int_kodmap_stok', q.entity_type, q.entity_id::text, k.stok_id::text
-          FROM sync_queue q JOIN satis_kalemleri k ON k.satis_id = q.entity_id
-          LEFT JOIN int_kodmap_stok m ON m.web_stok_id = k.stok_id
-          LEFT JOIN stoklar st ON st.id = k.stok_id
-         WHERE q.entity_type = 'satis' AND q.status IN ('pending', 'processing', 'failed')
-           AND m.web_stok_id IS NULL AND coalesce(st.stok_kodu, '') = ''
-        LIMIT 50";
-    match client.query(sql, &[]).await {
-        Ok(rows) if rows.is_empty() => out.push(Check::ok(
-            "mappings",
-            "every open document's customer and products have a Mikro code",
-        )),
-        Ok(rows) => {
-            let mut fix = Vec::new();
-            for r in rows.iter().take(10) {
-                let (tbl, kind, doc, missing): (String, String, String, Option<String>) =
-                    (r.get(0), r.get(1), r.get(2), r.get(3));
-                let missing = missing.unwrap_or_else(|| "NULL".into());
-                let (col_id, col_code) = if tbl == "int_kodmap_cari" {
-                    ("web_cari_id", "erp_cari_kod")
-                } else {
-                    ("web_stok_id", "erp_stok_kod")
-                };
-                fix.push(format!(
-                    "{kind} {doc}: INSERT INTO {tbl} ({col_id}, {col_code}) VALUES ('{missing}', '<Mikro code>');"
-                ));
-            }
-            if rows.len() > 10 {
-                fix.push(format!("… and {} more", rows.len() - 10));
-            }
-            fix.push("then `mikro-sync retry-failed` for the documents that already failed".into());
-            out.push(Check::fail(
+        SELECT 'stok', o.entity_type, o.entity_id::text, k.stok_id::text,
+               coalesce(ms.erp_stok_kod, nullif(st.stok_kodu, ''))
+          FROM open o JOIN satis_kalemleri k ON o.entity_type = 'satis' AND k.satis_id = o.entity_id
+          LEFT JOIN int_kodmap_stok ms ON ms.web_stok_id = k.stok_id
+          LEFT JOIN stoklar st ON st.id = k.stok_id";
+    let rows = match client.query(sql, &[]).await {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(Check::warn(
                 "mappings",
-                format!(
-                    "{} open document(s) reference a customer or product without a Mikro code",
-                    rows.len()
-                ),
-                fix.join("\n"),
+                format!("could not check ({})", pg_error_text(&e)),
+                "the web tables differ from the reference schema; check mappings by hand",
             ));
+            return;
         }
-        Err(e) => out.push(Check::warn(
-            "mappings",
-            format!("could not check ({})", pg_error_text(&e)),
-            "the web tables differ from the reference schema; check mappings by hand",
-        )),
+    };
+    type Ref = (String, String, String, Option<String>, Option<String>);
+    let refs: Vec<Ref> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    // Which resolved codes exist in Mikro (one short query per distinct code).
+    let mut unknown: std::collections::BTreeSet<(String, String)> = Default::default();
+    let mut checked_in_mikro = false;
+    if let Some(erp) = erp.as_deref_mut() {
+        checked_in_mikro = true;
+        let mut codes: Vec<(String, String)> = refs
+            .iter()
+            .filter_map(|(w, _, _, _, c)| c.clone().map(|c| (w.clone(), c)))
+            .collect();
+        codes.sort();
+        codes.dedup();
+        for (what, code) in codes.into_iter().take(200) {
+            let sql = if what == "cari" {
+                "SELECT COUNT(*) FROM CARI_HESAPLAR WHERE cari_kod = @P1"
+            } else {
+                "SELECT COUNT(*) FROM STOKLAR WHERE sto_kod = @P1"
+            };
+            let n = match erp.query(sql, &[&code.as_str()]).await {
+                Ok(st) => st
+                    .into_row()
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|r| r.try_get::<i32, _>(0).ok().flatten()),
+                Err(_) => None,
+            };
+            if n == Some(0) {
+                unknown.insert((what, code));
+            }
+        }
     }
+    let mut problems = Vec::new();
+    for (what, kind, doc, master, code) in &refs {
+        let master = master.clone().unwrap_or_else(|| "NULL".into());
+        let (tbl, col_id, col_code, mikro) = if what == "cari" {
+            (
+                "int_kodmap_cari",
+                "web_cari_id",
+                "erp_cari_kod",
+                "CARI_HESAPLAR",
+            )
+        } else {
+            ("int_kodmap_stok", "web_stok_id", "erp_stok_kod", "STOKLAR")
+        };
+        let add = format!(
+            "INSERT INTO {tbl} ({col_id}, {col_code}) VALUES ('{master}', '<Mikro code>');"
+        );
+        match code {
+            None => problems.push(format!("{kind} {doc}: {what} {master} has no Mikro code: {add}")),
+            Some(c) if unknown.contains(&(what.clone(), c.clone())) => problems.push(format!(
+                "{kind} {doc}: {what} code '{c}' does not exist in Mikro {mikro}: create it in Mikro, or map the web row: {add}"
+            )),
+            _ => {}
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    if problems.is_empty() {
+        out.push(Check::ok(
+            "mappings",
+            format!(
+                "every open document's customer and products resolve to a Mikro code{}",
+                if checked_in_mikro {
+                    " that exists in Mikro"
+                } else {
+                    ""
+                }
+            ),
+        ));
+        return;
+    }
+    let n = problems.len();
+    let mut fix: Vec<String> = problems.into_iter().take(10).collect();
+    if n > 10 {
+        fix.push(format!("… and {} more", n - 10));
+    }
+    fix.push("then `mikro-sync retry-failed` for the documents that already failed".into());
+    out.push(Check::fail(
+        "mappings",
+        format!(
+            "{n} reference(s) from open documents do not resolve to a Mikro customer or product"
+        ),
+        fix.join("\n"),
+    ));
 }
 
 async fn erp_checks(
@@ -488,7 +560,7 @@ async fn erp_checks(
     client: &mut Erp,
     quick: bool,
     out: &mut Vec<Check>,
-) {
+) -> bool {
     match erp_scalar_i64(client, "SELECT 1").await {
         Ok(_) => out.push(Check::ok(
             "Mikro database",
@@ -500,11 +572,11 @@ async fn erp_checks(
                 m,
                 "check the login's rights on the database",
             ));
-            return;
+            return false;
         }
     }
     if quick {
-        return;
+        return false;
     }
     out.push(match (e.encrypt, e.trust_server_certificate) {
         (ErpEncrypt::Required, false) => Check::ok("Mikro TLS", "encrypted, certificate verified"),
@@ -591,6 +663,7 @@ async fn erp_checks(
             "",
         )),
     }
+    true
 }
 
 /// Runs doctor, prints the findings, and fails when any check failed.
