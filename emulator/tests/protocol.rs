@@ -427,3 +427,184 @@ async fn graceful_shutdown_closes_sessions_and_stops_accepting() {
     // Nothing listens any more.
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+/// A minimal LOGIN7 (TDS 7.4, SQL authentication) for raw-protocol tests.
+fn login7_payload(user: &str, password: &str, db: &str) -> Vec<u8> {
+    fn utf16(s: &str) -> Vec<u8> {
+        s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
+    }
+    let mut pw = utf16(password);
+    for b in pw.iter_mut() {
+        *b = ((*b << 4) | (*b >> 4)) ^ 0xA5;
+    }
+    let fields: Vec<Vec<u8>> = vec![
+        utf16("host"),
+        utf16(user),
+        pw,
+        utf16("raw-test"),
+        utf16("server"),
+        vec![],
+        utf16("raw"),
+        vec![],
+        utf16(db),
+    ];
+    let fixed = 36 + 9 * 4 + 6 + 4 * 3 + 4;
+    let mut head = Vec::new();
+    head.extend_from_slice(&0x7400_0004u32.to_le_bytes());
+    head.extend_from_slice(&4096u32.to_le_bytes());
+    head.extend_from_slice(&[0u8; 12]); // prog ver, pid, connection id
+    head.extend_from_slice(&[0xE0, 0x03, 0, 0]); // option flags
+    head.extend_from_slice(&[0u8; 8]); // time zone, LCID
+    let mut offsets = Vec::new();
+    let mut data = Vec::new();
+    for f in &fields {
+        offsets.extend_from_slice(&((fixed + data.len()) as u16).to_le_bytes());
+        offsets.extend_from_slice(&((f.len() / 2) as u16).to_le_bytes());
+        data.extend_from_slice(f);
+    }
+    offsets.extend_from_slice(&[0u8; 6]); // client id
+    for _ in 0..3 {
+        // SSPI, attach db file, change password: empty
+        offsets.extend_from_slice(&((fixed + data.len()) as u16).to_le_bytes());
+        offsets.extend_from_slice(&0u16.to_le_bytes());
+    }
+    offsets.extend_from_slice(&0u32.to_le_bytes()); // cbSSPILong
+    let total = 4 + head.len() + offsets.len() + data.len();
+    assert_eq!(4 + head.len() + offsets.len(), fixed);
+    let mut out = (total as u32).to_le_bytes().to_vec();
+    out.extend(head);
+    out.extend(offsets);
+    out.extend(data);
+    out
+}
+
+/// Walks a token stream and returns (ENVCHANGE type, new value bytes) pairs and DONE statuses.
+fn scan_tokens(b: &[u8]) -> (Vec<(u8, Vec<u8>)>, Vec<(u8, u16)>, Vec<u32>) {
+    let mut envs = Vec::new();
+    let mut dones = Vec::new();
+    let mut errors = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let t = b[i];
+        i += 1;
+        match t {
+            0xE3 | 0xAA | 0xAB | 0xAD => {
+                let len = u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+                let body = &b[i + 2..i + 2 + len];
+                if t == 0xE3 {
+                    let n = body[1] as usize;
+                    envs.push((body[0], body[2..2 + n].to_vec()));
+                }
+                if t == 0xAA {
+                    errors.push(u32::from_le_bytes([body[0], body[1], body[2], body[3]]));
+                }
+                i += 2 + len;
+            }
+            0xFD | 0xFE | 0xFF => {
+                dones.push((t, u16::from_le_bytes([b[i], b[i + 1]])));
+                i += 12;
+            }
+            0x79 => i += 4,
+            0xAE => {
+                while b[i] != 0xFF {
+                    let len = u32::from_le_bytes([b[i + 1], b[i + 2], b[i + 3], b[i + 4]]);
+                    i += 5 + len as usize;
+                }
+                i += 1;
+            }
+            other => panic!("unexpected token 0x{other:02X} at {i}"),
+        }
+    }
+    (envs, dones, errors)
+}
+
+fn all_headers(desc: [u8; 8]) -> Vec<u8> {
+    let mut h = 22u32.to_le_bytes().to_vec();
+    h.extend_from_slice(&18u32.to_le_bytes());
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&desc);
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h
+}
+
+#[tokio::test]
+async fn transaction_manager_requests_and_attention() {
+    let env = env(TlsMode::Off).await;
+    let mut tcp = TcpStream::connect(env.addr()).await.unwrap();
+    let resp = raw_exchange(&mut tcp, 0x12, &prelogin_payload(2))
+        .await
+        .unwrap();
+    assert_eq!(prelogin_encryption(&resp), 2);
+    let resp = raw_exchange(&mut tcp, 0x10, &login7_payload(USER, PASSWORD, DB))
+        .await
+        .unwrap();
+    // LOGINACK with TDS 7.4, ENVCHANGE database/collation/language/packet size, final DONE.
+    let ack = resp.iter().position(|&b| b == 0xAD).expect("LOGINACK");
+    assert_eq!(&resp[ack + 4..ack + 8], &[0x74, 0, 0, 4]);
+    let (envs, dones, errors) = scan_tokens(&resp);
+    assert!(errors.is_empty());
+    let env_types: Vec<u8> = envs.iter().map(|e| e.0).collect();
+    assert_eq!(env_types, vec![1, 7, 2, 4]);
+    assert_eq!(
+        envs[1].1,
+        vec![0x1F, 0x04, 0xD0, 0x00, 0x00],
+        "Turkish_CI_AS"
+    );
+    assert_eq!(dones, vec![(0xFD, 0)]);
+
+    // TM_BEGIN_XACT → ENVCHANGE 8 with an 8-byte descriptor.
+    let mut req = all_headers([0; 8]);
+    req.extend_from_slice(&5u16.to_le_bytes());
+    req.extend_from_slice(&[0, 0]); // isolation level, empty name
+    let resp = raw_exchange(&mut tcp, 0x0E, &req).await.unwrap();
+    let (envs, dones, errors) = scan_tokens(&resp);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(envs.len(), 1);
+    assert_eq!(envs[0].0, 8);
+    assert_eq!(envs[0].1.len(), 8);
+    assert_eq!(dones, vec![(0xFD, 0)]);
+    let mut desc = [0u8; 8];
+    desc.copy_from_slice(&envs[0].1);
+
+    // TM_COMMIT_XACT with fBeginXact → ENVCHANGE 9 (commit) then 8 (the new transaction).
+    let mut req = all_headers(desc);
+    req.extend_from_slice(&7u16.to_le_bytes());
+    req.extend_from_slice(&[0, 1, 0, 0]); // name, fBeginXact, new isolation, new name
+    let resp = raw_exchange(&mut tcp, 0x0E, &req).await.unwrap();
+    let (envs, _, errors) = scan_tokens(&resp);
+    assert!(errors.is_empty(), "{errors:?}");
+    let env_types: Vec<u8> = envs.iter().map(|e| e.0).collect();
+    assert_eq!(env_types, vec![9, 8]);
+    let mut desc2 = [0u8; 8];
+    desc2.copy_from_slice(&envs[1].1);
+    assert_ne!(desc, desc2, "a new transaction gets a new descriptor");
+
+    // TM_ROLLBACK_XACT without a new transaction → ENVCHANGE 10.
+    let mut req = all_headers(desc2);
+    req.extend_from_slice(&8u16.to_le_bytes());
+    req.extend_from_slice(&[0, 0]);
+    let resp = raw_exchange(&mut tcp, 0x0E, &req).await.unwrap();
+    let (envs, _, _) = scan_tokens(&resp);
+    assert_eq!(envs.iter().map(|e| e.0).collect::<Vec<_>>(), vec![10]);
+
+    // Attention → DONE with DONE_ATTN.
+    let resp = raw_exchange(&mut tcp, 0x06, &[]).await.unwrap();
+    let (_, dones, _) = scan_tokens(&resp);
+    assert_eq!(dones, vec![(0xFD, 0x20)]);
+
+    // A SQL batch still works afterwards and ends with a final DONE (no DONE_MORE).
+    let mut req = all_headers([0; 8]);
+    req.extend(
+        "SELECT 1 AS a; SELECT 2 AS b"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes()),
+    );
+    let resp = raw_exchange(&mut tcp, 0x01, &req).await.unwrap();
+    assert_eq!(resp[resp.len() - 13], 0xFD);
+    let last_status = u16::from_le_bytes([resp[resp.len() - 12], resp[resp.len() - 11]]);
+    assert_eq!(
+        last_status & 0x01,
+        0,
+        "the last DONE must not carry DONE_MORE"
+    );
+}

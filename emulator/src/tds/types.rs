@@ -766,6 +766,26 @@ pub fn to_text(v: &Value) -> Option<String> {
     })
 }
 
+/// Encodes text in the server collation's code page (cp1254); characters it cannot represent
+/// become `?`, as SQL Server does (encoding_rs alone would emit HTML character references).
+pub fn encode_cp1254(s: &str) -> Vec<u8> {
+    let (b, _, had_errors) = encoding_rs::WINDOWS_1254.encode(s);
+    if !had_errors {
+        return b.into_owned();
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut tmp = [0u8; 4];
+    for c in s.chars() {
+        let (b, _, err) = encoding_rs::WINDOWS_1254.encode(c.encode_utf8(&mut tmp));
+        if err {
+            out.push(b'?');
+        } else {
+            out.extend_from_slice(&b);
+        }
+    }
+    out
+}
+
 fn nanos_of_day(t: NaiveTime) -> u64 {
     t.num_seconds_from_midnight() as u64 * 1_000_000_000 + (t.nanosecond() as u64).min(999_999_999)
 }
@@ -892,7 +912,7 @@ pub fn write_value(dst: &mut Vec<u8>, ty: &SqlType, v: &Value) -> Result<(), Sql
         }
         SqlType::VarChar(_) | SqlType::Char(_) if !matches!(v, Value::Bytes(_)) => {
             let s = to_text(v).unwrap_or_default();
-            let (b, _, _) = encoding_rs::WINDOWS_1254.encode(&s);
+            let b = encode_cp1254(&s);
             write_var(dst, matches!(ty, SqlType::VarChar(None)), &b, &ty)?;
         }
         SqlType::VarBinary(n) => {
@@ -1056,6 +1076,12 @@ mod tests {
             round_trip(SqlType::NVarChar(Some(10)), Value::Null),
             Value::Null
         );
+    }
+
+    #[test]
+    fn varchar_replaces_unmappable_characters() {
+        assert_eq!(encode_cp1254("Şu€"), vec![0xDE, b'u', 0x80]);
+        assert_eq!(encode_cp1254("a✓b"), b"a?b".to_vec());
     }
 
     #[test]
