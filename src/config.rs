@@ -695,10 +695,33 @@ pub fn read_toml_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigErr
         path: path.into(),
         message: e.to_string(),
     })?;
-    parse_toml(&text).map_err(|message| ConfigError::File {
+    let map = parse_toml(&text).map_err(|message| ConfigError::File {
         path: path.into(),
         message,
-    })
+    })?;
+    // A typo in a file is silent otherwise: reject names mikro-sync does not read.
+    let unknown: Vec<&String> = map.keys().filter(|k| !is_known_setting(k)).collect();
+    if !unknown.is_empty() {
+        return Err(ConfigError::File {
+            path: path.into(),
+            message: format!(
+                "unknown setting(s) {}; see `mikro-sync config --list`",
+                unknown
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(map)
+}
+
+/// True for a name listed in [`SETTINGS`] (each `A / B` entry lists two names).
+pub fn is_known_setting(name: &str) -> bool {
+    SETTINGS
+        .iter()
+        .any(|s| s.name.split(" / ").any(|n| n.trim() == name))
 }
 
 /// Parses TOML text into the flat map (see [`read_toml_file`]).
