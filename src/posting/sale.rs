@@ -55,21 +55,6 @@ fn validate(s: &Sale) -> Result<(Vec<Line>, [Decimal; 10]), PostError> {
     if s.lines.is_empty() {
         return Err(PostError::NotReady(format!("{doc} has no lines yet")));
     }
-    if s.toplam_tutar <= Decimal::ZERO {
-        return Err(PostError::Data(format!(
-            "{doc} has total {} (toplam_tutar); a sale must have a positive total (returns are \
-             marked with satis_tipi = 'iade', not with negative amounts)",
-            s.toplam_tutar
-        )));
-    }
-    for (name, v) in [("ara_toplam", s.ara_toplam), ("kdv_tutari", s.kdv_tutari)]
-        .into_iter()
-        .chain(s.iskonto.iter().enumerate().map(|(i, v)| (ISK[i], *v)))
-    {
-        if v < Decimal::ZERO {
-            return Err(PostError::Data(format!("{doc} has negative {name} {v}")));
-        }
-    }
     let mut lines = Vec::with_capacity(s.lines.len());
     let mut vat_pairs = Vec::with_capacity(s.lines.len());
     for (n, l) in s.lines.iter().enumerate() {
@@ -103,6 +88,21 @@ fn validate(s: &Sale) -> Result<(Vec<Line>, [Decimal; 10]), PostError> {
             vergi: money(l.kdv_tutari),
             aciklama: truncate("sth_aciklama", &l.notlar, ACIKLAMA_MAX),
         });
+    }
+    if s.toplam_tutar <= Decimal::ZERO {
+        return Err(PostError::Data(format!(
+            "{doc} has total {} (toplam_tutar); a sale must have a positive total (returns are \
+             marked with satis_tipi = 'iade', not with negative amounts)",
+            s.toplam_tutar
+        )));
+    }
+    for (name, v) in [("ara_toplam", s.ara_toplam), ("kdv_tutari", s.kdv_tutari)]
+        .into_iter()
+        .chain(s.iskonto.iter().enumerate().map(|(i, v)| (ISK[i], *v)))
+    {
+        if v < Decimal::ZERO {
+            return Err(PostError::Data(format!("{doc} has negative {name} {v}")));
+        }
     }
     Ok((lines, vat::buckets(vat_pairs)))
 }

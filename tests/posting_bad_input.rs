@@ -1,0 +1,391 @@
+//! Bad input: each case ends in the right error class with an actionable message, writes nothing
+//! into Mikro, and never blocks the documents behind it; odd-but-valid input (long notes, Turkish
+//! text, quotes and SQL metacharacters, 500 lines, mappings) posts correctly.
+
+mod posting_support;
+
+use mikro_sync::mikro::STOK_HAREKETLERI;
+use mikro_sync::posting::{DocKind, PostError};
+use posting_support::*;
+use uuid::Uuid;
+
+async fn mikro_counts(env: &mut Env) -> (i64, i64, i64, i64) {
+    (
+        env.count("SELECT COUNT(*) FROM dbo.CARI_HESAP_HAREKETLERI")
+            .await,
+        env.count("SELECT COUNT(*) FROM dbo.STOK_HAREKETLERI").await,
+        env.count("SELECT COUNT(*) FROM dbo.ODEME_EMIRLERI").await,
+        env.count("SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER").await,
+    )
+}
+
+/// Posts and expects a data error containing every `needle`; checks nothing was written.
+async fn expect_data(env: &mut Env, kind: DocKind, id: Uuid, needles: &[&str]) {
+    let before = mikro_counts(env).await;
+    match env.post(kind, id).await {
+        Err(PostError::Data(m)) => {
+            for n in needles {
+                assert!(m.contains(n), "message {m:?} should contain {n:?}");
+            }
+        }
+        other => panic!("expected a data error containing {needles:?}, got {other:?}"),
+    }
+    assert_eq!(
+        mikro_counts(env).await,
+        before,
+        "a failed posting writes nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_documents_fail_with_actionable_messages() {
+    let mut env = Env::start().await;
+
+    // A customer whose cari_kodu is empty and that has no int_kodmap_cari row.
+    let ghost: Uuid = env
+        .web
+        .query_one(
+            "INSERT INTO cari_hesaplar (cari_kodu, cari_adi) VALUES ('', 'Kodsuz Müşteri') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let ghost_s = ghost.to_string();
+    let id = insert_sale(
+        &env.web,
+        &S {
+            cari: Some(ghost),
+            ..S::open()
+        },
+        &[L::new(1, 1, "10", "20")],
+    )
+    .await;
+    expect_data(
+        &mut env,
+        DocKind::Satis,
+        id,
+        &["int_kodmap_cari", &ghost_s, "cari_kodu"],
+    )
+    .await;
+
+    // A customer code the web knows but Mikro does not (and no mapping): the message names the
+    // mapping table too.
+    let stranger: Uuid = env
+        .web
+        .query_one(
+            "INSERT INTO cari_hesaplar (cari_kodu, cari_adi) VALUES ('WEB-999', 'Yeni Web Müşterisi') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let id = insert_sale(
+        &env.web,
+        &S {
+            cari: Some(stranger),
+            ..S::open()
+        },
+        &[L::new(1, 1, "10", "20")],
+    )
+    .await;
+    expect_data(
+        &mut env,
+        DocKind::Satis,
+        id,
+        &["WEB-999", "CARI_HESAPLAR", "int_kodmap_cari"],
+    )
+    .await;
+    // ...and the mapping fixes it.
+    env.web
+        .execute(
+            "INSERT INTO int_kodmap_cari (web_cari_id, erp_cari_kod) VALUES ($1, '120.01.002')",
+            &[&stranger],
+        )
+        .await
+        .unwrap();
+    let p = env
+        .post(DocKind::Satis, id)
+        .await
+        .expect("posts once mapped");
+    assert_eq!(env.cha(p.cha_recno).await.text("cha_kod"), "120.01.002");
+
+    // A product without a code, then one unknown to Mikro.
+    let no_code: Uuid = env
+        .web
+        .query_one(
+            "INSERT INTO stoklar (stok_kodu, stok_adi) VALUES ('', 'Kodsuz Ürün') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut line = L::new(1, 1, "10", "20");
+    line.stok = no_code;
+    let id = insert_sale(
+        &env.web,
+        &S::open(),
+        &[L::new(2, 1, "5", "10"), line.clone()],
+    )
+    .await;
+    expect_data(
+        &mut env,
+        DocKind::Satis,
+        id,
+        &["int_kodmap_stok", &no_code.to_string(), "stok_kodu"],
+    )
+    .await;
+    let unknown: Uuid = env
+        .web
+        .query_one(
+            "INSERT INTO stoklar (stok_kodu, stok_adi) VALUES ('WEB-STK-1', 'Web Ürünü') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    line.stok = unknown;
+    let id = insert_sale(&env.web, &S::open(), &[line.clone()]).await;
+    expect_data(
+        &mut env,
+        DocKind::Satis,
+        id,
+        &["WEB-STK-1", "STOKLAR", "int_kodmap_stok"],
+    )
+    .await;
+    env.web
+        .execute(
+            "INSERT INTO int_kodmap_stok (web_stok_id, erp_stok_kod) VALUES ($1, 'STK-0005')",
+            &[&unknown],
+        )
+        .await
+        .unwrap();
+    let p = env
+        .post(DocKind::Satis, id)
+        .await
+        .expect("posts once mapped");
+    assert_eq!(
+        env.sth_of(p.cha_recno).await[0].text("sth_stok_kod"),
+        "STK-0005"
+    );
+
+    // No lines: not ready (the header may have been committed before its lines).
+    let id = insert_sale(&env.web, &S::open(), &[]).await;
+    let before = mikro_counts(&mut env).await;
+    match env.post(DocKind::Satis, id).await {
+        Err(PostError::NotReady(m)) => assert!(m.contains("no lines"), "{m}"),
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+    assert_eq!(mikro_counts(&mut env).await, before);
+
+    // Zero and negative amounts.
+    let id = insert_sale(&env.web, &S::open(), &[L::new(1, 1, "0", "20")]).await;
+    expect_data(&mut env, DocKind::Satis, id, &["total"]).await;
+    let id = insert_sale(&env.web, &S::open(), &[L::new(1, -2, "10", "20")]).await;
+    expect_data(&mut env, DocKind::Satis, id, &["quantity", "-2"]).await;
+    let id = insert_collection(
+        &env.web,
+        &T {
+            kasa: Some(kasa(1)),
+            ..T::new("nakit", "0")
+        },
+    )
+    .await;
+    expect_data(&mut env, DocKind::Tahsilat, id, &["amount"]).await;
+    let id = insert_collection(
+        &env.web,
+        &T {
+            kasa: Some(kasa(1)),
+            ..T::new("nakit", "-5.00")
+        },
+    )
+    .await;
+    expect_data(&mut env, DocKind::Tahsilat, id, &["amount", "-5"]).await;
+
+    // Unknown VAT rate.
+    let id = insert_sale(&env.web, &S::open(), &[L::new(1, 1, "10", "18")]).await;
+    expect_data(
+        &mut env,
+        DocKind::Satis,
+        id,
+        &["VAT rate 18", "0, 1, 10, 20, 26"],
+    )
+    .await;
+
+    // Unknown tahsilat_tipi names the value and the allowed ones.
+    let id = insert_collection(&env.web, &T::new("bitcoin", "10")).await;
+    expect_data(
+        &mut env,
+        DocKind::Tahsilat,
+        id,
+        &["\"bitcoin\"", "nakit, cek, senet, havale, kredi_karti"],
+    )
+    .await;
+
+    // A card sale without a bank and no default bank configured.
+    let id = insert_sale(
+        &env.web,
+        &S {
+            odeme: "kredi_karti",
+            ..S::open()
+        },
+        &[L::new(1, 1, "10", "20")],
+    )
+    .await;
+    expect_data(
+        &mut env,
+        DocKind::Satis,
+        id,
+        &["banka_id", "default_bank_code"],
+    )
+    .await;
+
+    // A customer code longer than Mikro's 25 characters.
+    let long: Uuid = env
+        .web
+        .query_one(
+            "INSERT INTO cari_hesaplar (cari_kodu, cari_adi) VALUES ('120.01.001.000000000000000', 'Uzun') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let id = insert_sale(
+        &env.web,
+        &S {
+            cari: Some(long),
+            ..S::open()
+        },
+        &[L::new(1, 1, "10", "20")],
+    )
+    .await;
+    expect_data(
+        &mut env,
+        DocKind::Satis,
+        id,
+        &["26 characters", "at most 25"],
+    )
+    .await;
+
+    // A bad document does not block the next one.
+    let id = insert_sale(&env.web, &S::open(), &[L::new(1, 1, "10", "20")]).await;
+    let p = env
+        .post(DocKind::Satis, id)
+        .await
+        .expect("a good sale after bad ones");
+    assert!(!p.already_posted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_is_stored_verbatim_or_truncated() {
+    let mut env = Env::start().await;
+
+    // Over-long notes: truncated to 50, still posted.
+    let long_note = "Uzun açıklama ".repeat(10); // 140 chars
+    let mut line = L::new(1, 1, "10", "20");
+    line.notlar = Some("Satır notu çok uzun ".repeat(5));
+    let id = insert_sale(
+        &env.web,
+        &S {
+            notlar: Some(long_note.clone()),
+            belge_no: Some("B".repeat(70)),
+            ..S::open()
+        },
+        &[line],
+    )
+    .await;
+    let p = env
+        .post(DocKind::Satis, id)
+        .await
+        .expect("long notes still post");
+    let h = env.cha(p.cha_recno).await;
+    assert_eq!(
+        h.text("cha_aciklama"),
+        long_note.chars().take(50).collect::<String>()
+    );
+    assert_eq!(h.text("cha_belge_no"), "B".repeat(50));
+    let l = &env.sth_of(p.cha_recno).await[0];
+    assert_eq!(l.text("sth_aciklama").chars().count(), 50);
+
+    // Turkish letters round-trip exactly.
+    let turkish = "ğüşıöçİ ĞÜŞIÖÇ â";
+    let mut line = L::new(1, 1, "10", "20");
+    line.notlar = Some(turkish.into());
+    let id = insert_sale(
+        &env.web,
+        &S {
+            notlar: Some(turkish.into()),
+            ..S::open()
+        },
+        &[line],
+    )
+    .await;
+    let p = env.post(DocKind::Satis, id).await.unwrap();
+    assert_eq!(env.cha(p.cha_recno).await.text("cha_aciklama"), turkish);
+    assert_eq!(
+        env.sth_of(p.cha_recno).await[0].text("sth_aciklama"),
+        turkish
+    );
+
+    // Quotes and SQL metacharacters are data, stored verbatim.
+    let nasty = "O'Brien \"x\"; DROP TABLE x;-- /* @P1 */ %_[a] N'";
+    let id = insert_collection(
+        &env.web,
+        &T {
+            kasa: Some(kasa(1)),
+            aciklama: Some(nasty.into()),
+            ..T::new("nakit", "10")
+        },
+    )
+    .await;
+    let p = env.post(DocKind::Tahsilat, id).await.unwrap();
+    assert_eq!(env.cha(p.cha_recno).await.text("cha_aciklama"), nasty);
+    let cek = "ÇEK'; DELETE --";
+    let id = insert_collection(
+        &env.web,
+        &T {
+            cek_no: Some(cek.into()),
+            banka_adi: Some("İş Bankası".into()),
+            ..T::new("cek", "10")
+        },
+    )
+    .await;
+    let p = env.post(DocKind::Tahsilat, id).await.unwrap();
+    let h = env.cha(p.cha_recno).await;
+    assert_eq!(h.text("cha_aciklama"), format!("/{cek}/İş Bankası//"));
+    let s = env.sck_by_refno(&h.text("cha_trefno")).await;
+    assert_eq!(s[0].text("sck_no"), cek);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_line_sale_posts_every_line() {
+    let mut env = Env::start().await;
+    let lines: Vec<L> = (0..500)
+        .map(|i| {
+            L::new(
+                1 + (i % 11),
+                1 + (i as i32 % 7),
+                "12.34",
+                ["0", "1", "10", "20", "26"][i as usize % 5],
+            )
+        })
+        .collect();
+    let id = insert_sale(&env.web, &S::open(), &lines).await;
+    let p = env.post(DocKind::Satis, id).await.expect("500 lines");
+    let sth = env.sth_of(p.cha_recno).await;
+    assert_eq!(sth.len(), 500);
+    for (i, r) in sth.iter().enumerate() {
+        r.assert_complete(&STOK_HAREKETLERI);
+        assert_eq!(r.int("sth_satirno"), i as i64);
+        assert_eq!(r.int("sth_fat_recid_recno"), i64::from(p.cha_recno));
+        assert_eq!(r.int("sth_evrakno_sira"), i64::from(p.sira));
+        assert_eq!(r.float("sth_miktar"), f64::from(1 + (i as i32 % 7)));
+    }
+    let led = env
+        .rows(
+            "SELECT ml_sth_count FROM dbo.MIKROSYNC_LEDGER WHERE ml_web_id = @P1",
+            &[&id],
+        )
+        .await;
+    assert_eq!(led[0].int("ml_sth_count"), 500);
+}
