@@ -1,142 +1,1247 @@
-//! The T-SQL engine: parses T-SQL (sqlparser, MsSqlDialect), decides types from its own catalog,
-//! and executes on PostgreSQL. One [`Session`] per TDS connection, one PostgreSQL connection per
-//! session (so transactions, locks and advisory locks map one to one).
+//! The T-SQL engine: parses T-SQL (sqlparser, MsSqlDialect), decides result types from its own
+//! catalog, and executes on PostgreSQL. One [`Session`] per TDS connection, one PostgreSQL
+//! connection per session (so transactions, locks and advisory locks map one to one).
 //!
-//! STUB: this placeholder passes SQL straight to PostgreSQL and returns text columns; the engine
-//! work replaces the body but keeps these signatures (the protocol layer depends on them).
+//! Module map:
+//! - [`parse`]: batch text → nodes (token rewrites for what sqlparser cannot parse);
+//! - [`translate`]: T-SQL AST → PostgreSQL text + T-SQL result types (strict whitelist);
+//! - [`ddl`]: CREATE TABLE / INDEX, DROP, TRUNCATE (and the catalog rows that go with them);
+//! - [`catalog`]: the persisted catalog of T-SQL declarations, type mapping, bootstrap SQL;
+//! - [`convert`]: binding values to PostgreSQL parameters and coercing results to T-SQL types;
+//! - [`errors`]: SQLSTATE → SQL Server error numbers and messages;
+//! - [`locks`]: `sp_getapplock` / `sp_releaseapplock` and the UPDLOCK/HOLDLOCK table locks.
+//!
+//! Execution model:
+//! - Batches are parsed once and cached by (text, parameter types); each statement is compiled
+//!   lazily (so a table created earlier in the batch is visible) and its plan cached in the
+//!   batch per catalog version. PostgreSQL statements are prepared once per session.
+//! - Outside a transaction every statement autocommits (PostgreSQL autocommit).
+//! - `BEGIN TRAN` (text or Transaction Manager) only counts; PostgreSQL's `BEGIN` is sent
+//!   together with the next statement (one round trip saved). Inside a transaction every
+//!   statement runs under `SAVEPOINT emu_sp`, pipelined with the statement, so a failing
+//!   statement is rolled back alone (statement-level atomicity) unless XACT_ABORT is ON, in
+//!   which case the transaction is rolled back and the batch aborted, as in SQL Server. Nested
+//!   `BEGIN TRAN` increments @@TRANCOUNT, inner `COMMIT` only decrements, `ROLLBACK` rolls back
+//!   everything. A deadlock (40P01) is error 1205 and rolls the whole transaction back.
+//! - Errors that SQL Server treats as compile/batch-aborting (102, 207, 208, 137, …, 1205)
+//!   stop the batch; constraint violations (2627, 515, 547, 8152, …) end only the statement.
+//! - Variables are batch-scoped; SCOPE_IDENTITY() is reset at the start of every batch and of
+//!   every RPC call (each `sp_executesql` is its own scope); @@IDENTITY is session-wide.
 
+pub mod catalog;
+pub mod convert;
+pub mod ddl;
+pub mod errors;
+pub mod locks;
+pub mod parse;
+pub mod translate;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::future::BoxFuture;
+use rust_decimal::Decimal;
+use sqlparser::ast::{
+    self, DeclareAssignment, Expr, SessionParamValue, Set, SetSessionParamKind, Statement,
+    TransactionIsolationLevel, TransactionMode,
+};
+use tokio_postgres::types::ToSql;
+
+use self::catalog::{pg_param_type, Catalog, BOOTSTRAP_SQL};
+use self::convert::{coerce, param_value, read_value, PgArg};
+use self::errors::{map_pg_error, ErrCtx};
+use self::parse::{parse_batch, Node};
+use self::translate::{
+    data_type_to_sql, unsupported, Bind, Kind, OutCol, SqlPlan, Translator, VarTypes,
+};
 use crate::value::{Column, Output, Param, SqlError, SqlType, TxEvent, Value};
 
-/// Shared, per-server engine state (catalog of T-SQL column types, applock tables, …).
-#[derive(Debug, Default)]
+/// A parsed batch and the plans compiled from it.
+#[derive(Debug)]
+struct Batch {
+    nodes: Vec<Node>,
+    /// (node id, catalog version) → plan.
+    plans: Mutex<HashMap<(usize, u64), Arc<SqlPlan>>>,
+}
+
+/// Batches cached per text: (parameter types, batch).
+type BatchCache = HashMap<String, Vec<(Vec<SqlType>, Arc<Batch>)>>;
+
+/// Bound on cached batch texts (ad-hoc SQL with literals would otherwise grow without limit).
+const MAX_CACHED_BATCHES: usize = 4096;
+
+/// Shared, per-server engine state (catalog of T-SQL column types, caches).
 pub struct Engine {
     /// PostgreSQL connection string of the database that stores the emulated SQL Server database.
     pub pg_url: String,
+    /// The PostgreSQL database name, shown as the SQL Server database name in messages.
+    db_name: String,
+    catalog: RwLock<Arc<Catalog>>,
+    version: AtomicU64,
+    batches: Mutex<BatchCache>,
+    next_tx: AtomicU64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("db_name", &self.db_name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backing_error(e: impl std::fmt::Display) -> SqlError {
+    SqlError::new(4060, format!("cannot open the backing database: {e}"))
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client, SqlError> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(backing_error)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "backing connection ended");
+        }
+    });
+    Ok(client)
 }
 
 impl Engine {
-    /// Builds the engine for one emulated database stored in PostgreSQL at `pg_url`.
-    pub async fn new(pg_url: &str) -> Result<std::sync::Arc<Engine>, SqlError> {
-        Ok(std::sync::Arc::new(Engine {
+    /// Builds the engine for one emulated database stored in PostgreSQL at `pg_url`: creates the
+    /// `dbo`, `emu_catalog` and `sys` schemas if needed and loads the catalog.
+    pub async fn new(pg_url: &str) -> Result<Arc<Engine>, SqlError> {
+        let client = connect(pg_url).await?;
+        client
+            .batch_execute(BOOTSTRAP_SQL)
+            .await
+            .map_err(|e| backing_error(format!("bootstrap failed: {e:?}")))?;
+        let db_name: String = client
+            .query_one("SELECT current_database()::text", &[])
+            .await
+            .map_err(backing_error)?
+            .get(0);
+        let cat = Catalog::load(&client, 1).await?;
+        Ok(Arc::new(Engine {
             pg_url: pg_url.to_string(),
+            db_name,
+            catalog: RwLock::new(Arc::new(cat)),
+            version: AtomicU64::new(1),
+            batches: Mutex::new(HashMap::new()),
+            next_tx: AtomicU64::new(1),
         }))
     }
 
     /// Opens a session (one per TDS connection) with its own PostgreSQL connection.
-    pub async fn session(self: &std::sync::Arc<Self>) -> Result<Session, SqlError> {
-        let (client, conn) = tokio_postgres::connect(&self.pg_url, tokio_postgres::NoTls)
+    pub async fn session(self: &Arc<Self>) -> Result<Session, SqlError> {
+        let client = connect(&self.pg_url).await?;
+        client
+            .batch_execute("SET search_path TO dbo, public; SET lock_timeout = 0")
             .await
-            .map_err(|e| SqlError::new(4060, format!("cannot open the backing database: {e}")))?;
-        tokio::spawn(conn);
+            .map_err(backing_error)?;
         Ok(Session {
+            engine: self.clone(),
             client,
-            tx: None,
-            next_tx: 1,
+            trancount: 0,
+            tx_desc: None,
+            pending_begin: false,
+            pg_tx: false,
+            sp_held: false,
+            ddl_in_tx: false,
+            nocount: false,
+            xact_abort: false,
+            lock_timeout_ms: -1,
+            identity_insert: None,
+            vars: HashMap::new(),
+            scope_identity: None,
+            last_identity: None,
+            rowcount: 0,
+            stmts: HashMap::new(),
+            tx_applocks: Vec::new(),
+            session_applocks: Vec::new(),
         })
+    }
+
+    /// The current catalog snapshot.
+    fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Reloads the catalog after DDL (through the session's connection, so that uncommitted DDL
+    /// of that session is visible to it).
+    async fn reload_catalog(&self, client: &tokio_postgres::Client) -> Result<(), SqlError> {
+        let v = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        let cat = Catalog::load(client, v).await?;
+        match self.catalog.write() {
+            Ok(mut c) => *c = Arc::new(cat),
+            Err(p) => *p.into_inner() = Arc::new(cat),
+        }
+        Ok(())
+    }
+
+    fn batch(&self, sql: &str, ptypes: &[SqlType]) -> Result<Arc<Batch>, SqlError> {
+        if let Ok(cache) = self.batches.lock() {
+            if let Some(list) = cache.get(sql) {
+                if let Some((_, b)) = list.iter().find(|(t, _)| t.as_slice() == ptypes) {
+                    return Ok(b.clone());
+                }
+            }
+        }
+        let nodes = parse_batch(sql)?;
+        let b = Arc::new(Batch {
+            nodes,
+            plans: Mutex::new(HashMap::new()),
+        });
+        if let Ok(mut cache) = self.batches.lock() {
+            if cache.len() >= MAX_CACHED_BATCHES {
+                cache.clear();
+            }
+            cache
+                .entry(sql.to_string())
+                .or_default()
+                .push((ptypes.to_vec(), b.clone()));
+        }
+        Ok(b)
+    }
+}
+
+/// How a failed statement affects the rest of the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Abort,
+}
+
+/// A statement failure: the error, and whether it happened inside PostgreSQL (so the statement
+/// savepoint must be rolled back).
+#[derive(Debug)]
+struct Fail {
+    err: SqlError,
+    pg: bool,
+}
+
+impl From<SqlError> for Fail {
+    fn from(err: SqlError) -> Self {
+        Fail { err, pg: false }
     }
 }
 
 /// One client connection's state: its PostgreSQL connection, transaction, variables,
 /// SCOPE_IDENTITY, SET options.
 pub struct Session {
+    engine: Arc<Engine>,
     client: tokio_postgres::Client,
-    tx: Option<u64>,
-    next_tx: u64,
+    /// @@TRANCOUNT.
+    trancount: u32,
+    /// Descriptor announced to the client for the open transaction.
+    tx_desc: Option<u64>,
+    /// BEGIN TRAN was issued but PostgreSQL's BEGIN not yet sent.
+    pending_begin: bool,
+    /// A PostgreSQL transaction block is open.
+    pg_tx: bool,
+    /// The statement savepoint `emu_sp` exists.
+    sp_held: bool,
+    /// DDL ran inside the open transaction (catalog reload needed on rollback).
+    ddl_in_tx: bool,
+    nocount: bool,
+    xact_abort: bool,
+    /// SET LOCK_TIMEOUT (ms, -1 = wait forever).
+    lock_timeout_ms: i64,
+    /// SET IDENTITY_INSERT <table> ON (lower-cased name).
+    identity_insert: Option<String>,
+    /// Batch-scoped variables: lower-cased name → (type, value).
+    vars: HashMap<String, (SqlType, Value)>,
+    scope_identity: Option<i64>,
+    last_identity: Option<i64>,
+    rowcount: i64,
+    /// Prepared statements by PostgreSQL text.
+    stmts: HashMap<String, tokio_postgres::Statement>,
+    /// Application locks owned by the transaction: (key, shared).
+    tx_applocks: Vec<(i32, bool)>,
+    /// Application locks owned by the session: (key, shared).
+    session_applocks: Vec<(i32, bool)>,
 }
 
 impl Session {
     /// Runs a SQL batch (SQLBatch) or an `sp_executesql` statement with its parameters.
     /// Appends every result, count, error and transaction change to `out`, in order.
     pub async fn execute(&mut self, sql: &str, params: &[Param], out: &mut Vec<Output>) {
-        let _ = params;
-        match self.client.simple_query(sql).await {
-            Ok(msgs) => {
-                let mut columns: Vec<Column> = Vec::new();
-                let mut rows = Vec::new();
-                for m in msgs {
-                    match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => {
-                            if columns.is_empty() {
-                                columns = r
-                                    .columns()
-                                    .iter()
-                                    .map(|c| Column {
-                                        name: c.name().to_string(),
-                                        ty: SqlType::NVarChar(Some(4000)),
-                                        nullable: true,
-                                    })
-                                    .collect();
+        self.vars.clear();
+        self.scope_identity = None;
+        let ptypes: Vec<SqlType> = params.iter().map(|p| p.ty.clone()).collect();
+        let batch = match self.engine.batch(sql, &ptypes) {
+            Ok(b) => b,
+            Err(e) => {
+                out.push(Output::Error(e));
+                return;
+            }
+        };
+        let nodes = batch.nodes.clone();
+        let _ = self.run_nodes(&batch, &nodes, params, out).await;
+        self.vars.clear();
+    }
+
+    fn run_nodes<'a>(
+        &'a mut self,
+        batch: &'a Arc<Batch>,
+        nodes: &'a [Node],
+        params: &'a [Param],
+        out: &'a mut Vec<Output>,
+    ) -> BoxFuture<'a, Flow> {
+        Box::pin(async move {
+            for n in nodes {
+                let r = match n {
+                    Node::Stmt { id, stmt } => self.run_stmt(batch, *id, stmt, params, out).await,
+                    Node::If {
+                        id,
+                        cond,
+                        then,
+                        els,
+                    } => match self.eval_cond(batch, *id, cond, params).await {
+                        Ok(true) => {
+                            if self.run_nodes(batch, then, params, out).await == Flow::Abort {
+                                return Flow::Abort;
                             }
-                            rows.push(
-                                (0..r.len())
-                                    .map(|i| {
-                                        r.get(i)
-                                            .map(|s| Value::String(s.to_string()))
-                                            .unwrap_or(Value::Null)
-                                    })
-                                    .collect(),
-                            );
+                            Ok(())
                         }
-                        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => {
-                            if !columns.is_empty() {
-                                out.push(Output::Rows {
-                                    columns: std::mem::take(&mut columns),
-                                    rows: std::mem::take(&mut rows),
-                                });
+                        Ok(false) => {
+                            if self.run_nodes(batch, els, params, out).await == Flow::Abort {
+                                return Flow::Abort;
                             }
-                            out.push(Output::Done { rows: Some(n) });
+                            Ok(())
                         }
-                        _ => {}
+                        Err(f) => Err(f),
+                    },
+                    Node::AppLock {
+                        release,
+                        args,
+                        ret_var,
+                    } => {
+                        self.applock(*release, args, ret_var.as_deref(), params, out)
+                            .await
+                    }
+                };
+                if let Err(f) = r {
+                    if self.fail(f, out).await == Flow::Abort {
+                        return Flow::Abort;
                     }
                 }
             }
-            Err(e) => out.push(Output::Error(SqlError::new(102, e.to_string()))),
+            Flow::Continue
+        })
+    }
+
+    /// Handles a failed statement: statement rollback, XACT_ABORT, deadlock, batch abort.
+    async fn fail(&mut self, f: Fail, out: &mut Vec<Output>) -> Flow {
+        let number = f.err.number;
+        let batch_abort = matches!(
+            number,
+            102 | 137
+                | 141
+                | 174
+                | 207
+                | 208
+                | 209
+                | 241
+                | 245
+                | 263
+                | 1205
+                | 2715
+                | 4104
+                | 8180
+                | 3902
+                | 3903
+        );
+        out.push(Output::Error(f.err));
+        if number == 1205 || (self.trancount > 0 && self.xact_abort) {
+            self.rollback_all(out).await;
+            return Flow::Abort;
         }
+        if f.pg && self.pg_tx && self.sp_held {
+            if let Err(e) = self
+                .client
+                .batch_execute("ROLLBACK TO SAVEPOINT emu_sp")
+                .await
+            {
+                tracing::warn!(error = %e, "statement rollback failed; rolling back the transaction");
+                self.rollback_all(out).await;
+                return Flow::Abort;
+            }
+        }
+        if batch_abort {
+            Flow::Abort
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn err_ctx<'a>(&'a self, cat: &'a Catalog, kind: Option<Kind>) -> ErrCtx<'a> {
+        ErrCtx {
+            cat,
+            db: &self.engine.db_name,
+            kind,
+        }
+    }
+
+    fn pg_fail(&self, e: &tokio_postgres::Error, kind: Option<Kind>) -> Fail {
+        let cat = self.engine.catalog();
+        Fail {
+            err: map_pg_error(e, &self.err_ctx(&cat, kind)),
+            pg: true,
+        }
+    }
+
+    fn var_types(&self) -> VarTypes {
+        self.vars
+            .iter()
+            .map(|(k, (t, _))| (k.clone(), t.clone()))
+            .collect()
+    }
+
+    fn param_types(params: &[Param]) -> Vec<(String, SqlType)> {
+        params
+            .iter()
+            .map(|p| (p.name.clone(), p.ty.clone()))
+            .collect()
+    }
+
+    /// Compiles (or fetches the cached plan of) a node with a compile function.
+    fn plan_for(
+        &self,
+        batch: &Batch,
+        key: usize,
+        compile: impl FnOnce(&Catalog, &[(String, SqlType)], &VarTypes) -> Result<SqlPlan, SqlError>,
+        params: &[Param],
+    ) -> Result<Arc<SqlPlan>, SqlError> {
+        let cat = self.engine.catalog();
+        if let Ok(p) = batch.plans.lock() {
+            if let Some(plan) = p.get(&(key, cat.version)) {
+                return Ok(plan.clone());
+            }
+        }
+        let pt = Self::param_types(params);
+        let vt = self.var_types();
+        let plan = Arc::new(compile(&cat, &pt, &vt)?);
+        if let Ok(mut p) = batch.plans.lock() {
+            p.insert((key, cat.version), plan.clone());
+        }
+        Ok(plan)
+    }
+
+    async fn run_stmt(
+        &mut self,
+        batch: &Arc<Batch>,
+        id: usize,
+        stmt: &Statement,
+        params: &[Param],
+        out: &mut Vec<Output>,
+    ) -> Result<(), Fail> {
+        match stmt {
+            Statement::Query(_)
+            | Statement::Insert(_)
+            | Statement::Update(_)
+            | Statement::Delete(_) => {
+                let plan = self.plan_for(
+                    batch,
+                    id,
+                    |cat, pt, vt| Translator::new(cat, pt, vt).statement(stmt),
+                    params,
+                )?;
+                if plan.kind == Kind::Insert {
+                    if let (Some((_, _)), Some(t)) = (&plan.reseed, &plan.target) {
+                        if self.identity_insert.as_deref() != Some(t.lc.as_str()) {
+                            return Err(SqlError::new(
+                                544,
+                                format!(
+                                    "Cannot insert explicit value for identity column in table '{}' when IDENTITY_INSERT is set to OFF.",
+                                    t.name
+                                ),
+                            )
+                            .into());
+                        }
+                    }
+                }
+                let rows = self.exec_plan(&plan, params).await?;
+                self.finish_plan(&plan, rows, out).await
+            }
+            Statement::CreateTable(ct) => {
+                let cat = self.engine.catalog();
+                let p = ddl::create_table(&cat, ct)?;
+                self.run_ddl(&p.script, out).await
+            }
+            Statement::CreateIndex(ci) => {
+                let cat = self.engine.catalog();
+                let p = ddl::create_index(&cat, ci)?;
+                self.run_ddl(&p.script, out).await
+            }
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                table,
+                ..
+            } => {
+                let cat = self.engine.catalog();
+                let p = ddl::drop(&cat, object_type, *if_exists, names, table)?;
+                self.run_ddl(&p.script, out).await
+            }
+            Statement::Truncate(t) => {
+                let cat = self.engine.catalog();
+                let p = ddl::truncate(&cat, t)?;
+                self.run_ddl(&p.script, out).await
+            }
+            Statement::StartTransaction {
+                begin: true,
+                statements,
+                modes,
+                ..
+            } if statements.is_empty() && modes.is_empty() => {
+                self.begin_tran(out);
+                Ok(())
+            }
+            Statement::Commit { chain: false, .. } => {
+                self.commit_tran(out).await.map_err(Fail::from)
+            }
+            Statement::Rollback {
+                chain: false,
+                savepoint: None,
+            } => {
+                if self.trancount == 0 {
+                    return Err(SqlError::new(
+                        3903,
+                        "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+                    )
+                    .into());
+                }
+                self.rollback_all(out).await;
+                Ok(())
+            }
+            Statement::Declare { stmts, .. } => {
+                for (k, d) in stmts.iter().enumerate() {
+                    if d.declare_type.is_some() || d.for_query.is_some() {
+                        return Err(unsupported("DECLARE CURSOR/TABLE").into());
+                    }
+                    let dt = d
+                        .data_type
+                        .as_ref()
+                        .ok_or_else(|| unsupported("DECLARE without a type"))?;
+                    let ty = data_type_to_sql(dt, 1)?;
+                    let init = match &d.assignment {
+                        None => None,
+                        Some(
+                            DeclareAssignment::Expr(e)
+                            | DeclareAssignment::Default(e)
+                            | DeclareAssignment::MsSqlAssignment(e),
+                        ) => Some(e.as_ref()),
+                        Some(_) => return Err(unsupported("DECLARE assignment form").into()),
+                    };
+                    for name in &d.names {
+                        let lc = name.value.to_lowercase();
+                        if !lc.starts_with('@') {
+                            return Err(unsupported(format!("DECLARE {}", name.value)).into());
+                        }
+                        if self.vars.contains_key(&lc) {
+                            return Err(SqlError::new(
+                                134,
+                                format!(
+                                    "The variable name '{}' has already been declared. Variable names must be unique within a query batch or stored procedure.",
+                                    name.value
+                                ),
+                            )
+                            .into());
+                        }
+                        let v = match init {
+                            None => Value::Null,
+                            Some(e) => self.eval(batch, id * 64 + k + 1, e, params).await?.0,
+                        };
+                        self.vars.insert(lc, (ty.clone(), coerce(v, &ty)));
+                    }
+                }
+                Ok(())
+            }
+            Statement::Set(s) => self.run_set(batch, id, s, params).await,
+            Statement::Print(p) => {
+                let (v, _) = self.eval(batch, id * 64 + 1, &p.message, params).await?;
+                let msg = match coerce(v, &SqlType::NVarChar(None)) {
+                    Value::String(s) => s,
+                    _ => String::new(),
+                };
+                out.push(Output::Info {
+                    number: 0,
+                    message: msg,
+                });
+                Ok(())
+            }
+            Statement::Use(_) => Ok(()),
+            Statement::Execute {
+                name: Some(name), ..
+            } => Err(
+                SqlError::new(2812, format!("Could not find stored procedure '{name}'.")).into(),
+            ),
+            other => {
+                let s = other.to_string();
+                let head: String = s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+                Err(unsupported(head).into())
+            }
+        }
+    }
+
+    async fn run_set(
+        &mut self,
+        batch: &Arc<Batch>,
+        id: usize,
+        s: &Set,
+        params: &[Param],
+    ) -> Result<(), Fail> {
+        match s {
+            Set::SingleAssignment {
+                scope: None,
+                hivevar: false,
+                variable,
+                values,
+            } if values.len() == 1 => {
+                let name = variable.to_string().to_lowercase();
+                if !name.starts_with('@') {
+                    return Err(unsupported(format!("SET {name}")).into());
+                }
+                let ty = self
+                    .vars
+                    .get(&name)
+                    .map(|(t, _)| t.clone())
+                    .ok_or_else(|| {
+                        SqlError::new(
+                            137,
+                            format!("Must declare the scalar variable \"{variable}\"."),
+                        )
+                    })?;
+                let (v, _) = self.eval(batch, id * 64 + 1, &values[0], params).await?;
+                self.vars.insert(name, (ty.clone(), coerce(v, &ty)));
+                self.rowcount = 1;
+                Ok(())
+            }
+            Set::SetSessionParam(SetSessionParamKind::Generic(g)) => {
+                let name = g.names.join(" ").to_uppercase();
+                let val = g.value.to_uppercase();
+                let on = val == "ON";
+                match name.as_str() {
+                    "NOCOUNT" => self.nocount = on,
+                    "XACT_ABORT" => self.xact_abort = on,
+                    "IMPLICIT_TRANSACTIONS" => {
+                        if on {
+                            return Err(unsupported("SET IMPLICIT_TRANSACTIONS ON").into());
+                        }
+                    }
+                    "LOCK_TIMEOUT" => {
+                        let ms: i64 = val
+                            .parse()
+                            .map_err(|_| unsupported(format!("SET LOCK_TIMEOUT {val}")))?;
+                        self.lock_timeout_ms = ms;
+                        let pg = if ms < 0 { 0 } else { ms.max(1) };
+                        self.client
+                            .batch_execute(&format!("SET lock_timeout = {pg}"))
+                            .await
+                            .map_err(|e| self.pg_fail(&e, None))?;
+                    }
+                    "ANSI_NULLS"
+                    | "QUOTED_IDENTIFIER"
+                    | "ANSI_WARNINGS"
+                    | "ANSI_PADDING"
+                    | "ARITHABORT"
+                    | "CONCAT_NULL_YIELDS_NULL"
+                    | "ANSI_NULL_DFLT_ON"
+                    | "NUMERIC_ROUNDABORT"
+                    | "DATEFORMAT"
+                    | "LANGUAGE"
+                    | "TEXTSIZE"
+                    | "DEADLOCK_PRIORITY"
+                    | "DATEFIRST"
+                    | "CURSOR_CLOSE_ON_COMMIT"
+                    | "ANSI_DEFAULTS"
+                    | "STATISTICS IO"
+                    | "STATISTICS TIME" => {}
+                    other => return Err(unsupported(format!("SET {other}")).into()),
+                }
+                Ok(())
+            }
+            Set::SetSessionParam(SetSessionParamKind::IdentityInsert(ii)) => {
+                let parts = translate::name_parts(&ii.obj);
+                let cat = self.engine.catalog();
+                let def = cat.resolve(&parts).ok_or_else(|| {
+                    SqlError::new(208, format!("Invalid object name '{}'.", ii.obj))
+                })?;
+                match ii.value {
+                    SessionParamValue::On => self.identity_insert = Some(def.lc.clone()),
+                    SessionParamValue::Off => {
+                        if self.identity_insert.as_deref() == Some(def.lc.as_str()) {
+                            self.identity_insert = None;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Set::SetTransaction {
+                modes,
+                snapshot: None,
+                session: false,
+            } => {
+                for m in modes {
+                    match m {
+                        TransactionMode::IsolationLevel(
+                            TransactionIsolationLevel::ReadCommitted
+                            | TransactionIsolationLevel::ReadUncommitted,
+                        ) => {}
+                        other => {
+                            return Err(unsupported(format!(
+                                "SET TRANSACTION {other} (only READ COMMITTED / READ UNCOMMITTED)"
+                            ))
+                            .into())
+                        }
+                    }
+                }
+                Ok(())
+            }
+            other => Err(unsupported(other).into()),
+        }
+    }
+
+    /// Evaluates a scalar expression (DECLARE/SET/PRINT/EXEC arguments). Literals, parameters
+    /// and variables are evaluated locally; anything else with one `SELECT` round trip.
+    async fn eval(
+        &mut self,
+        batch: &Arc<Batch>,
+        key: usize,
+        e: &Expr,
+        params: &[Param],
+    ) -> Result<(Value, SqlType), Fail> {
+        if let Some(v) = self.const_value(e, params) {
+            return Ok(v);
+        }
+        let plan = self.plan_for(
+            batch,
+            key,
+            |cat, pt, vt| {
+                let mut tr = Translator::new(cat, pt, vt);
+                let te = tr.expr(e)?;
+                let ty = te.ty.clone().unwrap_or(SqlType::Int);
+                Ok(SqlPlan {
+                    pg: format!("SELECT {}", te.sql),
+                    binds: tr.binds,
+                    columns: vec![OutCol {
+                        name: String::new(),
+                        lc: String::new(),
+                        ty,
+                        nullable: true,
+                        aliased: false,
+                    }],
+                    kind: Kind::Select,
+                    returns_rows: true,
+                    assign: Vec::new(),
+                    identity_col: false,
+                    lock_tables: Vec::new(),
+                    reseed: None,
+                    target: None,
+                })
+            },
+            params,
+        )?;
+        let rows = self.exec_plan(&plan, params).await?;
+        let ty = plan.columns[0].ty.clone();
+        let v = rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or(Value::Null);
+        Ok((v, ty))
+    }
+
+    fn const_value(&self, e: &Expr, params: &[Param]) -> Option<(Value, SqlType)> {
+        match e {
+            Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, _) if !n.contains(['.', 'e', 'E']) => {
+                    let i: i64 = n.parse().ok()?;
+                    Some((Value::Int(i), SqlType::Int))
+                }
+                ast::Value::Number(n, _) if !n.contains(['e', 'E']) => {
+                    let d: Decimal = n.parse().ok()?;
+                    Some((
+                        Value::Decimal(d),
+                        SqlType::Decimal {
+                            precision: 38,
+                            scale: d.scale() as u8,
+                        },
+                    ))
+                }
+                ast::Value::SingleQuotedString(s) => Some((
+                    Value::String(s.clone()),
+                    SqlType::VarChar(Some(s.chars().count().clamp(1, 8000) as u16)),
+                )),
+                ast::Value::NationalStringLiteral(s) => Some((
+                    Value::String(s.clone()),
+                    SqlType::NVarChar(Some(s.chars().count().clamp(1, 4000) as u16)),
+                )),
+                ast::Value::Null => Some((Value::Null, SqlType::Int)),
+                _ => None,
+            },
+            Expr::Identifier(i) if i.value.starts_with('@') && !i.value.starts_with("@@") => {
+                let lc = i.value.to_lowercase();
+                if let Some(p) = params.iter().find(|p| p.name.to_lowercase() == lc) {
+                    return Some((param_value(&p.value, &p.ty), p.ty.clone()));
+                }
+                self.vars.get(&lc).map(|(t, v)| (v.clone(), t.clone()))
+            }
+            Expr::UnaryOp {
+                op: ast::UnaryOperator::Minus,
+                expr,
+            } => match self.const_value(expr, params)? {
+                (Value::Int(i), t) => Some((Value::Int(-i), t)),
+                (Value::Decimal(d), t) => Some((Value::Decimal(-d), t)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    async fn eval_cond(
+        &mut self,
+        batch: &Arc<Batch>,
+        id: usize,
+        cond: &Expr,
+        params: &[Param],
+    ) -> Result<bool, Fail> {
+        let plan = self.plan_for(
+            batch,
+            id,
+            |cat, pt, vt| {
+                let mut tr = Translator::new(cat, pt, vt);
+                let te = tr.expr(cond)?;
+                Ok(SqlPlan {
+                    pg: format!("SELECT CASE WHEN {} THEN 1 ELSE 0 END", te.sql),
+                    binds: tr.binds,
+                    columns: vec![OutCol {
+                        name: String::new(),
+                        lc: String::new(),
+                        ty: SqlType::Int,
+                        nullable: false,
+                        aliased: false,
+                    }],
+                    kind: Kind::Select,
+                    returns_rows: true,
+                    assign: Vec::new(),
+                    identity_col: false,
+                    lock_tables: tr.locks,
+                    reseed: None,
+                    target: None,
+                })
+            },
+            params,
+        )?;
+        let rows = self.exec_plan(&plan, params).await?;
+        Ok(matches!(
+            rows.first().and_then(|r| r.first()),
+            Some(Value::Int(1))
+        ))
+    }
+
+    /// The SQL sent before a statement inside a transaction: the deferred BEGIN, the statement
+    /// savepoint and the UPDLOCK/HOLDLOCK table locks.
+    fn pre_sql(&mut self, locks: &[String]) -> Option<String> {
+        if self.trancount == 0 {
+            return None;
+        }
+        let mut s = String::new();
+        if self.pending_begin {
+            s.push_str("BEGIN;");
+            self.pending_begin = false;
+            self.pg_tx = true;
+        }
+        if self.sp_held {
+            s.push_str("RELEASE SAVEPOINT emu_sp;");
+        }
+        s.push_str("SAVEPOINT emu_sp;");
+        self.sp_held = true;
+        for t in locks {
+            s.push_str(&format!(
+                "SELECT pg_advisory_xact_lock({});",
+                locks::table_lock_key(t)
+            ));
+        }
+        Some(s)
+    }
+
+    fn bind_values(&self, plan: &SqlPlan, params: &[Param]) -> Vec<Value> {
+        plan.binds
+            .iter()
+            .map(|b| match &b.src {
+                Bind::Param(i) => params
+                    .get(*i)
+                    .map(|p| param_value(&p.value, &p.ty))
+                    .unwrap_or(Value::Null),
+                Bind::Var(n) => self
+                    .vars
+                    .get(n)
+                    .map(|(t, v)| param_value(v, t))
+                    .unwrap_or(Value::Null),
+                Bind::RowCount => Value::Int(self.rowcount),
+                Bind::TranCount => Value::Int(self.trancount as i64),
+                Bind::ScopeIdentity => self
+                    .scope_identity
+                    .map_or(Value::Null, |i| Value::Decimal(Decimal::from(i))),
+                Bind::Identity => self
+                    .last_identity
+                    .map_or(Value::Null, |i| Value::Decimal(Decimal::from(i))),
+            })
+            .collect()
+    }
+
+    /// Runs a plan on PostgreSQL; returns its rows (columns coerced to the plan's T-SQL types; an
+    /// extra identity column is returned as read). For DML without RETURNING the affected-row
+    /// count is returned as `rowcount` and the row vector is empty.
+    async fn exec_plan(
+        &mut self,
+        plan: &SqlPlan,
+        params: &[Param],
+    ) -> Result<Vec<Vec<Value>>, Fail> {
+        let values = self.bind_values(plan, params);
+        let pre = self.pre_sql(&plan.lock_tables);
+        let stmt = match self.stmts.get(&plan.pg) {
+            Some(s) => s.clone(),
+            None => {
+                // First use in this session: run the prelude alone, then prepare.
+                if let Some(p) = &pre {
+                    self.client
+                        .batch_execute(p)
+                        .await
+                        .map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
+                }
+                let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
+                let s = self
+                    .client
+                    .prepare_typed(&plan.pg, &types)
+                    .await
+                    .map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
+                self.stmts.insert(plan.pg.clone(), s.clone());
+                return self.run_prepared(plan, &s, &values, None).await;
+            }
+        };
+        self.run_prepared(plan, &stmt, &values, pre.as_deref())
+            .await
+    }
+
+    async fn run_prepared(
+        &mut self,
+        plan: &SqlPlan,
+        stmt: &tokio_postgres::Statement,
+        values: &[Value],
+        pre: Option<&str>,
+    ) -> Result<Vec<Vec<Value>>, Fail> {
+        let args: Vec<PgArg<'_>> = values.iter().map(PgArg).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        enum R {
+            Rows(Vec<tokio_postgres::Row>),
+            Count(u64),
+        }
+        let main = async {
+            if plan.returns_rows {
+                self.client.query(stmt, &refs).await.map(R::Rows)
+            } else {
+                self.client.execute(stmt, &refs).await.map(R::Count)
+            }
+        };
+        let res = match pre {
+            Some(p) => {
+                let (a, b) = futures::join!(self.client.batch_execute(p), main);
+                if let Err(e) = a {
+                    return Err(self.pg_fail(&e, Some(plan.kind)));
+                }
+                b
+            }
+            None => main.await,
+        };
+        let res = res.map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
+        match res {
+            R::Count(n) => {
+                self.rowcount = n as i64;
+                Ok(Vec::new())
+            }
+            R::Rows(rows) => {
+                let mut out = Vec::with_capacity(rows.len());
+                let ncols = plan.columns.len().max(plan.assign.len());
+                for r in &rows {
+                    let mut v = Vec::with_capacity(r.len());
+                    for i in 0..r.len() {
+                        let x = read_value(r, i)?;
+                        let x = if let Some(c) = plan.columns.get(i) {
+                            coerce(x, &c.ty)
+                        } else if let Some((_, t)) = plan.assign.get(i) {
+                            coerce(x, t)
+                        } else if i >= ncols {
+                            x
+                        } else {
+                            x
+                        };
+                        v.push(x);
+                    }
+                    out.push(v);
+                }
+                self.rowcount = rows.len() as i64;
+                Ok(out)
+            }
+        }
+    }
+
+    async fn finish_plan(
+        &mut self,
+        plan: &SqlPlan,
+        mut rows: Vec<Vec<Value>>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Fail> {
+        let count = self.rowcount;
+        if plan.identity_col {
+            let mut last = None;
+            for r in &mut rows {
+                if let Some(Value::Int(i)) = r.pop() {
+                    last = Some(i);
+                }
+            }
+            if let Some(i) = last {
+                self.scope_identity = Some(i);
+                self.last_identity = Some(i);
+            }
+        }
+        if let Some((table, col)) = &plan.reseed {
+            let sql = format!(
+                "SELECT emu_catalog.reseed({}, {})",
+                catalog::quote_lit(table),
+                catalog::quote_lit(col)
+            );
+            self.client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
+        }
+        if !plan.assign.is_empty() {
+            if let Some(last) = rows.last() {
+                for (i, (name, ty)) in plan.assign.iter().enumerate() {
+                    let v = last.get(i).cloned().unwrap_or(Value::Null);
+                    self.vars.insert(name.clone(), (ty.clone(), coerce(v, ty)));
+                }
+            }
+            self.rowcount = count;
+            return Ok(());
+        }
+        if !plan.columns.is_empty() {
+            let columns = plan
+                .columns
+                .iter()
+                .map(|c| Column {
+                    name: c.name.clone(),
+                    ty: c.ty.clone(),
+                    nullable: c.nullable,
+                })
+                .collect();
+            out.push(Output::Rows { columns, rows });
+        }
+        self.rowcount = count;
+        out.push(Output::Done {
+            rows: if self.nocount {
+                None
+            } else {
+                Some(count as u64)
+            },
+        });
+        Ok(())
+    }
+
+    async fn run_ddl(&mut self, script: &str, out: &mut Vec<Output>) -> Result<(), Fail> {
+        let pre = self.pre_sql(&[]);
+        let full = match pre {
+            Some(p) => format!("{p}{script}"),
+            None => script.to_string(),
+        };
+        let r = self.client.batch_execute(&full).await;
+        let r = r.map_err(|e| self.pg_fail(&e, None));
+        if self.trancount > 0 {
+            self.ddl_in_tx = true;
+        }
+        // Reload in every case: a failure may have been rolled back, a success changed it.
+        if let Err(e) = self.engine.reload_catalog(&self.client).await {
+            if r.is_ok() {
+                return Err(e.into());
+            }
+        }
+        r?;
+        self.rowcount = 0;
+        out.push(Output::Done { rows: None });
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ transactions
+
+    fn begin_tran(&mut self, out: &mut Vec<Output>) {
+        if self.trancount == 0 {
+            let d = self.engine.next_tx.fetch_add(1, Ordering::SeqCst);
+            self.tx_desc = Some(d);
+            self.pending_begin = true;
+            self.pg_tx = false;
+            self.sp_held = false;
+            self.ddl_in_tx = false;
+            out.push(Output::Tx(TxEvent::Begin(d)));
+        }
+        self.trancount += 1;
+        self.rowcount = 0;
+    }
+
+    fn unlock_sql(keys: &[(i32, bool)]) -> String {
+        keys.iter()
+            .map(|(k, shared)| {
+                format!(
+                    "SELECT pg_advisory_unlock{}({}, {k});",
+                    if *shared { "_shared" } else { "" },
+                    locks::APPLOCK_CLASS
+                )
+            })
+            .collect()
+    }
+
+    async fn commit_tran(&mut self, out: &mut Vec<Output>) -> Result<(), SqlError> {
+        if self.trancount == 0 {
+            return Err(SqlError::new(
+                3902,
+                "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+            ));
+        }
+        self.trancount -= 1;
+        self.rowcount = 0;
+        if self.trancount > 0 {
+            return Ok(());
+        }
+        let desc = self.tx_desc.take().unwrap_or(0);
+        let mut s = String::new();
+        if self.pg_tx {
+            s.push_str("COMMIT;");
+        }
+        let keys = std::mem::take(&mut self.tx_applocks);
+        s.push_str(&Self::unlock_sql(&keys));
+        self.pending_begin = false;
+        self.pg_tx = false;
+        self.sp_held = false;
+        self.ddl_in_tx = false;
+        if !s.is_empty() {
+            if let Err(e) = self.client.batch_execute(&s).await {
+                let cat = self.engine.catalog();
+                let err = map_pg_error(&e, &self.err_ctx(&cat, None));
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                out.push(Output::Tx(TxEvent::Rollback(desc)));
+                return Err(err);
+            }
+        }
+        out.push(Output::Tx(TxEvent::Commit(desc)));
+        Ok(())
+    }
+
+    /// ROLLBACK TRANSACTION (all levels), also used for XACT_ABORT and deadlocks.
+    async fn rollback_all(&mut self, out: &mut Vec<Output>) {
+        if self.trancount == 0 && !self.pg_tx {
+            return;
+        }
+        let desc = self.tx_desc.take().unwrap_or(0);
+        let mut s = String::new();
+        if self.pg_tx {
+            s.push_str("ROLLBACK;");
+        }
+        let keys = std::mem::take(&mut self.tx_applocks);
+        s.push_str(&Self::unlock_sql(&keys));
+        if !s.is_empty() {
+            if let Err(e) = self.client.batch_execute(&s).await {
+                tracing::warn!(error = %e, "rollback failed");
+            }
+        }
+        let ddl = self.ddl_in_tx;
+        self.trancount = 0;
+        self.pending_begin = false;
+        self.pg_tx = false;
+        self.sp_held = false;
+        self.ddl_in_tx = false;
+        self.rowcount = 0;
+        if ddl {
+            if let Err(e) = self.engine.reload_catalog(&self.client).await {
+                tracing::warn!(error = %e, "catalog reload after rollback failed");
+            }
+        }
+        out.push(Output::Tx(TxEvent::Rollback(desc)));
     }
 
     /// Transaction Manager request: begin (TM_BEGIN_XACT). Returns the new descriptor.
     pub async fn begin(&mut self, out: &mut Vec<Output>) {
-        let d = self.next_tx;
-        self.next_tx += 1;
-        let _ = self.client.batch_execute("BEGIN").await;
-        self.tx = Some(d);
-        out.push(Output::Tx(TxEvent::Begin(d)));
+        self.begin_tran(out);
     }
 
     /// Transaction Manager request: commit (TM_COMMIT_XACT); `begin_new` for fBeginXact.
+    /// A TM commit commits the whole transaction (as SQL Server's TM request does).
     pub async fn commit(&mut self, begin_new: bool, out: &mut Vec<Output>) {
-        let _ = self.client.batch_execute("COMMIT").await;
-        if let Some(d) = self.tx.take() {
-            out.push(Output::Tx(TxEvent::Commit(d)));
+        if self.trancount > 0 {
+            self.trancount = 1;
+            if let Err(e) = self.commit_tran(out).await {
+                out.push(Output::Error(e));
+            }
+        } else {
+            out.push(Output::Error(SqlError::new(
+                3902,
+                "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+            )));
         }
         if begin_new {
-            self.begin(out).await;
+            self.begin_tran(out);
         }
     }
 
     /// Transaction Manager request: rollback (TM_ROLLBACK_XACT); `begin_new` for fBeginXact.
     pub async fn rollback(&mut self, begin_new: bool, out: &mut Vec<Output>) {
-        let _ = self.client.batch_execute("ROLLBACK").await;
-        if let Some(d) = self.tx.take() {
-            out.push(Output::Tx(TxEvent::Rollback(d)));
+        if self.trancount > 0 {
+            self.rollback_all(out).await;
+        } else {
+            out.push(Output::Error(SqlError::new(
+                3903,
+                "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+            )));
         }
         if begin_new {
-            self.begin(out).await;
+            self.begin_tran(out);
         }
     }
 
     /// The current transaction descriptor (0 when none), for the ALL_HEADERS echo checks.
     pub fn transaction_descriptor(&self) -> u64 {
-        self.tx.unwrap_or(0)
+        self.tx_desc.unwrap_or(0)
     }
 
-    /// Called when the client sends Attention: abandon whatever the session was doing.
+    /// @@TRANCOUNT of the session (for tests and the protocol layer).
+    pub fn trancount(&self) -> u32 {
+        self.trancount
+    }
+
+    /// Whether SET NOCOUNT is ON (the protocol layer may omit DONE_COUNT; the engine already
+    /// emits `Done { rows: None }` then).
+    pub fn nocount(&self) -> bool {
+        self.nocount
+    }
+
+    /// Called when the client sends Attention: abandon whatever the session was doing. The
+    /// engine runs statements to completion before the protocol layer reads the next packet, so
+    /// there is nothing in flight to cancel; the open transaction stays open, as in SQL Server.
     pub async fn attention(&mut self) {}
 
     /// Called when the TDS connection closes: roll back any open transaction, release locks.
     pub async fn close(&mut self) {
-        if self.tx.is_some() {
-            let _ = self.client.batch_execute("ROLLBACK").await;
+        let mut out = Vec::new();
+        self.rollback_all(&mut out).await;
+        let keys = std::mem::take(&mut self.session_applocks);
+        if !keys.is_empty() {
+            let _ = self.client.batch_execute(&Self::unlock_sql(&keys)).await;
         }
     }
 }

@@ -1,0 +1,399 @@
+//! Batch parsing: T-SQL text → a tree of [`Node`]s.
+//!
+//! sqlparser's `MsSqlDialect` parses most of what Mikro integrations send, but not everything, so
+//! the token stream is rewritten first:
+//! - a line holding only `GO` becomes `;` (client-side batch separator, tolerated);
+//! - `CLUSTERED` / `NONCLUSTERED` after `CREATE`, `UNIQUE` or `KEY` are dropped (PostgreSQL has no
+//!   clustered indexes; sqlparser rejects `CREATE UNIQUE NONCLUSTERED INDEX`);
+//! - `EXEC @rc = proc …` becomes `EXEC proc @__emu_return = @rc, …` (sqlparser cannot parse it);
+//! - `DELETE T WHERE …` becomes `DELETE FROM T WHERE …`;
+//! - constructs outside the subset that would otherwise produce a confusing parser message
+//!   (`BEGIN TRY`, `WHILE`, `SAVE TRAN`, `MERGE`, `THROW`, `RAISERROR`, `GOTO`, cursors) are
+//!   rejected with error 102 naming them.
+//!
+//! T-SQL allows statements without `;` separators; sqlparser does not, so when it reports
+//! "Expected: end of statement" a `;` is inserted at that position and the batch re-parsed.
+
+use sqlparser::ast::{ConditionalStatements, Expr, Statement};
+use sqlparser::dialect::MsSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+
+use crate::value::SqlError;
+
+/// One executable unit of a batch.
+#[derive(Debug, Clone)]
+pub enum Node {
+    /// A statement compiled (and its plan cached) lazily, right before it runs, so that a
+    /// `CREATE TABLE` earlier in the same batch is visible to it (deferred name resolution).
+    Stmt { id: usize, stmt: Box<Statement> },
+    /// `IF cond stmt|BEGIN…END [ELSE …]`: the condition is evaluated by the engine.
+    If {
+        id: usize,
+        cond: Expr,
+        then: Vec<Node>,
+        els: Vec<Node>,
+    },
+    /// `EXEC [@rc =] sp_getapplock|sp_releaseapplock …`.
+    AppLock {
+        release: bool,
+        /// Arguments as `(lower-cased name or positional name, expression)`.
+        args: Vec<(String, Expr)>,
+        ret_var: Option<String>,
+    },
+}
+
+const RETURN_MARK: &str = "@__emu_return";
+
+fn significant(tokens: &[Token], from: usize) -> Option<usize> {
+    (from..tokens.len()).find(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+}
+
+fn prev_significant(tokens: &[Token], before: usize) -> Option<usize> {
+    (0..before)
+        .rev()
+        .find(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+}
+
+fn word_is(t: &Token, kw: &str) -> bool {
+    matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw))
+}
+
+/// Rewrites the token stream (see the module docs) and renders it back to text.
+fn preprocess(sql: &str) -> Result<String, SqlError> {
+    let dialect = MsSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| SqlError::syntax(format!("Incorrect syntax: {e}")))?;
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        // Unsupported statement keywords.
+        for (kw, next, what) in [
+            ("BEGIN", Some("TRY"), "BEGIN TRY … END CATCH"),
+            ("BEGIN", Some("CATCH"), "BEGIN TRY … END CATCH"),
+            (
+                "BEGIN",
+                Some("DISTRIBUTED"),
+                "BEGIN DISTRIBUTED TRANSACTION",
+            ),
+            ("SAVE", None, "SAVE TRANSACTION"),
+            ("WHILE", None, "WHILE"),
+            ("MERGE", None, "MERGE"),
+            ("THROW", None, "THROW"),
+            ("RAISERROR", None, "RAISERROR"),
+            ("GOTO", None, "GOTO"),
+            ("CURSOR", None, "cursors"),
+            (
+                "RETURNING",
+                None,
+                "RETURNING (PostgreSQL; use OUTPUT INSERTED.col)",
+            ),
+            (
+                "ILIKE",
+                None,
+                "ILIKE (PostgreSQL; use LIKE, comparisons are case-insensitive)",
+            ),
+        ] {
+            if word_is(t, kw) {
+                let matches_next = match next {
+                    None => true,
+                    Some(n) => significant(&tokens, i + 1).is_some_and(|j| word_is(&tokens[j], n)),
+                };
+                if matches_next {
+                    return Err(SqlError::syntax(format!(
+                        "Incorrect syntax near '{kw}': {what} is not supported by the emulator."
+                    )));
+                }
+            }
+        }
+        if matches!(t, Token::DoubleColon) {
+            return Err(SqlError::syntax(
+                "Incorrect syntax near '::': PostgreSQL casts are not T-SQL (use CAST).",
+            ));
+        }
+        // GO on its own line.
+        if word_is(t, "GO") {
+            let line_start = match prev_significant_or_ws(&tokens, i) {
+                None => true,
+                Some(Token::Whitespace(Whitespace::Newline)) => true,
+                Some(Token::Whitespace(Whitespace::SingleLineComment { .. })) => true,
+                _ => false,
+            };
+            let line_end = match tokens.get(i + 1) {
+                None => true,
+                Some(Token::Whitespace(Whitespace::Newline)) => true,
+                Some(Token::Whitespace(Whitespace::Space | Whitespace::Tab)) => {
+                    significant(&tokens, i + 1).is_none_or(|j| {
+                        tokens[i + 1..j]
+                            .iter()
+                            .any(|t| matches!(t, Token::Whitespace(Whitespace::Newline)))
+                    })
+                }
+                _ => false,
+            };
+            if line_start && line_end {
+                out.push(Token::SemiColon);
+                i += 1;
+                continue;
+            }
+        }
+        // CLUSTERED / NONCLUSTERED.
+        if word_is(t, "CLUSTERED") || word_is(t, "NONCLUSTERED") {
+            if let Some(p) = prev_significant(&tokens, i) {
+                if word_is(&tokens[p], "CREATE")
+                    || word_is(&tokens[p], "UNIQUE")
+                    || word_is(&tokens[p], "KEY")
+                {
+                    i += 1;
+                    continue;
+                }
+            }
+        }
+        // EXEC @rc = proc args.
+        if word_is(t, "EXEC") || word_is(t, "EXECUTE") {
+            if let Some(j) = significant(&tokens, i + 1) {
+                if let Token::Word(w) = &tokens[j] {
+                    if w.value.starts_with('@') {
+                        let var = w.value.clone();
+                        let eq = significant(&tokens, j + 1);
+                        let name = eq.and_then(|e| significant(&tokens, e + 1));
+                        if let (Some(e), Some(n)) = (eq, name) {
+                            if matches!(tokens[e], Token::Eq) {
+                                out.push(t.clone());
+                                out.push(Token::Whitespace(Whitespace::Space));
+                                out.push(tokens[n].clone());
+                                out.push(Token::Whitespace(Whitespace::Space));
+                                out.push(Token::make_word(RETURN_MARK, None));
+                                out.push(Token::Eq);
+                                out.push(Token::make_word(&var, None));
+                                let more =
+                                    significant(&tokens, n + 1).is_some_and(|k| match &tokens[k] {
+                                        Token::Word(w) => {
+                                            w.value.starts_with('@')
+                                                || w.keyword == Keyword::NoKeyword
+                                                    && w.quote_style.is_some()
+                                        }
+                                        Token::SingleQuotedString(_)
+                                        | Token::NationalStringLiteral(_)
+                                        | Token::Number(_, _)
+                                        | Token::Minus => true,
+                                        _ => false,
+                                    });
+                                if more {
+                                    out.push(Token::Comma);
+                                }
+                                i = n + 1;
+                                continue;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // DELETE T WHERE → DELETE FROM T WHERE.
+        if word_is(t, "DELETE") {
+            if let Some(j) = significant(&tokens, i + 1) {
+                if let Token::Word(w) = &tokens[j] {
+                    if !w.value.eq_ignore_ascii_case("FROM") && !w.value.eq_ignore_ascii_case("TOP")
+                    {
+                        out.push(t.clone());
+                        out.push(Token::Whitespace(Whitespace::Space));
+                        out.push(Token::make_keyword("FROM"));
+                        i += 1;
+                        continue;
+                    }
+                }
+            }
+        }
+        out.push(t.clone());
+        i += 1;
+    }
+    Ok(out.iter().map(|t| t.to_string()).collect())
+}
+
+fn prev_significant_or_ws(tokens: &[Token], before: usize) -> Option<&Token> {
+    // The nearest previous token that is not a space/tab.
+    (0..before)
+        .rev()
+        .map(|i| &tokens[i])
+        .find(|t| !matches!(t, Token::Whitespace(Whitespace::Space | Whitespace::Tab)))
+}
+
+/// Parses a batch into nodes.
+pub fn parse_batch(sql: &str) -> Result<Vec<Node>, SqlError> {
+    let mut text = preprocess(sql)?;
+    let dialect = MsSqlDialect {};
+    let mut attempts = 0;
+    let stmts = loop {
+        match Parser::parse_sql(&dialect, &text) {
+            Ok(s) => break s,
+            Err(e) => {
+                let msg = e.to_string();
+                attempts += 1;
+                if attempts < 500 && msg.contains("Expected: end of statement") {
+                    if let Some(off) = error_offset(&text, &msg) {
+                        text.insert(off, ';');
+                        continue;
+                    }
+                }
+                return Err(SqlError::syntax(format!(
+                    "Incorrect syntax: {}",
+                    msg.trim_start_matches("sql parser error: ")
+                )));
+            }
+        }
+    };
+    let mut id = 0;
+    convert(stmts, &mut id)
+}
+
+/// Byte offset of " at Line: L, Column: C" in `text`.
+fn error_offset(text: &str, msg: &str) -> Option<usize> {
+    let at = msg.rfind("Line: ")?;
+    let rest = &msg[at + 6..];
+    let comma = rest.find(',')?;
+    let line: usize = rest[..comma].trim().parse().ok()?;
+    let col_at = rest.find("Column: ")?;
+    let col: usize = rest[col_at + 8..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    let mut offset = 0;
+    for (n, l) in text.split_inclusive('\n').enumerate() {
+        if n + 1 == line {
+            let within: usize = l
+                .chars()
+                .take(col.saturating_sub(1))
+                .map(char::len_utf8)
+                .sum();
+            return Some(offset + within);
+        }
+        offset += l.len();
+    }
+    None
+}
+
+fn convert(stmts: Vec<Statement>, id: &mut usize) -> Result<Vec<Node>, SqlError> {
+    let mut out = Vec::with_capacity(stmts.len());
+    for s in stmts {
+        *id += 1;
+        let my = *id;
+        match s {
+            Statement::If(ifs) => {
+                let cond = ifs
+                    .if_block
+                    .condition
+                    .clone()
+                    .ok_or_else(|| SqlError::syntax("Incorrect syntax near 'IF'."))?;
+                let then = convert(block(ifs.if_block.conditional_statements), id)?;
+                // ELSE IF chains arrive as elseif_blocks in some dialect paths: nest them.
+                let mut els = match ifs.else_block {
+                    Some(b) => convert(block(b.conditional_statements), id)?,
+                    None => Vec::new(),
+                };
+                for b in ifs.elseif_blocks.into_iter().rev() {
+                    *id += 1;
+                    let c = b
+                        .condition
+                        .clone()
+                        .ok_or_else(|| SqlError::syntax("Incorrect syntax near 'ELSE'."))?;
+                    let t = convert(block(b.conditional_statements), id)?;
+                    els = vec![Node::If {
+                        id: *id,
+                        cond: c,
+                        then: t,
+                        els,
+                    }];
+                }
+                out.push(Node::If {
+                    id: my,
+                    cond,
+                    then,
+                    els,
+                });
+            }
+            Statement::Execute {
+                name: Some(name),
+                parameters,
+                ..
+            } if is_applock(&name.to_string()) => {
+                let release = name
+                    .to_string()
+                    .to_lowercase()
+                    .ends_with("sp_releaseapplock");
+                let positional: &[&str] = if release {
+                    &["@resource", "@lockowner", "@dbprincipal"]
+                } else {
+                    &[
+                        "@resource",
+                        "@lockmode",
+                        "@lockowner",
+                        "@locktimeout",
+                        "@dbprincipal",
+                    ]
+                };
+                let mut args = Vec::new();
+                let mut ret_var = None;
+                let mut pos = 0;
+                for p in parameters {
+                    match p {
+                        Expr::BinaryOp {
+                            left,
+                            op: sqlparser::ast::BinaryOperator::Eq,
+                            right,
+                        } if matches!(&*left, Expr::Identifier(i) if i.value.starts_with('@')) => {
+                            let Expr::Identifier(i) = *left else {
+                                continue;
+                            };
+                            if i.value == RETURN_MARK {
+                                if let Expr::Identifier(v) = *right {
+                                    ret_var = Some(v.value.to_lowercase());
+                                }
+                            } else {
+                                args.push((i.value.to_lowercase(), *right));
+                            }
+                        }
+                        other => {
+                            let n = positional.get(pos).ok_or_else(|| {
+                                SqlError::new(
+                                    8144,
+                                    format!("Procedure or function {name} has too many arguments specified."),
+                                )
+                            })?;
+                            pos += 1;
+                            args.push((n.to_string(), other));
+                        }
+                    }
+                }
+                out.push(Node::AppLock {
+                    release,
+                    args,
+                    ret_var,
+                });
+            }
+            other => out.push(Node::Stmt {
+                id: my,
+                stmt: Box::new(other),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn is_applock(name: &str) -> bool {
+    let n = name.to_lowercase();
+    let last = n.rsplit('.').next().unwrap_or("");
+    last == "sp_getapplock" || last == "sp_releaseapplock"
+}
+
+fn block(c: ConditionalStatements) -> Vec<Statement> {
+    match c {
+        ConditionalStatements::Sequence { statements } => statements,
+        ConditionalStatements::BeginEnd(b) => b.statements,
+    }
+}
