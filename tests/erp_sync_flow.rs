@@ -92,6 +92,23 @@ async fn insert_barkod(h: &Harness, kod: &str, stok: &str) {
 #[tokio::test]
 async fn first_import_then_no_change() {
     let e = env(false).await;
+    // A web→ERP style trigger on every master table: logs writes not marked as ERP-origin.
+    e.pg.batch_execute(
+        "CREATE TABLE echo_log (tbl text);
+         CREATE FUNCTION echo_log_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF current_setting('mikro_sync.origin', true) IS DISTINCT FROM 'erp' THEN
+             INSERT INTO echo_log VALUES (TG_TABLE_NAME);
+           END IF;
+           RETURN NULL;
+         END $$;
+         CREATE TRIGGER echo_c AFTER INSERT OR UPDATE ON cari_hesaplar FOR EACH ROW EXECUTE FUNCTION echo_log_fn();
+         CREATE TRIGGER echo_s AFTER INSERT OR UPDATE ON stoklar FOR EACH ROW EXECUTE FUNCTION echo_log_fn();
+         CREATE TRIGGER echo_p AFTER INSERT OR UPDATE ON urun_fiyat_listeleri FOR EACH ROW EXECUTE FUNCTION echo_log_fn();
+         CREATE TRIGGER echo_b AFTER INSERT OR UPDATE ON urun_barkodlari FOR EACH ROW EXECUTE FUNCTION echo_log_fn();",
+    )
+    .await
+    .unwrap();
     let r = erp_sync::run(&e.web, &e.erp, &opts()).await.expect("sync");
     println!("{r}");
     assert_eq!(r.rejects().count(), 0, "{r}");
@@ -177,8 +194,16 @@ async fn first_import_then_no_change() {
         .expect("sync 2");
     let ins: u64 = r2.entities.iter().map(|x| x.inserted + x.updated).sum();
     assert_eq!(ins, 0, "{r2}");
-    // No echo into the web→ERP queue.
+    // No echo into the web→ERP queue, and every ERP write was marked as ERP-origin.
     assert_eq!(count(&e.pg, "SELECT count(*) FROM sync_queue").await, 0);
+    assert_eq!(count(&e.pg, "SELECT count(*) FROM echo_log").await, 0);
+    // Control: a web-side edit is seen by the trigger.
+    e.pg.batch_execute(
+        "UPDATE stoklar SET stok_adi = stok_adi || '!' WHERE stok_kodu = 'STK-0001'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&e.pg, "SELECT count(*) FROM echo_log").await, 1);
     drop(e.h);
 }
 

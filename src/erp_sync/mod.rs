@@ -402,6 +402,17 @@ async fn sync_entity(
             break;
         }
         if let Some(last) = page.last {
+            // Paging must move forward; if the server compared the anchor inexactly (a
+            // datetime rounded on the way), stop instead of reading the same page forever.
+            if let read::Anchor::After((s, r)) = &anchor {
+                if (last.0.naive(), last.1) <= (s.naive(), *r) {
+                    return Err(SyncError::ErpSchema(format!(
+                        "{}: paging did not advance past ({}, RECno {r}); the server's datetime comparison is not exact",
+                        spec.table,
+                        s.naive()
+                    )));
+                }
+            }
             anchor = read::Anchor::After(last);
         }
         let more = n >= page_size;
