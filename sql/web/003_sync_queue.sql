@@ -74,7 +74,7 @@ BEGIN
     FOR c IN
         SELECT conname FROM pg_constraint
         WHERE conrelid = 'sync_queue'::regclass AND contype = 'c'
-          AND conname NOT IN ('sync_queue_status_check', 'sync_queue_entity_type_check')
+          AND conname NOT IN ('mikro_sync_queue_status_chk', 'mikro_sync_queue_entity_type_chk')
           AND (pg_get_constraintdef(oid) ILIKE '%status%' OR pg_get_constraintdef(oid) ILIKE '%entity_type%')
     LOOP
         EXECUTE format('ALTER TABLE sync_queue DROP CONSTRAINT %I', c.conname);
@@ -139,17 +139,17 @@ ALTER TABLE sync_queue ALTER COLUMN next_attempt_at SET NOT NULL;
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                   WHERE conrelid = 'sync_queue'::regclass AND conname = 'sync_queue_status_check') THEN
-        ALTER TABLE sync_queue ADD CONSTRAINT sync_queue_status_check
+                   WHERE conrelid = 'sync_queue'::regclass AND conname = 'mikro_sync_queue_status_chk') THEN
+        ALTER TABLE sync_queue ADD CONSTRAINT mikro_sync_queue_status_chk
             CHECK (status IN ('pending', 'processing', 'completed', 'failed'));
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                   WHERE conrelid = 'sync_queue'::regclass AND conname = 'sync_queue_entity_type_check') THEN
-        ALTER TABLE sync_queue ADD CONSTRAINT sync_queue_entity_type_check
+                   WHERE conrelid = 'sync_queue'::regclass AND conname = 'mikro_sync_queue_entity_type_chk') THEN
+        ALTER TABLE sync_queue ADD CONSTRAINT mikro_sync_queue_entity_type_chk
             CHECK (entity_type IN ('satis', 'tahsilat')) NOT VALID;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM sync_queue WHERE entity_type IS NULL OR entity_type NOT IN ('satis', 'tahsilat')) THEN
-        ALTER TABLE sync_queue VALIDATE CONSTRAINT sync_queue_entity_type_check;
+        ALTER TABLE sync_queue VALIDATE CONSTRAINT mikro_sync_queue_entity_type_chk;
     END IF;
 END
 $$;

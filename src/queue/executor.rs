@@ -296,9 +296,9 @@ impl FailCtx<'_> {
         };
         client
             .execute(
-                "UPDATE sync_queue SET status = $2, \
+                "UPDATE sync_queue SET status = $2::text, \
                    next_attempt_at = clock_timestamp() + make_interval(secs => $3), \
-                   processed_at = CASE WHEN $2 = 'failed' THEN now() END, \
+                   processed_at = CASE WHEN $2::text = 'failed' THEN now() END, \
                    error_message = $4, claimed_by = NULL, claimed_at = NULL, lease_until = NULL \
                  WHERE id = $1 AND status = 'processing' AND claimed_by = $5",
                 &[&job.id, &status, &delay, &msg, &self.worker_name],

@@ -59,13 +59,13 @@ pub struct Job {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// A web-database statement failed.
-    #[error("web database: {0}")]
+    #[error("web database: {}", pg_error_text(.0))]
     Web(#[source] tokio_postgres::Error),
     /// No connection from the web pool.
     #[error("web connection pool: {0}")]
     Pool(String),
     /// The LISTEN connection failed.
-    #[error("LISTEN connection: {0}")]
+    #[error("LISTEN connection: {}", pg_error_text(.0))]
     Listen(#[source] tokio_postgres::Error),
     /// The LISTEN connection did not answer in time.
     #[error("LISTEN connection did not answer in time")]
@@ -79,5 +79,21 @@ impl QueueError {
     /// True when `sync_queue` does not exist: `mikro-sync setup` was not run. Not retried.
     pub fn is_missing_queue(&self) -> bool {
         matches!(self, QueueError::Web(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE))
+    }
+}
+
+/// The server's message (and detail) of a PostgreSQL error; tokio-postgres' Display says only
+/// "db error", which tells an operator nothing.
+pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} ({})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(": ");
+                s.push_str(d);
+            }
+            s
+        }
+        None => e.to_string(),
     }
 }
