@@ -211,7 +211,22 @@ fn preprocess(sql: &str) -> Result<String, SqlError> {
         out.push(t.clone());
         i += 1;
     }
-    Ok(out.iter().map(|t| t.to_string()).collect())
+    Ok(out.iter().map(render).collect())
+}
+
+/// Renders a token back to T-SQL text. sqlparser's `Display` does not re-escape quotes inside
+/// string literals and bracketed identifiers (`N'6''lı'` would come back as `N'6'lı'`).
+fn render(t: &Token) -> String {
+    match t {
+        Token::SingleQuotedString(s) => format!("'{}'", s.replace('\'', "''")),
+        Token::NationalStringLiteral(s) => format!("N'{}'", s.replace('\'', "''")),
+        Token::Word(w) => match w.quote_style {
+            Some('[') => format!("[{}]", w.value.replace(']', "]]")),
+            Some('"') => format!("\"{}\"", w.value.replace('"', "\"\"")),
+            _ => t.to_string(),
+        },
+        _ => t.to_string(),
+    }
 }
 
 fn prev_significant_or_ws(tokens: &[Token], before: usize) -> Option<&Token> {
