@@ -26,12 +26,15 @@ pub struct Entry {
     pub cha_recno: i32,
 }
 
-/// The lookup statement, with kind and web id as `@P<first>`, `@P<first+1>`. UPDLOCK+HOLDLOCK
-/// holds a key-range lock on SQL Server, so a second poster of the same document waits for the
-/// first one's commit and then sees its row.
+/// The lookup statement, with kind and web id as `@P<first>`, `@P<first+1>`. No lock hint: the
+/// primary key is the guard. Two postings of the same document that race past the lookup both
+/// write, but the second one's ledger INSERT waits for the first transaction and then fails with a
+/// duplicate key (2627) — classified transient, so its whole transaction rolls back and the retry
+/// finds the ledger row. (A range-lock hint would only make the loser wait earlier, and on the
+/// emulator UPDLOCK/HOLDLOCK is a table lock that would serialise every posting.)
 pub fn lookup_sql(first: usize) -> String {
     format!(
-        "SELECT {LOOKUP_COLUMNS} FROM dbo.MIKROSYNC_LEDGER WITH (UPDLOCK, HOLDLOCK) \
+        "SELECT {LOOKUP_COLUMNS} FROM dbo.MIKROSYNC_LEDGER \
          WHERE ml_kind = @P{} AND ml_web_id = @P{}",
         first,
         first + 1
