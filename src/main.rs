@@ -24,7 +24,9 @@ fn main() -> std::process::ExitCode {
             cfg.log_level.clone()
         }
         _ if cli.log_level.is_some() => cfg.log_level.clone(),
-        _ => "warn".to_string(),
+        // Reports keep stdout for themselves; only problems are logged (tiberius' own notice
+        // about plaintext connections is not one).
+        _ => "warn,tiberius=error".to_string(),
     };
     let _guards = match mikro_sync::telemetry::init(&level, cfg.log_format, log_dir.as_deref()) {
         Ok(g) => g,

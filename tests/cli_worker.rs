@@ -1,0 +1,252 @@
+//! The daemon as systemd runs it: `mikro-sync worker` with metrics on, documents arriving, then
+//! SIGTERM in the middle of the work. It must exit 0, leave no row claimed, and after a restart
+//! every document is posted exactly once (ledger and CHA rows match the documents one to one).
+//! Also checks /metrics, /healthz, /readyz and the log files.
+
+use std::time::{Duration, Instant};
+
+use mikro_emulator::harness::{Harness, HarnessOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn worker(h: &Harness, port: u16, logdir: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_mikro-sync"))
+        .arg("worker")
+        .current_dir(logdir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MIKRO_SYNC_PG_URL", h.web_url())
+        .env(
+            "MIKRO_SYNC_MSSQL_ADO",
+            format!(
+                "server=tcp:{},{};database={};user={};password={{{}}};encrypt=DANGER_PLAINTEXT",
+                h.host(),
+                h.port(),
+                h.database(),
+                h.user(),
+                h.password()
+            ),
+        )
+        .env("MIKRO_SYNC_METRICS_LISTEN", port.to_string())
+        .env("MIKRO_SYNC_LOG_DIR", logdir.join("logs"))
+        .env("MIKRO_SYNC_ERP_SYNC_INTERVAL", "off")
+        .env("LOG_LEVEL", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn worker")
+}
+
+async fn wait_ready(port: u16) {
+    let t0 = Instant::now();
+    loop {
+        if let Some((200, _)) = http_get(port, "/readyz").await {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "worker never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn erp_count(h: &Harness, sql: &str) -> i32 {
+    let mut c = h.erp_client().await.unwrap();
+    c.simple_query(sql)
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .and_then(|r| r.get::<i32, _>(0))
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_metrics_health_and_graceful_shutdown() {
+    let h = Harness::start(HarnessOptions::default())
+        .await
+        .expect("harness");
+    let dir = tempfile::tempdir().unwrap();
+    let web = h.web_client().await.unwrap();
+    mikro_sync::setup::setup_web(&web).await.expect("setup");
+    let mut erp = h.erp_client().await.unwrap();
+    mikro_sync::setup::setup_erp(&mut erp)
+        .await
+        .expect("setup --erp");
+    let cha_before = erp_count(&h, "SELECT COUNT(*) FROM CARI_HESAP_HAREKETLERI").await;
+
+    let port = free_port();
+    let mut child = worker(&h, port, dir.path());
+    wait_ready(port).await;
+    let (code, body) = http_get(port, "/healthz").await.expect("healthz");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"listener\":true"), "{body}");
+
+    // 60 sales in 6 transactions, then SIGTERM while they are being posted.
+    const N: i64 = 60;
+    for _ in 0..6 {
+        web.batch_execute(
+            "WITH s AS (
+                 INSERT INTO satislar (satis_no, cari_hesap_id, odeme_sekli, ara_toplam, toplam_tutar)
+                 SELECT 'W' || g, (SELECT id FROM cari_hesaplar ORDER BY cari_kodu LIMIT 1), 'acik_hesap', 10, 12
+                   FROM generate_series(1, 10) g RETURNING id)
+             INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, kdv_tutari, toplam_tutar, sira_no)
+             SELECT s.id, (SELECT id FROM stoklar ORDER BY stok_kodu LIMIT 1), 1, 10, 20, 2, 12, 0 FROM s;",
+        )
+        .await
+        .unwrap();
+    }
+    // Wait until some (not necessarily all) are done, then stop.
+    let t0 = Instant::now();
+    loop {
+        let done: i64 = web
+            .query_one(
+                "SELECT count(*) FROM sync_queue WHERE status = 'completed'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done >= 5 || t0.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (code, metrics) = http_get(port, "/metrics").await.expect("metrics");
+    assert_eq!(code, 200);
+    for name in [
+        "mikro_sync_documents_posted_total",
+        "mikro_sync_posting_latency_seconds_bucket",
+        "mikro_sync_pickup_latency_seconds_count",
+        "mikro_sync_listener_up 1",
+        "mikro_sync_pool_up{pool=\"web\"} 1",
+        "mikro_sync_queue_depth{status=\"pending\"}",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    let pid = child.id().expect("pid").to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("worker stops within 60 s after SIGTERM")
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit 0 after SIGTERM: {:?}\n{log}",
+        out.status
+    );
+    assert!(log.contains("worker stopped cleanly"), "{log}");
+    let claimed: i64 = web
+        .query_one(
+            "SELECT count(*) FROM sync_queue WHERE status = 'processing'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(claimed, 0, "no row may stay claimed after a graceful stop");
+    // Log files exist as configured.
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.starts_with("combined.log")),
+        "{files:?}"
+    );
+    assert!(
+        files.iter().any(|f| f.starts_with("error.log")),
+        "{files:?}"
+    );
+
+    // Restart: the rest is posted; every document exactly once.
+    let port2 = free_port();
+    let mut child = worker(&h, port2, dir.path());
+    wait_ready(port2).await;
+    let t0 = Instant::now();
+    loop {
+        let open: i64 = web
+            .query_one(
+                "SELECT count(*) FROM sync_queue WHERE status IN ('pending', 'processing')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "{open} documents still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let completed: i64 = web
+        .query_one(
+            "SELECT count(*) FROM sync_queue WHERE status = 'completed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(completed, N, "every document completed (none failed)");
+    let ledger = erp_count(
+        &h,
+        "SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER WHERE ml_kind = N'satis'",
+    )
+    .await;
+    assert_eq!(ledger as i64, N, "one ledger row per document");
+    let cha_after = erp_count(&h, "SELECT COUNT(*) FROM CARI_HESAP_HAREKETLERI").await;
+    assert_eq!(
+        (cha_after - cha_before) as i64,
+        N,
+        "one CHA header per document, none doubled"
+    );
+    let pid = child.id().expect("pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("second worker stops")
+        .unwrap();
+    assert!(out.status.success());
+}
