@@ -1,0 +1,138 @@
+//! Error numbers and strict rejection, driving `Session` directly.
+
+mod engine_support;
+
+use engine_support::*;
+use mikro_emulator::value::{SqlType, Value};
+
+const SETUP: &str = "CREATE TABLE P (id int NOT NULL, CONSTRAINT PK_P PRIMARY KEY (id));
+CREATE TABLE T (
+    id int IDENTITY(1,1) NOT NULL CONSTRAINT PK_T PRIMARY KEY,
+    code nvarchar(5) NOT NULL,
+    p_id int NULL CONSTRAINT FK_T_P REFERENCES P (id),
+    small tinyint NULL,
+    CONSTRAINT UQ_T_code UNIQUE (code)
+);
+CREATE UNIQUE INDEX IX_T_small ON T (small);
+INSERT INTO P (id) VALUES (1);";
+
+#[tokio::test]
+async fn sql_server_error_numbers() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(&mut s, SETUP).await;
+    ok(
+        &mut s,
+        "INSERT INTO T (code, p_id, small) VALUES (N'a', 1, 1)",
+    )
+    .await;
+
+    let out = run(&mut s, "INSERT INTO P (id) VALUES (1)").await;
+    assert_eq!(errors(&out), vec![2627]);
+    assert_eq!(
+        error_messages(&out)[0],
+        "Violation of PRIMARY KEY constraint 'PK_P'. Cannot insert duplicate key in object 'dbo.P'. The duplicate key value is (1)."
+    );
+    let out = run(&mut s, "INSERT INTO T (code) VALUES (N'A')").await;
+    assert_eq!(errors(&out), vec![2627], "{out:?}");
+    assert!(error_messages(&out)[0].starts_with("Violation of UNIQUE KEY constraint 'UQ_T_code'"));
+    let out = run(&mut s, "INSERT INTO T (code, small) VALUES (N'b', 1)").await;
+    assert_eq!(errors(&out), vec![2601]);
+    assert!(
+        error_messages(&out)[0].contains("with unique index 'IX_T_small'"),
+        "{out:?}"
+    );
+    let out = run(&mut s, "INSERT INTO T (code, p_id) VALUES (N'c', 99)").await;
+    assert_eq!(errors(&out), vec![547]);
+    let out = run(&mut s, "INSERT INTO T (code) VALUES (NULL)").await;
+    assert_eq!(errors(&out), vec![515]);
+    assert_eq!(
+        error_messages(&out)[0],
+        "Cannot insert the value NULL into column 'code', table 'erp.dbo.T'; column does not allow nulls. INSERT fails."
+    );
+    let out = run_p(
+        &mut s,
+        "INSERT INTO T (code) VALUES (@P1)",
+        &[p("@P1", SqlType::NVarChar(Some(4000)), Value::Null)],
+    )
+    .await;
+    assert_eq!(errors(&out), vec![515]);
+    let out = run(&mut s, "INSERT INTO T (code) VALUES (N'toolong')").await;
+    assert_eq!(errors(&out), vec![8152]);
+    let out = run(&mut s, "INSERT INTO T (code, small) VALUES (N'd', 300)").await;
+    assert_eq!(errors(&out), vec![220]);
+    let out = run(&mut s, "SELECT * FROM Missing").await;
+    assert_eq!(errors(&out), vec![208]);
+    assert_eq!(error_messages(&out)[0], "Invalid object name 'Missing'.");
+    let out = run(&mut s, "SELECT nope FROM T").await;
+    assert_eq!(errors(&out), vec![207]);
+    assert_eq!(error_messages(&out)[0], "Invalid column name 'nope'.");
+    let out = run(&mut s, "INSERT INTO T (id, code) VALUES (10, N'e')").await;
+    assert_eq!(errors(&out), vec![544]);
+    let out = run(&mut s, "SELECT 1/0").await;
+    assert_eq!(errors(&out), vec![8134]);
+    // A constraint error ends the statement, not the batch.
+    let out = run(&mut s, "INSERT INTO P (id) VALUES (1); SELECT 5 AS five").await;
+    assert_eq!(errors(&out), vec![2627]);
+    assert_eq!(scalar(&out).1, Value::Int(5));
+    // A missing object aborts the batch.
+    let out = run(&mut s, "SELECT * FROM Missing; SELECT 5 AS five").await;
+    assert_eq!(errors(&out), vec![208]);
+    assert!(out
+        .iter()
+        .all(|o| !matches!(o, mikro_emulator::value::Output::Rows { .. })));
+    // IDENTITY_INSERT allows explicit values and reseeds.
+    ok(
+        &mut s,
+        "SET IDENTITY_INSERT T ON; INSERT INTO T (id, code) VALUES (100, N'x'); SET IDENTITY_INSERT T OFF",
+    )
+    .await;
+    let out = ok(
+        &mut s,
+        "INSERT INTO T (code) VALUES (N'y'); SELECT SCOPE_IDENTITY()",
+    )
+    .await;
+    assert_eq!(scalar(&out).1, Value::Decimal(101.into()));
+}
+
+#[tokio::test]
+async fn strict_rejection_of_non_tsql() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(&mut s, SETUP).await;
+    for sql in [
+        "SELECT id FROM T LIMIT 5",
+        "SELECT id::text FROM T",
+        "SELECT $1",
+        "INSERT INTO P (id) VALUES (2) RETURNING id",
+        "INSERT INTO P (id) VALUES (2) ON CONFLICT DO NOTHING",
+        "SELECT now()",
+        "SELECT code FROM T WHERE code ILIKE 'a%'",
+        "SELECT code || 'x' FROM T",
+        "SELECT \"abc\"",
+        "SELECT id FROM T WHERE code = \"abc\"",
+        "SELECT TRUE",
+        "CREATE TABLE IF NOT EXISTS Z (a int)",
+        "SELECT string_agg(code, ',') FROM T",
+        "SELECT E'x'",
+        "BEGIN TRY SELECT 1 END TRY BEGIN CATCH SELECT 2 END CATCH",
+        "WITH x AS (SELECT 1 AS a) SELECT a FROM x",
+        "SELECT id FROM T FOR UPDATE",
+        "SELECT 1 NULLS FIRST",
+    ] {
+        let out = run(&mut s, sql).await;
+        let e = errors(&out);
+        assert!(
+            e == vec![102] || e == vec![207],
+            "{sql} should be rejected with 102 (or 207 for a double-quoted name): {out:?}"
+        );
+    }
+    // The message names the construct.
+    let out = run(&mut s, "SELECT id FROM T LIMIT 5").await;
+    assert!(error_messages(&out)[0].contains("LIMIT"), "{out:?}");
+    let out = run(&mut s, "SELECT now()").await;
+    assert!(error_messages(&out)[0].contains("now"), "{out:?}");
+    // Nothing was written by the rejected INSERTs.
+    let out = ok(&mut s, "SELECT COUNT(*) FROM P").await;
+    assert_eq!(scalar(&out).1, Value::Int(1));
+}

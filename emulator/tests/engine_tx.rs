@@ -1,0 +1,280 @@
+//! Transactions, statement-level atomicity, XACT_ABORT, deadlocks, UPDLOCK/HOLDLOCK numbering
+//! and sp_getapplock, driving `Session`s directly.
+
+mod engine_support;
+
+use engine_support::*;
+use mikro_emulator::value::{Output, SqlType, TxEvent, Value};
+
+fn tx_events(out: &[Output]) -> Vec<&'static str> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Tx(TxEvent::Begin(_)) => Some("begin"),
+            Output::Tx(TxEvent::Commit(_)) => Some("commit"),
+            Output::Tx(TxEvent::Rollback(_)) => Some("rollback"),
+            _ => None,
+        })
+        .collect()
+}
+
+fn return_status(out: &[Output]) -> Vec<i32> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::ReturnStatus(r) => Some(*r),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn count(s: &mut mikro_emulator::engine::Session, sql: &str) -> i64 {
+    match scalar(&ok(s, sql).await).1 {
+        Value::Int(n) => n,
+        v => panic!("{v:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nesting_rollback_and_statement_atomicity() {
+    let db = db().await;
+    let mut s = db.session().await;
+    let mut other = db.session().await;
+    ok(&mut s, "CREATE TABLE K (id int NOT NULL PRIMARY KEY)").await;
+
+    let out = ok(
+        &mut s,
+        "BEGIN TRAN; BEGIN TRANSACTION; INSERT INTO K VALUES (1); SELECT @@TRANCOUNT AS tc",
+    )
+    .await;
+    assert_eq!(tx_events(&out), vec!["begin"]);
+    assert_eq!(scalar(&out).1, Value::Int(2));
+    assert_ne!(s.transaction_descriptor(), 0);
+    assert_eq!(
+        count(&mut other, "SELECT COUNT(*) FROM K").await,
+        0,
+        "uncommitted row visible"
+    );
+    let out = ok(&mut s, "COMMIT TRAN; SELECT @@TRANCOUNT").await;
+    assert_eq!(
+        tx_events(&out),
+        Vec::<&str>::new(),
+        "inner COMMIT only decrements"
+    );
+    assert_eq!(scalar(&out).1, Value::Int(1));
+    let out = ok(&mut s, "ROLLBACK").await;
+    assert_eq!(tx_events(&out), vec!["rollback"]);
+    assert_eq!(s.transaction_descriptor(), 0);
+    assert_eq!(count(&mut s, "SELECT COUNT(*) FROM K").await, 0);
+
+    // A failed statement does not doom the transaction (XACT_ABORT OFF).
+    let out = run(
+        &mut s,
+        "BEGIN TRAN; INSERT INTO K VALUES (1); INSERT INTO K VALUES (1); INSERT INTO K VALUES (2); COMMIT",
+    )
+    .await;
+    assert_eq!(errors(&out), vec![2627]);
+    assert_eq!(tx_events(&out), vec!["begin", "commit"]);
+    assert_eq!(count(&mut other, "SELECT COUNT(*) FROM K").await, 2);
+
+    // XACT_ABORT ON: the error rolls back the transaction and aborts the batch.
+    let out = run(
+        &mut s,
+        "SET XACT_ABORT ON; BEGIN TRAN; INSERT INTO K VALUES (3); INSERT INTO K VALUES (1); INSERT INTO K VALUES (4); COMMIT",
+    )
+    .await;
+    assert_eq!(errors(&out), vec![2627]);
+    assert_eq!(tx_events(&out), vec!["begin", "rollback"]);
+    assert_eq!(s.trancount(), 0);
+    assert_eq!(count(&mut other, "SELECT COUNT(*) FROM K").await, 2);
+
+    // COMMIT without BEGIN.
+    let out = run(&mut s, "COMMIT").await;
+    assert_eq!(errors(&out), vec![3902]);
+
+    // Transaction Manager requests, commit with begin-new (python-tds style).
+    let mut out = Vec::new();
+    s.begin(&mut out).await;
+    ok(&mut s, "SET XACT_ABORT OFF; INSERT INTO K VALUES (5)").await;
+    s.commit(true, &mut out).await;
+    ok(&mut s, "INSERT INTO K VALUES (6)").await;
+    s.rollback(false, &mut out).await;
+    assert_eq!(
+        tx_events(&out),
+        vec!["begin", "commit", "begin", "rollback"]
+    );
+    assert_eq!(count(&mut other, "SELECT COUNT(*) FROM K").await, 3);
+
+    // Closing a session rolls its transaction back.
+    ok(&mut s, "BEGIN TRAN; INSERT INTO K VALUES (7)").await;
+    s.close().await;
+    assert_eq!(count(&mut other, "SELECT COUNT(*) FROM K").await, 3);
+}
+
+#[tokio::test]
+async fn deadlock_is_1205_and_rolls_back() {
+    let db = db().await;
+    let mut a = db.session().await;
+    let mut b = db.session().await;
+    ok(&mut a, "CREATE TABLE D (id int NOT NULL PRIMARY KEY, v int NOT NULL); INSERT INTO D VALUES (1, 0), (2, 0)").await;
+    ok(&mut a, "BEGIN TRAN; UPDATE D SET v = 1 WHERE id = 1").await;
+    ok(&mut b, "BEGIN TRAN; UPDATE D SET v = 2 WHERE id = 2").await;
+    let (oa, ob) = tokio::join!(
+        run(&mut a, "UPDATE D SET v = 1 WHERE id = 2"),
+        run(&mut b, "UPDATE D SET v = 2 WHERE id = 1")
+    );
+    let (victim, survivor) = if errors(&oa) == vec![1205] {
+        (oa, ob)
+    } else {
+        (ob, oa)
+    };
+    assert_eq!(errors(&victim), vec![1205], "{victim:?} / {survivor:?}");
+    assert!(errors(&survivor).is_empty());
+    assert_eq!(tx_events(&victim), vec!["rollback"]);
+    match victim.iter().find_map(|o| match o {
+        Output::Error(e) => Some(e.class),
+        _ => None,
+    }) {
+        Some(c) => assert_eq!(c, 13),
+        None => unreachable!(),
+    }
+    assert_eq!(a.trancount() + b.trancount(), 1);
+}
+
+#[tokio::test]
+async fn updlock_holdlock_max_plus_one_serialises() {
+    let db = db().await;
+    let mut setup = db.session().await;
+    ok(
+        &mut setup,
+        "CREATE TABLE N (seri nvarchar(5) NOT NULL, sira int NOT NULL, worker int NOT NULL)",
+    )
+    .await;
+    let worker = |w: i64| {
+        let engine = db.engine.clone();
+        async move {
+            let mut s = engine.session().await.unwrap();
+            for _ in 0..25 {
+                let out = ok(&mut s, "BEGIN TRAN").await;
+                assert_eq!(tx_events(&out), vec!["begin"]);
+                let out = ok_p(
+                    &mut s,
+                    "SELECT ISNULL(MAX(sira),0)+1 FROM N WITH (UPDLOCK, HOLDLOCK) WHERE seri = @P1",
+                    &[p("@P1", SqlType::NVarChar(Some(4000)), txt("A"))],
+                )
+                .await;
+                let next = scalar(&out).1;
+                tokio::task::yield_now().await;
+                ok_p(
+                    &mut s,
+                    "INSERT INTO N (seri, sira, worker) VALUES (@P1, @P2, @P3)",
+                    &[
+                        p("@P1", SqlType::NVarChar(Some(4000)), txt("A")),
+                        p("@P2", SqlType::Int, next),
+                        p("@P3", SqlType::Int, Value::Int(w)),
+                    ],
+                )
+                .await;
+                ok(&mut s, "COMMIT").await;
+            }
+        }
+    };
+    tokio::join!(worker(1), worker(2), worker(3));
+    let out = ok(
+        &mut setup,
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT sira) AS d, MAX(sira) AS m FROM N",
+    )
+    .await;
+    let (_, r) = rowset(&out, 0);
+    assert_eq!(
+        r[0],
+        vec![Value::Int(75), Value::Int(75), Value::Int(75)],
+        "duplicate numbers"
+    );
+}
+
+#[tokio::test]
+async fn sp_getapplock_return_codes() {
+    let db = db().await;
+    let mut a = db.session().await;
+    let mut b = db.session().await;
+    // Transaction owner without a transaction: -999.
+    let out = run(
+        &mut a,
+        "EXEC sp_getapplock @Resource = N'seri-A', @LockMode = 'Exclusive'",
+    )
+    .await;
+    assert_eq!(return_status(&out), vec![-999]);
+    assert_eq!(errors(&out), vec![1223]);
+
+    let out = ok(
+        &mut a,
+        "BEGIN TRAN; DECLARE @rc int; EXEC @rc = sp_getapplock @Resource = N'seri-A', @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = 0; SELECT @rc AS rc",
+    )
+    .await;
+    assert_eq!(scalar(&out).1, Value::Int(0));
+    let out = ok(
+        &mut b,
+        "BEGIN TRAN; EXEC sp_getapplock N'seri-A', 'Exclusive', 'Transaction', 0",
+    )
+    .await;
+    assert_eq!(return_status(&out), vec![-1]);
+    let out = ok(
+        &mut b,
+        "EXEC sp_getapplock @Resource = N'seri-A', @LockMode = 'Exclusive', @LockTimeout = 50",
+    )
+    .await;
+    assert_eq!(return_status(&out), vec![-1]);
+    // Another resource is free.
+    let out = ok(
+        &mut b,
+        "EXEC sp_getapplock @Resource = N'seri-B', @LockMode = 'Exclusive'",
+    )
+    .await;
+    assert_eq!(return_status(&out), vec![0]);
+    // Waiting succeeds once A commits: 1 (granted after waiting).
+    let (ob, _) = tokio::join!(
+        run(&mut b, "EXEC sp_getapplock @Resource = N'seri-A', @LockMode = 'Exclusive', @LockTimeout = 5000"),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            ok(&mut a, "COMMIT").await
+        }
+    );
+    assert_eq!(return_status(&ob), vec![1], "{ob:?}");
+    ok(&mut b, "COMMIT").await;
+    // After B's commit the transaction locks are gone.
+    let out = ok(&mut a, "BEGIN TRAN; EXEC sp_getapplock @Resource = N'seri-A', @LockMode = 'Exclusive', @LockTimeout = 0; ROLLBACK").await;
+    assert_eq!(return_status(&out), vec![0]);
+    // Session owner + release.
+    let out = ok(
+        &mut a,
+        "EXEC sp_getapplock @Resource = N'sess', @LockMode = 'Exclusive', @LockOwner = 'Session'",
+    )
+    .await;
+    assert_eq!(return_status(&out), vec![0]);
+    let out = ok(&mut b, "EXEC sp_getapplock @Resource = N'sess', @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0").await;
+    assert_eq!(return_status(&out), vec![-1]);
+    let out = ok(
+        &mut a,
+        "EXEC sp_releaseapplock @Resource = N'sess', @LockOwner = 'Session'",
+    )
+    .await;
+    assert_eq!(return_status(&out), vec![0]);
+    let out = run(
+        &mut a,
+        "EXEC sp_releaseapplock @Resource = N'sess', @LockOwner = 'Session'",
+    )
+    .await;
+    assert_eq!(return_status(&out), vec![-999]);
+    let out = ok(&mut b, "EXEC sp_getapplock @Resource = N'sess', @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0").await;
+    assert_eq!(return_status(&out), vec![0]);
+    // RPC-style call with parameters (as the protocol layer forwards a direct RPC).
+    let out = ok_p(
+        &mut a,
+        "BEGIN TRAN; EXEC sp_getapplock @Resource = @Resource, @LockMode = @LockMode",
+        &[
+            p("@Resource", SqlType::NVarChar(Some(255)), txt("rpc-res")),
+            p("@LockMode", SqlType::NVarChar(Some(32)), txt("Exclusive")),
+        ],
+    )
+    .await;
+    assert_eq!(return_status(&out), vec![0]);
+}
