@@ -298,3 +298,56 @@ pub fn posted(seri: &str, sira: i32) -> Posted {
         already_posted: false,
     }
 }
+
+/// The production sink against the harness's ERP (pool of `conns` connections).
+pub async fn mikro_sink(env: &FullEnv, conns: u32) -> mikro_sync::queue::MikroSink {
+    let erp = mikro_sync::db::erp_pool(&env.h.erp_ado(), conns)
+        .await
+        .expect("ERP pool");
+    mikro_sync::queue::MikroSink {
+        web: env.pool.clone(),
+        erp,
+        cfg: mikro_sync::posting::PostingConfig::default(),
+    }
+}
+
+/// Runs a scalar T-SQL count on the ERP side.
+pub async fn erp_count(env: &FullEnv, sql: &str, params: &[&dyn tiberius::ToSql]) -> i64 {
+    let mut erp = env.h.erp_client().await.expect("erp client");
+    let row = erp
+        .query(sql, params)
+        .await
+        .expect("erp query")
+        .into_row()
+        .await
+        .expect("erp row")
+        .expect("one row");
+    row.get::<i32, _>(0)
+        .map(i64::from)
+        .or_else(|| row.get::<i64, _>(0))
+        .expect("count")
+}
+
+/// For every web document id: (ledger rows, CHA rows with the ledger's number). Exactly-once
+/// means (1, 1) for each.
+pub async fn erp_postings(env: &FullEnv, ids: &[Uuid]) -> Vec<(Uuid, i64, i64)> {
+    let mut out = Vec::new();
+    for id in ids {
+        let ledger = erp_count(
+            env,
+            "SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER WHERE ml_web_id = @P1",
+            &[id],
+        )
+        .await;
+        let cha = erp_count(
+            env,
+            "SELECT COUNT(*) FROM dbo.CARI_HESAP_HAREKETLERI c JOIN dbo.MIKROSYNC_LEDGER l \
+               ON c.cha_evrak_tip = l.ml_evrak_tip AND c.cha_evrakno_seri = l.ml_seri \
+              AND c.cha_evrakno_sira = l.ml_sira WHERE l.ml_web_id = @P1",
+            &[id],
+        )
+        .await;
+        out.push((*id, ledger, cha));
+    }
+    out
+}
