@@ -667,7 +667,12 @@ async fn handle_message(
             if !w.ends_with_done() {
                 w.done(DoneKind::Done, 0, 0, 0);
             }
+            let fatal = w.is_fatal();
             conn.send(&w.into_bytes()).await?;
+            if fatal {
+                warn!("severity 20+ error: closing the connection");
+                return Ok(false);
+            }
         }
         PacketType::Rpc => {
             let mut w = TokenWriter::new();
@@ -689,7 +694,12 @@ async fn handle_message(
             if !w.ends_with_done() {
                 w.done(DoneKind::Done, 0, 0, 0);
             }
+            let fatal = w.is_fatal();
             conn.send(&w.into_bytes()).await?;
+            if fatal {
+                warn!("severity 20+ error: closing the connection");
+                return Ok(false);
+            }
         }
         PacketType::TransactionManager => {
             let mut w = TokenWriter::new();
@@ -705,14 +715,24 @@ async fn handle_message(
                     w.done(DoneKind::Done, DONE_ERROR, 0, 0);
                 }
             }
+            let fatal = w.is_fatal();
             conn.send(&w.into_bytes()).await?;
+            if fatal {
+                warn!("severity 20+ error: closing the connection");
+                return Ok(false);
+            }
         }
         PacketType::Attention => {
             debug!("Attention");
             session.attention().await;
             let mut w = TokenWriter::new();
             w.done(DoneKind::Done, DONE_ATTN, 0, 0);
+            let fatal = w.is_fatal();
             conn.send(&w.into_bytes()).await?;
+            if fatal {
+                warn!("severity 20+ error: closing the connection");
+                return Ok(false);
+            }
         }
         other => {
             warn!(ty = other.as_u8(), "unsupported packet type");
@@ -725,7 +745,12 @@ async fn handle_message(
                 ),
             ));
             w.done(DoneKind::Done, DONE_ERROR, 0, 0);
+            let fatal = w.is_fatal();
             conn.send(&w.into_bytes()).await?;
+            if fatal {
+                warn!("severity 20+ error: closing the connection");
+                return Ok(false);
+            }
             if matches!(other, PacketType::Login7 | PacketType::PreLogin) {
                 return Ok(false);
             }

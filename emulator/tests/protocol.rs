@@ -608,3 +608,51 @@ async fn transaction_manager_requests_and_attention() {
         "the last DONE must not carry DONE_MORE"
     );
 }
+
+#[tokio::test]
+async fn a_lost_backend_connection_ends_the_session_not_the_server() {
+    let env = env(TlsMode::Off).await;
+    let mut c = connect(env.addr()).await;
+    c.simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    // Kill the session's PostgreSQL backend behind its back.
+    env._pg
+        .execute(
+            "postgres",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = 'proto' AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    let e = match c.simple_query("SELECT 1").await {
+        Err(e) => e,
+        Ok(s) => s.into_results().await.expect_err("the backend is gone"),
+    };
+    let (_, class, msg) = server_error(e);
+    assert!(
+        class >= 20,
+        "a lost backend is a fatal error (class {class}: {msg})"
+    );
+    // SQL Server closes the connection after a severity 20+ error: the next request fails
+    // on the transport, not with another server error.
+    let next = match c.simple_query("SELECT 1").await {
+        Err(e) => e,
+        Ok(s) => s.into_results().await.expect_err("connection closed"),
+    };
+    assert!(
+        !matches!(next, tiberius::error::Error::Server(_)),
+        "expected a closed connection, got {next:?}"
+    );
+    // A new connection gets a new session.
+    let mut c = connect(env.addr()).await;
+    c.simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+}

@@ -51,6 +51,8 @@ pub struct TokenWriter {
     buf: Vec<u8>,
     /// Byte offset of the last DONE-like token's status field, to patch DONE_MORE in.
     last_done_status: Option<usize>,
+    /// An error of severity 20 or more was written: SQL Server ends the connection after it.
+    fatal: bool,
 }
 
 impl TokenWriter {
@@ -74,6 +76,12 @@ impl TokenWriter {
         self.buf.is_empty()
     }
 
+    /// Whether an error of severity 20+ was written; the session must close the connection
+    /// after sending this response, as SQL Server does.
+    pub fn is_fatal(&self) -> bool {
+        self.fatal
+    }
+
     /// Whether the most recent token written was a DONE-like token.
     pub fn ends_with_done(&self) -> bool {
         matches!(self.last_done_status, Some(p) if p + 12 == self.buf.len())
@@ -82,6 +90,11 @@ impl TokenWriter {
     /// Writes a DONE / DONEPROC / DONEINPROC. A previous DONE of the same response gets
     /// DONE_MORE set, since this one follows it.
     pub fn done(&mut self, kind: DoneKind, status: u16, cur_cmd: u16, rows: u64) {
+        let status = if self.fatal {
+            status | DONE_ERROR | DONE_SRVERROR
+        } else {
+            status
+        };
         if let Some(p) = self.last_done_status {
             let s = u16::from_le_bytes([self.buf[p], self.buf[p + 1]]) | DONE_MORE;
             self.buf[p..p + 2].copy_from_slice(&s.to_le_bytes());
@@ -114,6 +127,9 @@ impl TokenWriter {
 
     /// ERROR (0xAA).
     pub fn error(&mut self, e: &SqlError) {
+        if e.class >= 20 {
+            self.fatal = true;
+        }
         self.message(0xAA, e.number, e.state, e.class, &e.message, 1);
     }
 
