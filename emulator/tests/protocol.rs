@@ -656,3 +656,127 @@ async fn a_lost_backend_connection_ends_the_session_not_the_server() {
         .await
         .unwrap();
 }
+
+fn rpc_param(name: &str, status: u8, type_and_value: &[u8]) -> Vec<u8> {
+    let mut p = vec![name.encode_utf16().count() as u8];
+    p.extend(name.encode_utf16().flat_map(|u| u.to_le_bytes()));
+    p.push(status);
+    p.extend_from_slice(type_and_value);
+    p
+}
+
+fn intn(v: Option<i32>) -> Vec<u8> {
+    match v {
+        Some(v) => {
+            let mut b = vec![0x26, 4, 4];
+            b.extend_from_slice(&v.to_le_bytes());
+            b
+        }
+        None => vec![0x26, 4, 0],
+    }
+}
+
+fn nvarchar(s: &str) -> Vec<u8> {
+    let data: Vec<u8> = s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let mut b = vec![0xE7, 0x40, 0x1F, 0, 0, 0, 0, 0];
+    b.extend_from_slice(&(data.len() as u16).to_le_bytes());
+    b.extend(data);
+    b
+}
+
+fn rpc_by_id(proc_id: u16, params: &[Vec<u8>]) -> Vec<u8> {
+    let mut m = all_headers([0; 8]);
+    m.extend_from_slice(&0xFFFFu16.to_le_bytes());
+    m.extend_from_slice(&proc_id.to_le_bytes());
+    m.extend_from_slice(&0u16.to_le_bytes());
+    for p in params {
+        m.extend_from_slice(p);
+    }
+    m
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn prepared_statements_by_proc_id_and_sp_executesql_by_name() {
+    let env = env(TlsMode::Off).await;
+    let mut tcp = TcpStream::connect(env.addr()).await.unwrap();
+    raw_exchange(&mut tcp, 0x12, &prelogin_payload(2))
+        .await
+        .unwrap();
+    raw_exchange(&mut tcp, 0x10, &login7_payload(USER, PASSWORD, DB))
+        .await
+        .unwrap();
+
+    // sp_prepexec(@handle OUTPUT, @params, @stmt, @P1 = 5): a RETURNVALUE with the handle
+    // and the row.
+    let req = rpc_by_id(
+        13,
+        &[
+            rpc_param("@handle", 1, &intn(None)),
+            rpc_param("@params", 0, &nvarchar("@P1 int")),
+            rpc_param("@stmt", 0, &nvarchar("SELECT @P1 AS v")),
+            rpc_param("@P1", 0, &intn(Some(5))),
+        ],
+    );
+    let resp = raw_exchange(&mut tcp, 0x03, &req).await.unwrap();
+    assert!(
+        contains(&resp, &[0xD1, 4, 5, 0, 0, 0]),
+        "row with 5: {resp:?}"
+    );
+    let rv = resp.iter().position(|&b| b == 0xAC).expect("RETURNVALUE");
+    // 0xAC, ordinal (2), name "@handle" (1 + 14), status, user type (4), flags (2), INTN 4.
+    let handle_at = rv + 1 + 2 + 15 + 1 + 4 + 2 + 2;
+    assert_eq!(resp[handle_at], 4);
+    let handle = i32::from_le_bytes(resp[handle_at + 1..handle_at + 5].try_into().unwrap());
+    assert_eq!(resp[resp.len() - 13], 0xFE, "ends with DONEPROC");
+
+    // sp_execute(handle, @P1 = 6).
+    let req = rpc_by_id(
+        12,
+        &[
+            rpc_param("", 0, &intn(Some(handle))),
+            rpc_param("@P1", 0, &intn(Some(6))),
+        ],
+    );
+    let resp = raw_exchange(&mut tcp, 0x03, &req).await.unwrap();
+    assert!(
+        contains(&resp, &[0xD1, 4, 6, 0, 0, 0]),
+        "row with 6: {resp:?}"
+    );
+
+    // sp_unprepare, then sp_execute of the old handle is error 8179.
+    let resp = raw_exchange(
+        &mut tcp,
+        0x03,
+        &rpc_by_id(15, &[rpc_param("", 0, &intn(Some(handle)))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp[resp.len() - 13], 0xFE);
+    let resp = raw_exchange(
+        &mut tcp,
+        0x03,
+        &rpc_by_id(12, &[rpc_param("", 0, &intn(Some(handle)))]),
+    )
+    .await
+    .unwrap();
+    assert!(contains(&resp, &8179i32.to_le_bytes()), "error 8179");
+
+    // sp_executesql called by name, positional parameters.
+    let mut m = all_headers([0; 8]);
+    let name = "sp_executesql";
+    m.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    m.extend(name.encode_utf16().flat_map(|u| u.to_le_bytes()));
+    m.extend_from_slice(&0u16.to_le_bytes());
+    m.extend(rpc_param("", 0, &nvarchar("SELECT @P1 AS v")));
+    m.extend(rpc_param("", 0, &nvarchar("@P1 int")));
+    m.extend(rpc_param("", 0, &intn(Some(7))));
+    let resp = raw_exchange(&mut tcp, 0x03, &m).await.unwrap();
+    assert!(
+        contains(&resp, &[0xD1, 4, 7, 0, 0, 0]),
+        "row with 7: {resp:?}"
+    );
+}
