@@ -288,7 +288,7 @@ async fn text_is_stored_verbatim_or_truncated() {
         &env.web,
         &S {
             notlar: Some(long_note.clone()),
-            belge_no: Some("B".repeat(70)),
+            belge_no: Some("B".repeat(50)),
             ..S::open()
         },
         &[line],

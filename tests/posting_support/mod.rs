@@ -49,9 +49,15 @@ impl Env {
             )
             .with_test_writer()
             .try_init();
+        // Harness starts are serialised within a test binary: two concurrent starts in one
+        // process fail to load the Mikro schema (emulator issue, reported); running the tests
+        // afterwards in parallel is fine.
+        static START: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let guard = START.lock().await;
         let h = Harness::start(HarnessOptions::default())
             .await
             .expect("start harness");
+        drop(guard);
         let web = connect(&h.web_url()).await;
         mikro_sync::setup::setup_web(&web).await.expect("setup_web");
         let mut erp = h.erp_client().await.expect("erp client");
