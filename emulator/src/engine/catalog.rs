@@ -248,7 +248,7 @@ impl Catalog {
             [_, s, n] => (Some(s), n),
             _ => return None,
         };
-        let name = ident_key(&name);
+        let name = ident_key(name);
         match schema.map(|s| s.to_lowercase()) {
             Some(s) if s == "sys" => self.sys.get(&name).cloned(),
             Some(s) if s == "dbo" || s.is_empty() => self.tables.get(&name).cloned(),

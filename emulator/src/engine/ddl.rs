@@ -347,9 +347,8 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
                 let pgn = pg_obj_name(&cname);
                 let ft = cat.resolve(&name_parts(&fk.foreign_table)).or_else(|| {
                     // Self-reference.
-                    (name_parts(&fk.foreign_table).last().map(|s| ident_key(&s))
-                        == Some(lc.clone()))
-                    .then(|| std::sync::Arc::new(def.clone()))
+                    (name_parts(&fk.foreign_table).last().map(|s| ident_key(s)) == Some(lc.clone()))
+                        .then(|| std::sync::Arc::new(def.clone()))
                 });
                 let ft = ft.ok_or_else(|| {
                     SqlError::new(
@@ -469,7 +468,7 @@ fn check_expr(
     });
     let def = TableDef {
         name: name.to_string(),
-        lc: ident_key(&name),
+        lc: ident_key(name),
         schema: "dbo",
         object_id: 0,
         columns: all,

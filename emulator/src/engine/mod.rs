@@ -969,7 +969,6 @@ impl Session {
             }
             R::Rows(rows) => {
                 let mut out = Vec::with_capacity(rows.len());
-                let ncols = plan.columns.len().max(plan.assign.len());
                 for r in &rows {
                     let mut v = Vec::with_capacity(r.len());
                     for i in 0..r.len() {
@@ -978,8 +977,6 @@ impl Session {
                             coerce(x, &c.ty)
                         } else if let Some((_, t)) = plan.assign.get(i) {
                             coerce(x, t)
-                        } else if i >= ncols {
-                            x
                         } else {
                             x
                         };

@@ -31,7 +31,7 @@ pub enum Node {
     /// `IF cond stmt|BEGIN…END [ELSE …]`: the condition is evaluated by the engine.
     If {
         id: usize,
-        cond: Expr,
+        cond: Box<Expr>,
         then: Vec<Node>,
         els: Vec<Node>,
     },
@@ -116,12 +116,12 @@ fn preprocess(sql: &str) -> Result<String, SqlError> {
         }
         // GO on its own line.
         if word_is(t, "GO") {
-            let line_start = match prev_significant_or_ws(&tokens, i) {
-                None => true,
-                Some(Token::Whitespace(Whitespace::Newline)) => true,
-                Some(Token::Whitespace(Whitespace::SingleLineComment { .. })) => true,
-                _ => false,
-            };
+            let line_start = matches!(
+                prev_significant_or_ws(&tokens, i),
+                None | Some(Token::Whitespace(
+                    Whitespace::Newline | Whitespace::SingleLineComment { .. }
+                ))
+            );
             let line_end = match tokens.get(i + 1) {
                 None => true,
                 Some(Token::Whitespace(Whitespace::Newline)) => true,
@@ -320,14 +320,14 @@ fn convert(stmts: Vec<Statement>, id: &mut usize) -> Result<Vec<Node>, SqlError>
                     let t = convert(block(b.conditional_statements), id)?;
                     els = vec![Node::If {
                         id: *id,
-                        cond: c,
+                        cond: Box::new(c),
                         then: t,
                         els,
                     }];
                 }
                 out.push(Node::If {
                     id: my,
-                    cond,
+                    cond: Box::new(cond),
                     then,
                     els,
                 });

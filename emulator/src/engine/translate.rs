@@ -2210,8 +2210,6 @@ pub fn assign_to(x: &TExpr, to: &SqlType) -> String {
         } else {
             format!("CAST({} AS {})", x.sql, pg_type_name(to))
         }
-    } else if *to == SqlType::Bit && matches!(t, SqlType::Bit) {
-        x.sql.clone()
     } else {
         x.sql.clone()
     };
