@@ -583,8 +583,8 @@ pub fn render(r: &DemoReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{:<11} {:<24} {:<36} {:<12} {:>9} {:>5} {:>10}  {}",
-        "web no", "document", "web id", "Mikro no", "CHA RECno", "lines", "latency", "status"
+        "\n{:<11} {:<24} {:<36} {:<12} {:>9} {:>5} {:>10}  status",
+        "web no", "document", "web id", "Mikro no", "CHA RECno", "lines", "latency"
     );
     for d in &r.docs {
         let _ = writeln!(

@@ -425,7 +425,7 @@ async fn web_checks(
 
 async fn mapping_checks(
     client: &tokio_postgres::Client,
-    mut erp: Option<&mut Erp>,
+    erp: Option<&mut Erp>,
     out: &mut Vec<Check>,
 ) {
     // The code each open document will be posted with: the mapping table first, then the
@@ -471,7 +471,7 @@ async fn mapping_checks(
     // Which resolved codes exist in Mikro (one short query per distinct code).
     let mut unknown: std::collections::BTreeSet<(String, String)> = Default::default();
     let mut checked_in_mikro = false;
-    if let Some(erp) = erp.as_deref_mut() {
+    if let Some(erp) = erp {
         checked_in_mikro = true;
         let mut codes: Vec<(String, String)> = refs
             .iter()

@@ -103,7 +103,7 @@ async fn worker_metrics_health_and_graceful_shutdown() {
     let cha_before = erp_count(&h, "SELECT COUNT(*) FROM CARI_HESAP_HAREKETLERI").await;
 
     let port = free_port();
-    let mut child = worker(&h, port, dir.path());
+    let child = worker(&h, port, dir.path());
     wait_ready(port).await;
     let (code, body) = http_get(port, "/healthz").await.expect("healthz");
     assert_eq!(code, 200, "{body}");
@@ -197,7 +197,7 @@ async fn worker_metrics_health_and_graceful_shutdown() {
 
     // Restart: the rest is posted; every document exactly once.
     let port2 = free_port();
-    let mut child = worker(&h, port2, dir.path());
+    let child = worker(&h, port2, dir.path());
     wait_ready(port2).await;
     let t0 = Instant::now();
     loop {

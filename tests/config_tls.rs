@@ -126,8 +126,7 @@ async fn sql_server_encryption_against_the_emulator() {
     let strict = base("true", "false");
     let err = mikro_sync::doctor::connect_erp(strict.erp().unwrap())
         .await
-        .err()
-        .expect("self-signed certificate must be refused without the opt-in");
+        .expect_err("self-signed certificate must be refused without the opt-in");
     assert!(
         err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"),
         "{err}"
