@@ -435,7 +435,7 @@ fn login7_payload(user: &str, password: &str, db: &str) -> Vec<u8> {
     }
     let mut pw = utf16(password);
     for b in pw.iter_mut() {
-        *b = ((*b << 4) | (*b >> 4)) ^ 0xA5;
+        *b = b.rotate_left(4) ^ 0xA5;
     }
     let fields: Vec<Vec<u8>> = vec![
         utf16("host"),
@@ -478,8 +478,12 @@ fn login7_payload(user: &str, password: &str, db: &str) -> Vec<u8> {
     out
 }
 
-/// Walks a token stream and returns (ENVCHANGE type, new value bytes) pairs and DONE statuses.
-fn scan_tokens(b: &[u8]) -> (Vec<(u8, Vec<u8>)>, Vec<(u8, u16)>, Vec<u32>) {
+/// What [`scan_tokens`] found: ENVCHANGE (type, new value), DONE-like (token, status), ERROR
+/// numbers.
+type Scanned = (Vec<(u8, Vec<u8>)>, Vec<(u8, u16)>, Vec<u32>);
+
+/// Walks a token stream and returns ENVCHANGEs, DONE statuses and error numbers.
+fn scan_tokens(b: &[u8]) -> Scanned {
     let mut envs = Vec::new();
     let mut dones = Vec::new();
     let mut errors = Vec::new();
@@ -500,7 +504,7 @@ fn scan_tokens(b: &[u8]) -> (Vec<(u8, Vec<u8>)>, Vec<(u8, u16)>, Vec<u32>) {
                 }
                 i += 2 + len;
             }
-            0xFD | 0xFE | 0xFF => {
+            0xFD..=0xFF => {
                 dones.push((t, u16::from_le_bytes([b[i], b[i + 1]])));
                 i += 12;
             }
