@@ -438,16 +438,19 @@ async fn bad_rows_are_reported_and_retried() {
     );
     // The rest of the page went through.
     assert_eq!(count(&e.pg, "SELECT count(*) FROM stoklar").await, 11);
+    // The product's prices and barcode wait for it too (unknown stock on the web): 1 product,
+    // 2 prices, 1 barcode of STK-0009, and the orphan barcode.
     assert_eq!(
         count(&e.pg, "SELECT count(*) FROM int_erp_sync_retry").await,
-        2
+        5
     );
+    assert_eq!(r.rejects().count(), 5, "{r}");
 
     // Still failing: reported again, still in the retry list.
     let r = erp_sync::run(&e.web, &e.erp, &opts())
         .await
         .expect("second");
-    assert_eq!(r.rejects().count(), 2, "{r}");
+    assert_eq!(r.rejects().count(), 5, "{r}");
 
     // Fix the product in Mikro; create the missing stock: both apply and leave the list.
     e.h.erp_exec(
@@ -471,6 +474,14 @@ async fn bad_rows_are_reported_and_retried() {
         1
     );
     assert_eq!(count(&e.pg, "SELECT count(*) FROM stoklar").await, 13);
+    assert_eq!(
+        count(&e.pg, "SELECT count(*) FROM urun_fiyat_listeleri").await,
+        24
+    );
+    assert_eq!(
+        count(&e.pg, "SELECT count(*) FROM urun_barkodlari").await,
+        14
+    );
 }
 
 #[tokio::test]

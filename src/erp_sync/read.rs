@@ -5,11 +5,13 @@
 //! typed getters are strict (an `int` column read as `i64` fails). So values are taken as raw
 //! [`ColumnData`] and converted by kind ([`Kind`]), accepting every width that fits.
 //!
-//! Why a custom datetime parameter: Mikro's `datetime` has 1/300 s ticks, while tiberius sends
+//! Why the datetime care: Mikro's `datetime` has 1/300 s ticks, while tiberius sends
 //! `chrono::NaiveDateTime` as `datetime2` with 100 ns units. 2/300 s is 6.666… ms: as datetime2 it
-//! is rounded and no longer equals the stored value, so `lastup = @anchor` would fail and keyset
-//! paging could skip or repeat rows. [`Stamp`] keeps the raw days + ticks and is sent back as a
-//! legacy `datetime` (DATETIMN 8), which compares exactly.
+//! is rounded and no longer equals the stored value, so `lastup = @anchor` could fail and keyset
+//! paging could skip or repeat rows. [`Stamp`] keeps the raw days + ticks as read; the page query
+//! compares a legacy anchor through a ±1 ms window, which holds exactly the anchor's tick on any
+//! server (the emulator and SQL Server versions round parameters differently). [`Stamp`] can
+//! also be sent back as a legacy `datetime` (DATETIMN 8) value.
 
 use std::borrow::Cow;
 
@@ -55,6 +57,10 @@ impl ToSql for Stamp {
         }
     }
 }
+
+/// Half-width of the comparison window around a legacy `datetime` anchor (less than half of a
+/// 1/300 s tick, more than any rounding on the way).
+const TICK_WINDOW: chrono::Duration = chrono::Duration::milliseconds(1);
 
 /// Where a page starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -362,7 +368,23 @@ pub async fn read_page(
             );
             erp.query(sql, &[&top]).await
         }
+        Anchor::After((stamp @ Stamp::Legacy { .. }, recno)) => {
+            // A window of ±1 ms around the anchor instead of `=`: legacy datetime values lie
+            // on a 1/300 s grid (3.33 ms apart), so the window holds exactly the anchor's tick
+            // however the server rounds the parameter (SQL Server versions and the emulator
+            // differ there), and paging neither skips nor repeats rows.
+            let n = stamp.naive();
+            let (lo, hi) = (n - TICK_WINDOW, n + TICK_WINDOW);
+            let sql = format!(
+                "SELECT TOP (@P1) {cols} FROM {t} WHERE {l} > @P2 OR ({l} >= @P3 AND {r} > @P4) ORDER BY {l}, {r}",
+                t = spec.table,
+                l = spec.lastup,
+                r = spec.recno
+            );
+            erp.query(sql, &[&top, &hi, &lo, recno]).await
+        }
         Anchor::After((stamp, recno)) => {
+            // datetime2 columns: the value read is sent back at full precision; exact.
             let sql = format!(
                 "SELECT TOP (@P1) {cols} FROM {t} WHERE {l} > @P2 OR ({l} = @P2 AND {r} > @P3) ORDER BY {l}, {r}",
                 t = spec.table,
