@@ -379,14 +379,20 @@ pub struct PostingSettings {
     pub timezone: chrono_tz::Tz,
     /// Series for sales when the web row has none.
     pub sale_series: String,
-    /// Series for sales returns when the web row has none.
-    pub return_series: String,
     /// Series for collections when the web row has none.
     pub collection_series: String,
     /// Bank code used when a document paid to a bank names none.
     pub default_bank: Option<String>,
     /// Cash-box code used when a cash document names none.
     pub default_kasa: Option<String>,
+    /// Portfolio box (`KASALAR.kas_kod`) received cheques go to.
+    pub cek_box: String,
+    /// Portfolio box received promissory notes go to.
+    pub senet_box: String,
+    /// Depot number written on sale lines.
+    pub depot_no: i32,
+    /// How long a posting waits for the per-series numbering lock.
+    pub number_lock_timeout: Duration,
 }
 
 /// The whole effective configuration.
@@ -442,7 +448,16 @@ impl Config {
             tz: self.posting.timezone,
             sale_series: self.posting.sale_series.clone(),
             collection_series: self.posting.collection_series.clone(),
-            ..Default::default()
+            default_bank_code: self.posting.default_bank.clone(),
+            default_kasa_code: self.posting.default_kasa.clone(),
+            cek_box_code: self.posting.cek_box.clone(),
+            senet_box_code: self.posting.senet_box.clone(),
+            depot_no: self.posting.depot_no,
+            lock_timeout_ms: self
+                .posting
+                .number_lock_timeout
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
         }
     }
 
@@ -512,11 +527,19 @@ impl Config {
         let sale_series = p.series("MIKRO_SYNC_SERIES_SATIS", "ST");
         let posting = PostingSettings {
             timezone: p.timezone(),
-            return_series: p.series("MIKRO_SYNC_SERIES_IADE", &sale_series),
             sale_series,
             collection_series: p.series("MIKRO_SYNC_SERIES_TAHSILAT", "TH"),
             default_bank: p.code("MIKRO_SYNC_DEFAULT_BANKA"),
             default_kasa: p.code("MIKRO_SYNC_DEFAULT_KASA"),
+            cek_box: p
+                .code("MIKRO_SYNC_CEK_KASA")
+                .unwrap_or_else(|| "ÇEK".into()),
+            senet_box: p
+                .code("MIKRO_SYNC_SENET_KASA")
+                .unwrap_or_else(|| "SENET".into()),
+            depot_no: p.num("MIKRO_SYNC_DEPO_NO", 1i32, 0, 32_767),
+            number_lock_timeout: p
+                .duration("MIKRO_SYNC_NUMBER_LOCK_TIMEOUT", Duration::from_secs(10)),
         };
         let erp_sync_interval = p.optional_duration(
             "MIKRO_SYNC_ERP_SYNC_INTERVAL",
@@ -595,7 +618,6 @@ impl Config {
         let p = &self.posting;
         out.push(("MIKRO_SYNC_TIMEZONE".into(), p.timezone.name().to_string()));
         out.push(("MIKRO_SYNC_SERIES_SATIS".into(), p.sale_series.clone()));
-        out.push(("MIKRO_SYNC_SERIES_IADE".into(), p.return_series.clone()));
         out.push((
             "MIKRO_SYNC_SERIES_TAHSILAT".into(),
             p.collection_series.clone(),
@@ -607,6 +629,13 @@ impl Config {
         out.push((
             "MIKRO_SYNC_DEFAULT_KASA".into(),
             p.default_kasa.clone().unwrap_or_else(|| "(none)".into()),
+        ));
+        out.push(("MIKRO_SYNC_CEK_KASA".into(), p.cek_box.clone()));
+        out.push(("MIKRO_SYNC_SENET_KASA".into(), p.senet_box.clone()));
+        out.push(("MIKRO_SYNC_DEPO_NO".into(), p.depot_no.to_string()));
+        out.push((
+            "MIKRO_SYNC_NUMBER_LOCK_TIMEOUT".into(),
+            d(p.number_lock_timeout),
         ));
         out.push((
             "MIKRO_SYNC_ERP_SYNC_INTERVAL".into(),
@@ -1444,11 +1473,6 @@ pub const SETTINGS: &[Setting] = &[
         help: "Sale series when the web row has none",
     },
     Setting {
-        name: "MIKRO_SYNC_SERIES_IADE",
-        default: "= SATIS series",
-        help: "Return series when the web row has none",
-    },
-    Setting {
         name: "MIKRO_SYNC_SERIES_TAHSILAT",
         default: "TH",
         help: "Collection series when the web row has none",
@@ -1462,6 +1486,26 @@ pub const SETTINGS: &[Setting] = &[
         name: "MIKRO_SYNC_DEFAULT_KASA",
         default: "—",
         help: "Cash-box code when a cash document names none",
+    },
+    Setting {
+        name: "MIKRO_SYNC_CEK_KASA",
+        default: "ÇEK",
+        help: "Portfolio box (KASALAR code) received cheques go to",
+    },
+    Setting {
+        name: "MIKRO_SYNC_SENET_KASA",
+        default: "SENET",
+        help: "Portfolio box (KASALAR code) received notes go to",
+    },
+    Setting {
+        name: "MIKRO_SYNC_DEPO_NO",
+        default: "1",
+        help: "Depot number on sale lines (sth_giris/cikis_depo_no)",
+    },
+    Setting {
+        name: "MIKRO_SYNC_NUMBER_LOCK_TIMEOUT",
+        default: "10s",
+        help: "Longest wait for the per-series numbering lock (then retried)",
     },
     Setting {
         name: "MIKRO_SYNC_ERP_SYNC_INTERVAL",

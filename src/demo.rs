@@ -242,9 +242,7 @@ async fn insert_sale(
         .query_one(
             "INSERT INTO satislar (satis_no, cari_hesap_id, satis_tipi, odeme_sekli, ara_toplam,
                                    kdv_tutari, toplam_tutar, notlar, kasa_id, banka_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
-                     CASE WHEN $4 = 'nakit' THEN $9::uuid END,
-                     CASE WHEN $4 = 'kredi_karti' THEN $10::uuid END)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              RETURNING id",
             &[
                 &no,
@@ -255,8 +253,8 @@ async fn insert_sale(
                 &vat,
                 &(net + vat),
                 &format!("mikro-sync demo {}", if iade { "iade" } else { "satış" }),
-                &m.kasa,
-                &m.bank,
+                &(odeme == "nakit").then_some(m.kasa),
+                &(odeme == "kredi_karti").then_some(m.bank),
             ],
         )
         .await
@@ -293,15 +291,20 @@ async fn insert_collection(
         .query_one(
             "INSERT INTO tahsilatlar (tahsilat_no, cari_hesap_id, tahsilat_tipi, tutar, banka_id,
                                       kasa_id, cek_no, vade_tarihi, banka_adi, aciklama)
-             VALUES ($1, $2, $3, $4,
-                     CASE WHEN $3 IN ('havale', 'kredi_karti') THEN $5::uuid END,
-                     CASE WHEN $3 = 'nakit' THEN $6::uuid END,
-                     CASE WHEN $3 = 'cek' THEN 'CK-' || $1 END,
-                     CASE WHEN $3 IN ('cek', 'senet') THEN CURRENT_DATE + 30 END,
-                     CASE WHEN $3 = 'cek' THEN 'Demo Bankası' END,
-                     'mikro-sync demo tahsilat')
+             VALUES ($1, $2, $3, $4, $5, $6, $7,
+                     CASE WHEN $8 THEN CURRENT_DATE + 30 END, $9, 'mikro-sync demo tahsilat')
              RETURNING id",
-            &[&no, &customer, &kind, &amount, &m.bank, &m.kasa],
+            &[
+                &no,
+                &customer,
+                &kind,
+                &amount,
+                &matches!(kind, "havale" | "kredi_karti").then_some(m.bank),
+                &(kind == "nakit").then_some(m.kasa),
+                &(kind == "cek").then(|| format!("CK-{no}")),
+                &matches!(kind, "cek" | "senet"),
+                &(kind == "cek").then_some("Demo Bankası"),
+            ],
         )
         .await
         .map_err(|e| s(pg(e)))?

@@ -41,7 +41,9 @@ async fn status_and_retry_failed() {
     assert!(text.contains("satis_sync_trigger"), "{text}");
 
     // Three sales and two collections as a web app writes them; the triggers enqueue them.
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     client
         .batch_execute(
@@ -81,9 +83,18 @@ async fn status_and_retry_failed() {
     assert_eq!(line("satis")[1..], ["1", "0", "0", "2"], "{text}");
     assert_eq!(line("tahsilat")[1..], ["1", "0", "0", "1"], "{text}");
     assert_eq!(line("total")[1..], ["2", "0", "0", "3"], "{text}");
-    assert!(text.contains("Oldest pending:") && !text.contains("Oldest pending: none"), "{text}");
-    assert!(text.contains("2 × satis: no Mikro code for customer"), "{text}");
-    assert!(text.contains("1 × tahsilat: unknown tahsilat_tipi"), "{text}");
+    assert!(
+        text.contains("Oldest pending:") && !text.contains("Oldest pending: none"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 × satis: no Mikro code for customer"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 × tahsilat: unknown tahsilat_tipi"),
+        "{text}"
+    );
     assert!(text.contains("Listener: NOT CONNECTED"), "{text}");
 
     // A listener connection named as the worker names it is seen.
@@ -95,13 +106,19 @@ async fn status_and_retry_failed() {
     .unwrap();
     tokio::spawn(lconn);
     let (_, text) = mikro_sync(&url, &["status"]).await;
-    assert!(text.contains("Listener: connected (1 worker listening)"), "{text}");
+    assert!(
+        text.contains("Listener: connected (1 worker listening)"),
+        "{text}"
+    );
 
     // retry-failed --type tahsilat --dry-run changes nothing.
     let (ok, text) = mikro_sync(&url, &["retry-failed", "--type", "tahsilat", "--dry-run"]).await;
     assert!(ok && text.contains("1 document(s) would retry"), "{text}");
     let failed: i64 = client
-        .query_one("SELECT count(*) FROM sync_queue WHERE status = 'failed'", &[])
+        .query_one(
+            "SELECT count(*) FROM sync_queue WHERE status = 'failed'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -119,10 +136,16 @@ async fn status_and_retry_failed() {
     let (ok, text) = mikro_sync(&url, &["retry-failed", "--id", &one]).await;
     assert!(ok && text.contains("1 document(s) re-queued"), "{text}");
     let r = client
-        .query_one("SELECT status, retry_count FROM sync_queue WHERE id::text = $1", &[&one])
+        .query_one(
+            "SELECT status, retry_count FROM sync_queue WHERE id::text = $1",
+            &[&one],
+        )
         .await
         .unwrap();
-    assert_eq!((r.get::<_, String>(0), r.get::<_, i32>(1)), ("pending".to_string(), 0));
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, i32>(1)),
+        ("pending".to_string(), 0)
+    );
 
     // By type, then everything that is left.
     let (ok, text) = mikro_sync(&url, &["retry-failed", "--type", "satis"]).await;

@@ -85,7 +85,6 @@ fn defaults() {
     assert_eq!(c.metrics_listen, None, "metrics are off by default");
     assert_eq!(c.log_format, LogFormat::Text);
     assert_eq!(c.posting.sale_series, "ST");
-    assert_eq!(c.posting.return_series, "ST");
     assert_eq!(c.posting.collection_series, "TH");
 }
 
