@@ -257,8 +257,9 @@ pub struct Session {
     scope_identity: Option<i64>,
     last_identity: Option<i64>,
     rowcount: i64,
-    /// Prepared statements by PostgreSQL text.
-    stmts: HashMap<String, tokio_postgres::Statement>,
+    /// Prepared statements by PostgreSQL text and parameter types (the same T-SQL text may be
+    /// called with different parameter types).
+    stmts: HashMap<(String, Vec<tokio_postgres::types::Type>), tokio_postgres::Statement>,
     /// Application locks owned by the transaction: (key, shared).
     tx_applocks: Vec<(i32, bool)>,
     /// Application locks owned by the session: (key, shared).
@@ -743,6 +744,7 @@ impl Session {
                     lock_tables: Vec::new(),
                     reseed: None,
                     target: None,
+                    local: None,
                 })
             },
             params,
@@ -834,6 +836,7 @@ impl Session {
                     lock_tables: tr.locks,
                     reseed: None,
                     target: None,
+                    local: None,
                 })
             },
             params,
@@ -905,8 +908,19 @@ impl Session {
         params: &[Param],
     ) -> Result<Vec<Vec<Value>>, Fail> {
         let values = self.bind_values(plan, params);
+        if let Some(local) = &plan.local {
+            let row = local
+                .iter()
+                .zip(&plan.columns)
+                .map(|(i, c)| coerce(values.get(*i).cloned().unwrap_or(Value::Null), &c.ty))
+                .collect();
+            self.rowcount = 1;
+            return Ok(vec![row]);
+        }
         let pre = self.pre_sql(&plan.lock_tables);
-        let stmt = match self.stmts.get(&plan.pg) {
+        let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
+        let key = (plan.pg.clone(), types);
+        let stmt = match self.stmts.get(&key) {
             Some(s) => s.clone(),
             None => {
                 // First use in this session: run the prelude alone, then prepare.
@@ -916,13 +930,12 @@ impl Session {
                         .await
                         .map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
                 }
-                let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
                 let s = self
                     .client
-                    .prepare_typed(&plan.pg, &types)
+                    .prepare_typed(&plan.pg, &key.1)
                     .await
                     .map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
-                self.stmts.insert(plan.pg.clone(), s.clone());
+                self.stmts.insert(key, s.clone());
                 return self.run_prepared(plan, &s, &values, None).await;
             }
         };

@@ -94,6 +94,10 @@ pub struct SqlPlan {
     pub reseed: Option<(String, String)>,
     /// The target table (declared name) of DML, for error messages.
     pub target: Option<Arc<TableDef>>,
+    /// `SELECT @P1 AS a, @v AS b` (only parameters/variables, no FROM): answered without a
+    /// PostgreSQL round trip, from these bind slots (one per column). Also keeps datetime2's
+    /// 100 ns precision, which PostgreSQL's microsecond timestamps would lose.
+    pub local: Option<Vec<usize>>,
 }
 
 /// A translated expression.
@@ -278,7 +282,46 @@ impl<'a> Translator<'a> {
             Vec::new()
         };
         let (pg, cols) = self.query(q)?;
+        let local = match &*q.body {
+            SetExpr::Select(s)
+                if assign.is_empty()
+                    && s.from.is_empty()
+                    && s.selection.is_none()
+                    && s.top.is_none()
+                    && s.distinct.is_none()
+                    && s.having.is_none()
+                    && q.order_by.is_none()
+                    && q.fetch.is_none()
+                    && q.limit_clause.is_none()
+                    && s.projection.iter().all(|p| {
+                        matches!(p, SelectItem::UnnamedExpr(Expr::Identifier(i)) | SelectItem::ExprWithAlias { expr: Expr::Identifier(i), .. }
+                            if i.value.starts_with('@') && !i.value.starts_with("@@"))
+                    }) =>
+            {
+                let mut v = Vec::new();
+                for p in &s.projection {
+                    let (SelectItem::UnnamedExpr(Expr::Identifier(i))
+                    | SelectItem::ExprWithAlias {
+                        expr: Expr::Identifier(i),
+                        ..
+                    }) = p
+                    else {
+                        continue;
+                    };
+                    let lc = i.value.to_lowercase();
+                    let pos = self.binds.iter().position(|b| match &b.src {
+                        Bind::Param(k) => self.params[*k].0.to_lowercase() == lc,
+                        Bind::Var(n) => *n == lc,
+                        _ => false,
+                    });
+                    v.extend(pos);
+                }
+                (v.len() == cols.len()).then_some(v)
+            }
+            _ => None,
+        };
         Ok(SqlPlan {
+            local,
             pg,
             binds: self.binds,
             columns: if assign.is_empty() { cols } else { Vec::new() },
@@ -457,6 +500,7 @@ impl<'a> Translator<'a> {
             lock_tables: self.locks,
             reseed,
             target: Some(def),
+            local: None,
         })
     }
 
@@ -561,6 +605,7 @@ impl<'a> Translator<'a> {
             lock_tables: self.locks,
             reseed: None,
             target: Some(def),
+            local: None,
         })
     }
 
@@ -633,6 +678,7 @@ impl<'a> Translator<'a> {
             lock_tables: self.locks,
             reseed: None,
             target: Some(def),
+            local: None,
         })
     }
 
