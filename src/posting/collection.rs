@@ -163,6 +163,7 @@ pub async fn post(
     let vade = c.vade.unwrap_or(c.date);
     let codes = Codes {
         cari: c.customer.code.clone(),
+        cari_web_id: Some(c.customer.id),
         bank: is_bank.then(|| hizkod.clone()),
         kasa: (!is_bank).then(|| hizkod.clone()),
         ..Default::default()

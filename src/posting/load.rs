@@ -49,6 +49,8 @@ pub enum Settlement {
 pub struct SaleLine {
     /// `satis_kalemleri.id`.
     pub id: Uuid,
+    /// `stoklar.id` (named in error messages).
+    pub stok_id: Uuid,
     /// Mikro `sto_kod`.
     pub stok_code: String,
     /// Quantity.
@@ -391,6 +393,7 @@ pub async fn sale(
         let miktar: i32 = l.try_get::<_, Option<i32>>(4).ok().flatten().unwrap_or(0);
         out_lines.push(SaleLine {
             id: lid,
+            stok_id,
             stok_code: code(
                 &format!("Mikro code of product {stok_id} (int_kodmap_stok / stoklar.stok_kodu)"),
                 &raw,

@@ -24,8 +24,12 @@ const IN_CHUNK: usize = 256;
 pub struct Codes {
     /// `CARI_HESAPLAR.cari_kod`.
     pub cari: String,
+    /// The web customer (`cari_hesaplar.id`), for the message naming the mapping row to fix.
+    pub cari_web_id: Option<uuid::Uuid>,
     /// Distinct `STOKLAR.sto_kod` values.
     pub stoks: Vec<String>,
+    /// The web product of each entry of `stoks` (same order), for messages.
+    pub stok_web_ids: Vec<Option<uuid::Uuid>>,
     /// `BANKALAR.ban_kod`.
     pub bank: Option<String>,
     /// `KASALAR.kas_kod` (cash box or cheque / note portfolio box).
@@ -34,11 +38,15 @@ pub struct Codes {
 
 impl Codes {
     /// Deduplicates product codes, keeping SQL Server's case-insensitive equality in mind.
-    pub fn with_stoks<'a>(mut self, codes: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn with_stoks<'a>(
+        mut self,
+        codes: impl IntoIterator<Item = (&'a str, Option<uuid::Uuid>)>,
+    ) -> Self {
         let mut seen = BTreeSet::new();
-        for c in codes {
+        for (c, id) in codes {
             if seen.insert(fold(c)) {
                 self.stoks.push(c.to_string());
+                self.stok_web_ids.push(id);
             }
         }
         self
@@ -136,10 +144,15 @@ impl Codes {
         };
         let mut i = 0;
         if count(sets.get(i)) == 0 {
+            let who = self
+                .cari_web_id
+                .map(|id| id.to_string())
+                .unwrap_or_else(|| "<customer id>".into());
             return Err(PostError::Data(format!(
-                "{doc}: customer code {:?} is not in Mikro's CARI_HESAPLAR: fix the customer's \
-                 row in int_kodmap_cari (erp_cari_kod) or cari_hesaplar.cari_kodu, or create the \
-                 account in Mikro",
+                "{doc}: customer {who} has Mikro code {:?}, which is not in Mikro's CARI_HESAPLAR: \
+                 add or fix its row in int_kodmap_cari (web_cari_id='{who}', \
+                 erp_cari_kod='<code in CARI_HESAPLAR>'), fix cari_hesaplar.cari_kodu, or create \
+                 the account in Mikro",
                 self.cari
             )));
         }
@@ -155,17 +168,24 @@ impl Codes {
             }
             i += 1;
         }
-        let missing: Vec<&str> = self
+        let missing: Vec<String> = self
             .stoks
             .iter()
-            .filter(|c| !found.contains(&fold(c)))
-            .map(String::as_str)
+            .zip(&self.stok_web_ids)
+            .filter(|(c, _)| !found.contains(&fold(c)))
+            .map(|(c, id)| match id {
+                Some(id) => format!(
+                    "product {id} has Mikro code {c:?}: add or fix its row in int_kodmap_stok \
+                     (web_stok_id='{id}', erp_stok_kod='<code in STOKLAR>') or fix \
+                     stoklar.stok_kodu"
+                ),
+                None => format!("product code {c:?}"),
+            })
             .collect();
         if !missing.is_empty() {
             return Err(PostError::Data(format!(
-                "{doc}: product code(s) {missing:?} not in Mikro's STOKLAR: fix the product's row \
-                 in int_kodmap_stok (erp_stok_kod) or stoklar.stok_kodu, or create the product in \
-                 Mikro"
+                "{doc}: not in Mikro's STOKLAR: {}",
+                missing.join("; ")
             )));
         }
         if let Some(b) = &self.bank {
@@ -211,7 +231,7 @@ mod tests {
             cari: "120.01.001".into(),
             ..Default::default()
         }
-        .with_stoks(["A", "B", "a", "C"]);
+        .with_stoks(["A", "B", "a", "C"].map(|c| (c, None)));
         assert_eq!(c.stoks, vec!["A", "B", "C"]);
         let (sql, n) = c.sql(10);
         assert_eq!(n, 1 + 4);

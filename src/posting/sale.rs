@@ -36,6 +36,7 @@ const LINES_PER_BATCH: usize = 16;
 
 /// A line ready to write.
 struct Line {
+    stok_id: uuid::Uuid,
     stok_code: String,
     miktar: f64,
     tutar: f64,
@@ -80,6 +81,7 @@ fn validate(s: &Sale) -> Result<(Vec<Line>, [Decimal; 10]), PostError> {
         let pntr = vat::pointer(l.kdv_orani, &what)?;
         vat_pairs.push((pntr, l.kdv_tutari));
         lines.push(Line {
+            stok_id: l.stok_id,
             stok_code: l.stok_code.clone(),
             miktar: f64::from(l.miktar),
             tutar: money(Decimal::from(l.miktar) * l.birim_fiyat),
@@ -157,11 +159,16 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
     let belge_no = truncate("cha_belge_no", &s.belge_no, BELGE_NO_MAX);
     let codes = Codes {
         cari: s.customer.code.clone(),
+        cari_web_id: Some(s.customer.id),
         bank,
         kasa,
         ..Default::default()
     }
-    .with_stoks(lines.iter().map(|l| l.stok_code.as_str()));
+    .with_stoks(
+        lines
+            .iter()
+            .map(|l| (l.stok_code.as_str(), Some(l.stok_id))),
+    );
 
     erp::begin(erp).await?;
     let result = async {

@@ -90,11 +90,7 @@ impl Env {
         rows.into_iter()
             .map(|r| {
                 let names: Vec<String> = r.columns().iter().map(|c| c.name().to_string()).collect();
-                Rec(names
-                    .into_iter()
-                    .map(|n| n.to_lowercase())
-                    .zip(r.into_iter())
-                    .collect())
+                Rec(names.into_iter().map(|n| n.to_lowercase()).zip(r).collect())
             })
             .collect()
     }
