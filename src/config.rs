@@ -1110,6 +1110,8 @@ impl Parser<'_> {
         let encrypt = self.erp_encrypt("MSSQL_ENCRYPT", None);
         let trust = self.bool("MSSQL_TRUST_SERVER_CERTIFICATE", false);
         let ca = self.get("MSSQL_TRUST_CERT_CA").map(PathBuf::from);
+        // Validated even when unused: a bad value is reported, never silently ignored.
+        let port_setting = self.num("MSSQL_PORT", 1433u16, 1, u16::MAX);
         if !any {
             return None;
         }
@@ -1138,10 +1140,7 @@ impl Parser<'_> {
             Some((h, i)) => (h.to_string(), Some(i.to_string())),
             None => (server, None),
         };
-        let port = match port_in_server {
-            Some(p) => p,
-            None => self.num("MSSQL_PORT", 1433u16, 1, u16::MAX),
-        };
+        let port = port_in_server.unwrap_or(port_setting);
         let database = self.get("MSSQL_DATABASE").unwrap_or_else(|| {
             self.err("MSSQL_DATABASE", "is required (the Mikro company database)");
             String::new()

@@ -140,6 +140,7 @@ async fn setup_and_doctor() {
     .await
     .unwrap();
     let (code, text) = env.run(&["doctor"]).await;
+    eprintln!("{text}");
     assert!(text.contains("[ ok ] mappings"), "{text}");
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("All checks passed"), "{text}");
