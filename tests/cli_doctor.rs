@@ -145,6 +145,35 @@ async fn setup_and_doctor() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("All checks passed"), "{text}");
 
+    // sync (ERP → web) and sync-bidirectional (then the pending sale is posted) via the binary.
+    let (code, text) = env.run(&["sync", "--entity", "stok"]).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("stok") && text.contains("total"), "{text}");
+    let (code, text) = env.run(&["sync-bidirectional"]).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("cari") && text.contains("barkod"),
+        "all entities: {text}"
+    );
+    assert!(
+        text.contains("web → ERP: 1 claimed, 1 posted, 0 failed"),
+        "{text}"
+    );
+    let (fs, fn_): (Option<String>, Option<i32>) = {
+        let r = web
+            .query_one(
+                "SELECT fatura_seri_no, fatura_sira_no FROM satislar WHERE satis_no = 'DOC-1'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(
+        fs.is_some() && fn_.is_some(),
+        "the Mikro number is written back"
+    );
+
     // --quick: silent on success; a wrong password fails and names the database.
     let (code, text) = env.run(&["doctor", "--quick"]).await;
     assert_eq!((code, text.trim()), (0, ""));
