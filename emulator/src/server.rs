@@ -319,7 +319,8 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const SERVER_VERSION: (u8, u8, u16) = (16, 0, 1000);
 
 struct Conn {
-    io: Transport,
+    /// Buffered: a request's packet headers and payloads come out of one read syscall.
+    io: tokio::io::BufReader<Transport>,
     packet_size: usize,
     spid: u16,
 }
@@ -484,7 +485,7 @@ async fn establish(
         }
     }
     let mut conn = Conn {
-        io,
+        io: tokio::io::BufReader::with_capacity(16 * 1024, io),
         packet_size: DEFAULT_PACKET_SIZE,
         spid,
     };
