@@ -3,8 +3,8 @@
 //! typed result column (`SELECT @P1 AS v`), and is read with the strict Rust type SQL Server
 //! would require. Also transactions through `BEGIN TRAN` text and a 10 000-row result.
 //!
-//! These need the T-SQL engine (parameter binding, result typing, CREATE TABLE); the protocol
-//! layer is the same either way.
+//! These go through the T-SQL engine (parameter binding, result typing, CREATE TABLE) as well
+//! as the protocol layer.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use mikro_emulator::pgcluster::PgCluster;
@@ -99,7 +99,6 @@ fn owned_bytes(r: &Row) -> tiberius::Result<Option<Vec<u8>>> {
 }
 
 #[tokio::test]
-#[ignore = "engine: the same statement text with different parameter types reuses the first call's PostgreSQL parameter types"]
 async fn parameters_round_trip_with_their_types() {
     let (_pg, _emu, mut c) = setup().await;
     let d1: Decimal = "-12345.67".parse().unwrap();
