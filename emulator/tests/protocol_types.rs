@@ -396,3 +396,65 @@ async fn transactions_through_begin_tran_text() {
         assert_eq!(count, Some(expected), "after {finish}");
     }
 }
+
+#[tokio::test]
+async fn more_column_types_varchar_money_real_datetime2() {
+    let (_pg, _emu, mut c) = setup().await;
+    c.simple_query(
+        "CREATE TABLE m (v varchar(20) NOT NULL, ch char(3) NOT NULL, r real NOT NULL, \
+         p money NOT NULL, t datetime2(3) NOT NULL, nv nvarchar(max) NULL, b varbinary(16) NULL)",
+    )
+    .await
+    .unwrap()
+    .into_results()
+    .await
+    .unwrap();
+    c.execute(
+        "INSERT INTO m (v, ch, r, p, t, nv, b) VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7)",
+        &[
+            &"Şişli Ağaç",
+            &"ABC",
+            &1.25f32,
+            &"12.3456".parse::<Decimal>().unwrap(),
+            &NaiveDate::from_ymd_opt(2025, 6, 30)
+                .unwrap()
+                .and_hms_milli_opt(23, 59, 58, 123)
+                .unwrap(),
+            &"ü".repeat(5000).as_str(),
+            &[1u8, 2, 3].as_slice(),
+        ],
+    )
+    .await
+    .unwrap();
+    let row = c
+        .query("SELECT v, ch, r, p, t, nv, b FROM m", &[])
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap();
+    // varchar travels in cp1254 (Turkish_CI_AS) and tiberius decodes it with the collation.
+    assert_eq!(row.get::<&str, _>("v"), Some("Şişli Ağaç"));
+    assert_eq!(row.get::<&str, _>("ch"), Some("ABC"));
+    assert_eq!(row.get::<f32, _>("r"), Some(1.25));
+    assert_eq!(
+        row.get::<Decimal, _>("p"),
+        Some("12.3456".parse().unwrap()),
+        "money travels as decimal(19,4)"
+    );
+    assert_eq!(
+        row.get::<NaiveDateTime, _>("t"),
+        Some(
+            NaiveDate::from_ymd_opt(2025, 6, 30)
+                .unwrap()
+                .and_hms_milli_opt(23, 59, 58, 123)
+                .unwrap()
+        )
+    );
+    assert_eq!(
+        row.get::<&str, _>("nv").map(|s| s.chars().count()),
+        Some(5000)
+    );
+    assert_eq!(row.get::<&[u8], _>("b"), Some(&[1u8, 2, 3][..]));
+}
