@@ -33,8 +33,14 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn worker(h: &Harness, port: u16, logdir: &std::path::Path) -> tokio::process::Child {
+fn worker(
+    h: &Harness,
+    port: u16,
+    logdir: &std::path::Path,
+    extra: &[&str],
+) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_mikro-sync"))
+        .args(extra)
         .arg("worker")
         .current_dir(logdir)
         .env_clear()
@@ -103,7 +109,7 @@ async fn worker_metrics_health_and_graceful_shutdown() {
     let cha_before = erp_count(&h, "SELECT COUNT(*) FROM CARI_HESAP_HAREKETLERI").await;
 
     let port = free_port();
-    let child = worker(&h, port, dir.path());
+    let child = worker(&h, port, dir.path(), &[]);
     wait_ready(port).await;
     let (code, body) = http_get(port, "/healthz").await.expect("healthz");
     assert_eq!(code, 200, "{body}");
@@ -111,6 +117,7 @@ async fn worker_metrics_health_and_graceful_shutdown() {
 
     // 60 sales in 6 transactions, then SIGTERM while they are being posted.
     const N: i64 = 60;
+    const TOTAL: i64 = N + 3;
     for _ in 0..6 {
         web.batch_execute(
             "WITH s AS (
@@ -181,6 +188,15 @@ async fn worker_metrics_health_and_graceful_shutdown() {
         .unwrap()
         .get(0);
     assert_eq!(claimed, 0, "no row may stay claimed after a graceful stop");
+    let done: i64 = web
+        .query_one(
+            "SELECT count(*) FROM sync_queue WHERE status = 'completed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    eprintln!("completed when the first worker stopped: {done} of {N}");
     // Log files exist as configured.
     let files: Vec<String> = std::fs::read_dir(dir.path().join("logs"))
         .unwrap()
@@ -197,8 +213,19 @@ async fn worker_metrics_health_and_graceful_shutdown() {
 
     // Restart: the rest is posted; every document exactly once.
     let port2 = free_port();
-    let child = worker(&h, port2, dir.path());
+    let child = worker(&h, port2, dir.path(), &["--log-format", "json"]);
     wait_ready(port2).await;
+    // Three more, so this run certainly posts something (the first may have finished all).
+    web.batch_execute(
+        "WITH s AS (
+             INSERT INTO satislar (satis_no, cari_hesap_id, odeme_sekli, ara_toplam, toplam_tutar)
+             SELECT 'X' || g, (SELECT id FROM cari_hesaplar ORDER BY cari_kodu LIMIT 1), 'acik_hesap', 10, 12
+               FROM generate_series(1, 3) g RETURNING id)
+         INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, kdv_tutari, toplam_tutar, sira_no)
+         SELECT s.id, (SELECT id FROM stoklar ORDER BY stok_kodu LIMIT 1), 1, 10, 20, 2, 12, 0 FROM s;",
+    )
+    .await
+    .unwrap();
     let t0 = Instant::now();
     loop {
         let open: i64 = web
@@ -226,17 +253,17 @@ async fn worker_metrics_health_and_graceful_shutdown() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(completed, N, "every document completed (none failed)");
+    assert_eq!(completed, TOTAL, "every document completed (none failed)");
     let ledger = erp_count(
         &h,
         "SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER WHERE ml_kind = N'satis'",
     )
     .await;
-    assert_eq!(ledger as i64, N, "one ledger row per document");
+    assert_eq!(ledger as i64, TOTAL, "one ledger row per document");
     let cha_after = erp_count(&h, "SELECT COUNT(*) FROM CARI_HESAP_HAREKETLERI").await;
     assert_eq!(
         (cha_after - cha_before) as i64,
-        N,
+        TOTAL,
         "one CHA header per document, none doubled"
     );
     let pid = child.id().expect("pid").to_string();
@@ -249,4 +276,24 @@ async fn worker_metrics_health_and_graceful_shutdown() {
         .expect("second worker stops")
         .unwrap();
     assert!(out.status.success());
+    // --log-format json: one JSON object per line; document lines carry the span fields.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut doc_lines = 0;
+    for l in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        if let Some(span) = v.get("span") {
+            if span.get("queue_id").is_some() {
+                assert!(
+                    span.get("web_id").is_some() && span.get("kind").is_some(),
+                    "{l}"
+                );
+                doc_lines += 1;
+            }
+        }
+    }
+    assert!(
+        doc_lines > 0,
+        "no document lines in the JSON log:\n{stdout}"
+    );
 }
