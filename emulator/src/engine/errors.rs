@@ -19,6 +19,7 @@
 //! | 42P01 undefined_table | 208 |
 //! | 42703 undefined_column | 207 |
 //! | 42601 syntax_error | 102 |
+//! | 42803 grouping_error | 8120 |
 //! | anything else | 50000 with PostgreSQL's message (an emulator gap: please report) |
 
 use tokio_postgres::error::SqlState;
@@ -214,6 +215,14 @@ pub fn map_pg_error(e: &tokio_postgres::Error, ctx: &ErrCtx<'_>) -> SqlError {
     }
     if *code == SqlState::SYNTAX_ERROR {
         return SqlError::syntax(format!("Incorrect syntax: {}", db.message()));
+    }
+    if *code == SqlState::GROUPING_ERROR {
+        let m = db.message();
+        let name = m.split('"').nth(1).unwrap_or_default();
+        return SqlError::new(
+            8120,
+            format!("Column '{name}' is invalid in the select list because it is not contained in either an aggregate function or the GROUP BY clause."),
+        );
     }
     if *code == SqlState::QUERY_CANCELED {
         return SqlError::new(3617, "The query was cancelled.");

@@ -259,7 +259,7 @@ pub struct Session {
     rowcount: i64,
     /// Prepared statements by PostgreSQL text and parameter types (the same T-SQL text may be
     /// called with different parameter types).
-    stmts: HashMap<(String, Vec<tokio_postgres::types::Type>), tokio_postgres::Statement>,
+    stmts: HashMap<String, Vec<(Vec<tokio_postgres::types::Type>, tokio_postgres::Statement)>>,
     /// Application locks owned by the transaction: (key, shared).
     tx_applocks: Vec<(i32, bool)>,
     /// Application locks owned by the session: (key, shared).
@@ -280,8 +280,7 @@ impl Session {
                 return;
             }
         };
-        let nodes = batch.nodes.clone();
-        let _ = self.run_nodes(&batch, &nodes, params, out).await;
+        let _ = self.run_nodes(&batch, &batch.nodes, params, out).await;
         self.vars.clear();
     }
 
@@ -919,9 +918,13 @@ impl Session {
         }
         let pre = self.pre_sql(&plan.lock_tables);
         let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
-        let key = (plan.pg.clone(), types);
-        let stmt = match self.stmts.get(&key) {
-            Some(s) => s.clone(),
+        let cached = self
+            .stmts
+            .get(&plan.pg)
+            .and_then(|l| l.iter().find(|(t, _)| *t == types))
+            .map(|(_, s)| s.clone());
+        let stmt = match cached {
+            Some(s) => s,
             None => {
                 // First use in this session: run the prelude alone, then prepare.
                 if let Some(p) = &pre {
@@ -932,10 +935,13 @@ impl Session {
                 }
                 let s = self
                     .client
-                    .prepare_typed(&plan.pg, &key.1)
+                    .prepare_typed(&plan.pg, &types)
                     .await
                     .map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
-                self.stmts.insert(key, s.clone());
+                self.stmts
+                    .entry(plan.pg.clone())
+                    .or_default()
+                    .push((types, s.clone()));
                 return self.run_prepared(plan, &s, &values, None).await;
             }
         };
