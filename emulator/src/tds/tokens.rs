@@ -114,6 +114,12 @@ impl TokenWriter {
     }
 
     fn message(&mut self, token: u8, number: i32, state: u8, class: u8, msg: &str, line: u32) {
+        // The token length is 16 bits: keep long messages (e.g. echoing a huge statement) well
+        // inside it.
+        let msg = match msg.char_indices().nth(8000) {
+            Some((i, _)) => &msg[..i],
+            None => msg,
+        };
         let mut b = Vec::new();
         b.extend_from_slice(&number.to_le_bytes());
         b.push(state);

@@ -336,9 +336,7 @@ fn datetime_from(b: &[u8]) -> Result<NaiveDateTime, TdsError> {
     if b.len() == 4 {
         let days = u16::from_le_bytes([b[0], b[1]]) as i64;
         let mins = u16::from_le_bytes([b[2], b[3]]) as i64;
-        return Ok(base_1900().and_hms_opt(0, 0, 0).unwrap_or_default()
-            + Duration::days(days)
-            + Duration::minutes(mins));
+        return add_checked(Duration::days(days) + Duration::minutes(mins));
     }
     if b.len() != 8 {
         return Err(invalid("DATETIME length"));
@@ -347,9 +345,16 @@ fn datetime_from(b: &[u8]) -> Result<NaiveDateTime, TdsError> {
     let ticks = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as i64;
     // 1/300 s ticks, to the nearest nanosecond.
     let nanos = (ticks * 1_000_000_000 + 150) / 300;
-    Ok(base_1900().and_hms_opt(0, 0, 0).unwrap_or_default()
-        + Duration::days(days)
-        + Duration::nanoseconds(nanos))
+    add_checked(Duration::days(days) + Duration::nanoseconds(nanos))
+}
+
+/// 1900-01-01 00:00 plus `d`, refusing (instead of panicking on) out-of-range client values.
+fn add_checked(d: Duration) -> Result<NaiveDateTime, TdsError> {
+    base_1900()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .checked_add_signed(d)
+        .ok_or_else(|| invalid("DATETIME value out of range"))
 }
 
 fn guid_from(b: &[u8]) -> Result<Uuid, TdsError> {
@@ -448,7 +453,9 @@ pub fn read_value(r: &mut Reader<'_>, w: &WireType) -> Result<Value, TdsError> {
                         // Stored as UTC plus an offset; hand over the local wall-clock time.
                         if b.len() >= tl + 5 {
                             let off = i16::from_le_bytes([b[tl + 3], b[tl + 4]]) as i64;
-                            dt += Duration::minutes(off);
+                            dt = dt
+                                .checked_add_signed(Duration::minutes(off))
+                                .ok_or_else(|| invalid("DATETIMEOFFSET out of range"))?;
                         }
                     }
                     Value::DateTime(dt)
@@ -1082,6 +1089,22 @@ mod tests {
     fn varchar_replaces_unmappable_characters() {
         assert_eq!(encode_cp1254("Şu€"), vec![0xDE, b'u', 0x80]);
         assert_eq!(encode_cp1254("a✓b"), b"a?b".to_vec());
+    }
+
+    #[test]
+    fn hostile_datetime_values_are_errors_not_panics() {
+        let b = [0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF];
+        assert!(read_value(
+            &mut Reader::new(&[8, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            &WireType::DateTimeN(8)
+        )
+        .is_err());
+        // The largest DATETIMEOFFSET with the largest offset decodes without panicking.
+        let mut v = vec![8u8];
+        v.extend_from_slice(&(86_399u32).to_le_bytes()[..3]);
+        v.extend_from_slice(&(3_652_058u32).to_le_bytes()[..3]);
+        v.extend_from_slice(&(840i16).to_le_bytes());
+        let _ = read_value(&mut Reader::new(&v), &WireType::DateTimeOffset(0));
     }
 
     #[test]
