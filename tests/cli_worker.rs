@@ -38,12 +38,18 @@ fn worker(
     port: u16,
     logdir: &std::path::Path,
     extra: &[&str],
+    extra_env: &[(&str, String)],
 ) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_mikro-sync"))
+    // Through `sh … exec` so WATCHDOG_PID can name the daemon's own pid, as systemd sets it.
+    tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$; export WATCHDOG_PID; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_mikro-sync"))
         .args(extra)
         .arg("worker")
         .current_dir(logdir)
         .env_clear()
+        .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("MIKRO_SYNC_PG_URL", h.web_url())
         .env(
@@ -109,7 +115,41 @@ async fn worker_metrics_health_and_graceful_shutdown() {
     let cha_before = erp_count(&h, "SELECT COUNT(*) FROM CARI_HESAP_HAREKETLERI").await;
 
     let port = free_port();
-    let child = worker(&h, port, dir.path(), &[]);
+    // systemd's side of Type=notify: a datagram socket the daemon reports to.
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let child = worker(
+        &h,
+        port,
+        dir.path(),
+        &[],
+        &[
+            ("NOTIFY_SOCKET", notify_path.display().to_string()),
+            ("WATCHDOG_USEC", "600000".to_string()),
+        ],
+    );
+    let got = tokio::task::spawn_blocking(move || {
+        let mut seen = String::new();
+        let mut buf = [0u8; 512];
+        while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
+            match notify.recv(&mut buf) {
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => break,
+            }
+            seen.push('\n');
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    assert!(
+        got.contains("READY=1"),
+        "READY=1 after the listener is up: {got}"
+    );
+    assert!(got.contains("WATCHDOG=1"), "the watchdog is fed: {got}");
     wait_ready(port).await;
     let (code, body) = http_get(port, "/healthz").await.expect("healthz");
     assert_eq!(code, 200, "{body}");
@@ -213,7 +253,7 @@ async fn worker_metrics_health_and_graceful_shutdown() {
 
     // Restart: the rest is posted; every document exactly once.
     let port2 = free_port();
-    let child = worker(&h, port2, dir.path(), &["--log-format", "json"]);
+    let child = worker(&h, port2, dir.path(), &["--log-format", "json"], &[]);
     wait_ready(port2).await;
     // Three more, so this run certainly posts something (the first may have finished all).
     web.batch_execute(
