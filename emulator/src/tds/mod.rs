@@ -199,3 +199,59 @@ pub fn read_all_headers(r: &mut Reader<'_>) -> Result<u64, TdsError> {
     debug_assert!(r.pos() == start + total);
     Ok(desc)
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Decoders must turn any byte sequence into a value or an error, never a panic: a broken
+    //! client must not take a connection task (let alone the server) down.
+
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn decoders_never_panic_on_random_input() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        // A valid RPC prefix (ALL_HEADERS + sp_executesql) followed by random parameter bytes
+        // exercises the TYPE_INFO/value decoders rather than failing at the first field.
+        let mut rpc_prefix = vec![22, 0, 0, 0, 18, 0, 0, 0, 2, 0];
+        rpc_prefix.extend_from_slice(&[0; 8]);
+        rpc_prefix.extend_from_slice(&[1, 0, 0, 0, 0xFF, 0xFF, 10, 0, 0, 0]);
+        let iters: usize = std::env::var("TDS_FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50_000);
+        for i in 0..iters {
+            let len = (rng.next() % if i % 3 == 0 { 600 } else { 96 }) as usize;
+            let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if i % 2 == 0 {
+                // Bias type bytes towards real TDS types.
+                const TYPES: [u8; 24] = [
+                    0x1F, 0x26, 0x68, 0x6D, 0x6E, 0x6F, 0x24, 0x6A, 0x6C, 0x28, 0x29, 0x2A, 0x2B,
+                    0xE7, 0xEF, 0xA7, 0xAF, 0xA5, 0xAD, 0x63, 0x23, 0x22, 0x38, 0x3D,
+                ];
+                let mut p = rpc_prefix.clone();
+                p.extend_from_slice(&[0, 0]); // empty name, status
+                p.push(TYPES[(rng.next() % TYPES.len() as u64) as usize]);
+                p.extend_from_slice(&data);
+                data = p;
+            }
+            let _ = super::rpc::parse(&data);
+            let _ = super::login::parse(&data);
+            let _ = super::prelogin::parse(&data);
+            let mut r = super::Reader::new(&data);
+            let _ = super::read_all_headers(&mut r);
+            let mut r = super::Reader::new(&data);
+            if let Ok(w) = super::types::read_type_info(&mut r) {
+                let _ = super::types::read_value(&mut r, &w);
+            }
+        }
+    }
+}

@@ -321,15 +321,17 @@ fn float_from(b: &[u8]) -> f64 {
     }
 }
 
-fn money_from(b: &[u8]) -> Decimal {
-    let cents = if b.len() == 4 {
-        i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64
-    } else {
-        let hi = i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64;
-        let lo = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as i64;
-        (hi << 32) | lo
+fn money_from(b: &[u8]) -> Result<Decimal, TdsError> {
+    let cents = match b.len() {
+        4 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64,
+        8 => {
+            let hi = i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64;
+            let lo = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as i64;
+            (hi << 32) | lo
+        }
+        _ => return Err(invalid("MONEY length")),
     };
-    Decimal::new(cents, 4)
+    Ok(Decimal::new(cents, 4))
 }
 
 fn datetime_from(b: &[u8]) -> Result<NaiveDateTime, TdsError> {
@@ -394,7 +396,7 @@ pub fn read_value(r: &mut Reader<'_>, w: &WireType) -> Result<Value, TdsError> {
             match t {
                 0x32 => Value::Bool(b[0] != 0),
                 0x3B | 0x3E => Value::Float(float_from(b)),
-                0x3C | 0x7A => Value::Decimal(money_from(b)),
+                0x3C | 0x7A => Value::Decimal(money_from(b)?),
                 0x3A | 0x3D => Value::DateTime(datetime_from(b)?),
                 _ => Value::Int(read_i_le(b)),
             }
@@ -413,7 +415,7 @@ pub fn read_value(r: &mut Reader<'_>, w: &WireType) -> Result<Value, TdsError> {
         },
         WireType::MoneyN(_) => match read_bytelen(r, "MONEYN value")? {
             None => Value::Null,
-            Some(b) => Value::Decimal(money_from(b)),
+            Some(b) => Value::Decimal(money_from(b)?),
         },
         WireType::DateTimeN(_) => match read_bytelen(r, "DATETIMN value")? {
             None => Value::Null,
@@ -798,6 +800,9 @@ fn nanos_of_day(t: NaiveTime) -> u64 {
 }
 
 fn days_since_0001(d: NaiveDate) -> Result<u32, SqlError> {
+    if d.year() > 9999 {
+        return Err(overflow(&SqlType::Date));
+    }
     u32::try_from(d.num_days_from_ce() - 1).map_err(|_| overflow(&SqlType::Date))
 }
 
@@ -1105,6 +1110,78 @@ mod tests {
         v.extend_from_slice(&(3_652_058u32).to_le_bytes()[..3]);
         v.extend_from_slice(&(840i16).to_le_bytes());
         let _ = read_value(&mut Reader::new(&v), &WireType::DateTimeOffset(0));
+    }
+
+    #[test]
+    fn encoding_any_value_as_any_type_never_panics() {
+        let types = [
+            SqlType::Bit,
+            SqlType::TinyInt,
+            SqlType::SmallInt,
+            SqlType::Int,
+            SqlType::BigInt,
+            SqlType::Real,
+            SqlType::Float,
+            SqlType::Decimal {
+                precision: 38,
+                scale: 38,
+            },
+            SqlType::Decimal {
+                precision: 1,
+                scale: 0,
+            },
+            SqlType::Decimal {
+                precision: 0,
+                scale: 200,
+            },
+            SqlType::Money,
+            SqlType::NVarChar(Some(0)),
+            SqlType::NVarChar(Some(u16::MAX)),
+            SqlType::NVarChar(None),
+            SqlType::NChar(0),
+            SqlType::VarChar(Some(1)),
+            SqlType::VarChar(None),
+            SqlType::Char(u16::MAX),
+            SqlType::DateTime,
+            SqlType::SmallDateTime,
+            SqlType::DateTime2(0),
+            SqlType::DateTime2(255),
+            SqlType::Date,
+            SqlType::UniqueIdentifier,
+            SqlType::VarBinary(Some(0)),
+            SqlType::VarBinary(None),
+        ];
+        let max_dt = NaiveDateTime::MAX;
+        let min_dt = NaiveDateTime::MIN;
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Int(i64::MAX),
+            Value::Float(f64::NAN),
+            Value::Float(f64::INFINITY),
+            Value::Float(-1e300),
+            Value::Decimal(Decimal::MAX),
+            Value::Decimal(Decimal::MIN),
+            Value::Decimal(Decimal::new(1, 28)),
+            Value::String(String::new()),
+            Value::String("x".repeat(70_000)),
+            Value::String("9999-12-31 23:59:59.9999999".into()),
+            Value::DateTime(max_dt),
+            Value::DateTime(min_dt),
+            Value::Date(NaiveDate::MAX),
+            Value::Date(NaiveDate::MIN),
+            Value::Guid(Uuid::nil()),
+            Value::Bytes(vec![0; 70_000]),
+        ];
+        for t in &types {
+            let mut ti = Vec::new();
+            write_type_info(&mut ti, t);
+            for v in &values {
+                let mut out = Vec::new();
+                let _ = write_value(&mut out, t, v);
+            }
+        }
     }
 
     #[test]
