@@ -54,24 +54,32 @@ pub struct EmulatorConfig {
     pub listen: SocketAddr,
     /// PostgreSQL database that stores the emulated database's tables.
     pub pg_url: String,
-    /// SQL authentication login accepted by LOGIN7.
+    /// SQL authentication login accepted by LOGIN7 (compared case-insensitively, as SQL Server
+    /// compares login names).
     pub user: String,
+    /// Its password (compared exactly; never logged).
     pub password: String,
     /// Database name announced in ENVCHANGE and accepted in LOGIN7.
     pub database: String,
+    /// What PRELOGIN offers: no TLS, TLS on request, or TLS required.
     pub tls: TlsMode,
 }
 
 /// Errors that stop the emulator from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
+    /// The listen address is taken or not available.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why binding failed.
         source: std::io::Error,
     },
+    /// The engine could not be built on the PostgreSQL database.
     #[error("cannot reach the backing PostgreSQL database: {0}")]
     Backend(String),
+    /// The self-signed certificate or the TLS configuration could not be built.
     #[error("TLS setup failed: {0}")]
     Tls(String),
 }
