@@ -131,8 +131,14 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<HttpServer> {
                 a = listener.accept() => a,
                 _ = stopped.changed() => break,
             };
-            let Ok((stream, _peer)) = accepted else {
-                continue;
+            let stream = match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "metrics listener accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
             };
             tokio::spawn(async move {
                 let io = hyper_util::rt::TokioIo::new(stream);
@@ -141,6 +147,8 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<HttpServer> {
                         Ok::<_, Infallible>(route(req.uri().path()))
                     });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(10))
                     .serve_connection(io, svc)
                     .await
                 {
