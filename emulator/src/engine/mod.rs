@@ -61,12 +61,14 @@ use crate::value::{Column, Output, Param, SqlError, SqlType, TxEvent, Value};
 #[derive(Debug)]
 struct Batch {
     nodes: Vec<Node>,
-    /// (node id, catalog version) → plan.
-    plans: Mutex<HashMap<(usize, u64), Arc<SqlPlan>>>,
+    /// (node id, catalog version, hash of the parameter types) → plan. Parsing does not depend
+    /// on parameter types, plans do (tiberius sends a decimal's precision from its value, so the
+    /// same text arrives with several parameter signatures).
+    plans: Mutex<HashMap<(usize, u64, u64), Arc<SqlPlan>>>,
 }
 
-/// Batches cached per text: (parameter types, batch).
-type BatchCache = HashMap<String, Vec<(Vec<SqlType>, Arc<Batch>)>>;
+/// Parsed batches by text.
+type BatchCache = HashMap<String, Arc<Batch>>;
 
 /// Bound on cached batch texts (ad-hoc SQL with literals would otherwise grow without limit).
 const MAX_CACHED_BATCHES: usize = 4096;
@@ -155,6 +157,7 @@ impl Engine {
             vars: HashMap::new(),
             scope_identity: None,
             last_identity: None,
+            param_sig: 0,
             rowcount: 0,
             stmts: HashMap::new(),
             tx_applocks: Vec::new(),
@@ -182,12 +185,10 @@ impl Engine {
         Ok(())
     }
 
-    fn batch(&self, sql: &str, ptypes: &[SqlType]) -> Result<Arc<Batch>, SqlError> {
+    fn batch(&self, sql: &str) -> Result<Arc<Batch>, SqlError> {
         if let Ok(cache) = self.batches.lock() {
-            if let Some(list) = cache.get(sql) {
-                if let Some((_, b)) = list.iter().find(|(t, _)| t.as_slice() == ptypes) {
-                    return Ok(b.clone());
-                }
+            if let Some(b) = cache.get(sql) {
+                return Ok(b.clone());
             }
         }
         let nodes = parse_batch(sql)?;
@@ -199,10 +200,7 @@ impl Engine {
             if cache.len() >= MAX_CACHED_BATCHES {
                 cache.clear();
             }
-            cache
-                .entry(sql.to_string())
-                .or_default()
-                .push((ptypes.to_vec(), b.clone()));
+            cache.insert(sql.to_string(), b.clone());
         }
         Ok(b)
     }
@@ -256,6 +254,8 @@ pub struct Session {
     vars: HashMap<String, (SqlType, Value)>,
     scope_identity: Option<i64>,
     last_identity: Option<i64>,
+    /// Hash of the current call's parameter names and types (part of the plan cache key).
+    param_sig: u64,
     rowcount: i64,
     /// Prepared statements by PostgreSQL text and parameter types (the same T-SQL text may be
     /// called with different parameter types).
@@ -272,8 +272,16 @@ impl Session {
     pub async fn execute(&mut self, sql: &str, params: &[Param], out: &mut Vec<Output>) {
         self.vars.clear();
         self.scope_identity = None;
-        let ptypes: Vec<SqlType> = params.iter().map(|p| p.ty.clone()).collect();
-        let batch = match self.engine.batch(sql, &ptypes) {
+        self.param_sig = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for p in params {
+                p.name.hash(&mut h);
+                p.ty.hash(&mut h);
+            }
+            h.finish()
+        };
+        let batch = match self.engine.batch(sql) {
             Ok(b) => b,
             Err(e) => {
                 out.push(Output::Error(e));
@@ -418,7 +426,7 @@ impl Session {
     ) -> Result<Arc<SqlPlan>, SqlError> {
         let cat = self.engine.catalog();
         if let Ok(p) = batch.plans.lock() {
-            if let Some(plan) = p.get(&(key, cat.version)) {
+            if let Some(plan) = p.get(&(key, cat.version, self.param_sig)) {
                 return Ok(plan.clone());
             }
         }
@@ -426,7 +434,7 @@ impl Session {
         let vt = self.var_types();
         let plan = Arc::new(compile(&cat, &pt, &vt)?);
         if let Ok(mut p) = batch.plans.lock() {
-            p.insert((key, cat.version), plan.clone());
+            p.insert((key, cat.version, self.param_sig), plan.clone());
         }
         Ok(plan)
     }
