@@ -28,7 +28,14 @@ fn main() -> std::process::ExitCode {
         // about plaintext connections is not one).
         _ => "warn,tiberius=error".to_string(),
     };
-    let _guards = match mikro_sync::telemetry::init(&level, cfg.log_format, log_dir.as_deref()) {
+    // The daemon logs to stdout (journald, `docker logs`); report commands log to stderr.
+    let to_stderr = !matches!(cli.command, Command::Worker(_));
+    let _guards = match mikro_sync::telemetry::init_with(
+        &level,
+        cfg.log_format,
+        log_dir.as_deref(),
+        to_stderr,
+    ) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("mikro-sync: {e}");

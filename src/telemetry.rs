@@ -43,6 +43,25 @@ pub fn init(
     format: LogFormat,
     dir: Option<&Path>,
 ) -> Result<LogGuards, TelemetryError> {
+    init_with(level, format, dir, false)
+}
+
+/// Like [`init`]; with `to_stderr` the console output goes to stderr, so a command's report on
+/// stdout (`sync`, `status`, …) stays clean for pipes.
+pub fn init_with(
+    level: &str,
+    format: LogFormat,
+    dir: Option<&Path>,
+    to_stderr: bool,
+) -> Result<LogGuards, TelemetryError> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let console = || {
+        if to_stderr {
+            BoxMakeWriter::new(std::io::stderr)
+        } else {
+            BoxMakeWriter::new(std::io::stdout)
+        }
+    };
     let filter = || -> Result<EnvFilter, TelemetryError> {
         match std::env::var("RUST_LOG") {
             Ok(v) if !v.trim().is_empty() => {
@@ -54,22 +73,29 @@ pub fn init(
     use std::io::IsTerminal;
     // Under systemd, journald stamps every line itself.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let ansi = std::io::stdout().is_terminal();
+    let ansi = if to_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
     let stdout_layer: Box<dyn Layer<_> + Send + Sync> = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .with_target(true)
+            .with_writer(console())
             .with_filter(filter()?)
             .boxed(),
         LogFormat::Text if journald => tracing_subscriber::fmt::layer()
             .without_time()
             .with_ansi(false)
+            .with_writer(console())
             .with_filter(filter()?)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(ansi)
+            .with_writer(console())
             .with_filter(filter()?)
             .boxed(),
     };
