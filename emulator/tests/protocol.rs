@@ -194,7 +194,17 @@ async fn tls_full_and_login_only() {
 
 /// Sends one raw TDS message and reads one raw response message (payload only).
 async fn raw_exchange(tcp: &mut TcpStream, ty: u8, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    Ok(raw_exchange_packets(tcp, ty, payload).await?.0)
+}
+
+/// Like [`raw_exchange`], also returning the largest response packet seen (header included).
+async fn raw_exchange_packets(
+    tcp: &mut TcpStream,
+    ty: u8,
+    payload: &[u8],
+) -> std::io::Result<(Vec<u8>, usize)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut largest = 0;
     let mut pkt = vec![ty, 0x01];
     pkt.extend_from_slice(&((payload.len() + 8) as u16).to_be_bytes());
     pkt.extend_from_slice(&[0, 0, 1, 0]);
@@ -205,11 +215,12 @@ async fn raw_exchange(tcp: &mut TcpStream, ty: u8, payload: &[u8]) -> std::io::R
         let mut h = [0u8; 8];
         tcp.read_exact(&mut h).await?;
         let len = u16::from_be_bytes([h[2], h[3]]) as usize;
+        largest = largest.max(len);
         let mut body = vec![0u8; len - 8];
         tcp.read_exact(&mut body).await?;
         out.extend_from_slice(&body);
         if h[1] & 1 != 0 {
-            return Ok(out);
+            return Ok((out, largest));
         }
     }
 }
@@ -430,6 +441,11 @@ async fn graceful_shutdown_closes_sessions_and_stops_accepting() {
 
 /// A minimal LOGIN7 (TDS 7.4, SQL authentication) for raw-protocol tests.
 fn login7_payload(user: &str, password: &str, db: &str) -> Vec<u8> {
+    login7_payload_sized(user, password, db, 4096)
+}
+
+/// LOGIN7 asking for a packet size.
+fn login7_payload_sized(user: &str, password: &str, db: &str, packet_size: u32) -> Vec<u8> {
     fn utf16(s: &str) -> Vec<u8> {
         s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
     }
@@ -451,7 +467,7 @@ fn login7_payload(user: &str, password: &str, db: &str) -> Vec<u8> {
     let fixed = 36 + 9 * 4 + 6 + 4 * 3 + 4;
     let mut head = Vec::new();
     head.extend_from_slice(&0x7400_0004u32.to_le_bytes());
-    head.extend_from_slice(&4096u32.to_le_bytes());
+    head.extend_from_slice(&packet_size.to_le_bytes());
     head.extend_from_slice(&[0u8; 12]); // prog ver, pid, connection id
     head.extend_from_slice(&[0xE0, 0x03, 0, 0]); // option flags
     head.extend_from_slice(&[0u8; 8]); // time zone, LCID
@@ -496,7 +512,10 @@ fn scan_tokens(b: &[u8]) -> Scanned {
                 let len = u16::from_le_bytes([b[i], b[i + 1]]) as usize;
                 let body = &b[i + 2..i + 2 + len];
                 if t == 0xE3 {
-                    let n = body[1] as usize;
+                    // Text values (database, language, charset, packet size) count UTF-16
+                    // characters; binary ones (collation, descriptors) count bytes.
+                    let unit = if body[0] <= 4 { 2 } else { 1 };
+                    let n = body[1] as usize * unit;
                     envs.push((body[0], body[2..2 + n].to_vec()));
                 }
                 if t == 0xAA {
@@ -793,4 +812,55 @@ async fn prepared_statements_by_proc_id_and_sp_executesql_by_name() {
         contains(&resp, &[0xD1, 4, 7, 0, 0, 0]),
         "row with 7: {resp:?}"
     );
+}
+
+#[tokio::test]
+async fn negotiated_packet_size_is_honoured() {
+    let env = env(TlsMode::Off).await;
+    for (asked, granted) in [
+        (512u32, 512usize),
+        (100, 512),
+        (8192, 8192),
+        (60_000, 32767),
+    ] {
+        let mut tcp = TcpStream::connect(env.addr()).await.unwrap();
+        raw_exchange(&mut tcp, 0x12, &prelogin_payload(2))
+            .await
+            .unwrap();
+        let resp = raw_exchange(
+            &mut tcp,
+            0x10,
+            &login7_payload_sized(USER, PASSWORD, DB, asked),
+        )
+        .await
+        .unwrap();
+        let (envs, _, _) = scan_tokens(&resp);
+        let size = envs
+            .iter()
+            .find(|e| e.0 == 4)
+            .expect("ENVCHANGE packet size");
+        let text: String =
+            char::decode_utf16(size.1.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])))
+                .map(|c| c.unwrap())
+                .collect();
+        assert_eq!(text, granted.to_string(), "asked {asked}");
+        // A ~40 KB result comes back in packets no larger than the granted size.
+        let mut req = all_headers([0; 8]);
+        let sql = format!("SELECT N'{}' AS a", "x".repeat(3_000));
+        let sql = format!(
+            "{sql}, {}",
+            (0..6)
+                .map(|i| format!("N'{}' AS c{i}", "y".repeat(3_000)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        req.extend(sql.encode_utf16().flat_map(|u| u.to_le_bytes()));
+        let (resp, largest) = raw_exchange_packets(&mut tcp, 0x01, &req).await.unwrap();
+        assert!(resp.len() > 40_000);
+        assert!(
+            largest <= granted,
+            "packet of {largest} bytes with size {granted}"
+        );
+        assert!(largest > granted / 2, "the granted size is used");
+    }
 }
