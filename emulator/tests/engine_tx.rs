@@ -278,3 +278,28 @@ async fn sp_getapplock_return_codes() {
     .await;
     assert_eq!(return_status(&out), vec![0]);
 }
+
+#[tokio::test]
+async fn implicit_transactions() {
+    let db = db().await;
+    let mut s = db.session().await;
+    let mut other = db.session().await;
+    ok(&mut s, "CREATE TABLE I (id int NOT NULL)").await;
+    let out = ok(
+        &mut s,
+        "SET IMPLICIT_TRANSACTIONS ON; SELECT @@TRANCOUNT AS a",
+    )
+    .await;
+    assert_eq!(
+        scalar(&out).1,
+        Value::Int(0),
+        "a SELECT without a table opens nothing"
+    );
+    let out = ok(&mut s, "INSERT INTO I VALUES (1); SELECT @@TRANCOUNT AS b").await;
+    assert_eq!(tx_events(&out), vec!["begin"]);
+    assert_eq!(scalar(&out).1, Value::Int(1));
+    assert_eq!(count(&mut other, "SELECT COUNT(*) FROM I").await, 0);
+    let out = ok(&mut s, "COMMIT; SET IMPLICIT_TRANSACTIONS OFF").await;
+    assert_eq!(tx_events(&out), vec!["commit"]);
+    assert_eq!(count(&mut other, "SELECT COUNT(*) FROM I").await, 1);
+}

@@ -152,6 +152,7 @@ impl Engine {
             ddl_in_tx: false,
             nocount: false,
             xact_abort: false,
+            implicit_tx: false,
             lock_timeout_ms: -1,
             identity_insert: None,
             vars: HashMap::new(),
@@ -246,6 +247,8 @@ pub struct Session {
     ddl_in_tx: bool,
     nocount: bool,
     xact_abort: bool,
+    /// SET IMPLICIT_TRANSACTIONS ON: DML, SELECT and DDL open a transaction when none is open.
+    implicit_tx: bool,
     /// SET LOCK_TIMEOUT (ms, -1 = wait forever).
     lock_timeout_ms: i64,
     /// SET IDENTITY_INSERT <table> ON (lower-cased name).
@@ -447,6 +450,23 @@ impl Session {
         params: &[Param],
         out: &mut Vec<Output>,
     ) -> Result<(), Fail> {
+        if self.implicit_tx
+            && self.trancount == 0
+            && !matches!(stmt, Statement::Query(q) if matches!(&*q.body, ast::SetExpr::Select(s) if s.from.is_empty()))
+            && matches!(
+                stmt,
+                Statement::Query(_)
+                    | Statement::Insert(_)
+                    | Statement::Update(_)
+                    | Statement::Delete(_)
+                    | Statement::CreateTable(_)
+                    | Statement::CreateIndex(_)
+                    | Statement::Drop { .. }
+                    | Statement::Truncate(_)
+            )
+        {
+            self.begin_tran(out);
+        }
         match stmt {
             Statement::Query(_)
             | Statement::Insert(_)
@@ -637,11 +657,7 @@ impl Session {
                 match name.as_str() {
                     "NOCOUNT" => self.nocount = on,
                     "XACT_ABORT" => self.xact_abort = on,
-                    "IMPLICIT_TRANSACTIONS" => {
-                        if on {
-                            return Err(unsupported("SET IMPLICIT_TRANSACTIONS ON").into());
-                        }
-                    }
+                    "IMPLICIT_TRANSACTIONS" => self.implicit_tx = on,
                     "LOCK_TIMEOUT" => {
                         let ms: i64 = val
                             .parse()
