@@ -180,3 +180,57 @@ async fn sql_server_encryption_against_the_emulator() {
         .await
         .expect("ADO string with TLS");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_server_that_requires_encryption() {
+    use mikro_emulator::{EmulatorConfig, TlsMode};
+    let pg = PgCluster::start().await.expect("cluster");
+    pg.create_database("erp").await.unwrap();
+    let emu = mikro_emulator::start(EmulatorConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        pg_url: pg.url("erp"),
+        user: "sa".into(),
+        password: "Req.Tls-1".into(),
+        database: "MikroDB".into(),
+        tls: TlsMode::Required,
+    })
+    .await
+    .expect("emulator");
+    let c = |encrypt: &str, trust: &str| {
+        cfg(&[
+            ("MSSQL_SERVER", "127.0.0.1".into()),
+            ("MSSQL_PORT", emu.addr.port().to_string()),
+            ("MSSQL_DATABASE", "MikroDB".into()),
+            ("MSSQL_USER", "sa".into()),
+            ("MSSQL_PASSWORD", "Req.Tls-1".into()),
+            ("MSSQL_ENCRYPT", encrypt.into()),
+            ("MSSQL_TRUST_SERVER_CERTIFICATE", trust.into()),
+        ])
+    };
+    // The server's requirement wins over a client asking for plaintext (tiberius follows the
+    // server, as SQL Server's "force encryption" does), so the certificate check still applies:
+    for encrypt in ["plaintext", "false", "true"] {
+        let err = mikro_sync::doctor::connect_erp(c(encrypt, "false").erp().unwrap())
+            .await
+            .expect_err("an untrusted self-signed certificate is refused");
+        assert!(
+            err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"),
+            "MSSQL_ENCRYPT={encrypt}: {err}"
+        );
+    }
+    // With the explicit trust opt-in the encrypted session works.
+    let mut client = mikro_sync::doctor::connect_erp(c("true", "true").erp().unwrap())
+        .await
+        .expect("encrypted session");
+    let row = client
+        .simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .expect("row");
+    assert_eq!(row.get::<i32, _>(0), Some(1));
+    drop(client);
+    emu.shutdown().await;
+}
