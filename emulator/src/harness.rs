@@ -11,6 +11,10 @@
 //! with `COLLATE Turkish_CI_AS`, loaded with the same `sql/mikro` files, dropped on drop), so the
 //! whole suite can be run against the real thing; [`Harness::is_real_sql_server`] tells tests.
 //!
+//! The emulator runs as tasks on the caller's tokio runtime. Tests that block a thread (spawning
+//! processes synchronously, `std::thread::sleep`, blocking clients) should use
+//! `#[tokio::test(flavor = "multi_thread")]` so the emulator keeps being served.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use mikro_emulator::harness::{Harness, HarnessOptions};
@@ -178,8 +182,11 @@ struct ErpEndpoint {
     user: String,
     password: String,
     database: String,
-    /// Extra ADO pairs from MIKRO_TEST_MSSQL that we pass through (e.g. `trustservercertificate`).
+    /// True for a real SQL Server (`MIKRO_TEST_MSSQL`).
     real: bool,
+    /// For a real server: the given ADO string's pairs with the test database substituted, so
+    /// its own settings (encryption, certificates, timeouts) are kept.
+    real_pairs: Vec<(String, String)>,
 }
 
 /// A real SQL Server test database to drop on drop.
@@ -257,6 +264,7 @@ impl Harness {
                     password: EMULATOR_PASSWORD.into(),
                     database: EMULATOR_DATABASE.into(),
                     real: false,
+                    real_pairs: Vec::new(),
                 };
                 (Some(handle), None, erp)
             }
@@ -357,8 +365,12 @@ impl Harness {
     }
 
     /// ADO connection string without encryption (`encrypt=DANGER_PLAINTEXT`; tiberius then stays
-    /// in plaintext for the whole session).
+    /// in plaintext for the whole session). On a real SQL Server: the `MIKRO_TEST_MSSQL` string
+    /// with the test database, its encryption settings unchanged (servers often force TLS).
     pub fn erp_ado(&self) -> String {
+        if self.erp.real {
+            return join_ado(&self.erp.real_pairs);
+        }
         format!(
             "server=tcp:{},{};user={};password={};database={};encrypt=DANGER_PLAINTEXT;TrustServerCertificate=true",
             self.erp.host, self.erp.port, self.erp.user, ado_quote(&self.erp.password), self.erp.database
@@ -368,15 +380,32 @@ impl Harness {
     /// ADO connection string with TLS, as mikro-sync runs in production
     /// (`encrypt=true;TrustServerCertificate=true`).
     pub fn erp_ado_tls(&self) -> String {
+        if self.erp.real {
+            let mut pairs: Vec<(String, String)> = self
+                .erp
+                .real_pairs
+                .iter()
+                .filter(|(k, _)| k != "encrypt" && k != "trustservercertificate")
+                .cloned()
+                .collect();
+            pairs.push(("encrypt".into(), "true".into()));
+            pairs.push(("TrustServerCertificate".into(), "true".into()));
+            return join_ado(&pairs);
+        }
         format!(
             "server=tcp:{},{};user={};password={};database={};encrypt=true;TrustServerCertificate=true",
             self.erp.host, self.erp.port, self.erp.user, ado_quote(&self.erp.password), self.erp.database
         )
     }
 
-    /// A tiberius [`Config`] for the ERP side (plaintext on the emulator, TLS with a trusted
-    /// certificate on a real server, which usually requires it).
+    /// A tiberius [`Config`] for the ERP side: plaintext on the emulator; on a real server the
+    /// settings of `MIKRO_TEST_MSSQL` (pointing at the test database).
     pub fn erp_config(&self) -> Config {
+        if self.erp.real {
+            if let Ok(c) = Config::from_ado_string(&self.erp_ado()) {
+                return c;
+            }
+        }
         let mut c = Config::new();
         c.host(&self.erp.host);
         c.port(self.erp.port);
@@ -541,13 +570,21 @@ fn ado_get<'a>(pairs: &'a [(String, String)], keys: &[&str]) -> Option<&'a str> 
 
 /// Builds an ADO string from pairs, replacing the database.
 fn ado_with_database(pairs: &[(String, String)], db: &str) -> String {
-    let mut out: Vec<String> = pairs
+    let mut out: Vec<(String, String)> = pairs
         .iter()
         .filter(|(k, _)| k != "database" && k != "initial catalog")
-        .map(|(k, v)| format!("{k}={}", ado_quote(v)))
+        .cloned()
         .collect();
-    out.push(format!("database={db}"));
-    out.join(";")
+    out.push(("database".into(), db.into()));
+    join_ado(&out)
+}
+
+fn join_ado(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", ado_quote(v)))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 async fn create_real_database(ado: &str) -> Result<(ErpEndpoint, RealDb), HarnessError> {
@@ -596,6 +633,12 @@ async fn create_real_database(ado: &str) -> Result<(ErpEndpoint, RealDb), Harnes
             password,
             database: name.clone(),
             real: true,
+            real_pairs: pairs
+                .iter()
+                .filter(|(k, _)| k != "database" && k != "initial catalog")
+                .cloned()
+                .chain([("database".to_string(), name.clone())])
+                .collect(),
         },
         RealDb { admin_ado, name },
     ))
