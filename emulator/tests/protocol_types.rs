@@ -458,3 +458,57 @@ async fn more_column_types_varchar_money_real_datetime2() {
     );
     assert_eq!(row.get::<&[u8], _>("b"), Some(&[1u8, 2, 3][..]));
 }
+
+#[tokio::test]
+async fn shutdown_rolls_back_open_transactions() {
+    let (pg, emu, mut c) = setup().await;
+    c.simple_query("CREATE TABLE s (id int NOT NULL)")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    c.simple_query("BEGIN TRAN")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    c.execute("INSERT INTO s (id) VALUES (@P1)", &[&1i32])
+        .await
+        .unwrap();
+    emu.shutdown().await;
+    assert!(
+        c.simple_query("SELECT 1").await.is_err(),
+        "connection closed"
+    );
+
+    // A new emulator on the same database sees no row: the open transaction was rolled back.
+    let emu = start(EmulatorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        pg_url: pg.url("types"),
+        user: USER.into(),
+        password: PASSWORD.into(),
+        database: DB.into(),
+        tls: TlsMode::Off,
+    })
+    .await
+    .unwrap();
+    let mut cfg = Config::new();
+    cfg.host("127.0.0.1");
+    cfg.port(emu.addr.port());
+    cfg.authentication(AuthMethod::sql_server(USER, PASSWORD));
+    cfg.encryption(EncryptionLevel::NotSupported);
+    let tcp = TcpStream::connect(cfg.get_addr()).await.unwrap();
+    let mut c = Client::connect(cfg, tcp.compat_write()).await.unwrap();
+    let n = c
+        .query("SELECT COUNT(*) AS n FROM s", &[])
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap()
+        .get::<i32, _>(0);
+    assert_eq!(n, Some(0));
+}
