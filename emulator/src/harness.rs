@@ -124,6 +124,10 @@ pub struct HarnessOptions {
     pub emulator_tls: TlsMode,
     /// Ignore `MIKRO_TEST_MSSQL` and always use the emulator.
     pub force_emulator: bool,
+    /// PostgreSQL `timezone` of the emulator's backing database, which is what `GETDATE()`
+    /// returns (e.g. `"Europe/Istanbul"`, the zone a real Mikro server runs in). `None` keeps
+    /// the machine's zone.
+    pub erp_timezone: Option<String>,
 }
 
 impl Default for HarnessOptions {
@@ -135,6 +139,7 @@ impl Default for HarnessOptions {
             pg_tls: false,
             emulator_tls: TlsMode::Optional,
             force_emulator: false,
+            erp_timezone: None,
         }
     }
 }
@@ -248,6 +253,16 @@ impl Harness {
         let (emulator, real_db, erp) = match real {
             None => {
                 pg.create_database("erp").await?;
+                if let Some(tz) = &opts.erp_timezone {
+                    pg.execute(
+                        "postgres",
+                        &format!(
+                            "ALTER DATABASE erp SET timezone = '{}'",
+                            tz.replace('\'', "''")
+                        ),
+                    )
+                    .await?;
+                }
                 let handle = crate::server::start(EmulatorConfig {
                     listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                     pg_url: pg.url("erp"),
