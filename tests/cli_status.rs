@@ -158,6 +158,21 @@ async fn status_and_retry_failed() {
     assert_eq!(line_of(&text, "total")[1..], ["5", "0", "0", "0"], "{text}");
     assert!(text.contains("Failed documents: none"), "{text}");
 
+    // A claimed row shows who works on it.
+    client
+        .batch_execute(
+            "UPDATE sync_queue SET status = 'processing', claimed_by = 'shop-server:4242:beef',
+                    claimed_at = now(), lease_until = now() + interval '30 seconds'
+              WHERE id = (SELECT id FROM sync_queue ORDER BY id LIMIT 1)",
+        )
+        .await
+        .unwrap();
+    let (_, text) = mikro_sync(&url, &["status"]).await;
+    assert!(
+        text.contains("Processing: 1 by shop-server:4242:beef"),
+        "{text}"
+    );
+
     // Bad usage is rejected by clap with a message.
     let (ok, text) = mikro_sync(&url, &["retry-failed", "--type", "fatura"]).await;
     assert!(!ok && text.contains("fatura"), "{text}");

@@ -29,6 +29,8 @@ pub struct QueueStatus {
     pub errors: Vec<(String, String, i64, String)>,
     /// Sessions named `mikro-sync listener` connected to the web database.
     pub listeners: i64,
+    /// (claimed_by, rows in processing, seconds since the oldest claim): who works on what.
+    pub claims: Vec<(String, i64, f64)>,
 }
 
 /// Gathers the queue status.
@@ -97,6 +99,28 @@ pub async fn gather(
             r.get(2),
             r.get::<_, Option<String>>(3).unwrap_or_default(),
         ));
+    }
+    let has_claims: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+              WHERE table_name = 'sync_queue' AND column_name = 'claimed_by'
+                AND table_schema = ANY (current_schemas(false)))",
+            &[],
+        )
+        .await?
+        .get(0);
+    if has_claims {
+        for r in client
+            .query(
+                "SELECT coalesce(claimed_by, '?'), count(*),
+                        coalesce(extract(epoch FROM now() - min(claimed_at))::float8, 0)
+                   FROM sync_queue WHERE status = 'processing' GROUP BY 1 ORDER BY 1",
+                &[],
+            )
+            .await?
+        {
+            st.claims.push((r.get(0), r.get(1), r.get(2)));
+        }
     }
     st.listeners = client
         .query_one(
@@ -192,6 +216,13 @@ pub fn render(st: &QueueStatus) -> String {
             n => format!("connected ({n} workers listening)"),
         }
     );
+    for (who, n, secs) in &st.claims {
+        let _ = writeln!(
+            out,
+            "Processing: {n} by {who} (oldest claim {} ago)",
+            age(*secs)
+        );
+    }
     if st.errors.is_empty() {
         let _ = writeln!(out, "Failed documents: none");
     } else {
