@@ -187,3 +187,20 @@ async fn dropping_the_harness_removes_cluster_and_emulator() {
     }
     assert!(refused, "emulator still listening on {erp_port}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erp_timezone_sets_what_getdate_returns() {
+    let h = Harness::start(HarnessOptions {
+        erp_timezone: Some("Europe/Istanbul".into()),
+        ..HarnessOptions::bare()
+    })
+    .await
+    .expect("harness");
+    if h.is_real_sql_server() {
+        return;
+    }
+    let mut erp = h.erp_client().await.expect("erp client");
+    // Istanbul is UTC+3 all year (no DST since 2016).
+    let minutes = count(&mut erp, "SELECT DATEDIFF(minute, GETUTCDATE(), GETDATE())").await;
+    assert_eq!(minutes, 180);
+}
