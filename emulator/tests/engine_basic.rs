@@ -326,3 +326,64 @@ async fn turkish_case_insensitive_equality() {
     let out = run(&mut s, "INSERT INTO C (kod) VALUES (N'istanbul')").await;
     assert_eq!(errors(&out), vec![2627]);
 }
+
+#[tokio::test]
+async fn update_and_delete_with_from_and_joins() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(
+        &mut s,
+        "CREATE TABLE H (id int NOT NULL PRIMARY KEY, kod nvarchar(10) NOT NULL, tutar float NOT NULL);
+         CREATE TABLE F (kod nvarchar(10) NOT NULL PRIMARY KEY, oran float NOT NULL);
+         INSERT INTO H VALUES (1, N'a', 10), (2, N'b', 20), (3, N'c', 30);
+         INSERT INTO F VALUES (N'a', 2), (N'b', 3)",
+    )
+    .await;
+    // Target named by alias, inner join.
+    let out = ok(
+        &mut s,
+        "UPDATE h SET tutar = h.tutar * f.oran FROM H h JOIN F f ON f.kod = h.kod WHERE f.oran > 2",
+    )
+    .await;
+    assert_eq!(counts(&out), vec![Some(1)]);
+    // Target named by table, joined table second.
+    let out = ok(
+        &mut s,
+        "UPDATE H SET tutar = H.tutar + 1 FROM F JOIN H ON F.kod = H.kod",
+    )
+    .await;
+    assert_eq!(counts(&out), vec![Some(2)]);
+    // Target not in FROM.
+    ok(
+        &mut s,
+        "UPDATE H SET tutar = 0 FROM F WHERE F.kod = H.kod AND F.oran = 2",
+    )
+    .await;
+    let out = ok(&mut s, "SELECT id, tutar FROM H ORDER BY id").await;
+    assert_eq!(
+        rowset(&out, 0).1,
+        vec![
+            vec![Value::Int(1), Value::Float(0.0)],
+            vec![Value::Int(2), Value::Float(61.0)],
+            vec![Value::Int(3), Value::Float(30.0)]
+        ]
+    );
+    // DELETE x FROM … JOIN.
+    let out = ok(
+        &mut s,
+        "DELETE h FROM H h JOIN F f ON f.kod = h.kod WHERE f.oran = 3",
+    )
+    .await;
+    assert_eq!(counts(&out), vec![Some(1)]);
+    let out = ok(&mut s, "DELETE H WHERE id = 3").await;
+    assert_eq!(counts(&out), vec![Some(1)]);
+    let out = ok(&mut s, "SELECT COUNT(*) FROM H").await;
+    assert_eq!(scalar(&out).1, Value::Int(1));
+    // Outer joins involving the target are refused.
+    let out = run(
+        &mut s,
+        "UPDATE h SET tutar = 1 FROM H h LEFT JOIN F f ON f.kod = h.kod",
+    )
+    .await;
+    assert_eq!(errors(&out), vec![102]);
+}

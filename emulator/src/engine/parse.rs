@@ -197,7 +197,25 @@ fn preprocess(sql: &str) -> Result<String, SqlError> {
         if word_is(t, "DELETE") {
             if let Some(j) = significant(&tokens, i + 1) {
                 if let Token::Word(w) = &tokens[j] {
-                    if !w.value.eq_ignore_ascii_case("FROM") && !w.value.eq_ignore_ascii_case("TOP")
+                    // `DELETE x FROM …` keeps its form; only `DELETE T WHERE …` gets a FROM.
+                    let mut k = j;
+                    while matches!(tokens.get(k + 1), Some(Token::Period))
+                        || significant(&tokens, k + 1)
+                            .is_some_and(|n| matches!(tokens[n], Token::Period))
+                    {
+                        let Some(dot) = significant(&tokens, k + 1) else {
+                            break;
+                        };
+                        let Some(next) = significant(&tokens, dot + 1) else {
+                            break;
+                        };
+                        k = next;
+                    }
+                    let from_follows =
+                        significant(&tokens, k + 1).is_some_and(|n| word_is(&tokens[n], "FROM"));
+                    if !w.value.eq_ignore_ascii_case("FROM")
+                        && !w.value.eq_ignore_ascii_case("TOP")
+                        && !from_follows
                     {
                         out.push(t.clone());
                         out.push(Token::Whitespace(Whitespace::Space));

@@ -134,6 +134,10 @@ struct ScopeTable {
     def: Arc<TableDef>,
 }
 
+/// The target of UPDATE/DELETE … FROM: its table, alias, the other FROM items rendered for
+/// PostgreSQL, and join conditions moved to WHERE.
+type DmlFrom = (Arc<TableDef>, String, Option<String>, Vec<String>);
+
 /// Variable types visible to the statement being compiled.
 pub type VarTypes = HashMap<String, SqlType>;
 
@@ -504,10 +508,173 @@ impl<'a> Translator<'a> {
         })
     }
 
-    fn update(mut self, u: &ast::Update) -> Result<SqlPlan, SqlError> {
-        if u.from.is_some() {
-            return Err(unsupported("UPDATE … FROM"));
+    /// T-SQL `UPDATE x … FROM …` / `DELETE x FROM …`: finds the target among the FROM items
+    /// (by alias or name), registers it, and renders the other items for PostgreSQL's
+    /// `FROM` / `USING`. Inner-join conditions of the target move to WHERE.
+    fn dml_from<'f>(
+        &mut self,
+        target: &ObjectName,
+        target_alias: Option<&ast::TableAlias>,
+        target_hints: &[Expr],
+        from: &'f [TableWithJoins],
+    ) -> Result<DmlFrom, SqlError> {
+        fn on(op: Option<&JoinOperator>) -> Option<&Expr> {
+            match op {
+                Some(
+                    JoinOperator::Join(JoinConstraint::On(e))
+                    | JoinOperator::Inner(JoinConstraint::On(e)),
+                ) => Some(e),
+                _ => None,
+            }
         }
+        let key = ident_key(name_parts(target).last().map(String::as_str).unwrap_or(""));
+        let factor_key = |f: &TableFactor| match f {
+            TableFactor::Table { name, alias, .. } => Some(match alias {
+                Some(a) => ident_key(&a.name.value),
+                None => ident_key(name_parts(name).last().map(String::as_str).unwrap_or("")),
+            }),
+            _ => None,
+        };
+        let mut found: Option<(usize, usize)> = None;
+        for (i, twj) in from.iter().enumerate() {
+            if factor_key(&twj.relation).as_deref() == Some(key.as_str()) {
+                found = Some((i, 0));
+            }
+            for (k, j) in twj.joins.iter().enumerate() {
+                if factor_key(&j.relation).as_deref() == Some(key.as_str()) {
+                    found = Some((i, k + 1));
+                }
+            }
+        }
+        let (def, alias) = match found {
+            Some((i, p)) => {
+                let f = if p == 0 {
+                    &from[i].relation
+                } else {
+                    &from[i].joins[p - 1].relation
+                };
+                let TableFactor::Table {
+                    name,
+                    alias,
+                    with_hints,
+                    ..
+                } = f
+                else {
+                    return Err(unsupported("DML target"));
+                };
+                let def = self.table(name)?;
+                self.hints(with_hints, &def)?;
+                let a = alias
+                    .as_ref()
+                    .map(|a| ident_key(&a.name.value))
+                    .unwrap_or_else(|| def.lc.clone());
+                (def, a)
+            }
+            None => {
+                let def = self.table(target)?;
+                self.hints(target_hints, &def)?;
+                let a = target_alias
+                    .map(|a| ident_key(&a.name.value))
+                    .unwrap_or_else(|| def.lc.clone());
+                (def, a)
+            }
+        };
+        if def.schema != "dbo" {
+            return Err(unsupported(format!("changing sys.{}", def.name)));
+        }
+        if let Some(s) = self.scopes.last_mut() {
+            s.push(ScopeTable {
+                alias: alias.clone(),
+                def: def.clone(),
+            });
+        }
+        let mut moved: Vec<&'f Expr> = Vec::new();
+        let mut items = Vec::new();
+        for (i, twj) in from.iter().enumerate() {
+            // (factor, join operator) entries of this item.
+            let mut entries: Vec<(&'f TableFactor, Option<&'f JoinOperator>)> =
+                vec![(&twj.relation, None)];
+            entries.extend(
+                twj.joins
+                    .iter()
+                    .map(|j| (&j.relation, Some(&j.join_operator))),
+            );
+            if let Some((fi, p)) = found {
+                if fi == i {
+                    let inner = |op: Option<&JoinOperator>| {
+                        matches!(
+                            op,
+                            None | Some(JoinOperator::Join(_) | JoinOperator::Inner(_))
+                        )
+                    };
+                    if !entries.iter().all(|(_, op)| inner(*op)) {
+                        return Err(unsupported("outer joins in UPDATE/DELETE … FROM"));
+                    }
+
+                    if p == 0 {
+                        entries.remove(0);
+                        if !entries.is_empty() {
+                            if let Some(e) = on(entries[0].1) {
+                                moved.push(e);
+                            }
+                            entries[0].1 = None;
+                        }
+                    } else {
+                        let (_, op) = entries.remove(p);
+                        if let Some(e) = on(op) {
+                            moved.push(e);
+                        }
+                    }
+                }
+            }
+            if entries.is_empty() {
+                continue;
+            }
+            let mut sql = String::new();
+            for (k, (f, op)) in entries.iter().enumerate() {
+                let rel = self.table_factor(f)?;
+                if k == 0 {
+                    sql.push_str(&rel);
+                    continue;
+                }
+                let (kw, c) = match op {
+                    Some(JoinOperator::Join(c) | JoinOperator::Inner(c)) => ("JOIN", Some(c)),
+                    Some(JoinOperator::Left(c) | JoinOperator::LeftOuter(c)) => {
+                        ("LEFT JOIN", Some(c))
+                    }
+                    Some(JoinOperator::Right(c) | JoinOperator::RightOuter(c)) => {
+                        ("RIGHT JOIN", Some(c))
+                    }
+                    Some(JoinOperator::FullOuter(c)) => ("FULL JOIN", Some(c)),
+                    Some(JoinOperator::CrossJoin(JoinConstraint::None)) => ("CROSS JOIN", None),
+                    _ => return Err(unsupported("join kind")),
+                };
+                sql.push_str(&format!(" {kw} {rel}"));
+                match c {
+                    None => {}
+                    Some(JoinConstraint::On(e)) => {
+                        let te = self.expr(e)?;
+                        sql.push_str(" ON ");
+                        sql.push_str(&te.sql);
+                    }
+                    Some(_) => return Err(unsupported("JOIN USING/NATURAL (use ON)")),
+                }
+            }
+            items.push(sql);
+        }
+        let mut extra = Vec::new();
+        for e in moved {
+            extra.push(self.expr(e)?.sql);
+        }
+        let from_sql = if items.is_empty() {
+            None
+        } else {
+            Some(items.join(", "))
+        };
+        Ok((def, alias, from_sql, extra))
+    }
+
+    fn update(mut self, u: &ast::Update) -> Result<SqlPlan, SqlError> {
         if u.returning.is_some() {
             return Err(unsupported(
                 "RETURNING (PostgreSQL; use OUTPUT INSERTED.col)",
@@ -517,36 +684,24 @@ impl<'a> Translator<'a> {
             return Err(unsupported("UPDATE … ORDER BY/LIMIT"));
         }
         if !u.table.joins.is_empty() {
-            return Err(unsupported("UPDATE with JOIN"));
+            return Err(unsupported("UPDATE with JOIN (use UPDATE … FROM)"));
         }
-        let (def, alias) = match &u.table.relation {
+        let from: &[TableWithJoins] = match &u.from {
+            None => &[],
+            Some(ast::UpdateTableFromKind::AfterSet(t)) => t,
+            Some(ast::UpdateTableFromKind::BeforeSet(_)) => {
+                return Err(unsupported("UPDATE FROM … SET (not T-SQL)"))
+            }
+        };
+        let (def, alias, from_sql, extra) = match &u.table.relation {
             TableFactor::Table {
                 name,
                 alias,
                 with_hints,
                 ..
-            } => {
-                let def = self.table(name)?;
-                self.hints(with_hints, &def)?;
-                (
-                    def.clone(),
-                    alias
-                        .as_ref()
-                        .map(|a| ident_key(&a.name.value))
-                        .unwrap_or_else(|| def.lc.clone()),
-                )
-            }
+            } => self.dml_from(name, alias.as_ref(), with_hints, from)?,
             other => return Err(unsupported(other)),
         };
-        if def.schema != "dbo" {
-            return Err(unsupported(format!("UPDATE of sys.{}", def.name)));
-        }
-        if let Some(s) = self.scopes.last_mut() {
-            s.push(ScopeTable {
-                alias: alias.clone(),
-                def: def.clone(),
-            })
-        }
         let mut sets = Vec::new();
         for a in &u.assignments {
             let target = match &a.target {
@@ -580,10 +735,17 @@ impl<'a> Translator<'a> {
             quote_ident(&alias),
             sets.join(", ")
         );
+        if let Some(f) = from_sql {
+            sql.push_str(" FROM ");
+            sql.push_str(&f);
+        }
+        let mut conds = extra;
         if let Some(w) = &u.selection {
-            let te = self.expr(w)?;
+            conds.push(self.expr(w)?.sql);
+        }
+        if !conds.is_empty() {
             sql.push_str(" WHERE ");
-            sql.push_str(&te.sql);
+            sql.push_str(&conds.join(" AND "));
         }
         // OUTPUT INSERTED.x: PostgreSQL RETURNING sees the new row under the target's alias.
         let (mut out_sql, out_cols) = self.output_items(&u.output, &def, "inserted")?;
@@ -610,9 +772,8 @@ impl<'a> Translator<'a> {
     }
 
     fn delete(mut self, d: &ast::Delete) -> Result<SqlPlan, SqlError> {
-        if !d.tables.is_empty() || d.using.is_some() || d.limit.is_some() || !d.order_by.is_empty()
-        {
-            return Err(unsupported("DELETE with several tables/USING/LIMIT"));
+        if d.using.is_some() || d.limit.is_some() || !d.order_by.is_empty() {
+            return Err(unsupported("DELETE … USING/LIMIT/ORDER BY (not T-SQL)"));
         }
         if d.returning.is_some() {
             return Err(unsupported(
@@ -622,42 +783,38 @@ impl<'a> Translator<'a> {
         let tables = match &d.from {
             FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
         };
-        if tables.len() != 1 || !tables[0].joins.is_empty() {
-            return Err(unsupported("DELETE with joins"));
-        }
-        let (def, alias) = match &tables[0].relation {
-            TableFactor::Table {
-                name,
-                alias,
-                with_hints,
-                ..
-            } => {
-                let def = self.table(name)?;
-                self.hints(with_hints, &def)?;
-                (
-                    def.clone(),
-                    alias
-                        .as_ref()
-                        .map(|a| ident_key(&a.name.value))
-                        .unwrap_or_else(|| def.lc.clone()),
-                )
+        let (def, alias, using, extra) = match d.tables.as_slice() {
+            // DELETE [FROM] T [WHERE …]
+            [] => {
+                if tables.len() != 1 || !tables[0].joins.is_empty() {
+                    return Err(unsupported("DELETE with joins (use DELETE x FROM …)"));
+                }
+                match &tables[0].relation {
+                    TableFactor::Table {
+                        name,
+                        alias,
+                        with_hints,
+                        ..
+                    } => self.dml_from(name, alias.as_ref(), with_hints, &[])?,
+                    other => return Err(unsupported(other)),
+                }
             }
-            other => return Err(unsupported(other)),
+            // DELETE x FROM T x JOIN … [WHERE …]
+            [target] => self.dml_from(target, None, &[], tables)?,
+            _ => return Err(unsupported("DELETE of several tables")),
         };
-        if def.schema != "dbo" {
-            return Err(unsupported(format!("DELETE from sys.{}", def.name)));
-        }
-        if let Some(s) = self.scopes.last_mut() {
-            s.push(ScopeTable {
-                alias: alias.clone(),
-                def: def.clone(),
-            })
-        }
         let mut sql = format!("DELETE FROM {} AS {}", def.pg_ref(), quote_ident(&alias));
+        if let Some(u) = using {
+            sql.push_str(" USING ");
+            sql.push_str(&u);
+        }
+        let mut conds = extra;
         if let Some(w) = &d.selection {
-            let te = self.expr(w)?;
+            conds.push(self.expr(w)?.sql);
+        }
+        if !conds.is_empty() {
             sql.push_str(" WHERE ");
-            sql.push_str(&te.sql);
+            sql.push_str(&conds.join(" AND "));
         }
         let (mut out_sql, out_cols) = self.output_items(&d.output, &def, "deleted")?;
         for s in &mut out_sql {
