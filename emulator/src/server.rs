@@ -583,7 +583,7 @@ async fn establish(
     w.done(DoneKind::Done, 0, 0, 0);
     conn.send(&w.into_bytes()).await?;
     conn.packet_size = packet_size;
-    info!(user = %login.username, app = %login.app_name, tds = %login.version_name(), packet_size, "login ok");
+    debug!(user = %login.username, app = %login.app_name, tds = %login.version_name(), packet_size, "login ok");
     Ok(Some((conn, session)))
 }
 
