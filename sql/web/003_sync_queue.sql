@@ -164,6 +164,6 @@ CREATE INDEX IF NOT EXISTS sync_queue_ready_idx
 -- The rescuer: claimed rows by lease end.
 CREATE INDEX IF NOT EXISTS sync_queue_lease_idx
     ON sync_queue (lease_until) WHERE status = 'processing';
--- Looking a document up ("where is sale X?").
-CREATE INDEX IF NOT EXISTS sync_queue_entity_idx
-    ON sync_queue (entity_id);
+-- No index on entity_id alone: every index is paid for by every web INSERT (the trigger's
+-- queue row), and looking one document up is an occasional operator query.
+DROP INDEX IF EXISTS sync_queue_entity_idx;

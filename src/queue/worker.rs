@@ -50,6 +50,12 @@ pub struct WorkerOptions {
     pub poll_interval: Duration,
     /// Listen for notifications (false = poll-only, for comparison benchmarks).
     pub listen: bool,
+    /// After a drain that found work, keep polling this long (every `linger_step`) before
+    /// going idle, so a steady stream of writes does not make every writer NOTIFY. Zero
+    /// disables it.
+    pub linger: Duration,
+    /// Poll step while lingering.
+    pub linger_step: Duration,
     /// How long a claim is valid without renewal; a dead worker's rows return after this.
     pub lease: Duration,
     /// How often to look for expired leases.
@@ -74,6 +80,8 @@ impl Default for WorkerOptions {
             batch_size: 100,
             poll_interval: Duration::from_secs(5),
             listen: true,
+            linger: Duration::from_millis(20),
+            linger_step: Duration::from_millis(1),
             lease: Duration::from_secs(30),
             rescue_interval: Duration::from_secs(5),
             stats_interval: Duration::from_secs(30),
@@ -199,6 +207,7 @@ impl<S: Sink> Worker<S> {
             reconnect_attempt: 0,
             reconnect_at: Instant::now(),
             next_wake: Instant::now() + opts.poll_interval,
+            linger_until: None,
         };
         let mut need_drain = true;
         let mut exhausted = false;
@@ -285,7 +294,8 @@ impl<S: Sink> Worker<S> {
                 _ = tokio::time::sleep_until(st.next_wake.into()) => {
                     need_drain = true;
                     st.next_wake = Instant::now() + opts.poll_interval;
-                    if let Some(l) = st.listener.as_ref() {
+                    let lingering = st.linger_until.is_some();
+                    if let Some(l) = st.listener.as_ref().filter(|_| !lingering) {
                         if let Err(e) = l.ping(Duration::from_secs(10)).await {
                             tracing::warn!(error = %e, "LISTEN connection unresponsive; reconnecting");
                             st.drop_listener(&metrics);
@@ -342,6 +352,8 @@ struct LoopState {
     reconnect_attempt: u32,
     reconnect_at: Instant,
     next_wake: Instant,
+    /// While set and in the future, the worker polls every `linger_step` instead of idling.
+    linger_until: Option<Instant>,
 }
 
 impl LoopState {
@@ -403,7 +415,24 @@ async fn drain<S: Sink>(
             st.drop_listener(metrics);
         }
     }
+    let before = Metrics::get(&metrics.claimed);
     let mut exhausted = fill(&client, opts, ctx, st, metrics).await?;
+    if exhausted && st.listener.is_some() && !opts.linger.is_zero() {
+        // Under a steady stream of writes, going idle after every burst would make every
+        // writer notify (and serialise on the notify lock) between bursts. Right after work,
+        // keep polling briefly instead; writers keep skipping their notify meanwhile.
+        let now = Instant::now();
+        if Metrics::get(&metrics.claimed) > before {
+            st.linger_until = Some(now + opts.linger);
+        }
+        match st.linger_until {
+            Some(until) if now < until => {
+                st.next_wake = now + opts.linger_step;
+                return Ok(true);
+            }
+            _ => st.linger_until = None,
+        }
+    }
     if exhausted {
         let idle = match st.listener.as_mut() {
             Some(l) => match l.become_idle().await {

@@ -1,0 +1,490 @@
+//! The web→ERP pipeline, measured end to end on this machine (prints; asserts nothing).
+//!
+//! `cargo bench -p mikro-sync --bench pipeline` — starts the harness (throwaway PostgreSQL with
+//! the web schema + the ERP emulator), installs mikro-sync, then prints side by side:
+//!
+//! 1. pick-up latency (web COMMIT returned → the worker starts posting) and end-to-end latency
+//!    (web COMMIT returned → ERP COMMIT done), p50/p95/p99, in notify mode and in poll-only mode
+//!    (5 s poll, the old tool's design), one document at a time into an idle worker;
+//! 2. queue throughput with the no-op sink (rows/s, claim + complete only);
+//! 3. documents/s through the queue into the emulator with 1 and 4 ERP connections;
+//! 4. web insert rate of 16 concurrent writers (sale header + 1 line per transaction): without
+//!    the triggers, with mikro-sync's triggers (worker idle/draining, and no worker), and with a
+//!    naive per-row `pg_notify(id)` trigger for comparison.
+//!
+//! Sizes can be changed with PIPELINE_BENCH_DOCS (latency samples, default 300),
+//! PIPELINE_BENCH_NOOP_ROWS (default 50000), PIPELINE_BENCH_ERP_DOCS (default 300),
+//! PIPELINE_BENCH_INSERT_SECS (default 3), PIPELINE_BENCH_POLL_DOCS (default 20).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mikro_emulator::harness::{Harness, HarnessOptions};
+use mikro_sync::db::WebPool;
+use mikro_sync::posting::{PostError, Posted, PostingConfig};
+use mikro_sync::queue::{
+    Job, Metrics, MikroSink, NoopSink, PgListenConnector, Sink, Worker, WorkerOptions, WorkerReport,
+};
+use mikro_sync::shutdown::ShutdownController;
+use uuid::Uuid;
+
+const CARI: &str = "c0000000-0000-4000-8000-000000000001";
+const STOK: &str = "b0000000-0000-4000-8000-000000000001";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect web");
+    tokio::spawn(conn);
+    c
+}
+
+/// Records when posting of each document started and ended.
+#[derive(Clone)]
+struct TimingSink<S> {
+    inner: S,
+    times: Arc<Mutex<HashMap<Uuid, (Instant, Option<Instant>)>>>,
+}
+
+impl<S: Sink> Sink for TimingSink<S> {
+    async fn post(&self, job: &Job) -> Result<Posted, PostError> {
+        let t0 = Instant::now();
+        self.times.lock().unwrap().insert(job.entity_id, (t0, None));
+        let r = self.inner.post(job).await;
+        if r.is_ok() {
+            let t1 = Instant::now();
+            self.times
+                .lock()
+                .unwrap()
+                .insert(job.entity_id, (t0, Some(t1)));
+        }
+        r
+    }
+}
+
+struct Running {
+    ctl: ShutdownController,
+    handle: tokio::task::JoinHandle<WorkerReport>,
+}
+
+impl Running {
+    async fn stop(self) -> WorkerReport {
+        self.ctl.trigger();
+        self.handle.await.expect("worker task")
+    }
+}
+
+fn start_worker<S: Sink>(
+    pool: &WebPool,
+    url: &str,
+    sink: S,
+    opts: WorkerOptions,
+    listen: bool,
+) -> Running {
+    let ctl = ShutdownController::new();
+    let sd = ctl.subscribe();
+    let w = if listen {
+        let l = Arc::new(PgListenConnector::from_url_notls(url).expect("url"));
+        Worker::new(pool.clone(), l, sink, opts)
+    } else {
+        Worker::new_poll_only(pool.clone(), sink, opts)
+    };
+    let handle = tokio::spawn(async move { w.run(sd).await.expect("worker") });
+    Running { ctl, handle }
+}
+
+fn sale_sql(id: Uuid, lines: usize) -> String {
+    let mut sql = format!(
+        "INSERT INTO satislar (id, cari_hesap_id, odeme_sekli, ara_toplam, kdv_tutari, toplam_tutar) \
+         VALUES ('{id}', '{CARI}', 'vadeli', {a}, {k}, {t});",
+        a = 100 * lines,
+        k = 20 * lines,
+        t = 120 * lines
+    );
+    for i in 0..lines {
+        sql.push_str(&format!(
+            "INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, kdv_tutari, toplam_tutar, sira_no) \
+             VALUES ('{id}', '{STOK}', 1, 100, 20, 20, 120, {i});"
+        ));
+    }
+    sql
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+struct Lat {
+    pickup: Vec<Duration>,
+    e2e: Vec<Duration>,
+}
+
+/// Inserts `n` one-line sales, one transaction each, `gap` apart (waiting for the previous to be
+/// posted when `wait_each`), and returns the latencies measured from each COMMIT's return.
+async fn latency_run<S: Sink + Clone>(
+    env: &Env,
+    sink: S,
+    listen: bool,
+    n: usize,
+    gap: Duration,
+    wait_each: bool,
+) -> Lat {
+    let times = Arc::new(Mutex::new(HashMap::new()));
+    let timing = TimingSink {
+        inner: sink,
+        times: times.clone(),
+    };
+    let opts = WorkerOptions {
+        concurrency: 4,
+        ..WorkerOptions::default()
+    };
+    let w = start_worker(&env.pool, &env.url, timing, opts, listen);
+    tokio::time::sleep(Duration::from_millis(300)).await; // let it reach idle
+    let c = connect(&env.url).await;
+    let mut commits = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = Uuid::new_v4();
+        let sql = format!("BEGIN;{}COMMIT;", sale_sql(id, 1));
+        c.batch_execute(&sql).await.expect("insert");
+        commits.push((id, Instant::now()));
+        if wait_each {
+            while !matches!(times.lock().unwrap().get(&id), Some((_, Some(_)))) {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+        tokio::time::sleep(gap).await;
+    }
+    // Wait for all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = {
+            let t = times.lock().unwrap();
+            commits
+                .iter()
+                .all(|(id, _)| matches!(t.get(id), Some((_, Some(_)))))
+        };
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    w.stop().await;
+    let t = times.lock().unwrap();
+    let mut pickup = Vec::new();
+    let mut e2e = Vec::new();
+    for (id, committed) in &commits {
+        if let Some((start, end)) = t.get(id) {
+            pickup.push(start.saturating_duration_since(*committed));
+            if let Some(end) = end {
+                e2e.push(end.saturating_duration_since(*committed));
+            }
+        }
+    }
+    pickup.sort();
+    e2e.sort();
+    Lat { pickup, e2e }
+}
+
+struct Env {
+    h: Harness,
+    url: String,
+    pool: WebPool,
+}
+
+impl Env {
+    async fn mikro_sink(&self, conns: u32) -> MikroSink {
+        MikroSink {
+            web: self.pool.clone(),
+            erp: mikro_sync::db::erp_pool(&self.h.erp_ado(), conns)
+                .await
+                .expect("erp pool"),
+            cfg: PostingConfig::default(),
+        }
+    }
+
+    async fn reset(&self) {
+        let c = connect(&self.url).await;
+        c.batch_execute(
+            "TRUNCATE sync_queue; TRUNCATE satislar CASCADE; TRUNCATE tahsilatlar CASCADE;",
+        )
+        .await
+        .expect("truncate");
+    }
+}
+
+/// Drains `rows` pre-filled rows through a worker; rows/s.
+async fn drain_rate<S: Sink>(env: &Env, sink: S, rows: u64, opts: WorkerOptions) -> f64 {
+    let metrics = Arc::new(Metrics::default());
+    let opts = WorkerOptions {
+        metrics: metrics.clone(),
+        ..opts
+    };
+    let t0 = Instant::now();
+    let w = start_worker(&env.pool, &env.url, sink, opts, true);
+    let deadline = t0 + Duration::from_secs(120);
+    while metrics.posted.load(Ordering::Relaxed) + metrics.failed.load(Ordering::Relaxed) < rows
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let el = t0.elapsed();
+    let done = metrics.posted.load(Ordering::Relaxed);
+    w.stop().await;
+    if done < rows {
+        eprintln!("  (only {done} of {rows} completed)");
+    }
+    done as f64 / el.as_secs_f64()
+}
+
+/// 16 writers for `secs`, one sale (header + 1 line) per transaction; inserts/s.
+async fn insert_rate(url: &str, writers: usize, secs: u64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let c = connect(url).await;
+        let stop = stop.clone();
+        let count = count.clone();
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let sql = format!("BEGIN;{}COMMIT;", sale_sql(Uuid::new_v4(), 1));
+                c.batch_execute(&sql).await.expect("insert");
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = count.load(Ordering::Relaxed);
+    let el = t0.elapsed();
+    for t in tasks {
+        let _ = t.await;
+    }
+    n as f64 / el.as_secs_f64()
+}
+
+const NAIVE_TRIGGER: &str = "
+CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES (TG_ARGV[0], NEW.id, 'insert')
+    ON CONFLICT (entity_type, entity_id) WHERE status IN ('pending', 'processing') DO NOTHING;
+    PERFORM pg_notify('mikro_sync_queue', NEW.id::text);
+    RETURN NULL;
+END $$;";
+
+#[tokio::main]
+async fn main() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .try_init();
+    let t_all = Instant::now();
+    let h = Harness::start(HarnessOptions::default())
+        .await
+        .expect("harness");
+    let url = h.web_url();
+    let pool = mikro_sync::db::web_pool(&url, 24).expect("pool");
+    {
+        let c = connect(&url).await;
+        mikro_sync::setup::setup_web(&c).await.expect("setup web");
+        let mut erp = h.erp_client().await.expect("erp");
+        mikro_sync::setup::setup_erp(&mut erp)
+            .await
+            .expect("setup erp");
+    }
+    let env = Env { h, url, pool };
+    println!(
+        "mikro-sync pipeline benchmark ({} cores; PostgreSQL {} + ERP emulator; harness up)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        "15"
+    );
+
+    // 1. Latency.
+    let n = env_usize("PIPELINE_BENCH_DOCS", 300);
+    let poll_n = env_usize("PIPELINE_BENCH_POLL_DOCS", 20);
+    let sink = env.mikro_sink(4).await;
+    // The gap exceeds the worker's linger (20 ms), so every document meets an idle worker.
+    let gap = Duration::from_millis(25);
+    let notify = latency_run(&env, sink.clone(), true, n, gap, true).await;
+    let notify_noop = latency_run(&env, NoopSink, true, n, gap, true).await;
+    let poll = latency_run(
+        &env,
+        sink.clone(),
+        false,
+        poll_n,
+        Duration::from_millis(250),
+        false,
+    )
+    .await;
+    println!();
+    println!("1. latency, one document (sale, 1 line) at a time into an idle worker [ms]");
+    println!(
+        "   {:<34} {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7}",
+        "mode", "pick p50", "p95", "p99", "e2e p50", "p95", "p99"
+    );
+    for (name, l) in [
+        ("notify, emulator (MikroSink)", &notify),
+        ("notify, no-op sink", &notify_noop),
+        ("poll-only 5 s, emulator", &poll),
+    ] {
+        println!(
+            "   {:<34} {:>8} {:>7} {:>7} | {:>7} {:>7} {:>7}   (n={})",
+            name,
+            ms(pct(&l.pickup, 0.5)),
+            ms(pct(&l.pickup, 0.95)),
+            ms(pct(&l.pickup, 0.99)),
+            ms(pct(&l.e2e, 0.5)),
+            ms(pct(&l.e2e, 0.95)),
+            ms(pct(&l.e2e, 0.99)),
+            l.pickup.len()
+        );
+    }
+    let ratio =
+        pct(&poll.pickup, 0.5).as_secs_f64() / pct(&notify.pickup, 0.5).as_secs_f64().max(1e-9);
+    println!("   pick-up p50: notify is {ratio:.0}x faster than poll-only (targets: pick-up p50 <= 1 ms, p99 <= 5 ms; e2e p50 <= 10 ms, p99 <= 30 ms)");
+
+    // 2. No-op throughput.
+    env.reset().await;
+    let rows = env_usize("PIPELINE_BENCH_NOOP_ROWS", 50_000) as u64;
+    {
+        let c = connect(&env.url).await;
+        c.execute(
+            "INSERT INTO sync_queue (entity_type, entity_id) SELECT 'satis', gen_random_uuid() FROM generate_series(1, $1::int)",
+            &[&(rows as i32)],
+        )
+        .await
+        .expect("prefill");
+        c.batch_execute("VACUUM ANALYZE sync_queue")
+            .await
+            .expect("vacuum");
+    }
+    let noop_opts = WorkerOptions {
+        concurrency: 2000,
+        batch_size: 1000,
+        ..WorkerOptions::default()
+    };
+    let noop = drain_rate(&env, NoopSink, rows, noop_opts).await;
+    println!();
+    println!("2. queue throughput, no-op sink: {noop:.0} rows/s ({rows} rows; target >= 10,000)");
+
+    // 3. Documents/s into the emulator.
+    let erp_docs = env_usize("PIPELINE_BENCH_ERP_DOCS", 300);
+    let mut erp_rates = Vec::new();
+    for conns in [1u32, 4] {
+        env.reset().await;
+        let c = connect(&env.url).await;
+        let mut sql = String::from("BEGIN;");
+        for _ in 0..erp_docs {
+            sql.push_str(&sale_sql(Uuid::new_v4(), 3));
+        }
+        sql.push_str("COMMIT;");
+        c.batch_execute(&sql).await.expect("prefill sales");
+        let sink = env.mikro_sink(conns).await;
+        let opts = WorkerOptions {
+            concurrency: conns as usize,
+            ..WorkerOptions::default()
+        };
+        let r = drain_rate(&env, sink, erp_docs as u64, opts).await;
+        erp_rates.push((conns, r));
+    }
+    println!();
+    println!("3. documents/s through the queue into the emulator (3-line sales, one series; target >= 500)");
+    for (conns, r) in &erp_rates {
+        println!("   {conns} ERP connection(s): {r:.0} docs/s");
+    }
+
+    // 4. Web insert rate, 16 writers.
+    let secs = env_usize("PIPELINE_BENCH_INSERT_SECS", 3) as u64;
+    let writers = 16;
+    let c = connect(&env.url).await;
+    env.reset().await;
+    c.batch_execute("ALTER TABLE satislar DISABLE TRIGGER satis_sync_trigger")
+        .await
+        .unwrap();
+    let base = insert_rate(&env.url, writers, secs).await;
+    c.batch_execute("ALTER TABLE satislar ENABLE TRIGGER satis_sync_trigger")
+        .await
+        .unwrap();
+    env.reset().await;
+    let w = start_worker(
+        &env.pool,
+        &env.url,
+        NoopSink,
+        WorkerOptions::default(),
+        true,
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ours = insert_rate(&env.url, writers, secs).await;
+    let ours_report = w.stop().await;
+    env.reset().await;
+    let no_linger = WorkerOptions {
+        linger: Duration::ZERO,
+        ..WorkerOptions::default()
+    };
+    let w = start_worker(&env.pool, &env.url, NoopSink, no_linger, true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ours_nolinger = insert_rate(&env.url, writers, secs).await;
+    w.stop().await;
+    env.reset().await;
+    let ours_noworker = insert_rate(&env.url, writers, secs).await;
+    env.reset().await;
+    c.batch_execute(NAIVE_TRIGGER).await.unwrap();
+    let w = start_worker(
+        &env.pool,
+        &env.url,
+        NoopSink,
+        WorkerOptions::default(),
+        true,
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let naive = insert_rate(&env.url, writers, secs).await;
+    w.stop().await;
+    // Restore mikro-sync's trigger function.
+    c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
+        .await
+        .unwrap();
+    println!();
+    println!("4. web insert rate, {writers} concurrent writers, sale header + 1 line per transaction, {secs} s each");
+    println!("   without triggers                          {base:>8.0} tx/s  100 %");
+    println!(
+        "   mikro-sync triggers, worker running       {ours:>8.0} tx/s  {:>3.0} %  (worker posted {} meanwhile; target >= 80 %)",
+        100.0 * ours / base,
+        ours_report.posted
+    );
+    println!(
+        "   same, worker without linger               {ours_nolinger:>8.0} tx/s  {:>3.0} %",
+        100.0 * ours_nolinger / base
+    );
+    println!(
+        "   mikro-sync triggers, no worker            {ours_noworker:>8.0} tx/s  {:>3.0} %",
+        100.0 * ours_noworker / base
+    );
+    println!(
+        "   naive per-row pg_notify(id), worker       {naive:>8.0} tx/s  {:>3.0} %  (for comparison)",
+        100.0 * naive / base
+    );
+    println!();
+    println!("total bench time {:.1} s", t_all.elapsed().as_secs_f64());
+}
