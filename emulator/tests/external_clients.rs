@@ -68,7 +68,7 @@ ROLLBACK TRAN
 go
 SELECT N'row=' + ad AS v FROM ext_tsql_t ORDER BY id
 go
-SELECT N'done' AS v
+SELECT N'script-' + N'end' AS v
 go
 exit
 ";
@@ -151,7 +151,11 @@ async fn freetds_tsql_login_params_turkish_dupkey_transactions() {
         !all.contains("row=duplicate"),
         "duplicate row was stored\n{ctx}"
     );
-    assert!(all.contains("done"), "script did not run to the end\n{ctx}");
+    assert!(
+        all.contains("script-end"),
+        "script did not run to the end\n{ctx}"
+    );
+    eprintln!("{ctx}");
     // No other errors than the expected duplicate key.
     let msgs: Vec<&str> = all
         .lines()
