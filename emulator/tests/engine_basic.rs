@@ -387,3 +387,34 @@ async fn update_and_delete_with_from_and_joins() {
     .await;
     assert_eq!(errors(&out), vec![102]);
 }
+
+#[tokio::test]
+async fn ctes_iif_concat() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(
+        &mut s,
+        "CREATE TABLE S (id int NOT NULL, kod nvarchar(10) NOT NULL, miktar float NOT NULL);
+         INSERT INTO S VALUES (1, N'a', 2), (2, N'a', 3), (3, N'b', 5)",
+    )
+    .await;
+    let out = ok(
+        &mut s,
+        "WITH toplam (Kod, Toplam) AS (SELECT kod, SUM(miktar) FROM S GROUP BY kod),
+              buyuk AS (SELECT Kod FROM toplam WHERE Toplam >= 5)
+         SELECT t.Kod, t.Toplam, IIF(t.Toplam > 4, N'çok', N'az') AS durum, CONCAT(t.Kod, N'-', t.Toplam) AS etiket
+         FROM toplam t JOIN buyuk b ON b.Kod = t.Kod ORDER BY t.Kod",
+    )
+    .await;
+    let (c, r) = rowset(&out, 0);
+    let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["Kod", "Toplam", "durum", "etiket"]);
+    assert_eq!(c[1].ty, SqlType::Float);
+    assert_eq!(
+        r,
+        vec![
+            vec![txt("a"), Value::Float(5.0), txt("çok"), txt("a-5")],
+            vec![txt("b"), Value::Float(5.0), txt("çok"), txt("b-5")]
+        ]
+    );
+}

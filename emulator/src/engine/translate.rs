@@ -169,6 +169,8 @@ pub struct Translator<'a> {
     output_alias: Option<&'static str>,
     /// Emit bare column names (CHECK constraints, index filters).
     unqualified: bool,
+    /// Common table expressions in scope (innermost last): name key → columns.
+    ctes: Vec<(String, Arc<TableDef>)>,
 }
 
 /// Object name parts as written (brackets removed).
@@ -194,6 +196,7 @@ impl<'a> Translator<'a> {
             scopes: vec![Vec::new()],
             output_alias: None,
             unqualified: false,
+            ctes: Vec::new(),
         }
     }
 
@@ -843,9 +846,76 @@ impl<'a> Translator<'a> {
 
     /// Translates a query; returns PostgreSQL text and the output columns.
     pub fn query(&mut self, q: &Query) -> Result<(String, Vec<OutCol>), SqlError> {
-        if q.with.is_some() {
-            return Err(unsupported("WITH (common table expressions)"));
+        let mut with_sql = String::new();
+        let ctes_before = self.ctes.len();
+        if let Some(w) = &q.with {
+            if w.recursive {
+                return Err(unsupported("WITH RECURSIVE (not T-SQL)"));
+            }
+            let mut parts = Vec::new();
+            for cte in &w.cte_tables {
+                if cte.from.is_some() || cte.materialized.is_some() {
+                    return Err(unsupported("CTE options"));
+                }
+                let (qs, mut cols) = self.query(&cte.query)?;
+                if !cte.alias.columns.is_empty() {
+                    if cte.alias.columns.len() != cols.len() {
+                        return Err(SqlError::new(
+                            8158,
+                            format!(
+                                "'{}' has more columns than were specified in the column list.",
+                                cte.alias.name.value
+                            ),
+                        ));
+                    }
+                    for (c, a) in cols.iter_mut().zip(&cte.alias.columns) {
+                        c.name = a.name.value.clone();
+                        c.lc = ident_key(&a.name.value);
+                    }
+                }
+                if cols.iter().any(|c| c.name.is_empty()) {
+                    return Err(SqlError::new(
+                        8155,
+                        format!(
+                            "No column name was specified for a column of '{}'.",
+                            cte.alias.name.value
+                        ),
+                    ));
+                }
+                let key = ident_key(&cte.alias.name.value);
+                let colnames: Vec<String> = cols.iter().map(|c| quote_ident(&c.lc)).collect();
+                parts.push(format!(
+                    "{}({}) AS ({qs})",
+                    quote_ident(&key),
+                    colnames.join(", ")
+                ));
+                let def = Arc::new(TableDef {
+                    name: cte.alias.name.value.clone(),
+                    lc: key.clone(),
+                    schema: "",
+                    object_id: 0,
+                    columns: cols
+                        .iter()
+                        .map(|c| ColumnDef {
+                            name: c.name.clone(),
+                            lc: c.lc.clone(),
+                            ty: c.ty.clone(),
+                            nullable: c.nullable,
+                            identity: false,
+                        })
+                        .collect(),
+                });
+                self.ctes.push((key, def));
+            }
+            with_sql = format!("WITH {} ", parts.join(", "));
         }
+        let r = self.query_body(q);
+        self.ctes.truncate(ctes_before);
+        let (sql, cols) = r?;
+        Ok((format!("{with_sql}{sql}"), cols))
+    }
+
+    fn query_body(&mut self, q: &Query) -> Result<(String, Vec<OutCol>), SqlError> {
         if !q.locks.is_empty() {
             return Err(unsupported(
                 "FOR UPDATE/SHARE (PostgreSQL; use WITH (UPDLOCK))",
@@ -1203,7 +1273,22 @@ impl<'a> Translator<'a> {
                 {
                     return Err(unsupported(tf));
                 }
-                let def = self.table(name)?;
+                let parts = name_parts(name);
+                let cte = match parts.as_slice() {
+                    [n] => {
+                        let k = ident_key(n);
+                        self.ctes
+                            .iter()
+                            .rev()
+                            .find(|(c, _)| *c == k)
+                            .map(|(_, d)| d.clone())
+                    }
+                    _ => None,
+                };
+                let def = match cte {
+                    Some(d) => d,
+                    None => self.table(name)?,
+                };
                 self.hints(with_hints, &def)?;
                 let a = match alias {
                     Some(a) => {
@@ -1214,7 +1299,12 @@ impl<'a> Translator<'a> {
                     }
                     None => def.lc.clone(),
                 };
-                let sql = format!("{} AS {}", def.pg_ref(), quote_ident(&a));
+                let rel = if def.schema.is_empty() {
+                    quote_ident(&def.lc)
+                } else {
+                    def.pg_ref()
+                };
+                let sql = format!("{rel} AS {}", quote_ident(&a));
                 if let Some(s) = self.scopes.last_mut() {
                     s.push(ScopeTable { alias: a, def })
                 }
@@ -2114,6 +2204,41 @@ impl<'a> Translator<'a> {
                     format!("emu_catalog.object_id(({})::text, {second})", a[0].sql),
                     SqlType::Int,
                 )
+            }
+            "iif" => {
+                need(3)?;
+                let ty = higher(a[1].ty.clone(), a[2].ty.clone()).unwrap_or(SqlType::Int);
+                t(
+                    format!(
+                        "CASE WHEN {} THEN {} ELSE {} END",
+                        a[0].sql,
+                        cast_if_needed(&a[1], &ty),
+                        cast_if_needed(&a[2], &ty)
+                    ),
+                    ty,
+                )
+            }
+            "concat" => {
+                if n < 2 {
+                    return Err(SqlError::new(
+                        189,
+                        "The concat function requires 2 to 254 arguments.",
+                    ));
+                }
+                let nat = a
+                    .iter()
+                    .any(|x| matches!(x.ty, Some(SqlType::NVarChar(_) | SqlType::NChar(_))));
+                let items: Vec<String> = a.iter().map(|x| format!("({})::text", x.sql)).collect();
+                let mut r = TExpr::new(
+                    format!("concat({})", items.join(", ")),
+                    if nat {
+                        SqlType::NVarChar(Some(4000))
+                    } else {
+                        SqlType::VarChar(Some(8000))
+                    },
+                );
+                r.nullable = false;
+                Ok(r)
             }
             "db_name" => t(
                 "current_database()::text".into(),
