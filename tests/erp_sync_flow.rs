@@ -48,9 +48,15 @@ async fn count(pg: &tokio_postgres::Client, sql: &str) -> i64 {
     pg.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
-/// Mikro-local "now" as the Mikro program stamps rows.
+/// Mikro-local "now" as the Mikro program stamps rows (the company's wall clock, not the
+/// server's GETDATE(), which the emulator answers in UTC).
 fn now() -> NaiveDateTime {
     mikro::local_now(chrono_tz::Europe::Istanbul)
+}
+
+/// `now()` as a T-SQL datetime literal.
+fn now_lit() -> String {
+    format!("'{}'", now().format("%Y%m%d %H:%M:%S%.3f"))
 }
 
 async fn insert_stok(h: &Harness, kod: &str, isim: &str, pasif: u8, stamp: NaiveDateTime) {
@@ -84,7 +90,8 @@ async fn insert_cari(h: &Harness, kod: &str, unvan: &str, stamp: NaiveDateTime) 
 async fn insert_barkod(h: &Harness, kod: &str, stok: &str) {
     let sql = format!(
         "INSERT INTO dbo.BARKOD_TANIMLARI (bar_RECid_DBCno, bar_RECid_RECno, bar_SpecRECno, bar_iptal, bar_fileid, bar_hidden, bar_kilitli, bar_degisti, bar_checksum, bar_create_user, bar_create_date, bar_lastup_user, bar_lastup_date, bar_special1, bar_special2, bar_special3, bar_kodu, bar_stokkodu, bar_partikodu, bar_lotno, bar_serino_veya_bagkodu, bar_barkodtipi, bar_icerigi, bar_birimpntr, bar_master, bar_bedenpntr, bar_renkpntr, bar_baglantitipi, bar_harrecid_dbcno, bar_harrecid_recno)
-         VALUES (0, 0, 0, 0, 0, 0, 0, 0, 0, 1, GETDATE(), 1, GETDATE(), N'', N'', N'', N'{kod}', N'{stok}', N'', 0, N'', 0, 0, 1, 1, 0, 0, 0, 0, 0)"
+         VALUES (0, 0, 0, 0, 0, 0, 0, 0, 0, 1, {n}, 1, {n}, N'', N'', N'', N'{kod}', N'{stok}', N'', 0, N'', 0, 0, 1, 1, 0, 0, 0, 0, 0)",
+        n = now_lit()
     );
     h.erp_exec(&sql).await.expect("insert barkod");
 }
@@ -233,19 +240,22 @@ async fn incremental_after_edits_in_mikro() {
         12
     );
 
-    e.h.erp_exec(
-        "UPDATE dbo.STOKLAR SET sto_isim = N'Türk Kahvesi 500 g (Şekerli)', sto_lastup_date = GETDATE() WHERE sto_kod = N'STK-0002'",
-    )
+    e.h.erp_exec(&format!(
+        "UPDATE dbo.STOKLAR SET sto_isim = N'Türk Kahvesi 500 g (Şekerli)', sto_lastup_date = {n} WHERE sto_kod = N'STK-0002'",
+        n = now_lit()
+    ))
     .await
     .unwrap();
-    e.h.erp_exec(
-        "UPDATE dbo.STOKLAR SET sto_pasif_fl = 1, sto_lastup_date = GETDATE() WHERE sto_kod = N'STK-0003'",
-    )
+    e.h.erp_exec(&format!(
+        "UPDATE dbo.STOKLAR SET sto_pasif_fl = 1, sto_lastup_date = {n} WHERE sto_kod = N'STK-0003'",
+        n = now_lit()
+    ))
     .await
     .unwrap();
-    e.h.erp_exec(
-        "UPDATE dbo.STOK_SATIS_FIYAT_LISTELERI SET sfiyat_fiyati = 0, sfiyat_lastup_date = GETDATE() WHERE sfiyat_stokkod = N'STK-0004' AND sfiyat_listesirano = 2",
-    )
+    e.h.erp_exec(&format!(
+        "UPDATE dbo.STOK_SATIS_FIYAT_LISTELERI SET sfiyat_fiyati = 0, sfiyat_lastup_date = {n} WHERE sfiyat_stokkod = N'STK-0004' AND sfiyat_listesirano = 2",
+        n = now_lit()
+    ))
     .await
     .unwrap();
     insert_stok(&e.h, "STK-0100", "Iğdır Kayısısı 1 kg", 0, now()).await;
@@ -317,7 +327,8 @@ async fn failed_run_keeps_watermark_and_next_run_catches_up() {
 
     for k in ["STK-0005", "STK-0006", "STK-0007"] {
         e.h.erp_exec(&format!(
-            "UPDATE dbo.STOKLAR SET sto_isim = sto_isim + N' (yeni)', sto_lastup_date = GETDATE() WHERE sto_kod = N'{k}'"
+            "UPDATE dbo.STOKLAR SET sto_isim = sto_isim + N' (yeni)', sto_lastup_date = {n} WHERE sto_kod = N'{k}'",
+            n = now_lit()
         ))
         .await
         .unwrap();
@@ -418,9 +429,10 @@ async fn edits_during_a_run_are_not_lost() {
 #[tokio::test]
 async fn bad_rows_are_reported_and_retried() {
     let e = env(false).await;
-    e.h.erp_exec(
-        "UPDATE dbo.STOKLAR SET sto_perakende_vergi = 9, sto_lastup_date = GETDATE() WHERE sto_kod = N'STK-0009'",
-    )
+    e.h.erp_exec(&format!(
+        "UPDATE dbo.STOKLAR SET sto_perakende_vergi = 9, sto_lastup_date = {n} WHERE sto_kod = N'STK-0009'",
+        n = now_lit()
+    ))
     .await
     .unwrap();
     insert_barkod(&e.h, "8699999999999", "YOK-001").await;
@@ -453,9 +465,10 @@ async fn bad_rows_are_reported_and_retried() {
     assert_eq!(r.rejects().count(), 5, "{r}");
 
     // Fix the product in Mikro; create the missing stock: both apply and leave the list.
-    e.h.erp_exec(
-        "UPDATE dbo.STOKLAR SET sto_perakende_vergi = 4, sto_lastup_date = GETDATE() WHERE sto_kod = N'STK-0009'",
-    )
+    e.h.erp_exec(&format!(
+        "UPDATE dbo.STOKLAR SET sto_perakende_vergi = 4, sto_lastup_date = {n} WHERE sto_kod = N'STK-0009'",
+        n = now_lit()
+    ))
     .await
     .unwrap();
     insert_stok(&e.h, "YOK-001", "Sonradan açılan ürün", 0, now()).await;

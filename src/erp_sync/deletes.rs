@@ -15,13 +15,18 @@ use super::{read, DeletePolicy, SyncError};
 use crate::db::ErpClient;
 
 /// Compares keys and applies the delete policy for one entity, in one web transaction.
+/// `known_keys`: every Mikro key when the caller just read the whole table (full run).
 pub async fn reconcile(
     ctx: &mut Ctx,
     erp: &mut ErpClient,
     spec: &Spec,
     policy: DeletePolicy,
+    known_keys: Option<Vec<Vec<read::Val>>>,
 ) -> Result<Reconciled, SyncError> {
-    let keys = read::read_keys(erp, spec).await?;
+    let keys = match known_keys {
+        Some(k) => k,
+        None => read::read_keys(erp, spec).await?,
+    };
     if keys.is_empty() {
         warn!(
             table = spec.table,

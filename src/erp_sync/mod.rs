@@ -347,7 +347,7 @@ pub async fn run_locked(
         .get()
         .await
         .map_err(|e| SyncError::ErpPool(e.to_string()))?;
-    let server_now = read::server_now(&mut erp_conn, opts.tz).await;
+    let server_now = read::company_now(opts.tz);
     let mut ctx = upsert::Ctx::new(web).await?;
     let state = watermark::load_all(ctx.client()).await?;
     for entity in opts.selected() {
@@ -392,6 +392,10 @@ async fn sync_entity(
     };
     let checked_until = server_now - chrono::Duration::from_std(opts.overlap).unwrap_or_default();
 
+    // A full run reads every row: its keys are the key set for delete detection, no second read.
+    let mut full_keys: Option<Vec<Vec<read::Val>>> =
+        if opts.full { Some(Vec::new()) } else { None };
+
     // Pages: read page N+1 from Mikro while page N is written to PostgreSQL.
     let page_size = opts.page_size.max(1);
     let mut anchor = start;
@@ -430,6 +434,10 @@ async fn sync_entity(
         };
         let outcome = applied?;
         er.absorb(&outcome, n as u64);
+        if let Some(keys) = full_keys.as_mut() {
+            keys.extend(page.rows.iter().map(|r| spec.key_of(&r.vals)));
+            keys.extend(page.bad.iter().map(|b| spec.key_of(&b.vals)));
+        }
         if let Some(cb) = &opts.progress {
             cb(&Progress {
                 entity,
@@ -464,7 +472,7 @@ async fn sync_entity(
     let due = opts.full
         || watermark::delete_check_due(wm.as_ref(), opts.delete_check_every, chrono::Utc::now());
     if due {
-        let d = deletes::reconcile(ctx, erp, spec, opts.delete_policy).await?;
+        let d = deletes::reconcile(ctx, erp, spec, opts.delete_policy, full_keys).await?;
         er.deactivated += d.deactivated;
         er.deleted += d.deleted;
         er.missing += d.missing;

@@ -134,6 +134,9 @@ pub struct BadRow {
     pub stamp: Stamp,
     pub key: String,
     pub reason: String,
+    /// Values as far as they decoded (placeholders for the failed ones); the key columns are
+    /// still needed for delete detection.
+    pub vals: Vec<Val>,
 }
 
 /// One page read from Mikro.
@@ -324,6 +327,7 @@ pub fn decode_row(spec: &Spec, row: tiberius::Row) -> Result<Result<MikroRow, Ba
             stamp,
             key: (spec.key)(&row.vals),
             reason,
+            vals: row.vals,
         }),
     })
 }
@@ -480,22 +484,12 @@ pub async fn count(erp: &mut ErpClient, spec: &Spec) -> Result<u64, SyncError> {
         .unwrap_or(0))
 }
 
-/// The ERP server's current local time (`GETDATE()`), the clock Mikro stamps rows with on the
-/// server side; falls back to this machine's clock in the company time zone.
-pub async fn server_now(erp: &mut ErpClient, tz: chrono_tz::Tz) -> NaiveDateTime {
-    let fallback = || {
-        tz.from_utc_datetime(&chrono::Utc::now().naive_utc())
-            .naive_local()
-    };
-    let res = async { erp.simple_query("SELECT GETDATE()").await?.into_row().await }.await;
-    match res {
-        Ok(Some(row)) => match row.into_iter().next().map(|cd| stamp_of(&cd)) {
-            Some(Ok(Some(s))) => s.naive(),
-            _ => fallback(),
-        },
-        _ => {
-            tracing::debug!("GETDATE() failed; using the local clock in the company time zone");
-            fallback()
-        }
-    }
+/// The company's current wall-clock time: the clock Mikro stamps `lastup_date` with (its
+/// clients write their local time, DOMAIN §4). Taken from this machine's UTC clock in the
+/// configured time zone rather than from the SQL Server's `GETDATE()`, whose time zone is the
+/// server OS setting and need not be the company's (the emulator answers in UTC, a hosted SQL
+/// Server may too). Clock skew between machines is what the overlap absorbs.
+pub fn company_now(tz: chrono_tz::Tz) -> NaiveDateTime {
+    tz.from_utc_datetime(&chrono::Utc::now().naive_utc())
+        .naive_local()
 }

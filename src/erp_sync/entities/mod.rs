@@ -51,6 +51,23 @@ pub struct Spec {
     pub web_tables: &'static [&'static str],
 }
 
+impl Spec {
+    /// The key-column values of a row read with [`Spec::columns`] (same order as
+    /// [`Spec::key_columns`]), for delete detection.
+    pub fn key_of(&self, vals: &[Val]) -> Vec<Val> {
+        self.key_columns
+            .iter()
+            .map(|k| {
+                self.columns
+                    .iter()
+                    .position(|c| c.name == k.name)
+                    .and_then(|i| vals.get(i).cloned())
+                    .unwrap_or(Val::Str(String::new()))
+            })
+            .collect()
+    }
+}
+
 /// The result of applying a set of rows (already deduplicated by key) to the web.
 #[derive(Debug, Default)]
 pub struct Applied {
