@@ -512,3 +512,44 @@ async fn shutdown_rolls_back_open_transactions() {
         .get::<i32, _>(0);
     assert_eq!(n, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connections_do_not_cross_talk() {
+    let (_pg, emu, _c) = setup().await;
+    let port = emu.addr.port();
+    let mut tasks = Vec::new();
+    for t in 0..12i32 {
+        tasks.push(tokio::spawn(async move {
+            let mut cfg = Config::new();
+            cfg.host("127.0.0.1");
+            cfg.port(port);
+            cfg.authentication(AuthMethod::sql_server(USER, PASSWORD));
+            // Half plaintext, half TLS.
+            cfg.encryption(if t % 2 == 0 {
+                EncryptionLevel::NotSupported
+            } else {
+                EncryptionLevel::Required
+            });
+            cfg.trust_cert();
+            let tcp = TcpStream::connect(cfg.get_addr()).await.unwrap();
+            let mut c = Client::connect(cfg, tcp.compat_write()).await.unwrap();
+            for i in 0..40i32 {
+                let v = t * 1000 + i;
+                let s = format!("bağlantı {t} sorgu {i}");
+                let row = c
+                    .query("SELECT @P1 AS n, @P2 AS s", &[&v, &s.as_str()])
+                    .await
+                    .unwrap()
+                    .into_row()
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(row.get::<i32, _>(0), Some(v));
+                assert_eq!(row.get::<&str, _>(1), Some(s.as_str()));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+}
