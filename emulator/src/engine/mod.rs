@@ -932,13 +932,21 @@ impl Session {
     ) -> Result<Vec<Vec<Value>>, Fail> {
         let values = self.bind_values(plan, params);
         if let Some(local) = &plan.local {
-            let row = local
+            let row: Vec<Value> = local
                 .iter()
                 .zip(&plan.columns)
                 .map(|(i, c)| coerce(values.get(*i).cloned().unwrap_or(Value::Null), &c.ty))
                 .collect();
-            self.rowcount = 1;
-            return Ok(vec![row]);
+            // A value that does not convert (e.g. 'abc' AS int) goes to PostgreSQL, which
+            // raises the conversion error.
+            if row
+                .iter()
+                .zip(&plan.columns)
+                .all(|(v, c)| convert::fits(v, &c.ty))
+            {
+                self.rowcount = 1;
+                return Ok(vec![row]);
+            }
         }
         let pre = self.pre_sql(&plan.lock_tables);
         let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();

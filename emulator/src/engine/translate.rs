@@ -292,6 +292,7 @@ impl<'a> Translator<'a> {
         let local = match &*q.body {
             SetExpr::Select(s)
                 if assign.is_empty()
+                    && q.with.is_none()
                     && s.from.is_empty()
                     && s.selection.is_none()
                     && s.top.is_none()
@@ -299,29 +300,18 @@ impl<'a> Translator<'a> {
                     && s.having.is_none()
                     && q.order_by.is_none()
                     && q.fetch.is_none()
-                    && q.limit_clause.is_none()
-                    && s.projection.iter().all(|p| {
-                        matches!(p, SelectItem::UnnamedExpr(Expr::Identifier(i)) | SelectItem::ExprWithAlias { expr: Expr::Identifier(i), .. }
-                            if i.value.starts_with('@') && !i.value.starts_with("@@"))
-                    }) =>
+                    && q.limit_clause.is_none() =>
             {
                 let mut v = Vec::new();
                 for p in &s.projection {
-                    let (SelectItem::UnnamedExpr(Expr::Identifier(i))
-                    | SelectItem::ExprWithAlias {
-                        expr: Expr::Identifier(i),
-                        ..
-                    }) = p
-                    else {
-                        continue;
+                    let e = match p {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+                        _ => break,
                     };
-                    let lc = i.value.to_lowercase();
-                    let pos = self.binds.iter().position(|b| match &b.src {
-                        Bind::Param(k) => self.params[*k].0.to_lowercase() == lc,
-                        Bind::Var(n) => *n == lc,
-                        _ => false,
-                    });
-                    v.extend(pos);
+                    match self.local_bind(e).and_then(|b| self.bind_ix.get(&b)) {
+                        Some(i) => v.push(*i),
+                        None => break,
+                    }
                 }
                 (v.len() == cols.len()).then_some(v)
             }
@@ -340,6 +330,50 @@ impl<'a> Translator<'a> {
             reseed: None,
             target: None,
         })
+    }
+
+    /// The session value an expression of a FROM-less SELECT reduces to, when it is just a
+    /// parameter, a variable, `SCOPE_IDENTITY()`, `@@IDENTITY`, `@@ROWCOUNT`, `@@TRANCOUNT`,
+    /// optionally under CAST/CONVERT (the column's type then does the conversion). Such
+    /// SELECTs (`SELECT CAST(SCOPE_IDENTITY() AS int) AS recno`) are answered without a
+    /// PostgreSQL round trip.
+    fn local_bind(&self, e: &Expr) -> Option<Bind> {
+        match e {
+            Expr::Nested(x) => self.local_bind(x),
+            Expr::Cast {
+                kind: CastKind::Cast,
+                expr,
+                format: None,
+                ..
+            } => self.local_bind(expr),
+            Expr::Convert {
+                is_try: false,
+                expr,
+                styles,
+                ..
+            } if styles.is_empty() => self.local_bind(expr),
+            Expr::Identifier(i) if i.value.starts_with('@') => {
+                let lc = i.value.to_lowercase();
+                match lc.as_str() {
+                    "@@rowcount" => Some(Bind::RowCount),
+                    "@@trancount" => Some(Bind::TranCount),
+                    "@@identity" => Some(Bind::Identity),
+                    _ if lc.starts_with("@@") => None,
+                    _ => match self.params.iter().position(|(n, _)| n.to_lowercase() == lc) {
+                        Some(k) => Some(Bind::Param(k)),
+                        None => Some(Bind::Var(lc)),
+                    },
+                }
+            }
+            Expr::Function(f)
+                if matches!(&f.args, FunctionArguments::List(l) if l.args.is_empty())
+                    || matches!(f.args, FunctionArguments::None) =>
+            {
+                let n = name_parts(&f.name).last().map(|s| s.to_lowercase());
+                (n.as_deref() == Some("scope_identity")).then_some(Bind::ScopeIdentity)
+            }
+            _ => None,
+        }
     }
 
     fn output_items(
