@@ -303,3 +303,32 @@ async fn implicit_transactions() {
     assert_eq!(tx_events(&out), vec!["commit"]);
     assert_eq!(count(&mut other, "SELECT COUNT(*) FROM I").await, 1);
 }
+
+#[tokio::test]
+async fn ddl_is_transactional() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(
+        &mut s,
+        "BEGIN TRAN; CREATE TABLE Z (a int NOT NULL); INSERT INTO Z VALUES (1)",
+    )
+    .await;
+    let out = ok(&mut s, "SELECT COUNT(*) FROM Z").await;
+    assert_eq!(scalar(&out).1, Value::Int(1));
+    ok(&mut s, "ROLLBACK").await;
+    let out = run(&mut s, "SELECT * FROM Z").await;
+    assert_eq!(errors(&out), vec![208]);
+    ok(
+        &mut s,
+        "CREATE TABLE Z (a int NOT NULL, b nvarchar(3) NULL)",
+    )
+    .await;
+    let out = ok(&mut s, "SELECT * FROM Z").await;
+    assert_eq!(rowset(&out, 0).0.len(), 2);
+    let out = run(&mut s, "CREATE TABLE Z (a int)").await;
+    assert_eq!(errors(&out), vec![2714]);
+    ok(&mut s, "DROP TABLE Z").await;
+    let out = run(&mut s, "DROP TABLE Z").await;
+    assert_eq!(errors(&out), vec![3701]);
+    ok(&mut s, "DROP TABLE IF EXISTS Z").await;
+}

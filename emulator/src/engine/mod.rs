@@ -70,6 +70,9 @@ struct Batch {
 /// Parsed batches by text.
 type BatchCache = HashMap<String, Arc<Batch>>;
 
+/// Bound on prepared statements kept per session.
+const MAX_PREPARED: usize = 2048;
+
 /// Bound on cached batch texts (ad-hoc SQL with literals would otherwise grow without limit).
 const MAX_CACHED_BATCHES: usize = 4096;
 
@@ -970,6 +973,11 @@ impl Session {
                     .prepare_typed(&plan.pg, &types)
                     .await
                     .map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
+                if self.stmts.len() >= MAX_PREPARED {
+                    // Ad-hoc SQL with literals would otherwise grow without bound; dropping
+                    // the handles closes the statements in PostgreSQL.
+                    self.stmts.clear();
+                }
                 self.stmts
                     .entry(plan.pg.clone())
                     .or_default()
