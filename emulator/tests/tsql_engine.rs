@@ -423,3 +423,34 @@ async fn turkish_equality_and_strict_rejection() {
     let r = rows(&mut c, "SELECT COUNT(*) AS n FROM CARI").await;
     assert_eq!(r[0].get::<i32, _>("n"), Some(1));
 }
+
+#[tokio::test]
+async fn deadlock_victim_gets_1205_and_its_transaction_is_rolled_back() {
+    let env = Env::new().await;
+    let mut a = env.client().await;
+    let mut b = env.client().await;
+    exec(&mut a, "CREATE TABLE DL (id int NOT NULL PRIMARY KEY, v int NOT NULL); INSERT INTO DL VALUES (1, 0), (2, 0)").await;
+    exec(&mut a, "BEGIN TRAN; UPDATE DL SET v = 1 WHERE id = 1").await;
+    exec(&mut b, "BEGIN TRAN; UPDATE DL SET v = 2 WHERE id = 2").await;
+    let (ra, rb) = tokio::join!(
+        err_code(&mut a, "UPDATE DL SET v = 1 WHERE id = 2"),
+        err_code(&mut b, "UPDATE DL SET v = 2 WHERE id = 1")
+    );
+    let mut codes = vec![ra, rb];
+    codes.sort();
+    assert_eq!(codes, vec![0, 1205]);
+    let (victim, survivor) = if ra == 1205 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    let r = rows(victim, "SELECT @@TRANCOUNT AS tc").await;
+    assert_eq!(
+        r[0].get::<i32, _>("tc"),
+        Some(0),
+        "the victim's transaction is rolled back"
+    );
+    exec(survivor, "COMMIT").await;
+    let r = rows(victim, "SELECT SUM(v) AS s FROM DL").await;
+    assert!(matches!(r[0].get::<i32, _>("s"), Some(2) | Some(4)));
+}
