@@ -135,3 +135,18 @@ async fn strict_rejection_of_non_tsql() {
     let out = ok(&mut s, "SELECT COUNT(*) FROM P").await;
     assert_eq!(scalar(&out).1, Value::Int(1));
 }
+
+#[tokio::test]
+async fn at_at_error() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(&mut s, SETUP).await;
+    let out = run(
+        &mut s,
+        "BEGIN TRAN; INSERT INTO P (id) VALUES (1); IF @@ERROR <> 0 ROLLBACK; SELECT @@TRANCOUNT AS tc, @@ERROR AS e",
+    )
+    .await;
+    assert_eq!(errors(&out), vec![2627]);
+    let (_, r) = rowset(&out, 0);
+    assert_eq!(r[0], vec![Value::Int(0), Value::Int(0)]);
+}

@@ -162,6 +162,7 @@ impl Engine {
             scope_identity: None,
             last_identity: None,
             param_sig: 0,
+            last_error: 0,
             rowcount: 0,
             stmts: HashMap::new(),
             tx_applocks: Vec::new(),
@@ -260,6 +261,8 @@ pub struct Session {
     vars: HashMap<String, (SqlType, Value)>,
     scope_identity: Option<i64>,
     last_identity: Option<i64>,
+    /// @@ERROR.
+    last_error: i32,
     /// Hash of the current call's parameter names and types (part of the plan cache key).
     param_sig: u64,
     rowcount: i64,
@@ -338,9 +341,17 @@ impl Session {
                             .await
                     }
                 };
-                if let Err(f) = r {
-                    if self.fail(f, out).await == Flow::Abort {
-                        return Flow::Abort;
+                match r {
+                    Err(f) => {
+                        self.last_error = f.err.number;
+                        if self.fail(f, out).await == Flow::Abort {
+                            return Flow::Abort;
+                        }
+                    }
+                    Ok(()) => {
+                        if !matches!(n, Node::If { .. }) {
+                            self.last_error = 0;
+                        }
                     }
                 }
             }
@@ -914,6 +925,7 @@ impl Session {
                     .map(|(t, v)| param_value(v, t))
                     .unwrap_or(Value::Null),
                 Bind::RowCount => Value::Int(self.rowcount),
+                Bind::Error => Value::Int(self.last_error as i64),
                 Bind::TranCount => Value::Int(self.trancount as i64),
                 Bind::ScopeIdentity => self
                     .scope_identity

@@ -41,6 +41,8 @@ pub enum Bind {
     /// A `DECLARE`d variable (lower-cased name with `@`).
     Var(String),
     RowCount,
+    /// @@ERROR: the number of the last statement's error, 0 after a successful statement.
+    Error,
     TranCount,
     ScopeIdentity,
     Identity,
@@ -356,6 +358,7 @@ impl<'a> Translator<'a> {
                 let lc = i.value.to_lowercase();
                 match lc.as_str() {
                     "@@rowcount" => Some(Bind::RowCount),
+                    "@@error" => Some(Bind::Error),
                     "@@trancount" => Some(Bind::TranCount),
                     "@@identity" => Some(Bind::Identity),
                     _ if lc.starts_with("@@") => None,
@@ -1516,7 +1519,7 @@ impl<'a> Translator<'a> {
                     SqlType::SmallInt,
                 ))
             }
-            "@@error" => return Ok(TExpr::new("0".into(), SqlType::Int)),
+            "@@error" => (Bind::Error, SqlType::Int),
             "@@version" => {
                 return Ok(TExpr::new(
                     quote_lit("Microsoft SQL Server 2019 (mikro-emulator on PostgreSQL)"),
