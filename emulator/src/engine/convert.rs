@@ -335,25 +335,26 @@ pub fn param_value(v: &Value, ty: &SqlType) -> Value {
 
 /// Whether a value has the Rust shape the protocol layer expects for a T-SQL type.
 pub fn fits(v: &Value, ty: &SqlType) -> bool {
-    match (v, ty) {
-        (Value::Null, _) => true,
-        (Value::Bool(_), SqlType::Bit) => true,
-        (Value::Int(_), SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt) => {
-            true
-        }
-        (Value::Float(_), SqlType::Real | SqlType::Float) => true,
-        (Value::Decimal(_), SqlType::Decimal { .. } | SqlType::Money) => true,
-        (
-            Value::String(_),
-            SqlType::NVarChar(_) | SqlType::VarChar(_) | SqlType::NChar(_) | SqlType::Char(_),
-        ) => true,
-        (
-            Value::DateTime(_),
-            SqlType::DateTime | SqlType::SmallDateTime | SqlType::DateTime2(_),
-        ) => true,
-        (Value::Date(_), SqlType::Date) => true,
-        (Value::Guid(_), SqlType::UniqueIdentifier) => true,
-        (Value::Bytes(_), SqlType::VarBinary(_)) => true,
-        _ => false,
-    }
+    matches!(
+        (v, ty),
+        (Value::Null, _)
+            | (Value::Bool(_), SqlType::Bit)
+            | (
+                Value::Int(_),
+                SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt
+            )
+            | (Value::Float(_), SqlType::Real | SqlType::Float)
+            | (Value::Decimal(_), SqlType::Decimal { .. } | SqlType::Money)
+            | (
+                Value::String(_),
+                SqlType::NVarChar(_) | SqlType::VarChar(_) | SqlType::NChar(_) | SqlType::Char(_)
+            )
+            | (
+                Value::DateTime(_),
+                SqlType::DateTime | SqlType::SmallDateTime | SqlType::DateTime2(_)
+            )
+            | (Value::Date(_), SqlType::Date)
+            | (Value::Guid(_), SqlType::UniqueIdentifier)
+            | (Value::Bytes(_), SqlType::VarBinary(_))
+    )
 }
