@@ -118,6 +118,8 @@ async fn strict_rejection_of_non_tsql() {
         "BEGIN TRY SELECT 1 END TRY BEGIN CATCH SELECT 2 END CATCH",
         "SELECT id FROM T FOR UPDATE",
         "SELECT 1 NULLS FIRST",
+        "SELECT NEXT VALUE FOR dbo.seq",
+        "WAITFOR DELAY '00:00:01'",
     ] {
         let out = run(&mut s, sql).await;
         let e = errors(&out);
