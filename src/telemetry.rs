@@ -54,14 +54,15 @@ pub fn init_with(
     dir: Option<&Path>,
     to_stderr: bool,
 ) -> Result<LogGuards, TelemetryError> {
-    use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    let console = || {
-        if to_stderr {
-            BoxMakeWriter::new(std::io::stderr)
-        } else {
-            BoxMakeWriter::new(std::io::stdout)
-        }
+    // The console writer runs on its own thread: a stalled stdout (a full pipe, a stuck
+    // journald) must never block the runtime threads that post documents. Lines are dropped
+    // rather than waited for when its buffer is full.
+    let (console_writer, console_guard) = if to_stderr {
+        tracing_appender::non_blocking(std::io::stderr())
+    } else {
+        tracing_appender::non_blocking(std::io::stdout())
     };
+    let console = || console_writer.clone();
     let filter = || -> Result<EnvFilter, TelemetryError> {
         match std::env::var("RUST_LOG") {
             Ok(v) if !v.trim().is_empty() => {
@@ -99,7 +100,7 @@ pub fn init_with(
             .with_filter(filter()?)
             .boxed(),
     };
-    let mut guards = Vec::new();
+    let mut guards = vec![console_guard];
     let mut layers = vec![stdout_layer];
     if let Some(dir) = dir {
         let derr = |e: &dyn std::fmt::Display| TelemetryError::LogDir {

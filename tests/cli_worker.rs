@@ -65,10 +65,12 @@ fn worker(
         )
         .env("MIKRO_SYNC_METRICS_LISTEN", port.to_string())
         .env("MIKRO_SYNC_LOG_DIR", logdir.join("logs"))
-        .env("MIKRO_SYNC_ERP_SYNC_INTERVAL", "off")
+        .env("MIKRO_SYNC_ERP_SYNC_INTERVAL", "1s")
         .env("LOG_LEVEL", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        // Files, not pipes: nobody reads a pipe while the daemon runs, and a full pipe must not
+        // be what the test measures.
+        .stdout(std::fs::File::create(logdir.join(format!("worker-{port}.stdout"))).unwrap())
+        .stderr(std::fs::File::create(logdir.join(format!("worker-{port}.stderr"))).unwrap())
         .kill_on_drop(true)
         .spawn()
         .expect("spawn worker")
@@ -195,6 +197,8 @@ async fn worker_metrics_health_and_graceful_shutdown() {
         "mikro_sync_listener_up 1",
         "mikro_sync_pool_up{pool=\"web\"} 1",
         "mikro_sync_queue_depth{status=\"pending\"}",
+        "mikro_sync_erp_sync_runs_total{result=\"ok\"}",
+        "mikro_sync_erp_sync_rows_total{entity=\"stok\"",
     ] {
         assert!(
             metrics.contains(name),
@@ -207,17 +211,16 @@ async fn worker_metrics_health_and_graceful_shutdown() {
         .status()
         .unwrap();
     assert!(st.success());
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+    let mut child = child;
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
         .expect("worker stops within 60 s after SIGTERM")
         .unwrap();
-    let log =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit 0 after SIGTERM: {:?}\n{log}",
-        out.status
-    );
+    let read = |ext: &str| {
+        std::fs::read_to_string(dir.path().join(format!("worker-{port}.{ext}"))).unwrap_or_default()
+    };
+    let log = read("stdout") + &read("stderr");
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}\n{log}");
     assert!(log.contains("worker stopped cleanly"), "{log}");
     let claimed: i64 = web
         .query_one(
@@ -279,10 +282,43 @@ async fn worker_metrics_health_and_graceful_shutdown() {
         if open == 0 {
             break;
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "{open} documents still open"
-        );
+        if t0.elapsed() > Duration::from_secs(40) {
+            let rows = web
+                .query(
+                    "SELECT status, retry_count, coalesce(error_message, ''), next_attempt_at::text
+                       FROM sync_queue WHERE status IN ('pending', 'processing')",
+                    &[],
+                )
+                .await
+                .unwrap();
+            let rows: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {} {}",
+                        r.get::<_, String>(0),
+                        r.get::<_, i32>(1),
+                        r.get::<_, String>(2),
+                        r.get::<_, Option<String>>(3).unwrap_or_default()
+                    )
+                })
+                .collect();
+            let act: Vec<String> = web
+                .query(
+                    "SELECT datname || ' ' || coalesce(application_name, '') || ' ' || coalesce(state, '')
+                            || ' wait=' || coalesce(wait_event_type || ':' || wait_event, '-')
+                            || ' xact=' || coalesce((now() - xact_start)::text, '-')
+                            || ' q=' || left(query, 300)
+                       FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            panic!("{open} documents still open: {rows:#?}\n{act:#?}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let completed: i64 = web
@@ -311,13 +347,15 @@ async fn worker_metrics_health_and_graceful_shutdown() {
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+    let mut child = child;
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
         .expect("second worker stops")
         .unwrap();
-    assert!(out.status.success());
+    assert!(status.success());
     // --log-format json: one JSON object per line; document lines carry the span fields.
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout =
+        std::fs::read_to_string(dir.path().join(format!("worker-{port2}.stdout"))).unwrap();
     let mut doc_lines = 0;
     for l in stdout.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =
