@@ -282,7 +282,7 @@ async fn worker_metrics_health_and_graceful_shutdown() {
         if open == 0 {
             break;
         }
-        if t0.elapsed() > Duration::from_secs(40) {
+        if t0.elapsed() > Duration::from_secs(120) {
             let rows = web
                 .query(
                     "SELECT status, retry_count, coalesce(error_message, ''), next_attempt_at::text
