@@ -1,0 +1,106 @@
+//! The library calls "ship" builds the CLI on: `stats`, `retry_failed`, `Worker::run_until_idle`.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use mikro_sync::posting::{DocKind, PostError};
+use mikro_sync::queue::{retry_failed, stats, Job, PgListenConnector, RetryFilter, Worker};
+
+#[tokio::test]
+async fn stats_count_by_status() {
+    let env = web_env(true).await;
+    let c = env.client().await;
+    let s = stats(&c).await.unwrap();
+    assert_eq!(
+        (s.pending, s.processing, s.completed, s.failed),
+        (0, 0, 0, 0)
+    );
+    assert!(s.oldest_pending_age.is_none());
+    let a = insert_sale(&c, 1).await;
+    insert_sale(&c, 1).await;
+    insert_collection(&c, "5").await;
+    c.execute(
+        "UPDATE sync_queue SET status = 'failed' WHERE entity_id = $1",
+        &[&a],
+    )
+    .await
+    .unwrap();
+    let s = stats(&c).await.unwrap();
+    assert_eq!((s.pending, s.due, s.failed), (2, 2, 1));
+    assert!(s.oldest_pending_age.is_some());
+    assert!(s.to_string().contains("pending=2"));
+}
+
+#[tokio::test]
+async fn retry_failed_by_kind_and_id() {
+    let env = web_env(true).await;
+    let c = env.client().await;
+    let s1 = insert_sale(&c, 1).await;
+    let s2 = insert_sale(&c, 1).await;
+    let t1 = insert_collection(&c, "5").await;
+    c.batch_execute(
+        "UPDATE sync_queue SET status = 'failed', retry_count = 3, error_message = 'x'",
+    )
+    .await
+    .unwrap();
+    let n = retry_failed(
+        &c,
+        &RetryFilter {
+            ids: vec![],
+            kind: Some(DocKind::Tahsilat),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(queue_row(&c, t1).await.unwrap().0, "pending");
+    assert_eq!(queue_row(&c, t1).await.unwrap().1, 0);
+    let id2: uuid::Uuid = c
+        .query_one("SELECT id FROM sync_queue WHERE entity_id = $1", &[&s2])
+        .await
+        .unwrap()
+        .get(0);
+    let n = retry_failed(
+        &c,
+        &RetryFilter {
+            ids: vec![id2],
+            kind: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(queue_row(&c, s1).await.unwrap().0, "failed");
+    assert_eq!(queue_row(&c, s2).await.unwrap().0, "pending");
+}
+
+#[tokio::test]
+async fn run_until_idle_drains_and_returns() {
+    let env = web_env(true).await;
+    let c = env.client().await;
+    for _ in 0..25 {
+        insert_sale(&c, 1).await;
+    }
+    let bad = insert_collection(&c, "1").await;
+    let sink = ScriptSink::new(Arc::new(move |j: &Job, _n| {
+        if j.entity_id == bad {
+            Err(PostError::Data("no mapping".into()))
+        } else {
+            Ok(posted("ST", 1))
+        }
+    }));
+    let mut opts = fast_opts();
+    opts.retry.data_max_attempts = 1;
+    let listen = Arc::new(PgListenConnector::from_url_notls(&env.url).unwrap());
+    let report = Worker::new(env.pool.clone(), listen, sink, opts)
+        .run_until_idle()
+        .await
+        .unwrap();
+    assert_eq!(report.posted, 25);
+    assert_eq!(report.failed, 1);
+    assert_eq!(count_status(&c, "completed").await, 25);
+    assert_eq!(count_status(&c, "failed").await, 1);
+    assert_eq!(count_status(&c, "processing").await, 0);
+}
