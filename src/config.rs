@@ -134,6 +134,9 @@ pub struct WebDbConfig {
     pub pool_size: usize,
     /// Where the settings came from (`PG_*` or a URL variable), shown by `mikro-sync config`.
     pub source: String,
+    /// The parsed URL, when configured by one: its other parameters (`options`,
+    /// `target_session_attrs`, extra hosts, …) are kept as given.
+    pub url_config: Option<tokio_postgres::Config>,
 }
 
 impl fmt::Debug for WebDbConfig {
@@ -153,14 +156,22 @@ impl fmt::Debug for WebDbConfig {
 impl WebDbConfig {
     /// The tokio-postgres configuration (with the real password; never log it).
     pub fn pg_config(&self) -> tokio_postgres::Config {
-        let mut c = tokio_postgres::Config::new();
-        c.host(&self.host)
-            .port(self.port)
-            .dbname(&self.database)
-            .user(&self.user)
-            .application_name("mikro-sync")
-            .connect_timeout(Duration::from_secs(10))
-            .keepalives(true)
+        let mut c = match &self.url_config {
+            Some(u) => u.clone(),
+            None => {
+                let mut c = tokio_postgres::Config::new();
+                c.host(&self.host).port(self.port);
+                c
+            }
+        };
+        c.dbname(&self.database).user(&self.user);
+        if c.get_application_name().is_none() {
+            c.application_name("mikro-sync");
+        }
+        if c.get_connect_timeout().is_none() {
+            c.connect_timeout(Duration::from_secs(10));
+        }
+        c.keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
             .ssl_mode(match self.tls.mode {
                 PgSslMode::Disable => tokio_postgres::config::SslMode::Disable,
@@ -1046,6 +1057,7 @@ impl Parser<'_> {
                 tls,
                 pool_size,
                 source: var.to_string(),
+                url_config: Some(pg),
             });
         }
         let any = [
@@ -1091,6 +1103,7 @@ impl Parser<'_> {
             tls,
             pool_size,
             source: "PG_* variables".into(),
+            url_config: None,
         })
     }
 

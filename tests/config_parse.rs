@@ -127,6 +127,17 @@ fn url_forms() {
         "trusting any certificate is opt-in"
     );
 
+    // Other URL parameters are kept.
+    let c = Config::from_map(&map(&[(
+        "MIKRO_SYNC_PG_URL",
+        "postgres://u:pw@h1:5432/db?options=-c%20search_path%3Dshop&application_name=shop-sync",
+    )]))
+    .unwrap();
+    let pc = c.web().unwrap().pg_config();
+    assert_eq!(pc.get_options(), Some("-c search_path=shop"));
+    assert_eq!(pc.get_application_name(), Some("shop-sync"));
+    assert_eq!(pc.get_password(), Some(&b"pw"[..]));
+
     // DATABASE_URL works as well, and a URL without sslmode does not silently use TLS.
     let c = Config::from_map(&map(&[("DATABASE_URL", "postgres://u@localhost/db")])).unwrap();
     assert_eq!(c.web().unwrap().tls.mode, PgSslMode::Disable);
