@@ -501,6 +501,149 @@ impl<'a> IntoSql<'a> for SqlParam {
     }
 }
 
+impl SqlParam {
+    /// An `int` parameter.
+    pub fn int(v: i32) -> Self {
+        SqlParam(ColumnData::I32(Some(v)))
+    }
+    /// A `smallint` parameter.
+    pub fn smallint(v: i16) -> Self {
+        SqlParam(ColumnData::I16(Some(v)))
+    }
+    /// An `nvarchar` parameter.
+    pub fn text(v: impl Into<String>) -> Self {
+        SqlParam(ColumnData::String(Some(Cow::Owned(v.into()))))
+    }
+    /// A `uniqueidentifier` parameter.
+    pub fn guid(v: uuid::Uuid) -> Self {
+        SqlParam(ColumnData::Guid(Some(v)))
+    }
+    /// A `datetime` parameter (`None` outside datetime's range).
+    pub fn datetime(v: NaiveDateTime) -> Option<Self> {
+        sql_datetime(v).map(|d| SqlParam(ColumnData::DateTime(Some(d))))
+    }
+}
+
+/// A multi-statement parameterised batch under construction: statements are appended in order,
+/// each value becomes the next `@Pn`. Used to send several of the Mikro program's statements in
+/// one round trip (one `sp_executesql`) while keeping their order; the text depends only on the
+/// statement shapes, never on the values, so the server can reuse its plan.
+#[derive(Debug, Default)]
+pub struct Batch {
+    sql: String,
+    params: Vec<SqlParam>,
+    need_sep: bool,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds a parameter and returns its placeholder (`@P7`).
+    pub fn param(&mut self, p: SqlParam) -> String {
+        self.params.push(p);
+        format!("@P{}", self.params.len())
+    }
+
+    /// Appends a statement (the `;` separator is added).
+    pub fn stmt(&mut self, sql: &str) {
+        if self.need_sep {
+            self.sql.push_str(";\n");
+        }
+        self.sql.push_str(sql);
+        self.need_sep = true;
+    }
+
+    /// Appends control-flow text (`IF … BEGIN`, `END`) without a statement separator before it;
+    /// `sep_after` says whether the next statement needs one (after `END`, not after `BEGIN`).
+    pub fn raw(&mut self, text: &str, sep_after: bool) {
+        self.sql.push_str(text);
+        self.need_sep = sep_after;
+    }
+
+    /// Appends `INSERT INTO dbo.<T> (<every column>) VALUES (…)` for `row`, every value a
+    /// parameter except the columns in `exprs`, which get the given T-SQL expression (a batch
+    /// variable such as `@sira`, known only on the server).
+    pub fn insert(
+        &mut self,
+        row: &Row,
+        now: NaiveDateTime,
+        exprs: &[(&str, &str)],
+    ) -> Result<(), MikroError> {
+        let t = row.table;
+        let mut idx_expr: Vec<Option<&str>> = vec![None; t.columns.len()];
+        for (col, e) in exprs {
+            let i = t
+                .column_index(col)
+                .ok_or_else(|| MikroError::UnknownColumn {
+                    table: t.name,
+                    column: col.to_string(),
+                })?;
+            idx_expr[i] = Some(e);
+        }
+        // Business columns supplied by expressions need no value in the row.
+        let mut full = row.clone();
+        for (i, e) in idx_expr.iter().enumerate() {
+            if e.is_some() && full.values[i].is_none() {
+                full.values[i] = Some(match t.columns[i].ty {
+                    SqlType::NVarChar(_) => Value::Text(String::new()),
+                    SqlType::Float => Value::Float(0.0),
+                    SqlType::DateTime => Value::DateTime(mikro_empty_date()),
+                    _ => Value::Int(0),
+                });
+            }
+        }
+        let params = full.params(now)?;
+        let mut sql = String::with_capacity(t.columns.len() * 40);
+        sql.push_str("INSERT INTO dbo.");
+        sql.push_str(t.name);
+        sql.push_str(" (");
+        for (i, c) in t.columns.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(c.name);
+        }
+        sql.push_str(") VALUES (");
+        for (i, (p, e)) in params.into_iter().zip(idx_expr).enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            match e {
+                Some(e) => sql.push_str(e),
+                None => {
+                    let ph = self.param(p);
+                    sql.push_str(&ph);
+                }
+            }
+        }
+        sql.push(')');
+        self.stmt(&sql);
+        Ok(())
+    }
+
+    /// Number of parameters so far (SQL Server accepts at most 2,100 per call).
+    pub fn param_count(&self) -> usize {
+        self.params.len()
+    }
+
+    /// The batch text (for logs and tests).
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The tiberius query with every parameter bound.
+    pub fn into_query(self) -> Query<'static> {
+        let mut q = Query::new(self.sql);
+        for p in self.params {
+            q.bind(p);
+        }
+        q
+    }
+}
+
 /// Inserts `row` as the Mikro program does (INSERT with `RECid_RECno = 0`, read `SCOPE_IDENTITY()`,
 /// set `RECid_RECno` to it) in one round trip, and returns the new RECno. Works on any tiberius
 /// client: the daemon's pooled ERP connection or a test's own connection to the emulator. It does

@@ -19,17 +19,16 @@
 use chrono::Datelike;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
-use tiberius::Query;
 
-use super::erp::{self, classify_mikro, datetime_param, get_int, run};
+use super::erp::{self, classify_mikro, datetime_param, run};
 use super::load::Collection;
-use super::master::Codes;
-use super::numbering::{self, RefnoRequest, Reserved};
+use super::master::{self, Codes};
+use super::numbering::{self, Head, HeadOutcome, RefnoRequest};
 use super::text::{truncate, ACIKLAMA_MAX, BELGE_NO_MAX, TEXT50_MAX};
 use super::time::{document_date, vade_int};
 use super::{ledger, DocKind, Outcome, PostError, Posted, PostingConfig};
 use crate::db::ErpClient;
-use crate::mikro::{cached_sql, Row, CARI_HESAP_HAREKETLERI, ODEME_EMIRLERI};
+use crate::mikro::{Batch, Row, SqlParam, CARI_HESAP_HAREKETLERI, ODEME_EMIRLERI};
 
 /// `cha_evrak_tip` of a collection receipt.
 pub const EVRAK_TIP: i16 = 1;
@@ -193,39 +192,13 @@ pub async fn post(
         truncate("cha_aciklama", &c.aciklama, ACIKLAMA_MAX)
     };
 
-    erp::begin(erp).await?;
-    let result = async {
-        let (sira, refno) = match numbering::reserve(
-            erp,
-            DocKind::Tahsilat,
-            c.id,
-            &doc,
-            EVRAK_TIP,
-            &seri,
-            refno_req,
-            &codes,
-            cfg.lock_timeout_ms,
-        )
-        .await?
-        {
-            Reserved::AlreadyPosted(e) => {
-                return Ok(Outcome::Already(Posted {
-                    seri: e.seri,
-                    sira: e.sira,
-                    cha_recno: e.cha_recno,
-                    already_posted: true,
-                }))
-            }
-            Reserved::Fresh { sira, refno } => (sira, refno.unwrap_or_default()),
-        };
-
-        // 1. ODEME_EMIRLERI (instruments only), RECid set in the same statement.
-        let mut sck_recno = 0;
-        if let Some((sck_tip, _)) = k.sck {
-            let m = |e| classify_mikro(e, "building the ODEME_EMIRLERI row");
+    // Rows, built before the transaction; `@sira`, `@refno`, `@sck`, `@cha` are batch variables.
+    let m = |e| classify_mikro(e, "building the ODEME_EMIRLERI row");
+    let sck_row = match k.sck {
+        None => None,
+        Some((sck_tip, _)) => {
             let mut r = Row::new(&ODEME_EMIRLERI);
             r.set("sck_tip", sck_tip).map_err(m)?;
-            r.set("sck_refno", refno.as_str()).map_err(m)?;
             r.set(
                 "sck_borclu",
                 truncate("sck_borclu", &c.customer.name, TEXT50_MAX),
@@ -253,140 +226,125 @@ pub async fn post(
             if k.name == "senet" {
                 r.set("sck_duzen_tarih", date).map_err(m)?;
             }
-            let mut q = Query::new(ODEME_EMIRLERI.insert_with_recid_sql());
-            r.bind(&mut q, now).map_err(m)?;
-            let res = run(erp, q, 1, "writing the ODEME_EMIRLERI row").await?;
-            sck_recno = res
-                .iter()
-                .flatten()
-                .next()
-                .and_then(|r| get_int(r, 0))
-                .and_then(|v| i32::try_from(v).ok())
-                .ok_or_else(|| {
-                    PostError::Data("the ODEME_EMIRLERI INSERT returned no RECno".into())
-                })?;
+            Some(r)
         }
+    };
+    let mh = |e| classify_mikro(e, "building the CHA row");
+    let mut h = Row::new(&CARI_HESAP_HAREKETLERI);
+    h.set("cha_evrak_tip", EVRAK_TIP).map_err(mh)?;
+    h.set("cha_evrakno_seri", seri.as_str()).map_err(mh)?;
+    h.set("cha_tarihi", date).map_err(mh)?;
+    h.set("cha_tip", 1i16).map_err(mh)?;
+    h.set("cha_cinsi", k.cinsi).map_err(mh)?;
+    h.set("cha_normal_Iade", 0u8).map_err(mh)?;
+    h.set("cha_tpoz", 0).map_err(mh)?;
+    h.set(
+        "cha_belge_no",
+        truncate("cha_belge_no", &c.belge_no, BELGE_NO_MAX),
+    )
+    .map_err(mh)?;
+    h.set("cha_belge_tarih", date).map_err(mh)?;
+    h.set("cha_aciklama", aciklama.as_str()).map_err(mh)?;
+    h.set("cha_cari_cins", 0i16).map_err(mh)?;
+    h.set("cha_kod", c.customer.code.as_str()).map_err(mh)?;
+    h.set("cha_ciro_cari_kodu", "").map_err(mh)?;
+    h.set("cha_grupno", 0).map_err(mh)?;
+    h.set("cha_kasa_hizmet", k.kasa_hizmet).map_err(mh)?;
+    h.set("cha_kasa_hizkod", hizkod.as_str()).map_err(mh)?;
+    h.set("cha_karsid_kur", 1).map_err(mh)?;
+    h.set("cha_meblag", money(c.tutar)).map_err(mh)?;
+    h.set("cha_aratoplam", money(c.tutar)).map_err(mh)?;
+    h.set("cha_vade", vade_int(vade)).map_err(mh)?;
+    h.set("cha_sntck_poz", k.sntck_poz).map_err(mh)?;
+    h.set("cha_uuid", "").map_err(mh)?;
 
-        // 2. CHA.
-        let m = |e| classify_mikro(e, "building the CHA row");
-        let mut h = Row::new(&CARI_HESAP_HAREKETLERI);
-        h.set("cha_evrak_tip", EVRAK_TIP).map_err(m)?;
-        h.set("cha_evrakno_seri", seri.as_str()).map_err(m)?;
-        h.set("cha_evrakno_sira", sira).map_err(m)?;
-        h.set("cha_tarihi", date).map_err(m)?;
-        h.set("cha_tip", 1i16).map_err(m)?;
-        h.set("cha_cinsi", k.cinsi).map_err(m)?;
-        h.set("cha_normal_Iade", 0u8).map_err(m)?;
-        h.set("cha_tpoz", 0).map_err(m)?;
-        h.set(
-            "cha_belge_no",
-            truncate("cha_belge_no", &c.belge_no, BELGE_NO_MAX),
-        )
-        .map_err(m)?;
-        h.set("cha_belge_tarih", date).map_err(m)?;
-        h.set("cha_aciklama", aciklama.as_str()).map_err(m)?;
-        h.set("cha_cari_cins", 0i16).map_err(m)?;
-        h.set("cha_kod", c.customer.code.as_str()).map_err(m)?;
-        h.set("cha_ciro_cari_kodu", "").map_err(m)?;
-        h.set("cha_grupno", 0).map_err(m)?;
-        h.set("cha_kasa_hizmet", k.kasa_hizmet).map_err(m)?;
-        h.set("cha_kasa_hizkod", hizkod.as_str()).map_err(m)?;
-        h.set("cha_karsid_kur", 1).map_err(m)?;
-        h.set("cha_meblag", money(c.tutar)).map_err(m)?;
-        h.set("cha_aratoplam", money(c.tutar)).map_err(m)?;
-        h.set("cha_vade", vade_int(vade)).map_err(m)?;
-        h.set("cha_trefno", refno.as_str()).map_err(m)?;
-        h.set("cha_sntck_poz", k.sntck_poz).map_err(m)?;
-        h.set("cha_uuid", "").map_err(m)?;
-
-        let ledger_rec = |cha_recno| ledger::Record {
-            kind: DocKind::Tahsilat,
-            web_id: c.id,
-            evrak_tip: EVRAK_TIP,
-            seri: &seri,
-            sira,
-            cha_recno,
-            sck_recno,
-            sth_count: 0,
-            posted_at: now,
-        };
-
-        let cha_recno = if k.sck.is_none() {
-            // Cash: INSERT, RECid, then the ledger.
-            let mut q = Query::new(CARI_HESAP_HAREKETLERI.insert_with_recid_sql());
-            h.bind(&mut q, now).map_err(m)?;
-            let res = run(erp, q, 1, "writing the CHA row").await?;
-            let cha_recno = first_int(&res, "CHA")?;
-            let sql = cached_sql("MIKROSYNC_LEDGER", "insert", || ledger::insert_sql(1));
-            let mut q = Query::new(sql);
-            ledger::bind_insert(&mut q, &ledger_rec(cha_recno))?;
-            q.execute(erp)
-                .await
-                .map_err(|e| erp::classify(e, "writing the ledger row"))?;
-            cha_recno
-        } else {
-            let sql = cached_sql(CARI_HESAP_HAREKETLERI.name, "insert+recno", || {
-                format!(
-                    "{}; SELECT CAST(SCOPE_IDENTITY() AS int) AS recno",
-                    CARI_HESAP_HAREKETLERI.insert_sql_at(1)
+    erp::begin(erp).await?;
+    let result = async {
+        let mut b = Batch::new();
+        let hp = numbering::open(
+            &mut b,
+            &Head {
+                kind: DocKind::Tahsilat,
+                web_id: c.id,
+                evrak_tip: EVRAK_TIP,
+                seri: &seri,
+                refno: refno_req,
+                codes: &codes,
+                lock_timeout_ms: cfg.lock_timeout_ms,
+            },
+        );
+        match &sck_row {
+            None => {
+                // Cash: INSERT CHA, RECid, ledger.
+                b.insert(&h, now, &[("cha_evrakno_sira", "@sira")])
+                    .map_err(mh)?;
+                b.stmt("SET @cha = CAST(SCOPE_IDENTITY() AS int)");
+                b.stmt(
+                    "UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno \
+                     WHERE cha_RECno = @cha",
+                );
+                ledger::insert_stmt(&mut b, &hp, "@sira", "@cha", "0", 0, now)?;
+            }
+            Some(r) => {
+                // INSERT SCK → its RECid → INSERT CHA → UPDATE SCK owner/location → CHA RECid.
+                b.insert(r, now, &[("sck_refno", "@refno")]).map_err(m)?;
+                b.stmt("SET @sck = CAST(SCOPE_IDENTITY() AS int)");
+                b.stmt(
+                    "UPDATE dbo.ODEME_EMIRLERI SET sck_RECid_RECno = sck_RECno \
+                     WHERE sck_RECno = @sck",
+                );
+                b.insert(
+                    &h,
+                    now,
+                    &[("cha_evrakno_sira", "@sira"), ("cha_trefno", "@refno")],
                 )
-            });
-            let mut q = Query::new(sql);
-            h.bind(&mut q, now).map_err(m)?;
-            let res = run(erp, q, 1, "writing the CHA row").await?;
-            let cha_recno = first_int(&res, "CHA")?;
-
-            // 3. ODEME owner/location, then CHA RECid, then the ledger — one statement.
-            let sql = cached_sql(ODEME_EMIRLERI.name, "collection-finish", || {
-                format!(
-                    "UPDATE dbo.ODEME_EMIRLERI SET sck_lastup_date = @P1, \
-                     sck_sahip_cari_kodu = @P2, sck_nerede_cari_cins = @P3, \
-                     sck_nerede_cari_kodu = @P4, sck_nerede_cari_grupno = @P5, \
-                     sck_ilk_hareket_tarihi = @P6, sck_ilk_evrak_seri = @P7, \
-                     sck_ilk_evrak_sira_no = @P8, sck_son_hareket_tarihi = @P6, sck_sonpoz = @P9 \
-                     WHERE sck_RECno = @P10;\n\
-                     UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno, \
-                     cha_karsidgrupno = @P11 WHERE cha_RECno = @P12;\n{}",
-                    ledger::insert_sql(13)
-                )
-            });
-            let mut q = Query::new(sql);
-            q.bind(datetime_param(now)?);
-            q.bind(c.customer.code.clone());
-            q.bind(if is_bank { 2i16 } else { 4i16 });
-            q.bind(hizkod.clone());
-            q.bind(k.grupno);
-            q.bind(datetime_param(date)?);
-            q.bind(seri.clone());
-            q.bind(sira);
-            q.bind(k.sonpoz);
-            q.bind(sck_recno);
-            q.bind(k.grupno);
-            q.bind(cha_recno);
-            ledger::bind_insert(&mut q, &ledger_rec(cha_recno))?;
-            q.execute(erp)
-                .await
-                .map_err(|e| erp::classify(e, "completing the ODEME_EMIRLERI row"))?;
-            cha_recno
-        };
-        Ok(Outcome::Written(Posted {
-            seri: seri.clone(),
-            sira,
-            cha_recno,
-            already_posted: false,
-        }))
+                .map_err(mh)?;
+                b.stmt("SET @cha = CAST(SCOPE_IDENTITY() AS int)");
+                let lastup = b.param(datetime_param(now)?);
+                let sahip = b.param(SqlParam::text(c.customer.code.as_str()));
+                let cins = b.param(SqlParam::smallint(if is_bank { 2 } else { 4 }));
+                let nerede = b.param(SqlParam::text(hizkod.as_str()));
+                let grupno = b.param(SqlParam::int(k.grupno));
+                let tarih = b.param(datetime_param(date)?);
+                let ilk_seri = b.param(SqlParam::text(seri.as_str()));
+                let sonpoz = b.param(SqlParam::int(k.sonpoz));
+                b.stmt(&format!(
+                    "UPDATE dbo.ODEME_EMIRLERI SET sck_lastup_date = {lastup}, \
+                     sck_sahip_cari_kodu = {sahip}, sck_nerede_cari_cins = {cins}, \
+                     sck_nerede_cari_kodu = {nerede}, sck_nerede_cari_grupno = {grupno}, \
+                     sck_ilk_hareket_tarihi = {tarih}, sck_ilk_evrak_seri = {ilk_seri}, \
+                     sck_ilk_evrak_sira_no = @sira, sck_son_hareket_tarihi = {tarih}, \
+                     sck_sonpoz = {sonpoz} WHERE sck_RECno = @sck"
+                ));
+                b.stmt(&format!(
+                    "UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno, \
+                     cha_karsidgrupno = {grupno} WHERE cha_RECno = @cha"
+                ));
+                ledger::insert_stmt(&mut b, &hp, "@sira", "@cha", "@sck", 0, now)?;
+            }
+        }
+        numbering::close(&mut b);
+        let sets = run(erp, b.into_query(), 2, "writing the collection").await?;
+        match numbering::parse(&sets, cfg.lock_timeout_ms)? {
+            HeadOutcome::AlreadyPosted(e) => Ok(Outcome::Already(Posted {
+                seri: e.seri,
+                sira: e.sira,
+                cha_recno: e.cha_recno,
+                already_posted: true,
+            })),
+            HeadOutcome::ChecksFailed => Err(master::diagnose(erp, &codes, &doc).await),
+            HeadOutcome::Written {
+                sira, cha_recno, ..
+            } => Ok(Outcome::Written(Posted {
+                seri: seri.clone(),
+                sira,
+                cha_recno,
+                already_posted: false,
+            })),
+        }
     }
     .await;
     super::finish(erp, result).await
-}
-
-fn first_int(res: &[Vec<tiberius::Row>], what: &str) -> Result<i32, PostError> {
-    res.iter()
-        .flatten()
-        .next()
-        .and_then(|r| get_int(r, 0))
-        .and_then(|v| i32::try_from(v).ok())
-        .ok_or_else(|| PostError::Data(format!("the {what} INSERT returned no RECno")))
 }
 
 #[cfg(test)]

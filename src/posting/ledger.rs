@@ -110,3 +110,27 @@ pub fn bind_insert(q: &mut Query<'_>, r: &Record<'_>) -> Result<(), PostError> {
     q.bind(datetime_param(r.posted_at)?);
     Ok(())
 }
+
+/// Appends the ledger INSERT to a batch. `kind`, `web_id`, `evrak_tip`, `seri` are placeholders
+/// already bound in the batch; `sira`, `cha`, `sck` are expressions (batch variables such as
+/// `@sira`, or placeholders).
+#[allow(clippy::too_many_arguments)]
+pub fn insert_stmt(
+    b: &mut crate::mikro::Batch,
+    hp: &super::numbering::HeadParams,
+    sira: &str,
+    cha: &str,
+    sck: &str,
+    sth_count: i32,
+    posted_at: NaiveDateTime,
+) -> Result<(), PostError> {
+    let count = b.param(crate::mikro::SqlParam::int(sth_count));
+    let at = b.param(datetime_param(posted_at)?);
+    b.stmt(&format!(
+        "INSERT INTO dbo.MIKROSYNC_LEDGER (ml_kind, ml_web_id, ml_evrak_tip, ml_seri, ml_sira, \
+         ml_cha_recno, ml_sck_recno, ml_sth_count, ml_posted_at) VALUES ({}, {}, {}, {}, {sira}, \
+         {cha}, {sck}, {count}, {at})",
+        hp.kind, hp.web_id, hp.evrak_tip, hp.seri
+    ));
+    Ok(())
+}

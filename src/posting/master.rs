@@ -64,6 +64,19 @@ impl Codes {
         v
     }
 
+    /// The product codes as `IN` lists of padded sizes (the last code repeated).
+    pub fn in_lists(&self) -> Vec<Vec<String>> {
+        self.chunks()
+            .into_iter()
+            .map(|(start, size)| {
+                let n = (self.stoks.len() - start).min(IN_CHUNK);
+                (0..size)
+                    .map(|i| self.stoks[start + i.min(n - 1)].clone())
+                    .collect()
+            })
+            .collect()
+    }
+
     /// A key naming the statement shape (for the statement-text cache).
     pub fn shape(&self) -> String {
         let sizes: Vec<String> = self.chunks().iter().map(|c| c.1.to_string()).collect();
@@ -219,6 +232,23 @@ fn fold(s: &str) -> String {
         })
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// After a failed gate in the posting batch: finds out which code is missing (one more query,
+/// inside the still open transaction) and returns the data error for the operator.
+pub async fn diagnose(erp: &mut crate::db::ErpClient, codes: &Codes, doc: &str) -> PostError {
+    let (sql, _) = codes.sql(1);
+    let mut q = Query::new(sql);
+    codes.bind(&mut q);
+    match super::erp::run(erp, q, codes.sets(), "checking master data").await {
+        Ok(sets) => match codes.verify(&sets, doc) {
+            Err(e) => e,
+            Ok(()) => PostError::Transient(format!(
+                "{doc}: Mikro master data changed while posting; retrying"
+            )),
+        },
+        Err(e) => e,
+    }
 }
 
 #[cfg(test)]

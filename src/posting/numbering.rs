@@ -1,39 +1,29 @@
-//! Document numbers (DOMAIN §5.3) and refnos, reserved in the first statement of the posting
-//! transaction together with the ledger lookup, in one round trip:
+//! The guarded head of every posting batch (DOMAIN §5.3 and §6), sent in the same round trip as
+//! the document's rows:
 //!
-//! 1. ledger lookup for (kind, web id) — a hit means "already posted", the caller rolls back;
-//! 2. `sp_getapplock` on `mikro-sync:<evrak_tip>:<seri>` (exclusive, owned by the transaction), then
-//!    `ISNULL(MAX(cha_evrakno_sira), 0) + 1` for (evrak tip, series): every mikro-sync posting of a
-//!    series is serialised until its commit, so numbers are unique and consecutive. The lock is
-//!    held only for the few statements of one document (the Mikro program reads MAX without a lock,
-//!    so holding it long would not protect against it anyway — short is what matters);
-//! 3. for instruments, a second applock on `mikro-sync:refno:<prefix>:<year>` and the highest refno
-//!    of that prefix and year. Locks are always taken in this order (number, then refno), so two
-//!    postings cannot deadlock on them;
-//! 4. the master-data checks of [`super::master`] (customer, products, bank, cash box exist).
+//! 1. ledger lookup for (kind, web id) — a hit means "already posted": nothing is written;
+//! 2. master-data checks (customer, products, bank, cash box exist in Mikro, see [`super::master`]),
+//!    counted into variables — a miss writes nothing and is diagnosed afterwards;
+//! 3. `sp_getapplock` on `mikro-sync:<evrak_tip>:<seri>` (exclusive, owned by the transaction),
+//!    then `ISNULL(MAX(cha_evrakno_sira), 0) + 1` for (evrak tip, series) into `@sira`: every
+//!    mikro-sync posting of a series is serialised until its commit, so numbers are unique and
+//!    consecutive. The lock is held only for the rest of this one batch and the COMMIT (the Mikro
+//!    program reads MAX without a lock, so what matters is keeping the window short);
+//! 4. for instruments, a second applock on `mikro-sync:refno:<prefix>:<year>` and the next running
+//!    refno into `@refno` (highest existing of that prefix and year + 1, 8 digits). Locks are always
+//!    taken in this order (number, then refno), so two postings cannot deadlock on them.
+//!
+//! The caller appends its INSERT/UPDATE statements inside the guarded block (using `@sira`, `@cha`,
+//! `@sck`, `@refno`), then [`close`] ends the block and selects the outcome as the batch's last
+//! result set; [`parse`] reads it.
 
-use tiberius::Query;
+use tiberius::Row;
 use uuid::Uuid;
 
-use super::erp::{get_int, get_text, run};
+use super::erp::{get_int, get_text};
 use super::master::Codes;
 use super::{ledger, refno, DocKind, PostError};
-use crate::db::ErpClient;
-use crate::mikro::cached_sql;
-
-/// What the reservation found.
-#[derive(Debug)]
-pub enum Reserved {
-    /// The ledger already holds the document.
-    AlreadyPosted(ledger::Entry),
-    /// Fresh numbers, valid until the transaction ends.
-    Fresh {
-        /// Next `cha_evrakno_sira` of the series.
-        sira: i32,
-        /// Next refno, when one was asked for.
-        refno: Option<String>,
-    },
-}
+use crate::mikro::{Batch, SqlParam};
 
 /// A refno request: prefix (`MC`, `MS`, `MH`, `MK`) and year.
 #[derive(Debug, Clone, Copy)]
@@ -44,41 +34,36 @@ pub struct RefnoRequest<'a> {
     pub year: i32,
 }
 
-fn sql(with_refno: bool, codes: &Codes) -> &'static str {
-    let variant = format!(
-        "reserve{}:{}",
-        if with_refno { "+refno" } else { "" },
-        codes.shape()
-    );
-    cached_sql("MIKROSYNC", &variant, || {
-        let mut s = format!(
-            "{};\n\
-             DECLARE @lock int;\n\
-             EXEC @lock = sp_getapplock @Resource = @P3, @LockMode = 'Exclusive', \
-             @LockOwner = 'Transaction', @LockTimeout = @P4;\n\
-             SELECT @lock AS lock_result;\n\
-             SELECT ISNULL(MAX(cha_evrakno_sira), 0) + 1 AS next_sira \
-             FROM dbo.CARI_HESAP_HAREKETLERI WHERE cha_evrak_tip = @P5 AND cha_evrakno_seri = @P6",
-            ledger::lookup_sql(1)
-        );
-        let mut next = 7;
-        if with_refno {
-            s.push_str(
-                ";\n\
-                 DECLARE @lock2 int;\n\
-                 EXEC @lock2 = sp_getapplock @Resource = @P7, @LockMode = 'Exclusive', \
-                 @LockOwner = 'Transaction', @LockTimeout = @P4;\n\
-                 SELECT @lock2 AS lock_result;\n\
-                 SELECT MAX(sck_refno) AS max_refno FROM dbo.ODEME_EMIRLERI \
-                 WHERE sck_refno >= @P8 AND sck_refno <= @P9",
-            );
-            next = 10;
-        }
-        let (checks, _) = codes.sql(next);
-        s.push_str(";\n");
-        s.push_str(&checks);
-        s
-    })
+/// What the head needs to know.
+#[derive(Debug, Clone)]
+pub struct Head<'a> {
+    /// Document kind.
+    pub kind: DocKind,
+    /// Web id.
+    pub web_id: Uuid,
+    /// `cha_evrak_tip`.
+    pub evrak_tip: i16,
+    /// Series.
+    pub seri: &'a str,
+    /// Refno to allocate, if any.
+    pub refno: Option<RefnoRequest<'a>>,
+    /// Master data to check.
+    pub codes: &'a Codes,
+    /// Lock wait limit.
+    pub lock_timeout_ms: i32,
+}
+
+/// Placeholders of head parameters the caller reuses (ledger INSERT).
+#[derive(Debug, Clone)]
+pub struct HeadParams {
+    /// `ml_kind`.
+    pub kind: String,
+    /// `ml_web_id`.
+    pub web_id: String,
+    /// `cha_evrak_tip`.
+    pub evrak_tip: String,
+    /// Series.
+    pub seri: String,
 }
 
 /// The applock resource name for a series (at most 255 characters; series are ≤ 20).
@@ -86,62 +71,188 @@ pub fn series_resource(evrak_tip: i16, seri: &str) -> String {
     format!("mikro-sync:{evrak_tip}:{seri}")
 }
 
-/// Checks the ledger and reserves the next number (and refno) inside the open transaction.
-#[allow(clippy::too_many_arguments)]
-pub async fn reserve(
-    erp: &mut ErpClient,
-    kind: DocKind,
-    web_id: Uuid,
-    doc: &str,
-    evrak_tip: i16,
-    seri: &str,
-    refno_req: Option<RefnoRequest<'_>>,
-    codes: &Codes,
-    lock_timeout_ms: i32,
-) -> Result<Reserved, PostError> {
-    let mut q = Query::new(sql(refno_req.is_some(), codes));
-    ledger::bind_lookup(&mut q, kind, web_id);
-    q.bind(series_resource(evrak_tip, seri));
-    q.bind(lock_timeout_ms);
-    q.bind(evrak_tip);
-    q.bind(seri.to_string());
-    if let Some(r) = refno_req {
-        q.bind(format!("mikro-sync:refno:{}:{}", r.prefix, r.year));
-        q.bind(refno::year_prefix(r.prefix, r.year));
-        q.bind(refno::year_upper(r.prefix, r.year));
+/// Appends the head and opens the guarded block (see the module docs).
+pub fn open(b: &mut Batch, h: &Head<'_>) -> HeadParams {
+    let kind = b.param(SqlParam::text(h.kind.as_str()));
+    let web_id = b.param(SqlParam::guid(h.web_id));
+    b.stmt(&format!(
+        "SELECT {} FROM dbo.MIKROSYNC_LEDGER WHERE ml_kind = {kind} AND ml_web_id = {web_id}",
+        ledger::LOOKUP_COLUMNS
+    ));
+    for v in [
+        "@posted int",
+        "@c_cari int",
+        "@c_stok int",
+        "@c_bank int",
+        "@c_kasa int",
+        "@lock int",
+        "@lock2 int",
+        "@sira int",
+        "@cha int",
+        "@sck int",
+        "@n int",
+        "@refno nvarchar(25)",
+        "@maxref nvarchar(25)",
+    ] {
+        b.stmt(&format!("DECLARE {v}"));
     }
-    codes.bind(&mut q);
-    let base = if refno_req.is_some() { 5 } else { 3 };
-    let res = run(erp, q, base + codes.sets(), "reserving the document number").await?;
-    if let Some(row) = res[0].first() {
-        return Ok(Reserved::AlreadyPosted(ledger::parse(row)?));
+    b.stmt(&format!(
+        "SET @posted = (SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER WHERE ml_kind = {kind} AND \
+         ml_web_id = {web_id})"
+    ));
+    let mut gate = vec!["@posted = 0".to_string()];
+    let cari = b.param(SqlParam::text(h.codes.cari.clone()));
+    b.stmt(&format!(
+        "SET @c_cari = (SELECT COUNT(*) FROM dbo.CARI_HESAPLAR WHERE cari_kod = {cari})"
+    ));
+    gate.push("@c_cari > 0".into());
+    if !h.codes.stoks.is_empty() {
+        b.stmt("SET @c_stok = 0");
+        for list in h.codes.in_lists() {
+            let ph: Vec<String> = list
+                .into_iter()
+                .map(|c| b.param(SqlParam::text(c)))
+                .collect();
+            b.stmt(&format!(
+                "SET @c_stok = @c_stok + (SELECT COUNT(*) FROM dbo.STOKLAR WHERE sto_kod IN ({}))",
+                ph.join(", ")
+            ));
+        }
+        let n = b.param(SqlParam::int(
+            i32::try_from(h.codes.stoks.len()).unwrap_or(i32::MAX),
+        ));
+        gate.push(format!("@c_stok >= {n}"));
     }
-    let lock_ok = |set: &Vec<tiberius::Row>, what: &str| -> Result<(), PostError> {
-        let code = set.first().and_then(|r| get_int(r, 0));
-        match code {
-            Some(c) if c >= 0 => Ok(()),
-            Some(c) => Err(PostError::Transient(format!(
-                "could not get the {what} lock within {lock_timeout_ms} ms (sp_getapplock returned {c})"
-            ))),
-            None => Err(PostError::Transient(format!(
-                "sp_getapplock for the {what} returned no result"
-            ))),
-        }
+    if let Some(bank) = &h.codes.bank {
+        let p = b.param(SqlParam::text(bank.clone()));
+        b.stmt(&format!(
+            "SET @c_bank = (SELECT COUNT(*) FROM dbo.BANKALAR WHERE ban_kod = {p})"
+        ));
+        gate.push("@c_bank > 0".into());
+    }
+    if let Some(kasa) = &h.codes.kasa {
+        let p = b.param(SqlParam::text(kasa.clone()));
+        b.stmt(&format!(
+            "SET @c_kasa = (SELECT COUNT(*) FROM dbo.KASALAR WHERE kas_kod = {p})"
+        ));
+        gate.push("@c_kasa > 0".into());
+    }
+    b.raw(&format!(";\nIF {}\nBEGIN\n", gate.join(" AND ")), false);
+    let res = b.param(SqlParam::text(series_resource(h.evrak_tip, h.seri)));
+    let timeout = b.param(SqlParam::int(h.lock_timeout_ms));
+    b.stmt(&format!(
+        "EXEC @lock = sp_getapplock @Resource = {res}, @LockMode = 'Exclusive', \
+         @LockOwner = 'Transaction', @LockTimeout = {timeout}"
+    ));
+    let mut lock_gate = "@lock >= 0".to_string();
+    if let Some(r) = h.refno {
+        let res2 = b.param(SqlParam::text(format!(
+            "mikro-sync:refno:{}:{}",
+            r.prefix, r.year
+        )));
+        b.stmt(&format!(
+            "EXEC @lock2 = sp_getapplock @Resource = {res2}, @LockMode = 'Exclusive', \
+             @LockOwner = 'Transaction', @LockTimeout = {timeout}"
+        ));
+        lock_gate.push_str(" AND @lock2 >= 0");
+    }
+    b.raw(&format!("\nIF {lock_gate}\nBEGIN\n"), false);
+    let evrak_tip = b.param(SqlParam::smallint(h.evrak_tip));
+    let seri = b.param(SqlParam::text(h.seri));
+    b.stmt(&format!(
+        "SET @sira = (SELECT ISNULL(MAX(cha_evrakno_sira), 0) + 1 FROM dbo.CARI_HESAP_HAREKETLERI \
+         WHERE cha_evrak_tip = {evrak_tip} AND cha_evrakno_seri = {seri})"
+    ));
+    if let Some(r) = h.refno {
+        let lo = b.param(SqlParam::text(refno::year_prefix(r.prefix, r.year)));
+        let hi = b.param(SqlParam::text(refno::year_upper(r.prefix, r.year)));
+        b.stmt(&format!(
+            "SET @maxref = (SELECT MAX(sck_refno) FROM dbo.ODEME_EMIRLERI WHERE sck_refno >= {lo} \
+             AND sck_refno <= {hi})"
+        ));
+        b.stmt("SET @n = ISNULL(CAST(RIGHT(@maxref, 8) AS int), 0) + 1");
+        b.stmt(&format!(
+            "SET @refno = {lo} + RIGHT(N'0000000' + CAST(@n AS nvarchar(8)), 8)"
+        ));
+    }
+    HeadParams {
+        kind,
+        web_id,
+        evrak_tip,
+        seri,
+    }
+}
+
+/// Closes the guarded block and selects the outcome (the batch's last result set).
+pub fn close(b: &mut Batch) {
+    b.raw("\nEND\nEND", true);
+    b.stmt(
+        "SELECT @posted AS posted, @lock AS lock_result, @lock2 AS lock2_result, @sira AS sira, \
+         @cha AS cha_recno, @sck AS sck_recno, @refno AS refno",
+    );
+}
+
+/// How the head ended.
+#[derive(Debug)]
+pub enum HeadOutcome {
+    /// The ledger already holds the document; nothing was written.
+    AlreadyPosted(ledger::Entry),
+    /// The master-data checks failed; nothing was written (diagnose with [`Codes::verify`]).
+    ChecksFailed,
+    /// Rows written.
+    Written {
+        /// Number.
+        sira: i32,
+        /// CHA RECno.
+        cha_recno: i32,
+        /// ODEME_EMIRLERI RECno (0 when none).
+        sck_recno: i32,
+        /// Refno (empty when none).
+        refno: String,
+    },
+}
+
+/// Reads the head's outcome from the batch's result sets (set 0: ledger rows; last: outcome).
+pub fn parse(sets: &[Vec<Row>], lock_timeout_ms: i32) -> Result<HeadOutcome, PostError> {
+    if let Some(row) = sets.first().and_then(|s| s.first()) {
+        return Ok(HeadOutcome::AlreadyPosted(ledger::parse(row)?));
+    }
+    let last = sets
+        .iter()
+        .rev()
+        .find_map(|s| s.first())
+        .ok_or_else(|| PostError::Transient("the posting batch returned no outcome".into()))?;
+    if get_int(last, 0).unwrap_or(0) > 0 {
+        return Err(PostError::Transient(
+            "the ledger row appeared during the posting; retrying".into(),
+        ));
+    }
+    let lock = get_int(last, 1);
+    let lock2 = get_int(last, 2);
+    let Some(lock) = lock else {
+        return Ok(HeadOutcome::ChecksFailed);
     };
-    lock_ok(&res[1], &format!("series {evrak_tip}/{seri:?} numbering"))?;
-    let sira = res[2]
-        .first()
-        .and_then(|r| get_int(r, 0))
-        .and_then(|v| i32::try_from(v).ok())
-        .ok_or_else(|| PostError::Data("MAX(cha_evrakno_sira) returned no number".into()))?;
-    let refno = match refno_req {
-        None => None,
-        Some(r) => {
-            lock_ok(&res[3], "refno")?;
-            let max = res[4].first().and_then(|row| get_text(row, 0));
-            Some(refno::next(r.prefix, r.year, max.as_deref())?)
+    for (what, code) in [("numbering", Some(lock)), ("refno", lock2)] {
+        if let Some(c) = code {
+            if c < 0 {
+                return Err(PostError::Transient(format!(
+                    "could not get the {what} lock within {lock_timeout_ms} ms (sp_getapplock \
+                     returned {c})"
+                )));
+            }
         }
+    }
+    let int = |i: usize, what: &str| {
+        get_int(last, i)
+            .and_then(|v| i32::try_from(v).ok())
+            .ok_or_else(|| PostError::Data(format!("the posting batch returned no {what}")))
     };
-    codes.verify(&res[base..], doc)?;
-    Ok(Reserved::Fresh { sira, refno })
+    Ok(HeadOutcome::Written {
+        sira: int(3, "document number")?,
+        cha_recno: int(4, "CHA RECno")?,
+        sck_recno: get_int(last, 5)
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(0),
+        refno: get_text(last, 6).unwrap_or_default(),
+    })
 }

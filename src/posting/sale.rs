@@ -3,8 +3,10 @@
 //! INSERT CHA (`RECid_RECno 0`, `karsid_kur 0`) → SCOPE_IDENTITY → UPDATE RECid + `karsid_kur 1`
 //! → per line INSERT STH → SCOPE_IDENTITY → UPDATE RECid.
 //!
-//! Round trips per sale: BEGIN, reserve (ledger + number + master checks), the header, one per 16
-//! lines (the last one also writes the ledger row), COMMIT.
+//! Round trips per sale: BEGIN, one batch (ledger check, master-data checks, numbering lock and
+//! number, the header and up to ~14 lines, the ledger row when every line fitted — see
+//! [`super::numbering`]), one more batch per further ~16 lines, COMMIT. The series lock is held
+//! from inside the first batch to the COMMIT only.
 //!
 //! Readings where the captures are silent (documented here, not guessed quietly):
 //! - `sth_tutar` = quantity × unit price (the amount before discounts and VAT, Mikro's meaning);
@@ -17,22 +19,19 @@
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
-use tiberius::Query;
 
-use super::erp::{self, classify_mikro, get_int, run};
+use super::erp::{self, classify_mikro, run};
 use super::load::{Sale, Settlement};
-use super::master::Codes;
-use super::numbering::{self, Reserved};
+use super::master::{self, Codes};
+use super::numbering::{self, Head, HeadOutcome};
 use super::text::{truncate, ACIKLAMA_MAX, BELGE_NO_MAX};
 use super::time::document_date;
 use super::{ledger, vat, DocKind, Outcome, PostError, Posted, PostingConfig};
 use crate::db::ErpClient;
-use crate::mikro::{cached_sql, Row, CARI_HESAP_HAREKETLERI, STOK_HAREKETLERI};
+use crate::mikro::{Batch, Row, SqlParam, CARI_HESAP_HAREKETLERI, STOK_HAREKETLERI};
 
 /// `cha_evrak_tip` of a sales invoice.
 pub const EVRAK_TIP: i16 = 63;
-/// STH rows per statement: 16 × 122 parameters + the ledger's 9 stay under SQL Server's 2,100.
-const LINES_PER_BATCH: usize = 16;
 
 /// A line ready to write.
 struct Line {
@@ -113,7 +112,12 @@ const ISK: [&str; 6] = [
     "iskonto1", "iskonto2", "iskonto3", "iskonto4", "iskonto5", "iskonto6",
 ];
 
-/// Posts a loaded sale (see the module docs). The caller has validated nothing; this does all.
+/// Most parameters one call may carry (SQL Server's limit is 2,100).
+const MAX_PARAMS: usize = 2_000;
+
+/// Posts a loaded sale (see the module docs). Round trips: BEGIN; one batch with the guarded
+/// head, the header and as many lines as fit (the ledger row too when all lines fit); one more
+/// batch per further ~16 lines; COMMIT.
 pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<Posted, PostError> {
     let (lines, buckets) = validate(s)?;
     let seri = super::series(
@@ -126,7 +130,6 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
     let now = super::time::now_local(cfg.tz);
     let date = document_date(s.date);
 
-    // Header row (everything but the number, known after the reservation).
     let (tpoz, cari_cins, kod, grupno, aciklama, bank, kasa) = match &s.settlement {
         Settlement::Open => (
             0,
@@ -170,22 +173,122 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
             .map(|l| (l.stok_code.as_str(), Some(l.stok_id))),
     );
 
+    // Header row: everything but the number (`@sira`, known only inside the batch).
+    let m = |e| classify_mikro(e, "building the CHA row");
+    let mut h = Row::new(&CARI_HESAP_HAREKETLERI);
+    h.set("cha_evrak_tip", EVRAK_TIP).map_err(m)?;
+    h.set("cha_evrakno_seri", seri.as_str()).map_err(m)?;
+    h.set("cha_tarihi", date).map_err(m)?;
+    h.set("cha_tip", 0i16).map_err(m)?;
+    h.set("cha_cinsi", 6i16).map_err(m)?;
+    h.set("cha_normal_Iade", iade).map_err(m)?;
+    h.set("cha_tpoz", tpoz).map_err(m)?;
+    h.set("cha_belge_no", belge_no.as_str()).map_err(m)?;
+    h.set("cha_belge_tarih", date).map_err(m)?;
+    h.set("cha_aciklama", aciklama.as_str()).map_err(m)?;
+    h.set("cha_cari_cins", cari_cins).map_err(m)?;
+    h.set("cha_kod", kod.as_str()).map_err(m)?;
+    h.set("cha_ciro_cari_kodu", s.customer.code.as_str())
+        .map_err(m)?;
+    h.set("cha_grupno", grupno).map_err(m)?;
+    h.set("cha_meblag", money(s.toplam_tutar)).map_err(m)?;
+    h.set("cha_aratoplam", money(s.ara_toplam)).map_err(m)?;
+    for (i, v) in s.iskonto.iter().enumerate() {
+        h.set(&format!("cha_ft_iskonto{}", i + 1), money(*v))
+            .map_err(m)?;
+    }
+    for (i, v) in buckets.iter().enumerate() {
+        h.set(&format!("cha_vergi{}", i + 1), money(*v))
+            .map_err(m)?;
+    }
+    h.set("cha_karsid_kur", 0).map_err(m)?;
+    h.set("cha_uuid", uuid::Uuid::new_v4().to_string().to_uppercase())
+        .map_err(m)?;
+
+    // Line rows: everything but the number and the header link.
+    let ml = |e| classify_mikro(e, "building an STH row");
+    let mut rows = Vec::with_capacity(lines.len());
+    for (satirno, l) in lines.iter().enumerate() {
+        let mut r = Row::new(&STOK_HAREKETLERI);
+        r.set("sth_tarih", date).map_err(ml)?;
+        r.set("sth_tip", 1i16).map_err(ml)?;
+        r.set("sth_cins", 0i16).map_err(ml)?;
+        r.set("sth_normal_iade", iade).map_err(ml)?;
+        r.set("sth_evraktip", 4i16).map_err(ml)?;
+        r.set("sth_evrakno_seri", seri.as_str()).map_err(ml)?;
+        r.set("sth_satirno", i64::try_from(satirno).unwrap_or(i64::MAX))
+            .map_err(ml)?;
+        r.set("sth_belge_no", belge_no.as_str()).map_err(ml)?;
+        r.set("sth_belge_tarih", date).map_err(ml)?;
+        r.set("sth_stok_kod", l.stok_code.as_str()).map_err(ml)?;
+        r.set("sth_cari_cinsi", 0i16).map_err(ml)?;
+        r.set("sth_cari_kodu", s.customer.code.as_str())
+            .map_err(ml)?;
+        r.set("sth_miktar", l.miktar).map_err(ml)?;
+        r.set("sth_miktar2", l.miktar).map_err(ml)?;
+        r.set("sth_tutar", l.tutar).map_err(ml)?;
+        for (i, v) in l.iskonto.iter().enumerate() {
+            r.set(&format!("sth_iskonto{}", i + 1), *v).map_err(ml)?;
+        }
+        r.set("sth_vergi_pntr", l.vergi_pntr).map_err(ml)?;
+        r.set("sth_vergi", l.vergi).map_err(ml)?;
+        r.set("sth_aciklama", l.aciklama.as_str()).map_err(ml)?;
+        r.set("sth_fat_recid_dbcno", 0).map_err(ml)?;
+        r.set("sth_giris_depo_no", cfg.depot_no).map_err(ml)?;
+        r.set("sth_cikis_depo_no", cfg.depot_no).map_err(ml)?;
+        r.set("sth_malkbl_sevk_tarihi", date).map_err(ml)?;
+        r.set("sth_fiyat_liste_no", if s.iade { 0 } else { 1 })
+            .map_err(ml)?;
+        rows.push(r);
+    }
+    let sth_count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+    let sth_params = STOK_HAREKETLERI.columns.len();
+    const STH_RECID: &str = "UPDATE dbo.STOK_HAREKETLERI SET sth_RECid_RECno = sth_RECno \
+                             WHERE sth_RECno = SCOPE_IDENTITY()";
+
     erp::begin(erp).await?;
     let result = async {
-        let sira = match numbering::reserve(
-            erp,
-            DocKind::Satis,
-            s.id,
-            &doc,
-            EVRAK_TIP,
-            &seri,
-            None,
-            &codes,
-            cfg.lock_timeout_ms,
-        )
-        .await?
-        {
-            Reserved::AlreadyPosted(e) => {
+        let mut b = Batch::new();
+        let hp = numbering::open(
+            &mut b,
+            &Head {
+                kind: DocKind::Satis,
+                web_id: s.id,
+                evrak_tip: EVRAK_TIP,
+                seri: &seri,
+                refno: None,
+                codes: &codes,
+                lock_timeout_ms: cfg.lock_timeout_ms,
+            },
+        );
+        b.insert(&h, now, &[("cha_evrakno_sira", "@sira")])
+            .map_err(m)?;
+        b.stmt("SET @cha = CAST(SCOPE_IDENTITY() AS int)");
+        b.stmt(
+            "UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno, \
+             cha_karsid_kur = 1 WHERE cha_RECno = @cha",
+        );
+        let mut next = 0;
+        while next < rows.len() && b.param_count() + sth_params + 2 <= MAX_PARAMS {
+            b.insert(
+                &rows[next],
+                now,
+                &[
+                    ("sth_evrakno_sira", "@sira"),
+                    ("sth_fat_recid_recno", "@cha"),
+                ],
+            )
+            .map_err(ml)?;
+            b.stmt(STH_RECID);
+            next += 1;
+        }
+        if next == rows.len() {
+            ledger::insert_stmt(&mut b, &hp, "@sira", "@cha", "0", sth_count, now)?;
+        }
+        numbering::close(&mut b);
+        let sets = run(erp, b.into_query(), 2, "writing the sale").await?;
+        let (sira, cha_recno) = match numbering::parse(&sets, cfg.lock_timeout_ms)? {
+            HeadOutcome::AlreadyPosted(e) => {
                 return Ok(Outcome::Already(Posted {
                     seri: e.seri,
                     sira: e.sira,
@@ -193,142 +296,40 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
                     already_posted: true,
                 }))
             }
-            Reserved::Fresh { sira, .. } => sira,
+            HeadOutcome::ChecksFailed => return Err(master::diagnose(erp, &codes, &doc).await),
+            HeadOutcome::Written {
+                sira, cha_recno, ..
+            } => (sira, cha_recno),
         };
-
-        let mut h = Row::new(&CARI_HESAP_HAREKETLERI);
-        let m = |e| classify_mikro(e, "building the CHA row");
-        h.set("cha_evrak_tip", EVRAK_TIP).map_err(m)?;
-        h.set("cha_evrakno_seri", seri.as_str()).map_err(m)?;
-        h.set("cha_evrakno_sira", sira).map_err(m)?;
-        h.set("cha_tarihi", date).map_err(m)?;
-        h.set("cha_tip", 0i16).map_err(m)?;
-        h.set("cha_cinsi", 6i16).map_err(m)?;
-        h.set("cha_normal_Iade", iade).map_err(m)?;
-        h.set("cha_tpoz", tpoz).map_err(m)?;
-        h.set("cha_belge_no", belge_no.as_str()).map_err(m)?;
-        h.set("cha_belge_tarih", date).map_err(m)?;
-        h.set("cha_aciklama", aciklama.as_str()).map_err(m)?;
-        h.set("cha_cari_cins", cari_cins).map_err(m)?;
-        h.set("cha_kod", kod.as_str()).map_err(m)?;
-        h.set("cha_ciro_cari_kodu", s.customer.code.as_str())
-            .map_err(m)?;
-        h.set("cha_grupno", grupno).map_err(m)?;
-        h.set("cha_meblag", money(s.toplam_tutar)).map_err(m)?;
-        h.set("cha_aratoplam", money(s.ara_toplam)).map_err(m)?;
-        for (i, v) in s.iskonto.iter().enumerate() {
-            h.set(&format!("cha_ft_iskonto{}", i + 1), money(*v))
-                .map_err(m)?;
-        }
-        for (i, v) in buckets.iter().enumerate() {
-            h.set(&format!("cha_vergi{}", i + 1), money(*v))
-                .map_err(m)?;
-        }
-        h.set("cha_karsid_kur", 0).map_err(m)?;
-        h.set("cha_uuid", uuid::Uuid::new_v4().to_string().to_uppercase())
-            .map_err(m)?;
-
-        let head_sql = cached_sql(CARI_HESAP_HAREKETLERI.name, "sale-header", || {
-            format!(
-                "{}; UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno, \
-                 cha_karsid_kur = 1 WHERE cha_RECno = SCOPE_IDENTITY(); \
-                 SELECT CAST(SCOPE_IDENTITY() AS int) AS recno",
-                CARI_HESAP_HAREKETLERI.insert_sql_at(1)
-            )
-        });
-        let mut q = Query::new(head_sql);
-        h.bind(&mut q, now).map_err(m)?;
-        let res = run(erp, q, 1, "writing the CHA header").await?;
-        let cha_recno = res
-            .iter()
-            .flatten()
-            .next()
-            .and_then(|r| get_int(r, 0))
-            .and_then(|v| i32::try_from(v).ok())
-            .ok_or_else(|| PostError::Data("the CHA INSERT returned no RECno".into()))?;
-
-        // Lines, 16 per statement; the ledger row rides on the last one.
-        let ml = |e| classify_mikro(e, "building an STH row");
-        let total = lines.len();
-        let mut satirno = 0usize;
-        for chunk in lines.chunks(LINES_PER_BATCH) {
-            let last = satirno + chunk.len() == total;
-            let k = chunk.len();
-            let sql = cached_sql(
-                STOK_HAREKETLERI.name,
-                &format!("sale-lines:{k}:{last}"),
-                || {
-                    let mut parts = Vec::with_capacity(k * 2 + 1);
-                    for i in 0..k {
-                        parts.push(
-                            STOK_HAREKETLERI.insert_sql_at(1 + i * STOK_HAREKETLERI.columns.len()),
-                        );
-                        parts.push(
-                            "UPDATE dbo.STOK_HAREKETLERI SET sth_RECid_RECno = sth_RECno \
-                             WHERE sth_RECno = SCOPE_IDENTITY()"
-                                .to_string(),
-                        );
-                    }
-                    if last {
-                        parts.push(ledger::insert_sql(1 + k * STOK_HAREKETLERI.columns.len()));
-                    }
-                    parts.join(";\n")
-                },
-            );
-            let mut q = Query::new(sql);
-            for l in chunk {
-                let mut r = Row::new(&STOK_HAREKETLERI);
-                r.set("sth_tarih", date).map_err(ml)?;
-                r.set("sth_tip", 1i16).map_err(ml)?;
-                r.set("sth_cins", 0i16).map_err(ml)?;
-                r.set("sth_normal_iade", iade).map_err(ml)?;
-                r.set("sth_evraktip", 4i16).map_err(ml)?;
-                r.set("sth_evrakno_seri", seri.as_str()).map_err(ml)?;
-                r.set("sth_evrakno_sira", sira).map_err(ml)?;
-                r.set("sth_satirno", i64::try_from(satirno).unwrap_or(i64::MAX))
-                    .map_err(ml)?;
-                r.set("sth_belge_no", belge_no.as_str()).map_err(ml)?;
-                r.set("sth_belge_tarih", date).map_err(ml)?;
-                r.set("sth_stok_kod", l.stok_code.as_str()).map_err(ml)?;
-                r.set("sth_cari_cinsi", 0i16).map_err(ml)?;
-                r.set("sth_cari_kodu", s.customer.code.as_str())
-                    .map_err(ml)?;
-                r.set("sth_miktar", l.miktar).map_err(ml)?;
-                r.set("sth_miktar2", l.miktar).map_err(ml)?;
-                r.set("sth_tutar", l.tutar).map_err(ml)?;
-                for (i, v) in l.iskonto.iter().enumerate() {
-                    r.set(&format!("sth_iskonto{}", i + 1), *v).map_err(ml)?;
-                }
-                r.set("sth_vergi_pntr", l.vergi_pntr).map_err(ml)?;
-                r.set("sth_vergi", l.vergi).map_err(ml)?;
-                r.set("sth_aciklama", l.aciklama.as_str()).map_err(ml)?;
-                r.set("sth_fat_recid_dbcno", 0).map_err(ml)?;
-                r.set("sth_fat_recid_recno", cha_recno).map_err(ml)?;
-                r.set("sth_giris_depo_no", cfg.depot_no).map_err(ml)?;
-                r.set("sth_cikis_depo_no", cfg.depot_no).map_err(ml)?;
-                r.set("sth_malkbl_sevk_tarihi", date).map_err(ml)?;
-                r.set("sth_fiyat_liste_no", if s.iade { 0 } else { 1 })
-                    .map_err(ml)?;
-                r.bind(&mut q, now).map_err(ml)?;
-                satirno += 1;
+        // Lines that did not fit, with the now known number and header RECno.
+        while next < rows.len() {
+            let mut b = Batch::new();
+            let sira_p = b.param(SqlParam::int(sira));
+            let cha_p = b.param(SqlParam::int(cha_recno));
+            while next < rows.len() && b.param_count() + sth_params + 4 <= MAX_PARAMS {
+                b.insert(
+                    &rows[next],
+                    now,
+                    &[
+                        ("sth_evrakno_sira", &sira_p),
+                        ("sth_fat_recid_recno", &cha_p),
+                    ],
+                )
+                .map_err(ml)?;
+                b.stmt(STH_RECID);
+                next += 1;
             }
-            if last {
-                ledger::bind_insert(
-                    &mut q,
-                    &ledger::Record {
-                        kind: DocKind::Satis,
-                        web_id: s.id,
-                        evrak_tip: EVRAK_TIP,
-                        seri: &seri,
-                        sira,
-                        cha_recno,
-                        sck_recno: 0,
-                        sth_count: i32::try_from(total).unwrap_or(i32::MAX),
-                        posted_at: now,
-                    },
-                )?;
+            if next == rows.len() {
+                let hp = numbering::HeadParams {
+                    kind: b.param(SqlParam::text(DocKind::Satis.as_str())),
+                    web_id: b.param(SqlParam::guid(s.id)),
+                    evrak_tip: b.param(SqlParam::smallint(EVRAK_TIP)),
+                    seri: b.param(SqlParam::text(seri.as_str())),
+                };
+                ledger::insert_stmt(&mut b, &hp, &sira_p, &cha_p, "0", sth_count, now)?;
             }
-            q.execute(erp)
+            b.into_query()
+                .execute(erp)
                 .await
                 .map_err(|e| erp::classify(e, "writing the STH lines"))?;
         }
