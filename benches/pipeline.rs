@@ -48,11 +48,14 @@ async fn connect(url: &str) -> tokio_postgres::Client {
     c
 }
 
+/// Per document: when posting started and (if it succeeded) ended.
+type Times = Arc<Mutex<HashMap<Uuid, (Instant, Option<Instant>)>>>;
+
 /// Records when posting of each document started and ended.
 #[derive(Clone)]
 struct TimingSink<S> {
     inner: S,
-    times: Arc<Mutex<HashMap<Uuid, (Instant, Option<Instant>)>>>,
+    times: Times,
 }
 
 impl<S: Sink> Sink for TimingSink<S> {
@@ -314,11 +317,10 @@ async fn main() {
     }
     let env = Env { h, url, pool };
     println!(
-        "mikro-sync pipeline benchmark ({} cores; PostgreSQL {} + ERP emulator; harness up)",
+        "mikro-sync pipeline benchmark ({} cores; throwaway PostgreSQL + ERP emulator)",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(0),
-        "15"
+            .unwrap_or(0)
     );
 
     // 1. Latency.
