@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use mikro_emulator::harness::{Harness, HarnessOptions};
 use mikro_sync::db::WebPool;
-use mikro_sync::posting::{PostError, Posted, PostingConfig};
+use mikro_sync::posting::{DocKind, PostError, Posted, PostingConfig};
 use mikro_sync::queue::{
     Job, Metrics, MikroSink, NoopSink, PgListenConnector, Sink, Worker, WorkerOptions, WorkerReport,
 };
@@ -119,6 +119,19 @@ fn sale_sql(id: Uuid, lines: usize) -> String {
              VALUES ('{id}', '{STOK}', 1, 100, 20, 20, 120, {i});"
         ));
     }
+    sql
+}
+
+/// `n` 3-line sales in transactions of 100 (enqueued by the trigger).
+fn prefill_sales(n: usize) -> String {
+    let mut sql = String::from("BEGIN;");
+    for i in 0..n {
+        sql.push_str(&sale_sql(Uuid::new_v4(), 3));
+        if i % 100 == 99 {
+            sql.push_str("COMMIT;BEGIN;");
+        }
+    }
+    sql.push_str("COMMIT;");
     sql
 }
 
@@ -394,28 +407,73 @@ async fn main() {
     // 3. Documents/s into the emulator.
     let erp_docs = env_usize("PIPELINE_BENCH_ERP_DOCS", 300);
     let mut erp_rates = Vec::new();
-    for conns in [1u32, 4] {
+    for (conns, ping) in [(1u32, true), (4, true), (4, false)] {
         env.reset().await;
         let c = connect(&env.url).await;
-        let mut sql = String::from("BEGIN;");
-        for _ in 0..erp_docs {
-            sql.push_str(&sale_sql(Uuid::new_v4(), 3));
-        }
-        sql.push_str("COMMIT;");
-        c.batch_execute(&sql).await.expect("prefill sales");
-        let sink = env.mikro_sink(conns).await;
+        c.batch_execute(&prefill_sales(erp_docs))
+            .await
+            .expect("prefill sales");
+        let sink = if ping {
+            env.mikro_sink(conns).await
+        } else {
+            // Same, but bb8 does not run its `SELECT 1` on every checkout.
+            let cfg = tiberius::Config::from_ado_string(&env.h.erp_ado()).expect("ado");
+            let erp = bb8::Pool::builder()
+                .max_size(conns)
+                .test_on_check_out(false)
+                .build(bb8_tiberius::ConnectionManager::new(cfg))
+                .await
+                .expect("erp pool");
+            MikroSink {
+                web: env.pool.clone(),
+                erp,
+                cfg: PostingConfig::default(),
+            }
+        };
         let opts = WorkerOptions {
             concurrency: conns as usize,
             ..WorkerOptions::default()
         };
         let r = drain_rate(&env, sink, erp_docs as u64, opts).await;
-        erp_rates.push((conns, r));
+        erp_rates.push((conns, ping, r));
     }
+    // Reference: post_document called directly in a loop (no queue), one connection.
+    env.reset().await;
+    let direct = {
+        let c = connect(&env.url).await;
+        c.batch_execute(&prefill_sales(erp_docs))
+            .await
+            .expect("prefill sales");
+        let ids: Vec<Uuid> = c
+            .query("SELECT entity_id FROM sync_queue", &[])
+            .await
+            .expect("ids")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut erp = env.h.erp_client().await.expect("erp");
+        let cfg = PostingConfig::default();
+        let t0 = Instant::now();
+        for id in &ids {
+            mikro_sync::posting::post_document(&c, &mut erp, &cfg, DocKind::Satis, *id)
+                .await
+                .expect("post");
+        }
+        ids.len() as f64 / t0.elapsed().as_secs_f64()
+    };
     println!();
     println!("3. documents/s through the queue into the emulator (3-line sales, one series; target >= 500)");
-    for (conns, r) in &erp_rates {
-        println!("   {conns} ERP connection(s): {r:.0} docs/s");
+    for (conns, ping, r) in &erp_rates {
+        let note = if *ping {
+            ""
+        } else {
+            " (bb8 test_on_check_out off)"
+        };
+        println!("   {conns} ERP connection(s): {r:.0} docs/s{note}");
     }
+    println!(
+        "   reference, post_document in a loop without the queue, 1 connection: {direct:.0} docs/s"
+    );
 
     // 4. Web insert rate, 16 writers.
     let secs = env_usize("PIPELINE_BENCH_INSERT_SECS", 3) as u64;
