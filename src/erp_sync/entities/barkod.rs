@@ -8,7 +8,6 @@
 //! longer has are deactivated or deleted per policy.
 
 use deadpool_postgres::Transaction;
-use uuid::Uuid;
 
 use super::{col, Applied, Reconciled, Spec};
 use crate::erp_sync::read::{Kind, MikroRow, Val};
@@ -50,60 +49,55 @@ pub(crate) async fn apply(
     if idx.is_empty() {
         return Ok(applied);
     }
-    let resolve = tx
-        .prepare_cached(
-            "SELECT (SELECT w.id FROM stoklar w WHERE w.stok_kodu = s.kod LIMIT 1)
-             FROM unnest($1::text[]) WITH ORDINALITY AS s(kod, i) ORDER BY s.i",
-        )
-        .await?;
-    let ids = tx.query(&resolve, &[&stokkod]).await?;
-    let (mut kod, mut sid, mut tip, mut aktif) = (vec![], vec![], vec![], vec![]);
-    for (j, r) in ids.iter().enumerate() {
-        let i = idx[j];
-        let s: Option<Uuid> = r.get(0);
-        match s {
-            Some(s) => {
-                let v = &rows[i].vals;
-                kod.push(v[0].s().to_string());
-                sid.push(s);
-                tip.push(v[2].i().to_string());
-                aktif.push(v[3].i() == 0);
-            }
-            None => applied
-                .rejects
-                .push((i, format!("barcode for unknown stock `{}`", stokkod[j]))),
-        }
-    }
-    if kod.is_empty() {
-        return Ok(applied);
-    }
+    let kod: Vec<String> = idx
+        .iter()
+        .map(|&i| rows[i].vals[0].s().to_string())
+        .collect();
+    let tip: Vec<String> = idx
+        .iter()
+        .map(|&i| rows[i].vals[2].i().to_string())
+        .collect();
+    let aktif: Vec<bool> = idx.iter().map(|&i| rows[i].vals[3].i() == 0).collect();
     let t = "urun_barkodlari";
     let tip_cast = ws.cast(t, "barkod_tipi");
     let has_aktif = ws.has(t, "aktif");
+    // One statement: resolve the product by code, write what resolved, hand back the rest.
     let sql = format!(
         "WITH src AS (
-            SELECT s.kod, s.sid, s.tip{tip_cast} AS tip, s.aktif
-            FROM unnest($1::text[], $2::uuid[], $3::text[], $4::bool[]) AS s(kod, sid, tip, aktif)),
+            SELECT s.i, s.kod, w.id AS sid, s.tip{tip_cast} AS tip, s.aktif
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) WITH ORDINALITY
+                 AS s(kod, stok, tip, aktif, i)
+            LEFT JOIN stoklar w ON w.stok_kodu = s.stok),
+         ok AS (SELECT * FROM src WHERE sid IS NOT NULL),
          upd AS (
             UPDATE urun_barkodlari w SET stok_id = s.sid, barkod_tipi = s.tip{ua}
-            FROM src s WHERE w.barkod = s.kod
+            FROM ok s WHERE w.barkod = s.kod
               AND (w.stok_id, w.barkod_tipi{wa}) IS DISTINCT FROM (s.sid, s.tip{sa})
             RETURNING 1),
          ins AS (
             INSERT INTO urun_barkodlari (barkod, stok_id, barkod_tipi{ca})
-            SELECT s.kod, s.sid, s.tip{sa} FROM src s
+            SELECT s.kod, s.sid, s.tip{sa} FROM ok s
             WHERE NOT EXISTS (SELECT 1 FROM urun_barkodlari w WHERE w.barkod = s.kod)
             RETURNING 1)
-         SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)",
+         SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd),
+                (SELECT array_agg(i::int) FROM src WHERE sid IS NULL)",
         ua = if has_aktif { ", aktif = s.aktif" } else { "" },
         wa = if has_aktif { ", w.aktif" } else { "" },
         sa = if has_aktif { ", s.aktif" } else { "" },
         ca = if has_aktif { ", aktif" } else { "" },
     );
     let stmt = tx.prepare_cached(&sql).await?;
-    let row = tx.query_one(&stmt, &[&kod, &sid, &tip, &aktif]).await?;
+    let row = tx.query_one(&stmt, &[&kod, &stokkod, &tip, &aktif]).await?;
     applied.inserted = row.get::<_, i64>(0) as u64;
     applied.updated = row.get::<_, i64>(1) as u64;
+    let missing: Option<Vec<i32>> = row.get(2);
+    for j in missing.unwrap_or_default() {
+        let j = (j - 1) as usize;
+        applied.rejects.push((
+            idx[j],
+            format!("barcode for unknown stock `{}`", stokkod[j]),
+        ));
+    }
     Ok(applied)
 }
 

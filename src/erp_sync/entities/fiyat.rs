@@ -11,7 +11,6 @@
 //! either delete policy: keeping a stale price would sell at a price Mikro no longer has.
 
 use deadpool_postgres::Transaction;
-use uuid::Uuid;
 
 use super::{col, Applied, Reconciled, Spec};
 use crate::erp_sync::read::{Kind, MikroRow, Val};
@@ -77,40 +76,7 @@ pub(crate) async fn apply(
     if idx.is_empty() {
         return Ok(applied);
     }
-    let resolve = tx
-        .prepare_cached(
-            "SELECT (SELECT w.id FROM stoklar w WHERE w.stok_kodu = s.kod LIMIT 1),
-                    COALESCE((SELECT f.id FROM int_kodmap_fiyat_liste m
-                                JOIN fiyat_tanimlari f ON f.id = m.web_fiyat_tanimi_id
-                               WHERE m.erp_liste_sirano = s.no LIMIT 1),
-                             (SELECT f.id FROM fiyat_tanimlari f WHERE f.sira_no = s.no LIMIT 1))
-             FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS s(kod, no, i) ORDER BY s.i",
-        )
-        .await?;
-    let ids = tx.query(&resolve, &[&kod, &no]).await?;
-    let (mut sid, mut fid, mut fiyat, mut lno) = (vec![], vec![], vec![], vec![]);
-    for (j, r) in ids.iter().enumerate() {
-        let i = idx[j];
-        let s: Option<Uuid> = r.get(0);
-        let f: Option<Uuid> = r.get(1);
-        match (s, f) {
-            (Some(s), Some(f)) => {
-                sid.push(s);
-                fid.push(f);
-                fiyat.push(rows[i].vals[4].f());
-                lno.push(no[j]);
-            }
-            (None, _) => applied
-                .rejects
-                .push((i, format!("unknown stock `{}` on the web", kod[j]))),
-            (_, None) => applied
-                .rejects
-                .push((i, format!("unknown price list {} on the web", no[j]))),
-        }
-    }
-    if sid.is_empty() {
-        return Ok(applied);
-    }
+    let fiyat: Vec<f64> = idx.iter().map(|&i| rows[i].vals[4].f()).collect();
     let t = "urun_fiyat_listeleri";
     let cast = ws.cast(t, "fiyat");
     let touch = if ws.has(t, "guncelleme_tarihi") {
@@ -121,34 +87,62 @@ pub(crate) async fn apply(
     let sales = if ws.has("stoklar", "satis_fiyati") {
         format!(
             ", sat AS (UPDATE stoklar st SET satis_fiyati = s.fiyat{c}
-                FROM src s WHERE s.no = {SALES_PRICE_LIST} AND st.id = s.sid
+                FROM ok s WHERE s.no = {SALES_PRICE_LIST} AND st.id = s.sid
                  AND st.satis_fiyati IS DISTINCT FROM s.fiyat{c} RETURNING 1)",
             c = ws.cast("stoklar", "satis_fiyati")
         )
     } else {
         String::new()
     };
+    // One statement: resolve product and list ids (the list through its mapping first, then
+    // `sira_no`), write what resolved, and hand back the positions that did not.
     let sql = format!(
-        "WITH src AS (
-            SELECT s.sid, s.fid, s.fiyat{cast} AS fiyat, s.no
-            FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::int[]) AS s(sid, fid, fiyat, no)),
+        "WITH lists AS (
+            SELECT DISTINCT ON (no) no, id FROM (
+                SELECT m.erp_liste_sirano AS no, f.id, 0 AS pri
+                  FROM int_kodmap_fiyat_liste m JOIN fiyat_tanimlari f ON f.id = m.web_fiyat_tanimi_id
+                UNION ALL
+                SELECT f.sira_no, f.id, 1 FROM fiyat_tanimlari f) x
+            ORDER BY no, pri),
+         src AS (
+            SELECT s.i, s.no, s.fiyat{cast} AS fiyat, w.id AS sid, l.id AS fid
+            FROM unnest($1::text[], $2::int[], $3::float8[]) WITH ORDINALITY AS s(kod, no, fiyat, i)
+            LEFT JOIN stoklar w ON w.stok_kodu = s.kod
+            LEFT JOIN lists l ON l.no = s.no),
+         ok AS (SELECT * FROM src WHERE sid IS NOT NULL AND fid IS NOT NULL),
          upd AS (
             UPDATE urun_fiyat_listeleri w SET fiyat = s.fiyat{touch}
-            FROM src s WHERE w.stok_id = s.sid AND w.fiyat_tanimi_id = s.fid
+            FROM ok s WHERE w.stok_id = s.sid AND w.fiyat_tanimi_id = s.fid
               AND w.fiyat IS DISTINCT FROM s.fiyat
             RETURNING 1),
          ins AS (
             INSERT INTO urun_fiyat_listeleri (stok_id, fiyat_tanimi_id, fiyat)
-            SELECT s.sid, s.fid, s.fiyat FROM src s
+            SELECT s.sid, s.fid, s.fiyat FROM ok s
             WHERE NOT EXISTS (SELECT 1 FROM urun_fiyat_listeleri w
                               WHERE w.stok_id = s.sid AND w.fiyat_tanimi_id = s.fid)
             RETURNING 1){sales}
-         SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)"
+         SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd),
+                (SELECT array_agg(i::int) FROM src WHERE sid IS NULL),
+                (SELECT array_agg(i::int) FROM src WHERE sid IS NOT NULL AND fid IS NULL)"
     );
     let stmt = tx.prepare_cached(&sql).await?;
-    let row = tx.query_one(&stmt, &[&sid, &fid, &fiyat, &lno]).await?;
+    let row = tx.query_one(&stmt, &[&kod, &no, &fiyat]).await?;
     applied.inserted = row.get::<_, i64>(0) as u64;
     applied.updated = row.get::<_, i64>(1) as u64;
+    let no_stock: Option<Vec<i32>> = row.get(2);
+    let no_list: Option<Vec<i32>> = row.get(3);
+    for j in no_stock.unwrap_or_default() {
+        let j = (j - 1) as usize;
+        applied
+            .rejects
+            .push((idx[j], format!("unknown stock `{}` on the web", kod[j])));
+    }
+    for j in no_list.unwrap_or_default() {
+        let j = (j - 1) as usize;
+        applied
+            .rejects
+            .push((idx[j], format!("unknown price list {} on the web", no[j])));
+    }
     Ok(applied)
 }
 
