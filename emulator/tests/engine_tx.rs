@@ -86,6 +86,16 @@ async fn nesting_rollback_and_statement_atomicity() {
     assert_eq!(s.trancount(), 0);
     assert_eq!(count(&mut other, "SELECT COUNT(*) FROM K").await, 2);
 
+    // Named transactions: the name is accepted.
+    let out = ok(
+        &mut s,
+        "BEGIN TRANSACTION T1; SELECT @@TRANCOUNT AS tc; COMMIT TRANSACTION T1",
+    )
+    .await;
+    assert_eq!(tx_events(&out), vec!["begin", "commit"]);
+    // SELECT alias = expr.
+    let out = ok(&mut s, "SELECT tc = @@TRANCOUNT").await;
+    assert_eq!(rowset(&out, 0).0[0].name, "tc");
     // COMMIT without BEGIN.
     let out = run(&mut s, "COMMIT").await;
     assert_eq!(errors(&out), vec![3902]);

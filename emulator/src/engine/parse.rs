@@ -144,6 +144,29 @@ fn preprocess(sql: &str) -> Result<String, SqlError> {
                 continue;
             }
         }
+        // BEGIN/COMMIT/ROLLBACK TRAN[SACTION] <name>: transaction names are accepted and
+        // ignored (sqlparser rejects them).
+        if word_is(t, "TRAN") || word_is(t, "TRANSACTION") {
+            let after_tx_verb = prev_significant(&tokens, i).is_some_and(|p| {
+                word_is(&tokens[p], "BEGIN")
+                    || word_is(&tokens[p], "COMMIT")
+                    || word_is(&tokens[p], "ROLLBACK")
+            });
+            if after_tx_verb {
+                if let Some(j) = significant(&tokens, i + 1) {
+                    let same_line = !tokens[i + 1..j]
+                        .iter()
+                        .any(|x| matches!(x, Token::Whitespace(Whitespace::Newline)));
+                    let is_name = matches!(&tokens[j], Token::Word(w)
+                        if w.keyword == Keyword::NoKeyword || w.quote_style.is_some() || w.value.starts_with('@'));
+                    if same_line && is_name {
+                        out.push(t.clone());
+                        i = j + 1;
+                        continue;
+                    }
+                }
+            }
+        }
         // CLUSTERED / NONCLUSTERED.
         if word_is(t, "CLUSTERED") || word_is(t, "NONCLUSTERED") {
             if let Some(p) = prev_significant(&tokens, i) {

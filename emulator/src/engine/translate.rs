@@ -721,7 +721,7 @@ impl<'a> Translator<'a> {
             ));
         }
         if u.limit.is_some() || !u.order_by.is_empty() {
-            return Err(unsupported("UPDATE … ORDER BY/LIMIT"));
+            return Err(unsupported("UPDATE TOP / ORDER BY"));
         }
         if !u.table.joins.is_empty() {
             return Err(unsupported("UPDATE with JOIN (use UPDATE … FROM)"));
