@@ -342,3 +342,34 @@ async fn ddl_is_transactional() {
     assert_eq!(errors(&out), vec![3701]);
     ok(&mut s, "DROP TABLE IF EXISTS Z").await;
 }
+
+#[tokio::test]
+async fn save_transaction_and_rollback_to_it() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(&mut s, "CREATE TABLE SV (id int NOT NULL PRIMARY KEY)").await;
+    let out = run(
+        &mut s,
+        "BEGIN TRAN T; INSERT INTO SV VALUES (1); SAVE TRANSACTION s1; INSERT INTO SV VALUES (2); INSERT INTO SV VALUES (2);
+         INSERT INTO SV VALUES (3); ROLLBACK TRANSACTION s1; INSERT INTO SV VALUES (4); SELECT @@TRANCOUNT AS tc",
+    )
+    .await;
+    assert_eq!(errors(&out), vec![2627]);
+    assert_eq!(scalar(&out).1, Value::Int(1));
+    ok(&mut s, "COMMIT TRAN T").await;
+    let out = ok(&mut s, "SELECT id FROM SV ORDER BY id").await;
+    assert_eq!(
+        rowset(&out, 0).1,
+        vec![vec![Value::Int(1)], vec![Value::Int(4)]]
+    );
+    // ROLLBACK TRAN <transaction name> rolls everything back.
+    let out = ok(
+        &mut s,
+        "BEGIN TRAN T2; INSERT INTO SV VALUES (5); ROLLBACK TRAN T2; SELECT @@TRANCOUNT",
+    )
+    .await;
+    assert_eq!(tx_events(&out), vec!["begin", "rollback"]);
+    assert_eq!(scalar(&out).1, Value::Int(0));
+    let out = run(&mut s, "SAVE TRAN x").await;
+    assert_eq!(errors(&out), vec![628]);
+}

@@ -163,6 +163,7 @@ impl Engine {
             last_identity: None,
             param_sig: 0,
             last_error: 0,
+            user_savepoints: Vec::new(),
             rowcount: 0,
             stmts: HashMap::new(),
             tx_applocks: Vec::new(),
@@ -263,6 +264,8 @@ pub struct Session {
     last_identity: Option<i64>,
     /// @@ERROR.
     last_error: i32,
+    /// SAVE TRANSACTION names of the open transaction, in order.
+    user_savepoints: Vec<String>,
     /// Hash of the current call's parameter names and types (part of the plan cache key).
     param_sig: u64,
     rowcount: i64,
@@ -547,10 +550,56 @@ impl Session {
             Statement::Commit { chain: false, .. } => {
                 self.commit_tran(out).await.map_err(Fail::from)
             }
+            Statement::Savepoint { name } => {
+                if self.trancount == 0 {
+                    return Err(SqlError::new(
+                        628,
+                        "Cannot issue SAVE TRANSACTION when there is no active transaction.",
+                    )
+                    .into());
+                }
+                let mut sql = String::new();
+                if self.pending_begin {
+                    sql.push_str("BEGIN;");
+                    self.pending_begin = false;
+                    self.pg_tx = true;
+                }
+                sql.push_str(&format!(
+                    "SAVEPOINT {}",
+                    catalog::quote_ident(&format!("emu_u_{}", name.value))
+                ));
+                self.client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| self.pg_fail(&e, None))?;
+                // The next statement must not RELEASE the statement savepoint below the
+                // user's savepoint (that would destroy it): it opens a new one on top.
+                self.sp_held = false;
+                self.user_savepoints.push(name.value.clone());
+                Ok(())
+            }
             Statement::Rollback {
                 chain: false,
-                savepoint: None,
-            } => {
+                savepoint: Some(name),
+            } if self.trancount > 0 && self.user_savepoints.contains(&name.value) => {
+                let pos = self
+                    .user_savepoints
+                    .iter()
+                    .rposition(|n| *n == name.value)
+                    .unwrap_or(0);
+                self.user_savepoints.truncate(pos + 1);
+                self.client
+                    .batch_execute(&format!(
+                        "ROLLBACK TO SAVEPOINT {}",
+                        catalog::quote_ident(&format!("emu_u_{}", name.value))
+                    ))
+                    .await
+                    .map_err(|e| self.pg_fail(&e, None))?;
+                self.sp_held = false;
+                self.rowcount = 0;
+                Ok(())
+            }
+            Statement::Rollback { chain: false, .. } => {
                 if self.trancount == 0 {
                     return Err(SqlError::new(
                         3903,
@@ -1198,6 +1247,7 @@ impl Session {
         self.pg_tx = false;
         self.sp_held = false;
         self.ddl_in_tx = false;
+        self.user_savepoints.clear();
         if !s.is_empty() {
             if let Err(e) = self.client.batch_execute(&s).await {
                 let cat = self.engine.catalog();
@@ -1234,6 +1284,7 @@ impl Session {
         self.pg_tx = false;
         self.sp_held = false;
         self.ddl_in_tx = false;
+        self.user_savepoints.clear();
         self.rowcount = 0;
         if ddl {
             if let Err(e) = self.engine.reload_catalog(&self.client).await {

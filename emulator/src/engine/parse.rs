@@ -79,7 +79,6 @@ fn preprocess(sql: &str) -> Result<String, SqlError> {
                 Some("DISTRIBUTED"),
                 "BEGIN DISTRIBUTED TRANSACTION",
             ),
-            ("SAVE", None, "SAVE TRANSACTION"),
             ("NEXT", Some("VALUE"), "NEXT VALUE FOR (sequences)"),
             ("WAITFOR", None, "WAITFOR"),
             ("OPENQUERY", None, "OPENQUERY"),
@@ -160,8 +159,33 @@ fn preprocess(sql: &str) -> Result<String, SqlError> {
                     let is_name = matches!(&tokens[j], Token::Word(w)
                         if w.keyword == Keyword::NoKeyword || w.quote_style.is_some() || w.value.starts_with('@'));
                     if same_line && is_name {
-                        out.push(t.clone());
+                        let verb = prev_significant(&tokens, i).map(|p| &tokens[p]);
+                        if verb.is_some_and(|v| word_is(v, "ROLLBACK")) {
+                            // ROLLBACK TRAN name: a savepoint (or the transaction's name, which
+                            // the engine treats as a full rollback).
+                            out.push(Token::make_keyword("TO"));
+                            out.push(Token::Whitespace(Whitespace::Space));
+                            out.push(Token::make_keyword("SAVEPOINT"));
+                            out.push(Token::Whitespace(Whitespace::Space));
+                            out.push(tokens[j].clone());
+                        } else {
+                            out.push(t.clone());
+                        }
                         i = j + 1;
+                        continue;
+                    }
+                }
+            }
+        }
+        // SAVE TRAN[SACTION] name → SAVEPOINT name.
+        if word_is(t, "SAVE") {
+            if let Some(j) = significant(&tokens, i + 1) {
+                if word_is(&tokens[j], "TRAN") || word_is(&tokens[j], "TRANSACTION") {
+                    if let Some(k) = significant(&tokens, j + 1) {
+                        out.push(Token::make_keyword("SAVEPOINT"));
+                        out.push(Token::Whitespace(Whitespace::Space));
+                        out.push(tokens[k].clone());
+                        i = k + 1;
                         continue;
                     }
                 }
