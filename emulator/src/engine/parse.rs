@@ -6,10 +6,13 @@
 //! - `CLUSTERED` / `NONCLUSTERED` after `CREATE`, `UNIQUE` or `KEY` are dropped (PostgreSQL has no
 //!   clustered indexes; sqlparser rejects `CREATE UNIQUE NONCLUSTERED INDEX`);
 //! - `EXEC @rc = proc …` becomes `EXEC proc @__emu_return = @rc, …` (sqlparser cannot parse it);
-//! - `DELETE T WHERE …` becomes `DELETE FROM T WHERE …`;
+//! - `DELETE T WHERE …` becomes `DELETE FROM T WHERE …` (`DELETE x FROM …` is kept);
+//! - transaction names after `BEGIN/COMMIT TRAN` are dropped; `ROLLBACK TRAN name` becomes
+//!   `ROLLBACK TO SAVEPOINT name` and `SAVE TRAN name` becomes `SAVEPOINT name` (the engine
+//!   decides whether the name is a savepoint or the transaction's name);
 //! - constructs outside the subset that would otherwise produce a confusing parser message
-//!   (`BEGIN TRY`, `WHILE`, `SAVE TRAN`, `MERGE`, `THROW`, `RAISERROR`, `GOTO`, cursors) are
-//!   rejected with error 102 naming them.
+//!   (`BEGIN TRY`, `WHILE`, `MERGE`, `THROW`, `RAISERROR`, `GOTO`, `NEXT VALUE FOR`, `WAITFOR`,
+//!   cursors, `::`, `ILIKE`, `RETURNING`) are rejected with error 102 naming them.
 //!
 //! T-SQL allows statements without `;` separators; sqlparser does not, so when it reports
 //! "Expected: end of statement" a `;` is inserted at that position and the batch re-parsed.
