@@ -418,3 +418,95 @@ async fn ctes_iif_concat() {
         ]
     );
 }
+
+#[tokio::test]
+async fn query_shapes() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(
+        &mut s,
+        "CREATE TABLE A (id int NOT NULL PRIMARY KEY, grp nvarchar(5) NOT NULL, v float NOT NULL, d datetime NOT NULL);
+         CREATE TABLE B (a_id int NOT NULL, note nvarchar(20) NULL);
+         INSERT INTO A VALUES (1, N'x', 1.5, '2024-01-02 10:00:00'), (2, N'x', 2.5, '2024-01-03 11:00:00'),
+                              (3, N'y', 4, '2024-02-01 00:00:00'), (4, N'z', 8, '2024-03-01 00:00:00');
+         INSERT INTO B VALUES (1, N'bir'), (3, NULL);
+         INSERT INTO B (a_id, note) SELECT id, grp + N'!' FROM A WHERE id = 4",
+    )
+    .await;
+    // OFFSET / FETCH
+    let out = ok(
+        &mut s,
+        "SELECT id FROM A ORDER BY id DESC OFFSET 1 ROWS FETCH NEXT 2 ROWS ONLY",
+    )
+    .await;
+    assert_eq!(
+        rowset(&out, 0).1,
+        vec![vec![Value::Int(3)], vec![Value::Int(2)]]
+    );
+    // GROUP BY / HAVING / aggregates
+    let out = ok(&mut s, "SELECT grp, COUNT(*) AS n, SUM(v) AS s FROM A GROUP BY grp HAVING COUNT(*) > 1 ORDER BY grp").await;
+    assert_eq!(
+        rowset(&out, 0).1,
+        vec![vec![txt("x"), Value::Int(2), Value::Float(4.0)]]
+    );
+    // LEFT JOIN, ISNULL, CASE, IN, BETWEEN
+    let out = ok(
+        &mut s,
+        "SELECT a.id, ISNULL(b.note, N'-') AS note, CASE WHEN a.v > 2 THEN N'big' ELSE N'small' END AS size
+         FROM A a LEFT JOIN B b ON b.a_id = a.id
+         WHERE a.id IN (1, 2, 3, 4) AND a.v BETWEEN 1 AND 10 ORDER BY a.id",
+    )
+    .await;
+    let (c, r) = rowset(&out, 0);
+    assert_eq!(c[1].ty, SqlType::NVarChar(Some(20)));
+    assert_eq!(
+        r,
+        vec![
+            vec![Value::Int(1), txt("bir"), txt("small")],
+            vec![Value::Int(2), txt("-"), txt("big")],
+            vec![Value::Int(3), txt("-"), txt("big")],
+            vec![Value::Int(4), txt("z!"), txt("big")],
+        ]
+    );
+    // CONVERT(date, x), date literals compared with datetime, Turkish UPPER/LOWER, trims
+    let out = ok(
+        &mut s,
+        "SELECT CONVERT(date, d) AS gun, UPPER(N'istanbul') AS u, LOWER(N'IŞIK') AS l, LTRIM(RTRIM(N'  a  ')) AS t
+         FROM A WHERE d >= '2024-02-01' AND d < '20240301'",
+    )
+    .await;
+    let (c, r) = rowset(&out, 0);
+    assert_eq!(c[0].ty, SqlType::Date);
+    assert_eq!(
+        r,
+        vec![vec![
+            Value::Date(NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()),
+            txt("İSTANBUL"),
+            txt("ışık"),
+            txt("a")
+        ]]
+    );
+    // Subqueries: EXISTS and scalar
+    let out = ok(
+        &mut s,
+        "SELECT id, (SELECT COUNT(*) FROM B WHERE B.a_id = A.id) AS nb FROM A WHERE EXISTS (SELECT 1 FROM B WHERE B.a_id = A.id) ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        rowset(&out, 0).1,
+        vec![
+            vec![Value::Int(1), Value::Int(1)],
+            vec![Value::Int(3), Value::Int(1)],
+            vec![Value::Int(4), Value::Int(1)]
+        ]
+    );
+    // UNION ALL, DISTINCT, TOP with ORDER BY
+    let out = ok(
+        &mut s,
+        "SELECT TOP 2 grp FROM A GROUP BY grp ORDER BY grp DESC",
+    )
+    .await;
+    assert_eq!(rowset(&out, 0).1, vec![vec![txt("z")], vec![txt("y")]]);
+    let out = ok(&mut s, "SELECT DISTINCT grp FROM A UNION ALL SELECT N'w'").await;
+    assert_eq!(rowset(&out, 0).1.len(), 4);
+}
