@@ -373,3 +373,31 @@ async fn save_transaction_and_rollback_to_it() {
     let out = run(&mut s, "SAVE TRAN x").await;
     assert_eq!(errors(&out), vec![628]);
 }
+
+#[tokio::test]
+async fn alter_table_add_and_drop_columns() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(
+        &mut s,
+        "CREATE TABLE AL (id int NOT NULL PRIMARY KEY); INSERT INTO AL VALUES (1)",
+    )
+    .await;
+    ok(&mut s, "ALTER TABLE dbo.AL ADD Aciklama nvarchar(10) NOT NULL CONSTRAINT DF_AL_a DEFAULT N'yok'; ALTER TABLE AL ADD Flag tinyint NULL").await;
+    let out = ok(&mut s, "SELECT * FROM AL").await;
+    let (c, r) = rowset(&out, 0);
+    let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["id", "Aciklama", "Flag"]);
+    assert_eq!(c[2].ty, SqlType::TinyInt);
+    assert_eq!(r[0], vec![Value::Int(1), txt("yok"), Value::Null]);
+    let out = run(&mut s, "INSERT INTO AL (id, Flag) VALUES (2, 300)").await;
+    assert_eq!(errors(&out), vec![220]);
+    ok(&mut s, "ALTER TABLE AL DROP COLUMN Flag").await;
+    let out = ok(&mut s, "SELECT * FROM AL").await;
+    assert_eq!(rowset(&out, 0).0.len(), 2);
+    let out = run(&mut s, "ALTER TABLE AL DROP COLUMN Flag").await;
+    assert_eq!(errors(&out), vec![4924]);
+    ok(&mut s, "ALTER TABLE AL ADD Flag2 bit NOT NULL DEFAULT 0").await;
+    let out = ok(&mut s, "SELECT Flag2 FROM AL").await;
+    assert_eq!(rowset(&out, 0).1[0][0], Value::Bool(false));
+}

@@ -133,162 +133,14 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
     let mut index_rows: Vec<(String, String, &'static str)> = Vec::new();
     let mut pk_cols: Vec<String> = Vec::new();
     for c in &ct.columns {
-        let ty = data_type_to_sql(&c.data_type, 1)?;
-        let clc = ident_key(&c.name.value);
-        if cols.iter().any(|x| x.lc == clc) {
-            return Err(SqlError::new(
-                2705,
-                format!(
-                    "Column names in each table must be unique. Column name '{}' in table '{name}' is specified more than once.",
-                    c.name.value
-                ),
-            ));
+        let out = column_def(cat, &name, &lc, c, &cols)?;
+        if out.pk {
+            pk_cols.push(out.def.lc.clone());
         }
-        let mut nullable = true;
-        let mut identity = None;
-        let mut default = None;
-        let mut extra = Vec::new();
-        for o in &c.options {
-            match &o.option {
-                ColumnOption::Null => nullable = true,
-                ColumnOption::NotNull => nullable = false,
-                ColumnOption::Default(e) => default = Some(const_expr(cat, e)?),
-                ColumnOption::Collation(_) => {}
-                ColumnOption::Identity(IdentityPropertyKind::Identity(p)) => {
-                    let (seed, inc) = match &p.parameters {
-                        None => ("1".to_string(), "1".to_string()),
-                        Some(IdentityPropertyFormatKind::FunctionCall(a))
-                        | Some(IdentityPropertyFormatKind::StartAndIncrement(a)) => {
-                            (a.seed.to_string(), a.increment.to_string())
-                        }
-                    };
-                    identity = Some((seed, inc));
-                    nullable = false;
-                }
-                ColumnOption::PrimaryKey(_) => {
-                    let cname = o
-                        .name
-                        .as_ref()
-                        .map(|n| n.value.clone())
-                        .unwrap_or_else(|| format!("PK__{name}"));
-                    let pgn = pg_obj_name(&cname);
-                    constraints.push(format!(
-                        "CONSTRAINT {} PRIMARY KEY ({})",
-                        quote_ident(&pgn),
-                        quote_ident(&clc)
-                    ));
-                    index_rows.push((pgn, cname, "PK"));
-                    pk_cols.push(clc.clone());
-                    nullable = false;
-                }
-                ColumnOption::Unique(_) => {
-                    let cname = o
-                        .name
-                        .as_ref()
-                        .map(|n| n.value.clone())
-                        .unwrap_or_else(|| format!("UQ__{name}__{}", c.name.value));
-                    let pgn = pg_obj_name(&cname);
-                    constraints.push(format!(
-                        "CONSTRAINT {} UNIQUE ({})",
-                        quote_ident(&pgn),
-                        quote_ident(&clc)
-                    ));
-                    index_rows.push((pgn, cname, "UQ"));
-                }
-                ColumnOption::ForeignKey(fk) => {
-                    let cname = o
-                        .name
-                        .as_ref()
-                        .map(|n| n.value.clone())
-                        .or_else(|| fk.name.as_ref().map(|n| n.value.clone()))
-                        .unwrap_or_else(|| format!("FK__{name}__{}", c.name.value));
-                    let pgn = pg_obj_name(&cname);
-                    let ft = cat.resolve(&name_parts(&fk.foreign_table)).ok_or_else(|| {
-                        SqlError::new(
-                            1767,
-                            format!(
-                                "Foreign key '{cname}' references invalid table '{}'.",
-                                fk.foreign_table
-                            ),
-                        )
-                    })?;
-                    let refcols: Vec<String> = fk
-                        .referred_columns
-                        .iter()
-                        .map(|i| quote_ident(&ident_key(&i.value)))
-                        .collect();
-                    extra.push(format!(
-                        "CONSTRAINT {} REFERENCES {} ({})",
-                        quote_ident(&pgn),
-                        ft.pg_ref(),
-                        refcols.join(", ")
-                    ));
-                    index_rows.push((pgn, cname, "FK"));
-                }
-                ColumnOption::Check(ck) => {
-                    let cname = o
-                        .name
-                        .as_ref()
-                        .map(|n| n.value.clone())
-                        .unwrap_or_else(|| format!("CK__{name}__{}", c.name.value));
-                    let pgn = pg_obj_name(&cname);
-                    let expr = check_expr(cat, &name, &cols, c, &ty, &ck.expr)?;
-                    constraints.push(format!("CONSTRAINT {} CHECK ({expr})", quote_ident(&pgn)));
-                    index_rows.push((pgn, cname, "CK"));
-                }
-                other => return Err(unsupported(format!("column option {other}"))),
-            }
-        }
-        let mut s = format!("{} {}", quote_ident(&clc), pg_type_name(&ty));
-        if is_string(&ty) {
-            s.push_str(" COLLATE emu_catalog.tr_ci");
-        }
-        if let Some((seed, inc)) = &identity {
-            if !matches!(
-                ty,
-                SqlType::Int
-                    | SqlType::BigInt
-                    | SqlType::SmallInt
-                    | SqlType::TinyInt
-                    | SqlType::Decimal { .. }
-            ) {
-                return Err(SqlError::new(
-                    2749,
-                    format!("Identity column '{}' must be of data type int, bigint, smallint, tinyint, or decimal or numeric with a scale of 0, and constrained to be nonnullable.", c.name.value),
-                ));
-            }
-            s.push_str(&format!(
-                " GENERATED BY DEFAULT AS IDENTITY (START WITH {seed} INCREMENT BY {inc})"
-            ));
-        }
-        if !nullable {
-            s.push_str(" NOT NULL");
-        }
-        if let Some(d) = default {
-            s.push_str(&format!(" DEFAULT {d}"));
-        }
-        for x in extra {
-            s.push(' ');
-            s.push_str(&x);
-        }
-        if ty == SqlType::TinyInt {
-            s.push_str(&format!(
-                " CONSTRAINT {} CHECK ({} BETWEEN 0 AND 255)",
-                quote_ident(&pg_obj_name(&format!("emu_tinyint_{lc}_{clc}"))),
-                quote_ident(&clc)
-            ));
-        }
-        if ty == SqlType::Bit {
-            s.push_str(&format!(" CHECK ({} IN (0, 1))", quote_ident(&clc)));
-        }
-        pg_cols.push(s);
-        cols.push(ColumnDef {
-            name: c.name.value.clone(),
-            lc: clc,
-            ty,
-            nullable,
-            identity: identity.is_some(),
-        });
+        pg_cols.push(out.pg);
+        constraints.extend(out.constraints);
+        index_rows.extend(out.index_rows);
+        cols.push(out.def);
     }
     let def = TableDef {
         name: name.clone(),
@@ -450,6 +302,190 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
     Ok(DdlPlan { script })
 }
 
+/// One column definition rendered for PostgreSQL.
+struct ColOut {
+    pg: String,
+    def: ColumnDef,
+    constraints: Vec<String>,
+    index_rows: Vec<(String, String, &'static str)>,
+    pk: bool,
+}
+
+/// Renders one T-SQL column definition of table `name` (key `lc`); `cols` are the columns
+/// declared before it (for CHECK expressions and duplicate names).
+fn column_def(
+    cat: &Catalog,
+    name: &str,
+    lc: &str,
+    c: &ast::ColumnDef,
+    cols: &[ColumnDef],
+) -> Result<ColOut, SqlError> {
+    let mut constraints = Vec::new();
+    let mut index_rows: Vec<(String, String, &'static str)> = Vec::new();
+    let mut pk = false;
+    let ty = data_type_to_sql(&c.data_type, 1)?;
+    let clc = ident_key(&c.name.value);
+    if cols.iter().any(|x| x.lc == clc) {
+        return Err(SqlError::new(
+            2705,
+            format!(
+                "Column names in each table must be unique. Column name '{}' in table '{name}' is specified more than once.",
+                c.name.value
+            ),
+        ));
+    }
+    let mut nullable = true;
+    let mut identity = None;
+    let mut default = None;
+    let mut extra = Vec::new();
+    for o in &c.options {
+        match &o.option {
+            ColumnOption::Null => nullable = true,
+            ColumnOption::NotNull => nullable = false,
+            ColumnOption::Default(e) => default = Some(const_expr(cat, e)?),
+            ColumnOption::Collation(_) => {}
+            ColumnOption::Identity(IdentityPropertyKind::Identity(p)) => {
+                let (seed, inc) = match &p.parameters {
+                    None => ("1".to_string(), "1".to_string()),
+                    Some(IdentityPropertyFormatKind::FunctionCall(a))
+                    | Some(IdentityPropertyFormatKind::StartAndIncrement(a)) => {
+                        (a.seed.to_string(), a.increment.to_string())
+                    }
+                };
+                identity = Some((seed, inc));
+                nullable = false;
+            }
+            ColumnOption::PrimaryKey(_) => {
+                let cname = o
+                    .name
+                    .as_ref()
+                    .map(|n| n.value.clone())
+                    .unwrap_or_else(|| format!("PK__{name}"));
+                let pgn = pg_obj_name(&cname);
+                constraints.push(format!(
+                    "CONSTRAINT {} PRIMARY KEY ({})",
+                    quote_ident(&pgn),
+                    quote_ident(&clc)
+                ));
+                index_rows.push((pgn, cname, "PK"));
+                pk = true;
+                nullable = false;
+            }
+            ColumnOption::Unique(_) => {
+                let cname = o
+                    .name
+                    .as_ref()
+                    .map(|n| n.value.clone())
+                    .unwrap_or_else(|| format!("UQ__{name}__{}", c.name.value));
+                let pgn = pg_obj_name(&cname);
+                constraints.push(format!(
+                    "CONSTRAINT {} UNIQUE ({})",
+                    quote_ident(&pgn),
+                    quote_ident(&clc)
+                ));
+                index_rows.push((pgn, cname, "UQ"));
+            }
+            ColumnOption::ForeignKey(fk) => {
+                let cname = o
+                    .name
+                    .as_ref()
+                    .map(|n| n.value.clone())
+                    .or_else(|| fk.name.as_ref().map(|n| n.value.clone()))
+                    .unwrap_or_else(|| format!("FK__{name}__{}", c.name.value));
+                let pgn = pg_obj_name(&cname);
+                let ft = cat.resolve(&name_parts(&fk.foreign_table)).ok_or_else(|| {
+                    SqlError::new(
+                        1767,
+                        format!(
+                            "Foreign key '{cname}' references invalid table '{}'.",
+                            fk.foreign_table
+                        ),
+                    )
+                })?;
+                let refcols: Vec<String> = fk
+                    .referred_columns
+                    .iter()
+                    .map(|i| quote_ident(&ident_key(&i.value)))
+                    .collect();
+                extra.push(format!(
+                    "CONSTRAINT {} REFERENCES {} ({})",
+                    quote_ident(&pgn),
+                    ft.pg_ref(),
+                    refcols.join(", ")
+                ));
+                index_rows.push((pgn, cname, "FK"));
+            }
+            ColumnOption::Check(ck) => {
+                let cname = o
+                    .name
+                    .as_ref()
+                    .map(|n| n.value.clone())
+                    .unwrap_or_else(|| format!("CK__{name}__{}", c.name.value));
+                let pgn = pg_obj_name(&cname);
+                let expr = check_expr(cat, name, cols, c, &ty, &ck.expr)?;
+                constraints.push(format!("CONSTRAINT {} CHECK ({expr})", quote_ident(&pgn)));
+                index_rows.push((pgn, cname, "CK"));
+            }
+            other => return Err(unsupported(format!("column option {other}"))),
+        }
+    }
+    let mut s = format!("{} {}", quote_ident(&clc), pg_type_name(&ty));
+    if is_string(&ty) {
+        s.push_str(" COLLATE emu_catalog.tr_ci");
+    }
+    if let Some((seed, inc)) = &identity {
+        if !matches!(
+            ty,
+            SqlType::Int
+                | SqlType::BigInt
+                | SqlType::SmallInt
+                | SqlType::TinyInt
+                | SqlType::Decimal { .. }
+        ) {
+            return Err(SqlError::new(
+                2749,
+                format!("Identity column '{}' must be of data type int, bigint, smallint, tinyint, or decimal or numeric with a scale of 0, and constrained to be nonnullable.", c.name.value),
+            ));
+        }
+        s.push_str(&format!(
+            " GENERATED BY DEFAULT AS IDENTITY (START WITH {seed} INCREMENT BY {inc})"
+        ));
+    }
+    if !nullable {
+        s.push_str(" NOT NULL");
+    }
+    if let Some(d) = default {
+        s.push_str(&format!(" DEFAULT {d}"));
+    }
+    for x in extra {
+        s.push(' ');
+        s.push_str(&x);
+    }
+    if ty == SqlType::TinyInt {
+        s.push_str(&format!(
+            " CONSTRAINT {} CHECK ({} BETWEEN 0 AND 255)",
+            quote_ident(&pg_obj_name(&format!("emu_tinyint_{lc}_{clc}"))),
+            quote_ident(&clc)
+        ));
+    }
+    if ty == SqlType::Bit {
+        s.push_str(&format!(" CHECK ({} IN (0, 1))", quote_ident(&clc)));
+    }
+    Ok(ColOut {
+        pg: s,
+        def: ColumnDef {
+            name: c.name.value.clone(),
+            lc: clc,
+            ty,
+            nullable,
+            identity: identity.is_some(),
+        },
+        constraints,
+        index_rows,
+        pk,
+    })
+}
+
 fn check_expr(
     cat: &Catalog,
     name: &str,
@@ -607,6 +643,106 @@ pub fn truncate(cat: &Catalog, t: &ast::Truncate) -> Result<DdlPlan, SqlError> {
             .filter(|d| d.schema == "dbo")
             .ok_or_else(|| SqlError::new(4701, format!("Cannot find the object \"{}\" because it does not exist or you do not have permissions.", n.name)))?;
         script.push_str(&format!("TRUNCATE {} RESTART IDENTITY;\n", def.pg_ref()));
+    }
+    Ok(DdlPlan { script })
+}
+
+/// ALTER TABLE T ADD column[, …] / DROP COLUMN c[, …].
+pub fn alter_table(cat: &Catalog, at: &ast::AlterTable) -> Result<DdlPlan, SqlError> {
+    if at.only || at.location.is_some() || at.on_cluster.is_some() || at.table_type.is_some() {
+        return Err(unsupported("ALTER TABLE form"));
+    }
+    let def = match cat.resolve(&name_parts(&at.name)).filter(|d| d.schema == "dbo") {
+        Some(d) => d,
+        None if at.if_exists => return Ok(DdlPlan { script: String::new() }),
+        None => {
+            return Err(SqlError::new(
+                4902,
+                format!(
+                    "Cannot find the object \"{}\" because it does not exist or you do not have permissions.",
+                    at.name
+                ),
+            ))
+        }
+    };
+    let mut cols = def.columns.clone();
+    let mut script = String::new();
+    let table_lit = quote_lit(&def.lc);
+    for op in &at.operations {
+        match op {
+            ast::AlterTableOperation::AddColumn {
+                if_not_exists: false,
+                column_def: c,
+                column_position: None,
+                ..
+            } => {
+                if cols.iter().any(|x| x.lc == ident_key(&c.name.value)) {
+                    return Err(SqlError::new(
+                        2705,
+                        format!(
+                            "Column names in each table must be unique. Column name '{}' in table '{}' is specified more than once.",
+                            c.name.value, def.name
+                        ),
+                    ));
+                }
+                let out = column_def(cat, &def.name, &def.lc, c, &cols)?;
+                script.push_str(&format!(
+                    "ALTER TABLE {} ADD COLUMN {};\n",
+                    def.pg_ref(),
+                    out.pg
+                ));
+                for k in &out.constraints {
+                    script.push_str(&format!("ALTER TABLE {} ADD {k};\n", def.pg_ref()));
+                }
+                script.push_str(&format!(
+                    "INSERT INTO emu_catalog.columns (table_lc, ordinal, name, tsql_type, nullable, is_identity) \
+                     SELECT {table_lit}, COALESCE(max(ordinal), 0) + 1, {}, {}, {}, {} FROM emu_catalog.columns WHERE table_lc = {table_lit};\n",
+                    quote_lit(&out.def.name),
+                    quote_lit(&type_to_string(&out.def.ty)),
+                    out.def.nullable,
+                    out.def.identity
+                ));
+                for (pgn, n, kind) in &out.index_rows {
+                    script.push_str(&format!(
+                        "INSERT INTO emu_catalog.indexes (pg_name, table_lc, name, kind) VALUES ({}, {table_lit}, {}, {});\n",
+                        quote_lit(pgn),
+                        quote_lit(n),
+                        quote_lit(kind)
+                    ));
+                }
+                cols.push(out.def);
+            }
+            ast::AlterTableOperation::DropColumn {
+                column_names,
+                if_exists,
+                drop_behavior: None,
+                ..
+            } => {
+                for n in column_names {
+                    let key = ident_key(&n.value);
+                    let Some(pos) = cols.iter().position(|c| c.lc == key) else {
+                        if *if_exists {
+                            continue;
+                        }
+                        return Err(SqlError::new(
+                            4924,
+                            format!(
+                                "ALTER TABLE DROP COLUMN failed because column '{}' does not exist in table '{}'.",
+                                n.value, def.name
+                            ),
+                        ));
+                    };
+                    let col = cols.remove(pos);
+                    script.push_str(&format!(
+                        "ALTER TABLE {} DROP COLUMN {};\nDELETE FROM emu_catalog.columns WHERE table_lc = {table_lit} AND name = {};\n",
+                        def.pg_ref(),
+                        quote_ident(&col.lc),
+                        quote_lit(&col.name)
+                    ));
+                }
+            }
+            other => return Err(unsupported(format!("ALTER TABLE {other}"))),
+        }
     }
     Ok(DdlPlan { script })
 }

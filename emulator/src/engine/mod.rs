@@ -479,6 +479,7 @@ impl Session {
                     | Statement::CreateTable(_)
                     | Statement::CreateIndex(_)
                     | Statement::Drop { .. }
+                    | Statement::AlterTable(_)
                     | Statement::Truncate(_)
             )
         {
@@ -531,6 +532,11 @@ impl Session {
             } => {
                 let cat = self.engine.catalog();
                 let p = ddl::drop(&cat, object_type, *if_exists, names, table)?;
+                self.run_ddl(&p.script, out).await
+            }
+            Statement::AlterTable(at) => {
+                let cat = self.engine.catalog();
+                let p = ddl::alter_table(&cat, at)?;
                 self.run_ddl(&p.script, out).await
             }
             Statement::Truncate(t) => {
