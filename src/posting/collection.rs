@@ -167,9 +167,10 @@ pub async fn post(
         kasa: (!is_bank).then(|| hizkod.clone()),
         ..Default::default()
     };
-    let refno_req = k.sck.map(|(_, prefix)| RefnoRequest {
+    let refno_req = k.sck.map(|(sck_tip, prefix)| RefnoRequest {
         prefix,
         year: c.date.year(),
+        sck_tip,
     });
     let is_instrument_text = matches!(k.name, "cek" | "senet");
     let sck_no = if is_instrument_text {

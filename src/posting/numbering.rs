@@ -32,6 +32,8 @@ pub struct RefnoRequest<'a> {
     pub prefix: &'a str,
     /// Year of the document.
     pub year: i32,
+    /// `sck_tip` the prefix belongs to (the MAX uses the (sck_tip, sck_refno) index).
+    pub sck_tip: i16,
 }
 
 /// What the head needs to know.
@@ -73,12 +75,6 @@ pub fn series_resource(evrak_tip: i16, seri: &str) -> String {
 
 /// Appends the head and opens the guarded block (see the module docs).
 pub fn open(b: &mut Batch, h: &Head<'_>) -> HeadParams {
-    let kind = b.param(SqlParam::text(h.kind.as_str()));
-    let web_id = b.param(SqlParam::guid(h.web_id));
-    b.stmt(&format!(
-        "SELECT {} FROM dbo.MIKROSYNC_LEDGER WHERE ml_kind = {kind} AND ml_web_id = {web_id}",
-        ledger::LOOKUP_COLUMNS
-    ));
     for v in [
         "@posted int",
         "@c_cari int",
@@ -96,28 +92,34 @@ pub fn open(b: &mut Batch, h: &Head<'_>) -> HeadParams {
     ] {
         b.stmt(&format!("DECLARE {v}"));
     }
+    let kind = b.param(SqlParam::text(h.kind.as_str()));
+    let web_id = b.param(SqlParam::guid(h.web_id));
     b.stmt(&format!(
-        "SET @posted = (SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER WHERE ml_kind = {kind} AND \
-         ml_web_id = {web_id})"
+        "SELECT {} FROM dbo.MIKROSYNC_LEDGER WHERE ml_kind = {kind} AND ml_web_id = {web_id}",
+        ledger::LOOKUP_COLUMNS
     ));
+    b.stmt("SET @posted = @@ROWCOUNT");
+    // All master-data checks in one statement.
     let mut gate = vec!["@posted = 0".to_string()];
+    let mut assigns = Vec::new();
     let cari = b.param(SqlParam::text(h.codes.cari.clone()));
-    b.stmt(&format!(
-        "SET @c_cari = (SELECT COUNT(*) FROM dbo.CARI_HESAPLAR WHERE cari_kod = {cari})"
+    assigns.push(format!(
+        "@c_cari = (SELECT COUNT(*) FROM dbo.CARI_HESAPLAR WHERE cari_kod = {cari})"
     ));
     gate.push("@c_cari > 0".into());
     if !h.codes.stoks.is_empty() {
-        b.stmt("SET @c_stok = 0");
+        let mut parts = Vec::new();
         for list in h.codes.in_lists() {
             let ph: Vec<String> = list
                 .into_iter()
                 .map(|c| b.param(SqlParam::text(c)))
                 .collect();
-            b.stmt(&format!(
-                "SET @c_stok = @c_stok + (SELECT COUNT(*) FROM dbo.STOKLAR WHERE sto_kod IN ({}))",
+            parts.push(format!(
+                "(SELECT COUNT(*) FROM dbo.STOKLAR WHERE sto_kod IN ({}))",
                 ph.join(", ")
             ));
         }
+        assigns.push(format!("@c_stok = {}", parts.join(" + ")));
         let n = b.param(SqlParam::int(
             i32::try_from(h.codes.stoks.len()).unwrap_or(i32::MAX),
         ));
@@ -125,18 +127,19 @@ pub fn open(b: &mut Batch, h: &Head<'_>) -> HeadParams {
     }
     if let Some(bank) = &h.codes.bank {
         let p = b.param(SqlParam::text(bank.clone()));
-        b.stmt(&format!(
-            "SET @c_bank = (SELECT COUNT(*) FROM dbo.BANKALAR WHERE ban_kod = {p})"
+        assigns.push(format!(
+            "@c_bank = (SELECT COUNT(*) FROM dbo.BANKALAR WHERE ban_kod = {p})"
         ));
         gate.push("@c_bank > 0".into());
     }
     if let Some(kasa) = &h.codes.kasa {
         let p = b.param(SqlParam::text(kasa.clone()));
-        b.stmt(&format!(
-            "SET @c_kasa = (SELECT COUNT(*) FROM dbo.KASALAR WHERE kas_kod = {p})"
+        assigns.push(format!(
+            "@c_kasa = (SELECT COUNT(*) FROM dbo.KASALAR WHERE kas_kod = {p})"
         ));
         gate.push("@c_kasa > 0".into());
     }
+    b.stmt(&format!("SELECT {}", assigns.join(", ")));
     b.raw(&format!(";\nIF {}\nBEGIN\n", gate.join(" AND ")), false);
     let res = b.param(SqlParam::text(series_resource(h.evrak_tip, h.seri)));
     let timeout = b.param(SqlParam::int(h.lock_timeout_ms));
@@ -164,11 +167,12 @@ pub fn open(b: &mut Batch, h: &Head<'_>) -> HeadParams {
          WHERE cha_evrak_tip = {evrak_tip} AND cha_evrakno_seri = {seri})"
     ));
     if let Some(r) = h.refno {
+        let tip = b.param(SqlParam::smallint(r.sck_tip));
         let lo = b.param(SqlParam::text(refno::year_prefix(r.prefix, r.year)));
         let hi = b.param(SqlParam::text(refno::year_upper(r.prefix, r.year)));
         b.stmt(&format!(
-            "SET @maxref = (SELECT MAX(sck_refno) FROM dbo.ODEME_EMIRLERI WHERE sck_refno >= {lo} \
-             AND sck_refno <= {hi})"
+            "SET @maxref = (SELECT MAX(sck_refno) FROM dbo.ODEME_EMIRLERI WHERE sck_tip = {tip} \
+             AND sck_refno >= {lo} AND sck_refno <= {hi})"
         ));
         b.stmt("SET @n = ISNULL(CAST(RIGHT(@maxref, 8) AS int), 0) + 1");
         b.stmt(&format!(
