@@ -401,3 +401,35 @@ async fn alter_table_add_and_drop_columns() {
     let out = ok(&mut s, "SELECT Flag2 FROM AL").await;
     assert_eq!(rowset(&out, 0).1[0][0], Value::Bool(false));
 }
+
+#[tokio::test]
+async fn canceller_stops_a_blocked_statement() {
+    let db = db().await;
+    let mut a = db.session().await;
+    let mut b = db.session().await;
+    ok(&mut a, "CREATE TABLE CX (id int NOT NULL PRIMARY KEY, v int NOT NULL); INSERT INTO CX VALUES (1, 0)").await;
+    ok(&mut a, "BEGIN TRAN; UPDATE CX SET v = 1 WHERE id = 1").await;
+    ok(&mut b, "BEGIN TRAN").await;
+    let canc = b.canceller();
+    let (out, _) = tokio::join!(
+        run(
+            &mut b,
+            "UPDATE CX SET v = 2 WHERE id = 1; SELECT 1 AS after"
+        ),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            canc.cancel().await;
+        }
+    );
+    assert_eq!(errors(&out), vec![3617]);
+    assert!(
+        out.iter().all(|o| !matches!(o, Output::Rows { .. })),
+        "the batch stops"
+    );
+    // B's transaction is still usable.
+    assert_eq!(b.trancount(), 1);
+    let out = ok(&mut b, "SELECT COUNT(*) FROM CX").await;
+    assert_eq!(scalar(&out).1, Value::Int(1));
+    ok(&mut b, "ROLLBACK").await;
+    ok(&mut a, "COMMIT").await;
+}

@@ -212,6 +212,21 @@ impl Engine {
     }
 }
 
+/// Cancels a session's running statement (see [`Session::canceller`]).
+#[derive(Clone)]
+pub struct Canceller {
+    token: tokio_postgres::CancelToken,
+}
+
+impl Canceller {
+    /// Asks PostgreSQL to cancel the statement in progress (no effect when idle).
+    pub async fn cancel(&self) {
+        if let Err(e) = self.token.cancel_query(tokio_postgres::NoTls).await {
+            tracing::debug!(error = %e, "cancel request failed");
+        }
+    }
+}
+
 /// How a failed statement affects the rest of the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
@@ -378,6 +393,7 @@ impl Session {
                 | 263
                 | 1205
                 | 2715
+                | 3617
                 | 4104
                 | 8180
                 | 3902
@@ -1353,6 +1369,16 @@ impl Session {
     /// emits `Done { rows: None }` then).
     pub fn nocount(&self) -> bool {
         self.nocount
+    }
+
+    /// A handle that cancels the statement this session is running, from another task (the
+    /// protocol layer can keep reading packets while `execute` runs and call it on Attention).
+    /// The cancelled statement fails with error 3617; the transaction stays open, as on SQL
+    /// Server.
+    pub fn canceller(&self) -> Canceller {
+        Canceller {
+            token: self.client.cancel_token(),
+        }
     }
 
     /// Called when the client sends Attention: abandon whatever the session was doing. The
