@@ -89,6 +89,18 @@ where
     }
 }
 
+/// Result of [`Listener::become_idle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleOutcome {
+    /// We hold the idle lock: writers notify from now on.
+    Held,
+    /// Another worker holds it: writers notify (we hear it too); idle without it.
+    OtherWorker,
+    /// Writers that skipped their notify are still in their transactions: not idle yet, poll
+    /// again shortly.
+    WritersBusy,
+}
+
 /// One live LISTEN connection.
 pub(crate) struct Listener {
     client: Client,
@@ -137,7 +149,7 @@ impl Listener {
         listener
             .client
             .batch_execute(&format!(
-                "LISTEN {CHANNEL}; SET lock_timeout = '1s'; SET statement_timeout = '30s'"
+                "LISTEN {CHANNEL}; SET lock_timeout = '200ms'; SET statement_timeout = '30s'"
             ))
             .await
             .map_err(QueueError::Listen)?;
@@ -154,58 +166,54 @@ impl Listener {
         self.wake.notified().await
     }
 
-    /// Tries to become "the idle worker": take [`IDLE_LOCK_KEY`] exclusively, waiting (up to
-    /// the session's lock_timeout) for writers that skipped their notify to commit.
-    /// Returns `Ok(true)` with the lock held, `Ok(false)` when another worker is the idle one
-    /// (it holds the lock, so writers notify and we hear it too) — idle without it then.
-    pub(crate) async fn become_idle(&mut self) -> Result<bool, QueueError> {
+    /// Tries to become "the idle worker": take [`IDLE_LOCK_KEY`] exclusively, waiting (at most
+    /// the session's short lock_timeout) for writers that skipped their notify to commit.
+    /// Never blocks longer than that, so a long web transaction (a bulk import) cannot stall
+    /// the worker loop (heartbeats, completions, shutdown).
+    pub(crate) async fn become_idle(&mut self) -> Result<IdleOutcome, QueueError> {
         if self.holds_idle_lock {
-            return Ok(true);
+            return Ok(IdleOutcome::Held);
         }
-        loop {
-            let row = self
-                .client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&IDLE_LOCK_KEY])
-                .await
-                .map_err(QueueError::Listen)?;
-            if row.get::<_, bool>(0) {
+        let row = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&IDLE_LOCK_KEY])
+            .await
+            .map_err(QueueError::Listen)?;
+        if row.get::<_, bool>(0) {
+            self.holds_idle_lock = true;
+            return Ok(IdleOutcome::Held);
+        }
+        // Held: by another idle worker (exclusive) or by writers mid-transaction (shared).
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks \
+                  WHERE locktype = 'advisory' \
+                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                    AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid \
+                    AND objsubid = 1 AND mode = 'ExclusiveLock' AND granted \
+                    AND pid <> pg_backend_pid())",
+                &[&IDLE_LOCK_KEY],
+            )
+            .await
+            .map_err(QueueError::Listen)?;
+        if row.get::<_, bool>(0) {
+            return Ok(IdleOutcome::OtherWorker);
+        }
+        // Writers hold it shared: wait (lock_timeout) for them to commit.
+        match self
+            .client
+            .execute("SELECT pg_advisory_lock($1)", &[&IDLE_LOCK_KEY])
+            .await
+        {
+            Ok(_) => {
                 self.holds_idle_lock = true;
-                return Ok(true);
+                Ok(IdleOutcome::Held)
             }
-            // Held: by another idle worker (exclusive) or by writers mid-transaction (shared).
-            let row = self
-                .client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_locks \
-                      WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                        AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid \
-                        AND objsubid = 1 AND mode = 'ExclusiveLock' AND granted \
-                        AND pid <> pg_backend_pid())",
-                    &[&IDLE_LOCK_KEY],
-                )
-                .await
-                .map_err(QueueError::Listen)?;
-            if row.get::<_, bool>(0) {
-                return Ok(false);
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                Ok(IdleOutcome::WritersBusy)
             }
-            // Writers hold it shared: wait for them to commit (lock_timeout bounds the wait,
-            // then we look again — another worker may have become the idle one meanwhile).
-            match self
-                .client
-                .execute("SELECT pg_advisory_lock($1)", &[&IDLE_LOCK_KEY])
-                .await
-            {
-                Ok(_) => {
-                    self.holds_idle_lock = true;
-                    return Ok(true);
-                }
-                Err(e)
-                    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(QueueError::Listen(e)),
-            }
+            Err(e) => Err(QueueError::Listen(e)),
         }
     }
 

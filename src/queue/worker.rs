@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use super::executor::{self, ExecCtx, ExecHooks, JobDone, Sink};
 use super::metrics::Metrics;
-use super::notifier::{ListenConnect, Listener};
+use super::notifier::{IdleOutcome, ListenConnect, Listener};
 use super::retry::RetryPolicy;
 use super::{claimer, rescuer, stats, QueueError};
 use crate::db::WebPool;
@@ -436,6 +436,11 @@ async fn drain<S: Sink>(
     if exhausted {
         let idle = match st.listener.as_mut() {
             Some(l) => match l.become_idle().await {
+                Ok(IdleOutcome::WritersBusy) => {
+                    // A long writer transaction: look again soon instead of blocking.
+                    st.next_wake = Instant::now() + Duration::from_millis(20);
+                    return Ok(true);
+                }
                 Ok(_) => true,
                 Err(e) => {
                     tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
