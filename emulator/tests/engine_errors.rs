@@ -116,6 +116,7 @@ async fn strict_rejection_of_non_tsql() {
         "SELECT string_agg(code, ',') FROM T",
         "SELECT E'x'",
         "BEGIN TRY SELECT 1 END TRY BEGIN CATCH SELECT 2 END CATCH",
+        "WHILE 1 = 1 SELECT 1",
         "SELECT id FROM T FOR UPDATE",
         "SELECT 1 NULLS FIRST",
         "SELECT NEXT VALUE FOR dbo.seq",
@@ -151,4 +152,36 @@ async fn at_at_error() {
     assert_eq!(errors(&out), vec![2627]);
     let (_, r) = rowset(&out, 0);
     assert_eq!(r[0], vec![Value::Int(0), Value::Int(0)]);
+}
+
+#[tokio::test]
+async fn throw_and_raiserror() {
+    let db = db().await;
+    let mut s = db.session().await;
+    let out = run(&mut s, "THROW 50001, N'Belge bulunamadı', 3; SELECT 1").await;
+    assert_eq!(errors(&out), vec![50001]);
+    assert_eq!(error_messages(&out), vec!["Belge bulunamadı".to_string()]);
+    assert!(
+        out.iter()
+            .all(|o| !matches!(o, mikro_emulator::value::Output::Rows { .. })),
+        "THROW ends the batch"
+    );
+    let out = run(
+        &mut s,
+        "RAISERROR(N'kayıt %s bozuk (%d)', 16, 1, N'X', 42); SELECT 1 AS devam",
+    )
+    .await;
+    assert_eq!(errors(&out), vec![50000]);
+    assert_eq!(error_messages(&out), vec!["kayıt X bozuk (42)".to_string()]);
+    assert_eq!(
+        scalar(&out).1,
+        Value::Int(1),
+        "RAISERROR does not end the batch"
+    );
+    let out = ok(&mut s, "RAISERROR('bilgi', 10, 1) WITH NOWAIT").await;
+    assert!(out.iter().any(
+        |o| matches!(o, mikro_emulator::value::Output::Info { message, .. } if message == "bilgi")
+    ));
+    let out = run(&mut s, "THROW").await;
+    assert_eq!(errors(&out), vec![10704]);
 }

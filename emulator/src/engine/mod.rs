@@ -240,11 +240,17 @@ enum Flow {
 struct Fail {
     err: SqlError,
     pg: bool,
+    /// Ends the batch whatever the error number (THROW).
+    abort: bool,
 }
 
 impl From<SqlError> for Fail {
     fn from(err: SqlError) -> Self {
-        Fail { err, pg: false }
+        Fail {
+            err,
+            pg: false,
+            abort: false,
+        }
     }
 }
 
@@ -380,6 +386,7 @@ impl Session {
     /// Handles a failed statement: statement rollback, XACT_ABORT, deadlock, batch abort.
     async fn fail(&mut self, f: Fail, out: &mut Vec<Output>) -> Flow {
         let number = f.err.number;
+        let forced = f.abort;
         let batch_abort = matches!(
             number,
             102 | 137
@@ -415,7 +422,7 @@ impl Session {
                 return Flow::Abort;
             }
         }
-        if batch_abort {
+        if batch_abort || forced {
             Flow::Abort
         } else {
             Flow::Continue
@@ -435,6 +442,7 @@ impl Session {
         Fail {
             err: map_pg_error(e, &self.err_ctx(&cat, kind)),
             pg: true,
+            abort: false,
         }
     }
 
@@ -689,6 +697,105 @@ impl Session {
                 Ok(())
             }
             Statement::Use(_) => Ok(()),
+            Statement::Throw(t) => {
+                let (Some(n), Some(m), Some(st)) = (&t.error_number, &t.message, &t.state) else {
+                    return Err(SqlError::new(
+                        10704,
+                        "To rethrow an error, a THROW statement must be used inside a CATCH block.",
+                    )
+                    .into());
+                };
+                let number = match self.eval(batch, id * 64 + 1, n, params).await?.0 {
+                    Value::Int(i) if i >= 50000 => i as i32,
+                    _ => {
+                        return Err(SqlError::new(
+                            35100,
+                            "Error number in THROW statement is outside the valid range. Specify an error number in the valid range of 50000 to 2147483647.",
+                        )
+                        .into())
+                    }
+                };
+                let message = match coerce(
+                    self.eval(batch, id * 64 + 2, m, params).await?.0,
+                    &SqlType::NVarChar(None),
+                ) {
+                    Value::String(s) => s,
+                    _ => String::new(),
+                };
+                let state = match self.eval(batch, id * 64 + 3, st, params).await?.0 {
+                    Value::Int(i) => i.clamp(0, 255) as u8,
+                    _ => 1,
+                };
+                Err(Fail {
+                    err: SqlError {
+                        number,
+                        class: 16,
+                        state,
+                        message,
+                    },
+                    pg: false,
+                    abort: true,
+                })
+            }
+            Statement::RaisError {
+                message,
+                severity,
+                state,
+                arguments,
+                ..
+            } => {
+                let fmt = match coerce(
+                    self.eval(batch, id * 64 + 1, message, params).await?.0,
+                    &SqlType::NVarChar(None),
+                ) {
+                    Value::String(s) => s,
+                    Value::Int(n) => {
+                        return Err(SqlError::new(
+                            2732,
+                            format!(
+                                "Error number {n} is invalid (the emulator has no sys.messages)."
+                            ),
+                        )
+                        .into())
+                    }
+                    _ => String::new(),
+                };
+                let sev = match self.eval(batch, id * 64 + 2, severity, params).await?.0 {
+                    Value::Int(i) => i.clamp(0, 25) as u8,
+                    _ => 16,
+                };
+                let st = match self.eval(batch, id * 64 + 3, state, params).await?.0 {
+                    Value::Int(i) => i.clamp(0, 255) as u8,
+                    _ => 1,
+                };
+                let mut args = Vec::new();
+                for (k, a) in arguments.iter().enumerate() {
+                    let v = coerce(
+                        self.eval(batch, id * 64 + 4 + k, a, params).await?.0,
+                        &SqlType::NVarChar(None),
+                    );
+                    args.push(match v {
+                        Value::String(s) => s,
+                        _ => "(null)".to_string(),
+                    });
+                }
+                let text = raiserror_format(&fmt, &args);
+                if sev <= 10 {
+                    out.push(Output::Info {
+                        number: 50000,
+                        message: text,
+                    });
+                    Ok(())
+                } else {
+                    Err(SqlError {
+                        number: 50000,
+                        class: sev.min(18),
+                        state: st,
+                        message: text,
+                    }
+                    .into())
+                }
+            }
             Statement::Execute {
                 name: Some(name), ..
             } => Err(
@@ -1395,4 +1502,31 @@ impl Session {
             let _ = self.client.batch_execute(&Self::unlock_sql(&keys)).await;
         }
     }
+}
+
+/// RAISERROR's printf-style message: `%s`, `%d`, `%i`, `%u` take the arguments in order, `%%`
+/// is a percent sign (width/precision flags are not supported).
+fn raiserror_format(fmt: &str, args: &[String]) -> String {
+    let mut out = String::new();
+    let mut it = fmt.chars().peekable();
+    let mut k = 0;
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('%') => out.push('%'),
+            Some('s' | 'd' | 'i' | 'u') => {
+                out.push_str(args.get(k).map(String::as_str).unwrap_or("(null)"));
+                k += 1;
+            }
+            Some(o) => {
+                out.push('%');
+                out.push(o);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
 }

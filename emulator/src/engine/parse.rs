@@ -11,7 +11,7 @@
 //!   `ROLLBACK TO SAVEPOINT name` and `SAVE TRAN name` becomes `SAVEPOINT name` (the engine
 //!   decides whether the name is a savepoint or the transaction's name);
 //! - constructs outside the subset that would otherwise produce a confusing parser message
-//!   (`BEGIN TRY`, `WHILE`, `MERGE`, `THROW`, `RAISERROR`, `GOTO`, `NEXT VALUE FOR`, `WAITFOR`,
+//!   (`BEGIN TRY`, `WHILE`, `MERGE`, `GOTO`, `NEXT VALUE FOR`, `WAITFOR`,
 //!   cursors, `::`, `ILIKE`, `RETURNING`) are rejected with error 102 naming them.
 //!
 //! T-SQL allows statements without `;` separators; sqlparser does not, so when it reports
@@ -88,8 +88,6 @@ fn preprocess(sql: &str) -> Result<String, SqlError> {
             ("OPENROWSET", None, "OPENROWSET"),
             ("WHILE", None, "WHILE"),
             ("MERGE", None, "MERGE"),
-            ("THROW", None, "THROW"),
-            ("RAISERROR", None, "RAISERROR"),
             ("GOTO", None, "GOTO"),
             ("CURSOR", None, "cursors"),
             (
