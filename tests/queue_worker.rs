@@ -335,3 +335,47 @@ async fn graceful_shutdown_finishes_in_flight_documents() {
         "every document it started was finished"
     );
 }
+
+#[tokio::test]
+async fn two_idle_workers_are_both_woken_by_notifications_only() {
+    let env = web_env(true).await;
+    let c = env.client().await;
+    let mut sink = ScriptSink::ok();
+    sink.delay = Duration::from_millis(30);
+    let ma = Arc::new(Metrics::default());
+    let mb = Arc::new(Metrics::default());
+    let mut oa = fast_opts();
+    oa.poll_interval = Duration::from_secs(3600);
+    oa.name = "idle-a".into();
+    oa.metrics = ma.clone();
+    let mut ob = oa.clone();
+    ob.name = "idle-b".into();
+    ob.metrics = mb.clone();
+    let a = spawn_worker(&env.pool, &env.url, sink.clone(), oa);
+    let b = spawn_worker(&env.pool, &env.url, sink.clone(), ob);
+    wait_for("both listening", T, || async {
+        (ma.listener_up.load(Ordering::Relaxed) == 1 && mb.listener_up.load(Ordering::Relaxed) == 1)
+            .then_some(())
+    })
+    .await;
+    // One at a time (each meets idle workers), then bursts while they are busy.
+    for _ in 0..10 {
+        let id = insert_sale(&c, 1).await;
+        wait_for("posted", T, || async {
+            (queue_row(&c, id).await.unwrap().0 == "completed").then_some(())
+        })
+        .await;
+    }
+    for _ in 0..5 {
+        for _ in 0..8 {
+            insert_collection(&c, "1").await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_drained(&c, T).await;
+    assert_eq!(count_status(&c, "completed").await, 50);
+    let calls: u32 = sink.calls.lock().unwrap().values().sum();
+    assert_eq!(calls, 50);
+    a.stop().await;
+    b.stop().await;
+}
