@@ -12,6 +12,41 @@
 //! * [`stats`] — queue statistics and the operator retry;
 //! * [`worker`] — the run loop and graceful shutdown;
 //! * [`metrics`] — counters and latency histograms for the exporter.
+//!
+//! ## Design decisions
+//!
+//! **Lease, not a held row lock.** A claim sets `status = 'processing'`, `claimed_by`,
+//! `claimed_at` and `lease_until` in one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`
+//! statement; the worker renews the lease every `lease / 3` while it works, and any worker's
+//! rescuer puts rows with an expired lease back to `pending`. Holding the row lock for the whole
+//! posting instead would keep one web transaction (and pooled connection) open across every ERP
+//! round trip, and hide `processing` from the operators' status query. A kill -9 leaves rows
+//! claimed for at most one lease (30 s by default); `tests/queue_kill.rs` and
+//! `tests/pipeline_kill.rs` prove nothing stays claimed and nothing is posted twice.
+//!
+//! **Waking without slowing the web app.** `NOTIFY` takes a cluster-wide lock at commit, so a
+//! per-row notify serialises concurrent writers (the benchmark's "naive" line). The trigger
+//! notifies with a constant payload (once per transaction at most), and only when a worker is
+//! idle: an idle worker holds the advisory lock [`IDLE_LOCK_KEY`] exclusively on its LISTEN
+//! session; the trigger's `pg_try_advisory_xact_lock_shared` succeeds only when no worker is
+//! idle (it then skips the notify and keeps the shared lock until commit). Before a worker goes
+//! idle it takes the lock exclusively — which waits for every writer that skipped its notify
+//! to commit — and claims once more. A shared try-lock also fails while an exclusive request
+//! is queued, so a failed try means "notify": a wake-up can be spare, never missed. With several
+//! workers, one holds the lock and the others idle without it (notifications reach all
+//! listeners). After a drain that found work, the worker polls for `linger` (20 ms) before
+//! idling, so a steady write stream keeps skipping the notify. The 5 s poll remains the
+//! safety net, and every (re)connect of the LISTEN connection drains.
+//!
+//! **Exactly-once in effect.** Posting writes the ledger row in the ERP transaction; the web
+//! side is completed afterwards in one statement (queue row + number written back). A crash in
+//! between is retried; posting then finds the ledger row (`already_posted`) and only the web
+//! side is completed (`tests/pipeline_exactly_once.rs` injects exactly that failure).
+//!
+//! **Retries.** `retry_count` counts attempts (incremented by the claim). Backoff is persisted
+//! in `next_attempt_at` (see [`retry`]); a failing document only delays itself. The operators'
+//! `UPDATE sync_queue SET status = 'pending', retry_count = 0 WHERE status = 'failed'` fires a
+//! row trigger that makes the row due now, starts a fresh retry window and notifies.
 
 pub mod claimer;
 pub mod executor;
