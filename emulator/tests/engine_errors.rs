@@ -115,7 +115,7 @@ async fn strict_rejection_of_non_tsql() {
         "CREATE TABLE IF NOT EXISTS Z (a int)",
         "SELECT string_agg(code, ',') FROM T",
         "SELECT E'x'",
-        "BEGIN TRY SELECT 1 END TRY BEGIN CATCH SELECT 2 END CATCH",
+        "IF 1 = 1 BEGIN BEGIN TRY SELECT 1 END TRY BEGIN CATCH SELECT 2 END CATCH END",
         "WHILE 1 = 1 SELECT 1",
         "SELECT id FROM T FOR UPDATE",
         "SELECT 1 NULLS FIRST",
@@ -184,4 +184,78 @@ async fn throw_and_raiserror() {
     ));
     let out = run(&mut s, "THROW").await;
     assert_eq!(errors(&out), vec![10704]);
+}
+
+#[tokio::test]
+async fn try_catch() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(&mut s, SETUP).await;
+    // The error goes to CATCH, not to the client.
+    let out = ok(
+        &mut s,
+        "BEGIN TRY
+             INSERT INTO P (id) VALUES (1);
+             SELECT 'not reached' AS x;
+         END TRY
+         BEGIN CATCH
+             SELECT ERROR_NUMBER() AS n, ERROR_MESSAGE() AS m, ERROR_SEVERITY() AS sev, XACT_STATE() AS xs;
+         END CATCH;
+         SELECT 'after' AS y",
+    )
+    .await;
+    let (c, r) = rowset(&out, 0);
+    assert_eq!(c[0].name, "n");
+    assert_eq!(r[0][0], Value::Int(2627));
+    assert!(
+        matches!(&r[0][1], Value::String(m) if m.starts_with("Violation of PRIMARY KEY constraint 'PK_P'"))
+    );
+    assert_eq!(r[0][2], Value::Int(14));
+    assert_eq!(r[0][3], Value::Int(0));
+    assert_eq!(rowset(&out, 1).1, vec![vec![txt("after")]]);
+    // The usual transactional pattern: rollback in CATCH and rethrow.
+    let out = run(
+        &mut s,
+        "SET XACT_ABORT ON;
+         BEGIN TRY
+             BEGIN TRAN;
+             INSERT INTO P (id) VALUES (2);
+             INSERT INTO P (id) VALUES (1);
+             COMMIT;
+         END TRY
+         BEGIN CATCH
+             IF @@TRANCOUNT > 0 ROLLBACK;
+             THROW;
+         END CATCH",
+    )
+    .await;
+    assert_eq!(errors(&out), vec![2627]);
+    assert_eq!(s.trancount(), 0);
+    let out = ok(&mut s, "SET XACT_ABORT OFF; SELECT COUNT(*) FROM P").await;
+    assert_eq!(scalar(&out).1, Value::Int(1));
+    // No error: CATCH is skipped; nested TRY blocks.
+    let out = ok(
+        &mut s,
+        "BEGIN TRY
+             BEGIN TRY SELECT 1/0 AS z END TRY BEGIN CATCH SELECT ERROR_NUMBER() AS inner_n END CATCH;
+             SELECT 2 AS ok2;
+         END TRY
+         BEGIN CATCH SELECT 'outer' AS o END CATCH",
+    )
+    .await;
+    assert_eq!(rowset(&out, 0).1, vec![vec![Value::Int(8134)]]);
+    assert_eq!(rowset(&out, 1).1, vec![vec![Value::Int(2)]]);
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, mikro_emulator::value::Output::Rows { .. }))
+            .count(),
+        2
+    );
+    // Compile errors (invalid object) are not caught at the same level.
+    let out = run(
+        &mut s,
+        "BEGIN TRY SELECT * FROM Missing END TRY BEGIN CATCH SELECT 1 AS c END CATCH",
+    )
+    .await;
+    assert_eq!(errors(&out), vec![208]);
 }

@@ -25,6 +25,8 @@
 //!   everything. A deadlock (40P01) is error 1205 and rolls the whole transaction back.
 //! - Errors that SQL Server treats as compile/batch-aborting (102, 207, 208, 137, …, 1205)
 //!   stop the batch; constraint violations (2627, 515, 547, 8152, …) end only the statement.
+//! - `BEGIN TRY … END CATCH`: errors inside TRY (except compile errors) are not sent to the
+//!   client but stored for ERROR_NUMBER() etc. and control moves to CATCH.
 //! - Variables are batch-scoped; SCOPE_IDENTITY() is reset at the start of every batch and of
 //!   every RPC call (each `sp_executesql` is its own scope); @@IDENTITY is session-wide.
 
@@ -164,6 +166,9 @@ impl Engine {
             param_sig: 0,
             last_error: 0,
             user_savepoints: Vec::new(),
+            try_depth: 0,
+            caught: None,
+            error_info: None,
             rowcount: 0,
             stmts: HashMap::new(),
             tx_applocks: Vec::new(),
@@ -232,6 +237,8 @@ impl Canceller {
 enum Flow {
     Continue,
     Abort,
+    /// An error inside BEGIN TRY: control goes to the CATCH block (error in `Session::caught`).
+    Caught,
 }
 
 /// A statement failure: the error, and whether it happened inside PostgreSQL (so the statement
@@ -285,6 +292,12 @@ pub struct Session {
     last_identity: Option<i64>,
     /// @@ERROR.
     last_error: i32,
+    /// Nesting depth of BEGIN TRY blocks being run.
+    try_depth: u32,
+    /// The error that sent control to a CATCH block (until the handler picks it up).
+    caught: Option<SqlError>,
+    /// The error being handled by the current CATCH block (ERROR_NUMBER() etc.).
+    error_info: Option<SqlError>,
     /// SAVE TRANSACTION names of the open transaction, in order.
     user_savepoints: Vec<String>,
     /// Hash of the current call's parameter names and types (part of the plan cache key).
@@ -304,6 +317,9 @@ impl Session {
     /// Appends every result, count, error and transaction change to `out`, in order.
     pub async fn execute(&mut self, sql: &str, params: &[Param], out: &mut Vec<Output>) {
         self.vars.clear();
+        self.try_depth = 0;
+        self.caught = None;
+        self.error_info = None;
         self.scope_identity = None;
         self.param_sig = {
             use std::hash::{Hash, Hasher};
@@ -342,20 +358,38 @@ impl Session {
                         then,
                         els,
                     } => match self.eval_cond(batch, *id, cond, params).await {
-                        Ok(true) => {
-                            if self.run_nodes(batch, then, params, out).await == Flow::Abort {
-                                return Flow::Abort;
-                            }
-                            Ok(())
-                        }
-                        Ok(false) => {
-                            if self.run_nodes(batch, els, params, out).await == Flow::Abort {
-                                return Flow::Abort;
+                        Ok(c) => {
+                            let branch = if c { then } else { els };
+                            let flow = self.run_nodes(batch, branch, params, out).await;
+                            if flow != Flow::Continue {
+                                return flow;
                             }
                             Ok(())
                         }
                         Err(f) => Err(f),
                     },
+                    Node::TryCatch {
+                        try_nodes,
+                        catch_nodes,
+                    } => {
+                        self.try_depth += 1;
+                        let flow = self.run_nodes(batch, try_nodes, params, out).await;
+                        self.try_depth -= 1;
+                        match flow {
+                            Flow::Abort => return Flow::Abort,
+                            Flow::Continue => Ok(()),
+                            Flow::Caught => {
+                                let err = self.caught.take();
+                                let outer = std::mem::replace(&mut self.error_info, err);
+                                let flow = self.run_nodes(batch, catch_nodes, params, out).await;
+                                self.error_info = outer;
+                                if flow != Flow::Continue {
+                                    return flow;
+                                }
+                                Ok(())
+                            }
+                        }
+                    }
                     Node::AppLock {
                         release,
                         args,
@@ -368,12 +402,13 @@ impl Session {
                 match r {
                     Err(f) => {
                         self.last_error = f.err.number;
-                        if self.fail(f, out).await == Flow::Abort {
-                            return Flow::Abort;
+                        let flow = self.fail(f, out).await;
+                        if flow != Flow::Continue {
+                            return flow;
                         }
                     }
                     Ok(()) => {
-                        if !matches!(n, Node::If { .. }) {
+                        if !matches!(n, Node::If { .. } | Node::TryCatch { .. }) {
                             self.last_error = 0;
                         }
                     }
@@ -406,10 +441,19 @@ impl Session {
                 | 3902
                 | 3903
         );
-        out.push(Output::Error(f.err));
+        // Inside BEGIN TRY every error but compile errors goes to the CATCH block instead of
+        // the client. (A doomed transaction — XACT_ABORT ON or a deadlock — is rolled back at
+        // once rather than left uncommittable until the CATCH block rolls it back.)
+        let caught = self.try_depth > 0 && !batch_abort_compile(number);
+        let err = f.err;
+        if caught {
+            self.caught = Some(err);
+        } else {
+            out.push(Output::Error(err));
+        }
         if number == 1205 || (self.trancount > 0 && self.xact_abort) {
             self.rollback_all(out).await;
-            return Flow::Abort;
+            return if caught { Flow::Caught } else { Flow::Abort };
         }
         if f.pg && self.pg_tx && self.sp_held {
             if let Err(e) = self
@@ -422,7 +466,9 @@ impl Session {
                 return Flow::Abort;
             }
         }
-        if batch_abort || forced {
+        if caught {
+            Flow::Caught
+        } else if batch_abort || forced {
             Flow::Abort
         } else {
             Flow::Continue
@@ -699,6 +745,14 @@ impl Session {
             Statement::Use(_) => Ok(()),
             Statement::Throw(t) => {
                 let (Some(n), Some(m), Some(st)) = (&t.error_number, &t.message, &t.state) else {
+                    if let Some(e) = &self.error_info {
+                        // THROW; inside CATCH rethrows the error being handled.
+                        return Err(Fail {
+                            err: e.clone(),
+                            pg: false,
+                            abort: true,
+                        });
+                    }
                     return Err(SqlError::new(
                         10704,
                         "To rethrow an error, a THROW statement must be used inside a CATCH block.",
@@ -1104,6 +1158,27 @@ impl Session {
                     .unwrap_or(Value::Null),
                 Bind::RowCount => Value::Int(self.rowcount),
                 Bind::Error => Value::Int(self.last_error as i64),
+                Bind::ErrNumber => self
+                    .error_info
+                    .as_ref()
+                    .map_or(Value::Null, |e| Value::Int(e.number as i64)),
+                Bind::ErrMessage => self
+                    .error_info
+                    .as_ref()
+                    .map_or(Value::Null, |e| Value::String(e.message.clone())),
+                Bind::ErrSeverity => self
+                    .error_info
+                    .as_ref()
+                    .map_or(Value::Null, |e| Value::Int(e.class as i64)),
+                Bind::ErrState => self
+                    .error_info
+                    .as_ref()
+                    .map_or(Value::Null, |e| Value::Int(e.state as i64)),
+                Bind::ErrLine => self
+                    .error_info
+                    .as_ref()
+                    .map_or(Value::Null, |_| Value::Int(1)),
+                Bind::XactState => Value::Int((self.trancount > 0) as i64),
                 Bind::TranCount => Value::Int(self.trancount as i64),
                 Bind::ScopeIdentity => self
                     .scope_identity
@@ -1529,4 +1604,10 @@ fn raiserror_format(fmt: &str, args: &[String]) -> String {
         }
     }
     out
+}
+
+/// Errors SQL Server raises while compiling a statement: not caught by TRY … CATCH at the same
+/// level (the batch ends).
+fn batch_abort_compile(number: i32) -> bool {
+    matches!(number, 102 | 137 | 174 | 207 | 208 | 209 | 2715 | 4104)
 }

@@ -38,6 +38,11 @@ pub enum Node {
         then: Vec<Node>,
         els: Vec<Node>,
     },
+    /// `BEGIN TRY … END TRY BEGIN CATCH … END CATCH`.
+    TryCatch {
+        try_nodes: Vec<Node>,
+        catch_nodes: Vec<Node>,
+    },
     /// `EXEC [@rc =] sp_getapplock|sp_releaseapplock …`.
     AppLock {
         release: bool,
@@ -75,8 +80,8 @@ fn preprocess(sql: &str) -> Result<String, SqlError> {
         let t = &tokens[i];
         // Unsupported statement keywords.
         for (kw, next, what) in [
-            ("BEGIN", Some("TRY"), "BEGIN TRY … END CATCH"),
-            ("BEGIN", Some("CATCH"), "BEGIN TRY … END CATCH"),
+            ("BEGIN", Some("TRY"), "BEGIN TRY inside IF/BEGIN … END"),
+            ("BEGIN", Some("CATCH"), "BEGIN CATCH without BEGIN TRY"),
             (
                 "BEGIN",
                 Some("DISTRIBUTED"),
@@ -309,6 +314,85 @@ fn prev_significant_or_ws(tokens: &[Token], before: usize) -> Option<&Token> {
 
 /// Parses a batch into nodes.
 pub fn parse_batch(sql: &str) -> Result<Vec<Node>, SqlError> {
+    let dialect = MsSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| SqlError::syntax(format!("Incorrect syntax: {e}")))?;
+    let mut id = 0;
+    parse_tokens(&tokens, &mut id)
+}
+
+/// Parses a token range: `BEGIN TRY … END TRY BEGIN CATCH … END CATCH` blocks are cut out here
+/// (sqlparser cannot parse them), the text between them goes through sqlparser.
+fn parse_tokens(tokens: &[Token], id: &mut usize) -> Result<Vec<Node>, SqlError> {
+    let mut nodes = Vec::new();
+    let mut seg_start = 0;
+    let mut i = 0;
+    let begins = |i: usize, what: &str| {
+        word_is(&tokens[i], "BEGIN")
+            && significant(tokens, i + 1).is_some_and(|j| word_is(&tokens[j], what))
+    };
+    let ends = |i: usize, what: &str| {
+        word_is(&tokens[i], "END")
+            && significant(tokens, i + 1).is_some_and(|j| word_is(&tokens[j], what))
+    };
+    // The range [from, to) of a block's body and the index after its END <what>.
+    let block = |from: usize, what: &str| -> Result<(usize, usize), SqlError> {
+        let mut depth = 1;
+        let mut k = from;
+        while k < tokens.len() {
+            if begins(k, what) {
+                depth += 1;
+            } else if ends(k, what) {
+                depth -= 1;
+                if depth == 0 {
+                    let kw = significant(tokens, k + 1).unwrap_or(k);
+                    return Ok((k, kw + 1));
+                }
+            }
+            k += 1;
+        }
+        Err(SqlError::syntax(format!(
+            "Incorrect syntax: BEGIN {what} without END {what}."
+        )))
+    };
+    while i < tokens.len() {
+        if begins(i, "TRY") {
+            nodes.extend(parse_text(&render_all(&tokens[seg_start..i]), id)?);
+            let body = significant(tokens, i + 1).map_or(tokens.len(), |j| j + 1);
+            let (try_end, after_try) = block(body, "TRY")?;
+            let Some(c) = significant(tokens, after_try).filter(|&c| begins(c, "CATCH")) else {
+                return Err(SqlError::syntax(
+                    "Incorrect syntax: END TRY must be followed by BEGIN CATCH.",
+                ));
+            };
+            let cbody = significant(tokens, c + 1).map_or(tokens.len(), |j| j + 1);
+            let (catch_end, after_catch) = block(cbody, "CATCH")?;
+            let try_nodes = parse_tokens(&tokens[body..try_end], id)?;
+            let catch_nodes = parse_tokens(&tokens[cbody..catch_end], id)?;
+            nodes.push(Node::TryCatch {
+                try_nodes,
+                catch_nodes,
+            });
+            i = after_catch;
+            seg_start = i;
+            continue;
+        }
+        i += 1;
+    }
+    nodes.extend(parse_text(&render_all(&tokens[seg_start..]), id)?);
+    Ok(nodes)
+}
+
+fn render_all(tokens: &[Token]) -> String {
+    tokens.iter().map(render).collect()
+}
+
+/// Parses plain T-SQL text (no TRY/CATCH) into nodes.
+fn parse_text(sql: &str, id: &mut usize) -> Result<Vec<Node>, SqlError> {
+    if sql.trim().trim_matches(';').trim().is_empty() {
+        return Ok(Vec::new());
+    }
     let mut text = preprocess(sql)?;
     let dialect = MsSqlDialect {};
     let mut attempts = 0;
@@ -331,8 +415,7 @@ pub fn parse_batch(sql: &str) -> Result<Vec<Node>, SqlError> {
             }
         }
     };
-    let mut id = 0;
-    convert(stmts, &mut id)
+    convert(stmts, id)
 }
 
 /// Byte offset of " at Line: L, Column: C" in `text`.

@@ -43,6 +43,15 @@ pub enum Bind {
     RowCount,
     /// @@ERROR: the number of the last statement's error, 0 after a successful statement.
     Error,
+    /// ERROR_NUMBER() / ERROR_MESSAGE() / ERROR_SEVERITY() / ERROR_STATE() / ERROR_LINE()
+    /// inside a CATCH block (NULL elsewhere).
+    ErrNumber,
+    ErrMessage,
+    ErrSeverity,
+    ErrState,
+    ErrLine,
+    /// XACT_STATE(): 1 in a transaction, 0 outside.
+    XactState,
     TranCount,
     ScopeIdentity,
     Identity,
@@ -2199,6 +2208,21 @@ impl<'a> Translator<'a> {
             "newid" => {
                 need(0)?;
                 t("gen_random_uuid()".into(), SqlType::UniqueIdentifier)
+            }
+            "error_number" | "error_message" | "error_severity" | "error_state" | "error_line"
+            | "error_procedure" | "xact_state" => {
+                need(0)?;
+                let (b, ty) = match name.as_str() {
+                    "error_number" => (Bind::ErrNumber, SqlType::Int),
+                    "error_message" => (Bind::ErrMessage, SqlType::NVarChar(Some(4000))),
+                    "error_severity" => (Bind::ErrSeverity, SqlType::Int),
+                    "error_state" => (Bind::ErrState, SqlType::Int),
+                    "error_line" => (Bind::ErrLine, SqlType::Int),
+                    "xact_state" => (Bind::XactState, SqlType::SmallInt),
+                    _ => return t("CAST(NULL AS text)".into(), SqlType::NVarChar(Some(128))),
+                };
+                let p = self.bind(b, ty.clone());
+                t(p, ty)
             }
             "scope_identity" => {
                 need(0)?;
