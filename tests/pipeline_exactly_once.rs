@@ -148,3 +148,53 @@ async fn two_workers_give_unique_numbers_and_never_post_twice() {
     .await;
     assert_eq!(dup_erp, 0);
 }
+
+#[tokio::test]
+async fn header_before_lines_waits_and_a_sale_without_lines_fails_without_blocking() {
+    let env = full_env().await;
+    let c = connect(&env.url).await;
+    let w = spawn_worker(&env.pool, &env.url, mikro_sink(&env, 2).await, fast_opts());
+    // Header committed on its own; its lines follow in a later transaction.
+    let late = Uuid::new_v4();
+    c.execute(
+        "INSERT INTO satislar (id, cari_hesap_id, odeme_sekli, ara_toplam, kdv_tutari, toplam_tutar) \
+         VALUES ($1, $2, 'vadeli', 300, 60, 360)",
+        &[&late, &CARI_1.parse::<Uuid>().unwrap()],
+    )
+    .await
+    .unwrap();
+    let never = insert_sale(&c, 0).await;
+    let fine = insert_sale(&c, 2).await;
+    wait_for("first attempt of the late sale", T, || async {
+        (queue_row(&c, late).await.unwrap().1 >= 1).then_some(())
+    })
+    .await;
+    for i in 0..3 {
+        c.execute(
+            "INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, kdv_tutari, toplam_tutar, sira_no) \
+             VALUES ($1, $2, 1, 100, 20, 20, 120, $3)",
+            &[&late, &STOK_1.parse::<Uuid>().unwrap(), &i],
+        )
+        .await
+        .unwrap();
+    }
+    wait_drained(&c, T).await;
+    w.stop().await;
+    assert_eq!(queue_row(&c, fine).await.unwrap().0, "completed");
+    let (status, _, _) = queue_row(&c, late).await.unwrap();
+    assert_eq!(status, "completed");
+    let lines = erp_count(
+        &env,
+        "SELECT ml_sth_count FROM dbo.MIKROSYNC_LEDGER WHERE ml_web_id = @P1",
+        &[&late],
+    )
+    .await;
+    assert_eq!(lines, 3, "posted with all its lines");
+    let (status, attempts, msg) = queue_row(&c, never).await.unwrap();
+    assert_eq!(status, "failed");
+    assert!(attempts > 1);
+    assert!(msg.unwrap().contains("no lines"));
+    for (id, ledger, _) in erp_postings(&env, &[never]).await {
+        assert_eq!(ledger, 0, "{id} never reached Mikro");
+    }
+}
