@@ -376,11 +376,13 @@ pub async fn read_page(
             // A window of ±1 ms around the anchor instead of `=`: legacy datetime values lie
             // on a 1/300 s grid (3.33 ms apart), so the window holds exactly the anchor's tick
             // however the server rounds the parameter (SQL Server versions and the emulator
-            // differ there), and paging neither skips nor repeats rows.
+            // differ there), and paging neither skips nor repeats rows. Written as a range on
+            // lastup AND-ed with the rest, so the lastup index serves it (an OR at the top
+            // level would scan the table for every page).
             let n = stamp.naive();
             let (lo, hi) = (n - TICK_WINDOW, n + TICK_WINDOW);
             let sql = format!(
-                "SELECT TOP (@P1) {cols} FROM {t} WHERE {l} > @P2 OR ({l} >= @P3 AND {r} > @P4) ORDER BY {l}, {r}",
+                "SELECT TOP (@P1) {cols} FROM {t} WHERE {l} >= @P3 AND ({l} > @P2 OR {r} > @P4) ORDER BY {l}, {r}",
                 t = spec.table,
                 l = spec.lastup,
                 r = spec.recno
