@@ -510,3 +510,25 @@ async fn query_shapes() {
     let out = ok(&mut s, "SELECT DISTINCT grp FROM A UNION ALL SELECT N'w'").await;
     assert_eq!(rowset(&out, 0).1.len(), 4);
 }
+
+#[tokio::test]
+async fn catalog_persists_across_engine_restarts() {
+    let db = db().await;
+    let mut s = db.session().await;
+    ok(&mut s, CREATE_T).await;
+    ok(&mut s, "INSERT INTO Typed (t_tiny, t_small, t_int, t_float, t_dt, t_name) VALUES (1, 2, 3, 4, GETDATE(), N'x')").await;
+    s.close().await;
+    // A second engine on the same database (an emulator restart) bootstraps idempotently and
+    // types results from the persisted catalog.
+    let engine = mikro_emulator::engine::Engine::new(&db.url)
+        .await
+        .expect("second engine");
+    let mut s2 = engine.session().await.expect("session");
+    let out = ok(&mut s2, "SELECT RECno, t_tiny, t_name FROM Typed").await;
+    let (c, r) = rowset(&out, 0);
+    assert_eq!(c[1].ty, SqlType::TinyInt);
+    assert_eq!(c[2].ty, SqlType::NVarChar(Some(50)));
+    assert_eq!(r[0][0], Value::Int(1));
+    let out = ok(&mut s2, "INSERT INTO Typed (t_tiny, t_small, t_int, t_float, t_dt, t_name) VALUES (1, 2, 3, 4, GETDATE(), N'y'); SELECT SCOPE_IDENTITY() AS id").await;
+    assert_eq!(scalar(&out).1, Value::Decimal(2.into()));
+}

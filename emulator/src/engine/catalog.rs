@@ -77,23 +77,28 @@ BEGIN
   EXECUTE format('SELECT last_value, is_called FROM %s', s) INTO cur, called;
   IF m >= (CASE WHEN called THEN cur + 1 ELSE cur END) THEN PERFORM setval(s, m); END IF;
 END $f$;
-CREATE OR REPLACE VIEW sys.tables AS
+DROP VIEW IF EXISTS sys.tables;
+CREATE VIEW sys.tables AS
   SELECT name::varchar(128) COLLATE emu_catalog.tr_ci AS name, object_id, 1 AS schema_id,
          'U'::varchar(2) AS type, 'USER_TABLE'::varchar(60) AS type_desc, create_date,
          create_date AS modify_date
   FROM emu_catalog.tables;
-CREATE OR REPLACE VIEW sys.objects AS
+DROP VIEW IF EXISTS sys.objects;
+CREATE VIEW sys.objects AS
   SELECT name::varchar(128) COLLATE emu_catalog.tr_ci AS name, object_id, 1 AS schema_id,
          'U'::varchar(2) AS type, 'USER_TABLE'::varchar(60) AS type_desc, create_date,
          create_date AS modify_date
   FROM emu_catalog.tables;
-CREATE OR REPLACE VIEW sys.schemas AS
+DROP VIEW IF EXISTS sys.schemas;
+CREATE VIEW sys.schemas AS
   SELECT 'dbo'::varchar(128) COLLATE emu_catalog.tr_ci AS name, 1 AS schema_id;
-CREATE OR REPLACE VIEW sys.columns AS
+DROP VIEW IF EXISTS sys.columns;
+CREATE VIEW sys.columns AS
   SELECT t.object_id, c.name::varchar(128) COLLATE emu_catalog.tr_ci AS name, c.ordinal AS column_id,
          c.nullable::int::smallint AS is_nullable, c.is_identity::int::smallint AS is_identity
   FROM emu_catalog.columns c JOIN emu_catalog.tables t ON t.name_lc = c.table_lc;
-CREATE OR REPLACE VIEW sys.indexes AS
+DROP VIEW IF EXISTS sys.indexes;
+CREATE VIEW sys.indexes AS
   SELECT t.object_id, i.name::varchar(128) COLLATE emu_catalog.tr_ci AS name,
          (i.kind <> 'IX' OR ix.indisunique)::int::smallint AS is_unique,
          (i.kind = 'PK')::int::smallint AS is_primary_key
