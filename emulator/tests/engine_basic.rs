@@ -509,6 +509,11 @@ async fn query_shapes() {
     assert_eq!(rowset(&out, 0).1, vec![vec![txt("z")], vec![txt("y")]]);
     let out = ok(&mut s, "SELECT DISTINCT grp FROM A UNION ALL SELECT N'w'").await;
     assert_eq!(rowset(&out, 0).1.len(), 4);
+    // NULLs sort first ascending and last descending, as in SQL Server.
+    let out = ok(&mut s, "SELECT note FROM B ORDER BY note").await;
+    assert_eq!(rowset(&out, 0).1[0][0], Value::Null);
+    let out = ok(&mut s, "SELECT note AS n FROM B ORDER BY n DESC").await;
+    assert_eq!(rowset(&out, 0).1[2][0], Value::Null);
 }
 
 #[tokio::test]

@@ -1003,7 +1003,7 @@ impl<'a> Translator<'a> {
             };
             let mut parts = Vec::new();
             for o in exprs {
-                let s = match &o.expr {
+                let (s, nullable) = match &o.expr {
                     Expr::Identifier(id)
                         if !id.value.starts_with('@')
                             && cols
@@ -1011,10 +1011,27 @@ impl<'a> Translator<'a> {
                                 .any(|c| c.aliased && c.lc == ident_key(&id.value)) =>
                     {
                         // T-SQL resolves ORDER BY names against the select list's aliases first.
-                        quote_ident(&ident_key(&id.value))
+                        let key = ident_key(&id.value);
+                        let nullable = cols
+                            .iter()
+                            .find(|c| c.aliased && c.lc == key)
+                            .is_none_or(|c| c.nullable);
+                        (quote_ident(&key), nullable)
                     }
-                    Expr::Value(v) if matches!(v.value, AV::Number(_, _)) => v.value.to_string(),
-                    e => self.expr(e)?.sql,
+                    Expr::Value(v) if matches!(v.value, AV::Number(_, _)) => {
+                        let nullable = v
+                            .value
+                            .to_string()
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|i| cols.get(i.wrapping_sub(1)))
+                            .is_none_or(|c| c.nullable);
+                        (v.value.to_string(), nullable)
+                    }
+                    e => {
+                        let te = self.expr(e)?;
+                        (te.sql, te.nullable)
+                    }
                 };
                 let dir = match o.options.sort {
                     Some(ast::OrderBySort::Desc) => " DESC",
@@ -1024,11 +1041,13 @@ impl<'a> Translator<'a> {
                 if o.options.nulls_first.is_some() {
                     return Err(unsupported("NULLS FIRST/LAST (not T-SQL)"));
                 }
-                // SQL Server sorts NULLs first ascending, last descending.
-                let nulls = if dir.is_empty() {
-                    " NULLS FIRST"
-                } else {
-                    " NULLS LAST"
+                // SQL Server sorts NULLs first ascending, last descending (PostgreSQL: the
+                // opposite). Only said for nullable expressions, so that ORDER BY on NOT NULL
+                // columns can still be served by an index in key order.
+                let nulls = match (nullable, dir.is_empty()) {
+                    (false, _) => "",
+                    (true, true) => " NULLS FIRST",
+                    (true, false) => " NULLS LAST",
                 };
                 parts.push(format!("{s}{dir}{nulls}"));
             }
