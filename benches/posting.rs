@@ -63,17 +63,21 @@ async fn make_collections(web: &tokio_postgres::Client, n: usize) -> Vec<Uuid> {
     ids
 }
 
-async fn run(h: &Harness, kind: DocKind, ids: Vec<Uuid>, conns: usize) -> f64 {
+async fn run(h: &Harness, kind: DocKind, ids: Vec<Uuid>, conns: usize, own_series: bool) -> f64 {
     let n = ids.len();
     let per = n.div_ceil(conns);
     let mut tasks = Vec::new();
     let t0 = Instant::now();
-    for chunk in ids.chunks(per) {
+    for (t, chunk) in ids.chunks(per).enumerate() {
         let chunk = chunk.to_vec();
         let web = connect(&h.web_url()).await;
         let mut erp = h.erp_client().await.expect("erp");
         tasks.push(tokio::spawn(async move {
-            let cfg = PostingConfig::default();
+            let mut cfg = PostingConfig::default();
+            if own_series {
+                cfg.sale_series = format!("B{t}");
+                cfg.collection_series = format!("C{t}");
+            }
             for id in chunk {
                 post_document(&web, &mut erp, &cfg, kind, id)
                     .await
@@ -107,12 +111,21 @@ async fn main() {
         "posting benchmark: {n} documents per run, emulator at {}",
         h.erp_ado()
     );
-    for conns in [1, 4] {
+    for (conns, own) in [(1, false), (4, false), (4, true)] {
+        let series = if own {
+            "one series per connection"
+        } else {
+            "one series"
+        };
         let ids = make_sales(&web, n).await;
-        let rate = run(&h, DocKind::Satis, ids, conns).await;
-        println!("  3-line sales, one series, {conns} ERP connection(s): {rate:8.1} documents/s");
+        let rate = run(&h, DocKind::Satis, ids, conns, own).await;
+        println!(
+            "  3-line sales,     {series:26} {conns} ERP connection(s): {rate:8.1} documents/s"
+        );
         let ids = make_collections(&web, n).await;
-        let rate = run(&h, DocKind::Tahsilat, ids, conns).await;
-        println!("  cash collections,          {conns} ERP connection(s): {rate:8.1} documents/s");
+        let rate = run(&h, DocKind::Tahsilat, ids, conns, own).await;
+        println!(
+            "  cash collections, {series:26} {conns} ERP connection(s): {rate:8.1} documents/s"
+        );
     }
 }
