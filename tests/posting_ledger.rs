@@ -99,3 +99,57 @@ async fn concurrent_postings_get_unique_consecutive_numbers() {
     let hi = *set.iter().last().unwrap();
     assert_eq!(hi - lo, 199, "numbers consecutive: {lo}..={hi}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_series_lock_is_a_transient_failure_and_web_series_are_used() {
+    let mut env = Env::start().await;
+    // Another transaction holds the numbering lock of series ST.
+    let mut other = env.h.erp_client().await.unwrap();
+    other
+        .simple_query(
+            "BEGIN TRAN; DECLARE @r int; EXEC @r = sp_getapplock @Resource = N'mikro-sync:63:ST', \
+             @LockMode = 'Exclusive', @LockOwner = 'Transaction'; SELECT @r",
+        )
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    env.cfg.lock_timeout_ms = 300;
+    let id = insert_sale(&env.web, &S::open(), &[L::new(1, 1, "10", "20")]).await;
+    match env.post(DocKind::Satis, id).await {
+        Err(mikro_sync::posting::PostError::Transient(m)) => assert!(m.contains("lock"), "{m}"),
+        other => panic!("expected a transient lock timeout, got {other:?}"),
+    }
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM dbo.CARI_HESAP_HAREKETLERI")
+            .await,
+        0
+    );
+    // Another series is not blocked; the web row's series wins over the configured one.
+    let web_series = insert_sale(
+        &env.web,
+        &S {
+            seri: Some("WS"),
+            ..S::open()
+        },
+        &[L::new(1, 1, "10", "20")],
+    )
+    .await;
+    let p = env.post(DocKind::Satis, web_series).await.unwrap();
+    assert_eq!((p.seri.as_str(), p.sira), ("WS", 1));
+    assert_eq!(env.cha(p.cha_recno).await.text("cha_evrakno_seri"), "WS");
+    // Once released, the retry posts.
+    other
+        .simple_query("ROLLBACK TRAN")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    let p = env.post(DocKind::Satis, id).await.unwrap();
+    assert_eq!(
+        (p.seri.as_str(), p.sira, p.already_posted),
+        ("ST", 1, false)
+    );
+}

@@ -4,13 +4,17 @@
 //! writes nothing. The web id lives only here, never in a Mikro business column.
 
 use chrono::NaiveDateTime;
-use tiberius::{Query, Row};
-use uuid::Uuid;
+use tiberius::Row;
 
 use super::erp::{datetime_param, get_int, get_text};
-use super::{DocKind, PostError};
+use super::PostError;
 
-/// Columns of a ledger row the lookup returns.
+/// Columns of a ledger row the lookup returns. The lookup (in [`super::numbering`]) takes no lock
+/// hint: the primary key is the guard. Two postings of the same document that race past the
+/// lookup both write, but the second one's ledger INSERT waits for the first transaction and then
+/// fails with a duplicate key (2627) — classified transient, so its whole transaction rolls back
+/// and the retry finds the ledger row. (A range-lock hint would only make the loser wait earlier,
+/// and on the emulator UPDLOCK/HOLDLOCK is a table lock that would serialise every posting.)
 pub const LOOKUP_COLUMNS: &str = "ml_evrak_tip, ml_seri, ml_sira, ml_cha_recno";
 
 /// A document already posted.
@@ -24,27 +28,6 @@ pub struct Entry {
     pub sira: i32,
     /// RECno of its CHA row.
     pub cha_recno: i32,
-}
-
-/// The lookup statement, with kind and web id as `@P<first>`, `@P<first+1>`. No lock hint: the
-/// primary key is the guard. Two postings of the same document that race past the lookup both
-/// write, but the second one's ledger INSERT waits for the first transaction and then fails with a
-/// duplicate key (2627) — classified transient, so its whole transaction rolls back and the retry
-/// finds the ledger row. (A range-lock hint would only make the loser wait earlier, and on the
-/// emulator UPDLOCK/HOLDLOCK is a table lock that would serialise every posting.)
-pub fn lookup_sql(first: usize) -> String {
-    format!(
-        "SELECT {LOOKUP_COLUMNS} FROM dbo.MIKROSYNC_LEDGER \
-         WHERE ml_kind = @P{} AND ml_web_id = @P{}",
-        first,
-        first + 1
-    )
-}
-
-/// Binds the lookup parameters.
-pub fn bind_lookup(q: &mut Query<'_>, kind: DocKind, web_id: Uuid) {
-    q.bind(kind.as_str());
-    q.bind(web_id);
 }
 
 /// Parses a lookup row.
@@ -62,53 +45,6 @@ pub fn parse(row: &Row) -> Result<Entry, PostError> {
             .and_then(|v| i32::try_from(v).ok())
             .ok_or_else(bad)?,
     })
-}
-
-/// The ledger INSERT with its 9 parameters numbered from `first`.
-pub fn insert_sql(first: usize) -> String {
-    let p: Vec<String> = (first..first + 9).map(|i| format!("@P{i}")).collect();
-    format!(
-        "INSERT INTO dbo.MIKROSYNC_LEDGER (ml_kind, ml_web_id, ml_evrak_tip, ml_seri, ml_sira, \
-         ml_cha_recno, ml_sck_recno, ml_sth_count, ml_posted_at) VALUES ({})",
-        p.join(", ")
-    )
-}
-
-/// What the ledger records about a posting.
-#[derive(Debug, Clone)]
-pub struct Record<'a> {
-    /// Document kind.
-    pub kind: DocKind,
-    /// Web id.
-    pub web_id: Uuid,
-    /// `cha_evrak_tip`.
-    pub evrak_tip: i16,
-    /// Series.
-    pub seri: &'a str,
-    /// Number.
-    pub sira: i32,
-    /// CHA RECno.
-    pub cha_recno: i32,
-    /// ODEME_EMIRLERI RECno, 0 when none.
-    pub sck_recno: i32,
-    /// STH rows written.
-    pub sth_count: i32,
-    /// Local posting time.
-    pub posted_at: NaiveDateTime,
-}
-
-/// Binds the ledger INSERT parameters in [`insert_sql`]'s order.
-pub fn bind_insert(q: &mut Query<'_>, r: &Record<'_>) -> Result<(), PostError> {
-    q.bind(r.kind.as_str());
-    q.bind(r.web_id);
-    q.bind(r.evrak_tip);
-    q.bind(r.seri.to_string());
-    q.bind(r.sira);
-    q.bind(r.cha_recno);
-    q.bind(r.sck_recno);
-    q.bind(r.sth_count);
-    q.bind(datetime_param(r.posted_at)?);
-    Ok(())
 }
 
 /// Appends the ledger INSERT to a batch. `kind`, `web_id`, `evrak_tip`, `seri` are placeholders
