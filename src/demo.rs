@@ -27,6 +27,9 @@ pub struct DemoOptions {
     pub collections: usize,
     /// Give up waiting for postings after this long.
     pub timeout: Duration,
+    /// Pause between documents, as orders arrive in a shop (0 = all at once, which measures
+    /// queueing behind the per-series numbering rather than one document's latency).
+    pub pace: Duration,
     /// Print progress and tables to stdout.
     pub print: bool,
 }
@@ -37,6 +40,7 @@ impl Default for DemoOptions {
             sales: 8,
             collections: 5,
             timeout: Duration::from_secs(120),
+            pace: Duration::from_millis(25),
             print: true,
         }
     }
@@ -415,6 +419,15 @@ async fn run_with(h: &Harness, opts: &DemoOptions) -> Result<DemoReport, DemoErr
     report.imported_rows = sync.total_read();
     say!(opts, "\n$ mikro-sync sync --full\n{sync}");
 
+    // Warm both pools up to the worker's concurrency, as they are in a daemon that has been
+    // running for a while, so the latencies below are not the first TLS handshakes.
+    {
+        let n = cfg.worker.concurrency;
+        let webs = futures::future::join_all((0..n).map(|_| web_pool.get())).await;
+        let erps = futures::future::join_all((0..n).map(|_| erp_pool.get())).await;
+        drop((webs, erps));
+    }
+
     // The worker
     let tls = crate::db::pg_tls_connector(&wcfg.tls).map_err(|e| step("TLS")(e.to_string()))?;
     let listen = std::sync::Arc::new(PgListenConnector::new(wcfg.pg_config(), tls));
@@ -457,11 +470,13 @@ async fn run_with(h: &Harness, opts: &DemoOptions) -> Result<DemoReport, DemoErr
             let (id, no, variant) = insert_sale(&mut web, &m, si).await?;
             docs.push(new_doc("satis", variant, id, no));
             si += 1;
+            tokio::time::sleep(opts.pace).await;
         }
         if ci < opts.collections {
             let (id, no, variant) = insert_collection(&web, &m, ci).await?;
             docs.push(new_doc("tahsilat", variant, id, no));
             ci += 1;
+            tokio::time::sleep(opts.pace).await;
         }
     }
     say!(

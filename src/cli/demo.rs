@@ -16,6 +16,9 @@ pub struct DemoArgs {
     /// Collections to insert (cycling nakit, çek, senet, havale, kredi kartı).
     #[arg(long, default_value_t = 5)]
     pub collections: usize,
+    /// Milliseconds between documents (0 = insert all at once).
+    #[arg(long, default_value_t = 25)]
+    pub pace_ms: u64,
     /// Seconds to wait for every document to be posted.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -27,6 +30,7 @@ pub async fn run(_cfg: &Config, args: DemoArgs) -> Result<(), CliError> {
         sales: args.sales,
         collections: args.collections,
         timeout: Duration::from_secs(args.timeout),
+        pace: Duration::from_millis(args.pace_ms),
         print: true,
     })
     .await
