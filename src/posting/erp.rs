@@ -2,7 +2,9 @@
 //!
 //! tiberius 0.12 has no transaction object: the transaction is `BEGIN TRAN` / `COMMIT TRAN` text.
 //! `SET XACT_ABORT ON` makes SQL Server roll the whole transaction back on any error, so a failed
-//! statement can never leave half a document behind; we still send a guarded ROLLBACK.
+//! statement can never leave half a document behind; we still send a guarded ROLLBACK. The option
+//! is switched off again at COMMIT/ROLLBACK, because pooled connections are shared with code that
+//! relies on statement-level atomicity (the ERP → web sync).
 
 use chrono::NaiveDateTime;
 use tiberius::{Query, Row};
@@ -71,7 +73,7 @@ pub async fn begin(erp: &mut ErpClient) -> Result<(), PostError> {
 
 /// Commits the posting transaction.
 pub async fn commit(erp: &mut ErpClient) -> Result<(), PostError> {
-    erp.simple_query("COMMIT TRAN")
+    erp.simple_query("COMMIT TRAN; SET XACT_ABORT OFF")
         .await
         .map_err(|e| classify(e, "COMMIT TRAN"))?
         .into_results()
@@ -83,7 +85,10 @@ pub async fn commit(erp: &mut ErpClient) -> Result<(), PostError> {
 /// Rolls back whatever is open; failures are only logged (the connection may be gone, and then
 /// the server has rolled back already).
 pub async fn rollback_quietly(erp: &mut ErpClient) {
-    let r = match erp.simple_query("IF @@TRANCOUNT > 0 ROLLBACK TRAN").await {
+    let r = match erp
+        .simple_query("IF @@TRANCOUNT > 0 ROLLBACK TRAN; SET XACT_ABORT OFF")
+        .await
+    {
         Ok(s) => s.into_results().await.map(|_| ()),
         Err(e) => Err(e),
     };
