@@ -60,8 +60,28 @@ async fn posting_twice_writes_one_document() {
         2
     );
     // The web id is only in the ledger, never in a Mikro business column.
-    let ids = env.count("SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER").await;
-    assert_eq!(ids, 2);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER").await,
+        2
+    );
+    for table in [
+        "CARI_HESAP_HAREKETLERI",
+        "STOK_HAREKETLERI",
+        "ODEME_EMIRLERI",
+    ] {
+        for row in env.rows(&format!("SELECT * FROM dbo.{table}"), &[]).await {
+            for (col, v) in &row.0 {
+                if let tiberius::ColumnData::String(Some(text)) = v {
+                    for web_id in [id, t] {
+                        assert!(
+                            !text.to_lowercase().contains(&web_id.to_string()),
+                            "{table}.{col} holds the web id"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
