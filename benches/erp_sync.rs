@@ -248,6 +248,18 @@ async fn scenario(name: &str, stok: usize, cari: usize, prices: [usize; 3]) {
         ms(times[times.len() - 1]),
         times.len()
     );
+    // A second full run: every row read and compared, nothing written (the read side's cost).
+    let t = Instant::now();
+    let r = erp_sync::run(&web, &erp, &full)
+        .await
+        .expect("full re-read");
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "  full re-read, nothing changed: {} rows in {:.2} s = {:.0} rows/s",
+        r.total_read(),
+        secs,
+        r.total_read() as f64 / secs
+    );
     drop(web);
     drop(erp);
     h.shutdown().await;
