@@ -686,3 +686,42 @@ async fn two_daemons_only_one_syncs() {
         12
     );
 }
+
+/// Another Mikro version: flags as smallint, cost as decimal, the VAT pointer as bigint.
+#[tokio::test]
+async fn other_mikro_version_column_types() {
+    let e = env(false).await;
+    e.h.erp_exec(&format!(
+        "DROP TABLE dbo.STOKLAR;
+         CREATE TABLE dbo.STOKLAR (
+             sto_RECno int IDENTITY(1,1) NOT NULL PRIMARY KEY,
+             sto_lastup_date datetime NOT NULL,
+             sto_kod nvarchar(25) NOT NULL,
+             sto_isim nvarchar(127) NOT NULL,
+             sto_birim1_ad nvarchar(10) NOT NULL,
+             sto_standartmaliyet decimal(18,4) NOT NULL,
+             sto_pasif_fl smallint NOT NULL,
+             sto_perakende_vergi bigint NOT NULL);
+         INSERT INTO dbo.STOKLAR (sto_lastup_date, sto_kod, sto_isim, sto_birim1_ad, sto_standartmaliyet, sto_pasif_fl, sto_perakende_vergi)
+         VALUES ({n}, N'V-1', N'Şeker 5 kg', N'ÇUVAL', 123.4567, 1, 3);",
+        n = now_lit()
+    ))
+    .await
+    .unwrap();
+    let o = SyncOptions {
+        entities: vec![Entity::Stok],
+        ..opts()
+    };
+    let r = erp_sync::run(&e.web, &e.erp, &o).await.expect("sync");
+    assert_eq!(r.rejects().count(), 0, "{r}");
+    assert_eq!(
+        web_text(
+            &e.pg,
+            "SELECT stok_adi || '/' || birim_turu || '/' || alis_fiyati || '/' || kdv_orani || '/' || aktif
+             FROM stoklar WHERE stok_kodu = 'V-1'"
+        )
+        .await
+        .unwrap(),
+        "Şeker 5 kg/ÇUVAL/123.46/10.00/false"
+    );
+}
