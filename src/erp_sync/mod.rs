@@ -33,6 +33,8 @@
 //!
 //! The field mapping of each entity lives in one file under [`entities`].
 
+#![warn(missing_docs)]
+
 pub mod deletes;
 pub mod entities;
 pub mod lock;
@@ -273,8 +275,10 @@ pub enum SyncError {
     /// data problem).
     #[error("web database error during {context}: {source}")]
     Web {
+        /// What was being done (names the entity or table).
         context: String,
         #[source]
+        /// PostgreSQL's error.
         source: tokio_postgres::Error,
     },
     /// The web pool could not hand out a connection.
@@ -283,8 +287,10 @@ pub enum SyncError {
     /// The ERP (SQL Server) failed.
     #[error("ERP database error during {context}: {source}")]
     Erp {
+        /// What was being done (names the table).
         context: String,
         #[source]
+        /// tiberius' error.
         source: tiberius::error::Error,
     },
     /// The ERP pool could not hand out a connection.

@@ -26,7 +26,12 @@ use crate::db::ErpClient;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stamp {
     /// Legacy `datetime`: days since 1900-01-01 and 1/300 s ticks since midnight (exact).
-    Legacy { days: i32, ticks: u32 },
+    Legacy {
+        /// Days since 1900-01-01.
+        days: i32,
+        /// 1/300 s since midnight.
+        ticks: u32,
+    },
     /// `datetime2` / `smalldatetime` or a value computed on the client.
     Modern(NaiveDateTime),
 }
@@ -87,8 +92,11 @@ pub enum Kind {
 /// A decoded Mikro value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {
+    /// Text, trailing blanks removed (SQL Server ignores them in comparisons).
     Str(String),
+    /// Any integer width.
     Int(i64),
+    /// Any float or decimal.
     Float(f64),
 }
 
@@ -121,7 +129,9 @@ impl Val {
 /// One Mikro row, decoded.
 #[derive(Debug, Clone)]
 pub struct MikroRow {
+    /// Mikro IDENTITY (`xxx_RECno`): the retry list re-reads by it, paging breaks ties by it.
     pub recno: i32,
+    /// `xxx_lastup_date` as stored.
     pub stamp: Stamp,
     /// Values in the order of [`Spec::columns`].
     pub vals: Vec<Val>,
@@ -130,9 +140,13 @@ pub struct MikroRow {
 /// A row whose values could not be decoded (still has its RECno for the retry list).
 #[derive(Debug, Clone)]
 pub struct BadRow {
+    /// Mikro IDENTITY of the row.
     pub recno: i32,
+    /// `xxx_lastup_date` as stored (the row still moves the page anchor).
     pub stamp: Stamp,
+    /// The row's key as far as it decoded.
     pub key: String,
+    /// Which column failed and why.
     pub reason: String,
     /// Values as far as they decoded (placeholders for the failed ones); the key columns are
     /// still needed for delete detection.
@@ -142,7 +156,9 @@ pub struct BadRow {
 /// One page read from Mikro.
 #[derive(Debug, Default)]
 pub struct Page {
+    /// Rows that decoded.
     pub rows: Vec<MikroRow>,
+    /// Rows with a value that did not decode (reported, retried).
     pub bad: Vec<BadRow>,
     /// Highest (lastup, RECno) in the page (the next anchor and the watermark candidate).
     pub last: Option<(Stamp, i32)>,

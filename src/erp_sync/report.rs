@@ -13,21 +13,26 @@ use super::Entity;
 /// and is retried on every following run until it applies or disappears from Mikro.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RejectedRow {
+    /// Entity of the row.
     pub entity: Entity,
     /// Mikro RECno (the retry list re-reads by it).
     pub recno: i32,
     /// The Mikro key (code; for prices `stock|list|depot|plan`).
     pub key: String,
+    /// Why it could not be applied (decode error, unknown reference, PostgreSQL's message).
     pub reason: String,
 }
 
 /// One entity's figures for a run.
 #[derive(Debug, Clone)]
 pub struct EntityReport {
+    /// Entity.
     pub entity: Entity,
     /// Rows read from Mikro (pages; re-reads of the overlap window included).
     pub read: u64,
+    /// Web rows inserted.
     pub inserted: u64,
+    /// Web rows changed (rows equal to Mikro's are not touched and not counted).
     pub updated: u64,
     /// Web rows set `aktif = false` because their Mikro row was deleted.
     pub deactivated: u64,
@@ -41,7 +46,9 @@ pub struct EntityReport {
     pub rejected: u64,
     /// Rows from earlier runs' retry list that applied now.
     pub retried: u64,
+    /// Seconds spent on this entity.
     pub seconds: f64,
+    /// The rows that could not be applied.
     pub rejects: Vec<RejectedRow>,
 }
 
@@ -78,6 +85,7 @@ impl EntityReport {
 /// The result of one ERP → web run.
 #[derive(Debug, Clone, Default)]
 pub struct SyncReport {
+    /// One report per entity, in run order.
     pub entities: Vec<EntityReport>,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,

@@ -103,11 +103,15 @@ impl WebSchema {
 /// A web master table with an ERP mapping table (`int_kodmap_*`).
 #[derive(Debug, Clone, Copy)]
 pub struct Mapped {
+    /// Web table (its `id` is the mapped uuid).
     pub web_table: &'static str,
     /// The web column holding the ERP code (unique on the web).
     pub web_code: &'static str,
+    /// Mapping table (`int_kodmap_*`).
     pub map_table: &'static str,
+    /// Mapping column holding the web id.
     pub map_web: &'static str,
+    /// Mapping column holding the ERP code.
     pub map_erp: &'static str,
 }
 
@@ -137,9 +141,11 @@ impl Mapped {
 /// A mapped table with one name column (price lists, banks, cash boxes).
 #[derive(Debug, Clone, Copy)]
 pub struct Named {
+    /// The web column that receives the Mikro name.
     pub web_name: &'static str,
     /// The ERP key is an integer (price list number) rather than a code.
     pub int_key: bool,
+    /// Table, code column and mapping.
     pub mapped: Mapped,
 }
 
@@ -406,9 +412,13 @@ impl Ctx {
 /// What applying a page (or the retry list) did.
 #[derive(Debug, Default)]
 pub struct PageOutcome {
+    /// Web rows inserted.
     pub inserted: u64,
+    /// Web rows changed (unchanged rows are not touched).
     pub updated: u64,
+    /// Rows intentionally not written.
     pub skipped: u64,
+    /// Rows that could not be applied (now in the retry list).
     pub rejects: Vec<RejectedRow>,
     /// Rows from the retry list that applied this time.
     pub retried: u64,

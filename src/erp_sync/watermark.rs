@@ -24,7 +24,9 @@ use super::{Entity, SyncError};
 pub struct Watermark {
     /// Highest applied (lastup, RECno), if any row was ever applied.
     pub last: Option<(Stamp, i32)>,
+    /// Every row stamped before this (company clock) was seen by a run (see the module docs).
     pub checked_until: Option<NaiveDateTime>,
+    /// When the key comparison for deletes last ran.
     pub last_delete_check: Option<DateTime<Utc>>,
 }
 
@@ -33,7 +35,9 @@ pub struct Watermark {
 /// here instead of two per entity.
 #[derive(Debug, Default)]
 pub struct State {
+    /// Watermark per entity name.
     pub watermarks: std::collections::HashMap<String, Watermark>,
+    /// Rows waiting in the retry list per entity name.
     pub retries: std::collections::HashMap<String, i64>,
 }
 

@@ -22,7 +22,9 @@ use super::{DeletePolicy, Entity};
 /// A Mikro column to read and how to decode it.
 #[derive(Debug, Clone, Copy)]
 pub struct Col {
+    /// Column name as in Mikro.
     pub name: &'static str,
+    /// How to decode it.
     pub kind: Kind,
 }
 
@@ -34,6 +36,7 @@ pub const fn col(name: &'static str, kind: Kind) -> Col {
 /// Everything the generic machinery needs to know about one entity's Mikro side.
 #[derive(Debug)]
 pub struct Spec {
+    /// Which entity this is.
     pub entity: Entity,
     /// Mikro table.
     pub table: &'static str,
@@ -71,7 +74,9 @@ impl Spec {
 /// The result of applying a set of rows (already deduplicated by key) to the web.
 #[derive(Debug, Default)]
 pub struct Applied {
+    /// Web rows inserted.
     pub inserted: u64,
+    /// Web rows changed.
     pub updated: u64,
     /// Rows that cannot be applied for a reason the data explains (unknown stock, bad value
     /// found before writing): index into the slice given to `apply`, and the reason.
@@ -83,7 +88,9 @@ pub struct Applied {
 /// The result of a delete reconciliation.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Reconciled {
+    /// Web rows set `aktif = false`.
     pub deactivated: u64,
+    /// Web rows deleted.
     pub deleted: u64,
     /// Web rows whose Mikro row is gone but that could neither be deactivated (no `aktif`
     /// column) nor deleted (policy or foreign keys).
