@@ -552,6 +552,30 @@ async fn deleted_rows_are_deactivated_or_deleted() {
         0
     );
     assert_eq!(count(&e.pg, "SELECT count(*) FROM cari_hesaplar").await, 7);
+
+    // The web app deletes an ERP bank: a full run brings it back and its mapping follows.
+    e.pg.batch_execute("DELETE FROM bankalar WHERE ban_kod = '01'")
+        .await
+        .unwrap();
+    let o = SyncOptions {
+        full: true,
+        entities: vec![Entity::Banka],
+        ..opts()
+    };
+    let r = erp_sync::run(&e.web, &e.erp, &o).await.expect("full banka");
+    assert_eq!(r.entity(Entity::Banka).unwrap().inserted, 1, "{r}");
+    assert_eq!(
+        count(
+            &e.pg,
+            "SELECT count(*) FROM int_kodmap_banka m JOIN bankalar b ON b.id = m.web_banka_id AND b.ban_kod = m.erp_banka_kod"
+        )
+        .await,
+        5
+    );
+    assert_eq!(
+        count(&e.pg, "SELECT count(*) FROM int_kodmap_banka").await,
+        5
+    );
 }
 
 fn mrow(recno: i32, ticks: u32, vals: Vec<Val>) -> MikroRow {

@@ -398,6 +398,12 @@ async fn sync_entity(
     };
     let checked_until = server_now - chrono::Duration::from_std(opts.overlap).unwrap_or_default();
 
+    let due = opts.full
+        || watermark::delete_check_due(wm.as_ref(), opts.delete_check_every, chrono::Utc::now());
+    if due {
+        upsert::drop_dangling_mappings(ctx, spec).await?;
+    }
+
     // A full run reads every row: its keys are the key set for delete detection, no second read.
     let mut full_keys: Option<Vec<Vec<read::Val>>> =
         if opts.full { Some(Vec::new()) } else { None };
@@ -475,8 +481,6 @@ async fn sync_entity(
     }
 
     // Deletes: periodic key comparison.
-    let due = opts.full
-        || watermark::delete_check_due(wm.as_ref(), opts.delete_check_every, chrono::Utc::now());
     if due {
         let d = deletes::reconcile(ctx, erp, spec, opts.delete_policy, full_keys).await?;
         er.deactivated += d.deactivated;

@@ -293,6 +293,27 @@ async fn reconcile_ids(
     Ok(out)
 }
 
+/// Keeps mappings in step with the web: a mapping whose web row the web app deleted would
+/// block the ERP code from being mapped again (codes are unique in the mapping), so it goes.
+/// Runs with the periodic delete check, before the entity's pages, so a web row deleted on
+/// the web and re-created by the same run gets its mapping.
+pub async fn drop_dangling_mappings(ctx: &mut Ctx, spec: &Spec) -> Result<u64, SyncError> {
+    let Some(m) = entities::mapped(spec.entity) else {
+        return Ok(0);
+    };
+    let (client, _) = ctx.parts(spec).await?;
+    let sql = format!(
+        "DELETE FROM {mt} x WHERE NOT EXISTS (SELECT 1 FROM {t} w WHERE w.id = x.{mw})",
+        mt = m.map_table,
+        t = m.web_table,
+        mw = m.map_web
+    );
+    client
+        .execute(sql.as_str(), &[])
+        .await
+        .map_err(SyncError::web("removing mappings of deleted web rows"))
+}
+
 /// Delete reconciliation for a mapped table with text codes: web rows whose mapping names a
 /// code Mikro no longer has.
 pub async fn reconcile_mapped(

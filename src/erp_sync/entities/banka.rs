@@ -20,7 +20,7 @@ pub static SPEC: Spec = Spec {
     web_tables: &["bankalar", "int_kodmap_banka"],
 };
 
-const NAMED: Named = Named {
+pub(crate) const NAMED: Named = Named {
     web_name: "banka_adi",
     int_key: false,
     mapped: Mapped {

@@ -34,7 +34,7 @@ pub static SPEC: Spec = Spec {
     web_tables: &["cari_hesaplar", "int_kodmap_cari"],
 };
 
-const MAPPED: Mapped = Mapped {
+pub(crate) const MAPPED: Mapped = Mapped {
     web_table: "cari_hesaplar",
     web_code: "cari_kodu",
     map_table: "int_kodmap_cari",

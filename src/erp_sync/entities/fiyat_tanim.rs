@@ -21,7 +21,7 @@ pub static SPEC: Spec = Spec {
     web_tables: &["fiyat_tanimlari", "int_kodmap_fiyat_liste"],
 };
 
-const NAMED: Named = Named {
+pub(crate) const NAMED: Named = Named {
     web_name: "fiyat_adi",
     int_key: true,
     mapped: Mapped {

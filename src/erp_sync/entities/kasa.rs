@@ -20,7 +20,7 @@ pub static SPEC: Spec = Spec {
     web_tables: &["kasalar", "int_kodmap_kasa"],
 };
 
-const NAMED: Named = Named {
+pub(crate) const NAMED: Named = Named {
     web_name: "kasa_adi",
     int_key: false,
     mapped: Mapped {

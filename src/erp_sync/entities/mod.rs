@@ -16,7 +16,7 @@ pub mod stok;
 use deadpool_postgres::Transaction;
 
 use super::read::{Kind, MikroRow, Val};
-use super::upsert::WebSchema;
+use super::upsert::{Mapped, WebSchema};
 use super::{DeletePolicy, Entity};
 
 /// A Mikro column to read and how to decode it.
@@ -107,6 +107,18 @@ pub fn spec(entity: Entity) -> &'static Spec {
         Entity::Barkod => &barkod::SPEC,
         Entity::Banka => &banka::SPEC,
         Entity::Kasa => &kasa::SPEC,
+    }
+}
+
+/// The mapping (`int_kodmap_*`) of an entity, if it has one.
+pub fn mapped(entity: Entity) -> Option<Mapped> {
+    match entity {
+        Entity::Cari => Some(cari::MAPPED),
+        Entity::Stok => Some(stok::MAPPED),
+        Entity::FiyatTanim => Some(fiyat_tanim::NAMED.mapped),
+        Entity::Banka => Some(banka::NAMED.mapped),
+        Entity::Kasa => Some(kasa::NAMED.mapped),
+        Entity::Fiyat | Entity::Barkod => None,
     }
 }
 

@@ -36,7 +36,7 @@ pub static SPEC: Spec = Spec {
     web_tables: &["stoklar", "int_kodmap_stok"],
 };
 
-const MAPPED: Mapped = Mapped {
+pub(crate) const MAPPED: Mapped = Mapped {
     web_table: "stoklar",
     web_code: "stok_kodu",
     map_table: "int_kodmap_stok",
