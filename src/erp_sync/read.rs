@@ -432,30 +432,38 @@ pub async fn read_page(
     into_page(spec, rows)
 }
 
-/// Re-reads one row by RECno (retry list). `Ok(None)` when it no longer exists.
-pub async fn read_by_recno(
+/// Re-reads rows by RECno (retry list), in chunks; rows no longer in Mikro are simply absent.
+/// RECnos are integers formatted into the statement (no injection possible), so one round trip
+/// serves up to a thousand rows.
+pub async fn read_by_recnos(
     erp: &mut ErpClient,
     spec: &Spec,
-    recno: i32,
-) -> Result<Option<Result<MikroRow, BadRow>>, SyncError> {
-    let sql = format!(
-        "SELECT {cols} FROM {t} WHERE {r} = @P1",
-        cols = select_list(spec),
-        t = spec.table,
-        r = spec.recno
-    );
-    let ctx = || format!("re-reading {} RECno {recno}", spec.table);
-    let rows = erp
-        .query(sql, &[&recno])
-        .await
-        .map_err(SyncError::erp(ctx()))?
-        .into_first_result()
-        .await
-        .map_err(SyncError::erp(ctx()))?;
-    match rows.into_iter().next() {
-        None => Ok(None),
-        Some(r) => Ok(Some(decode_row(spec, r)?)),
+    recnos: &[i32],
+) -> Result<Vec<Result<MikroRow, BadRow>>, SyncError> {
+    let mut out = Vec::with_capacity(recnos.len());
+    for chunk in recnos.chunks(1000) {
+        let list: Vec<String> = chunk.iter().map(|n| n.to_string()).collect();
+        let sql = format!(
+            "SELECT {cols} FROM {t} WHERE {r} IN ({list}) ORDER BY {l}, {r}",
+            cols = select_list(spec),
+            t = spec.table,
+            r = spec.recno,
+            l = spec.lastup,
+            list = list.join(", ")
+        );
+        let ctx = || format!("re-reading {} rows of the retry list", spec.table);
+        let rows = erp
+            .simple_query(sql)
+            .await
+            .map_err(SyncError::erp(ctx()))?
+            .into_first_result()
+            .await
+            .map_err(SyncError::erp(ctx()))?;
+        for r in rows {
+            out.push(decode_row(spec, r)?);
+        }
     }
+    Ok(out)
 }
 
 /// Reads every key of the table (delete detection). Values in the order of `spec.key_columns`.

@@ -577,14 +577,20 @@ pub async fn retry_pending(
     }
     let mut rows = vec![];
     let mut bad = vec![];
-    let mut gone = vec![];
-    for n in recnos {
-        match read::read_by_recno(erp, spec, n).await? {
-            None => gone.push(n),
-            Some(Ok(r)) => rows.push(r),
-            Some(Err(b)) => bad.push(b),
+    let mut found = std::collections::HashSet::new();
+    for r in read::read_by_recnos(erp, spec, &recnos).await? {
+        match r {
+            Ok(r) => {
+                found.insert(r.recno);
+                rows.push(r)
+            }
+            Err(b) => {
+                found.insert(b.recno);
+                bad.push(b)
+            }
         }
     }
+    let gone: Vec<i32> = recnos.into_iter().filter(|n| !found.contains(n)).collect();
     if !gone.is_empty() {
         watermark::retry_clear(ctx.client(), spec.entity, &gone)
             .await
