@@ -169,15 +169,18 @@ async fn header_before_lines_waits_and_a_sale_without_lines_fails_without_blocki
         (queue_row(&c, late).await.unwrap().1 >= 1).then_some(())
     })
     .await;
-    for i in 0..3 {
-        c.execute(
-            "INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, kdv_tutari, toplam_tutar, sira_no) \
-             VALUES ($1, $2, 1, 100, 20, 20, 120, $3)",
-            &[&late, &STOK_1.parse::<Uuid>().unwrap(), &i],
-        )
-        .await
-        .unwrap();
-    }
+    // The lines arrive together, in one later transaction.
+    c.batch_execute(&format!(
+        "BEGIN; {} COMMIT;",
+        (0..3)
+            .map(|i| format!(
+                "INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, \
+                 kdv_tutari, toplam_tutar, sira_no) VALUES ('{late}', '{STOK_1}', 1, 100, 20, 20, 120, {i});"
+            ))
+            .collect::<String>()
+    ))
+    .await
+    .unwrap();
     wait_drained(&c, T).await;
     w.stop().await;
     assert_eq!(queue_row(&c, fine).await.unwrap().0, "completed");

@@ -177,6 +177,9 @@ impl<S: Sink> Worker<S> {
             opts,
         } = self;
         let listen = if opts.listen { listen } else { None };
+        let mut opts = opts;
+        opts.concurrency = opts.concurrency.max(1);
+        opts.poll_interval = opts.poll_interval.max(Duration::from_millis(10));
         let metrics = opts.metrics.clone();
         let start = snapshot(&metrics);
         let (ctx_tx, ctx_rx) = mpsc::unbounded_channel();
@@ -211,9 +214,11 @@ impl<S: Sink> Worker<S> {
         };
         let mut need_drain = true;
         let mut exhausted = false;
-        let mut heartbeat = tokio::time::interval(opts.lease / 3);
-        let mut rescue = tokio::time::interval(opts.rescue_interval);
-        let mut stats_tick = tokio::time::interval(opts.stats_interval);
+        // Zero from a configuration would make `interval` panic; clamp to something sane.
+        let floor = Duration::from_millis(10);
+        let mut heartbeat = tokio::time::interval((opts.lease / 3).max(floor));
+        let mut rescue = tokio::time::interval(opts.rescue_interval.max(floor));
+        let mut stats_tick = tokio::time::interval(opts.stats_interval.max(floor));
         for t in [&mut heartbeat, &mut rescue, &mut stats_tick] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
@@ -409,14 +414,25 @@ async fn drain<S: Sink>(
         .get()
         .await
         .map_err(|e| QueueError::Pool(e.to_string()))?;
-    if let Some(l) = st.listener.as_mut() {
-        if let Err(e) = l.become_busy().await {
-            tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-            st.drop_listener(metrics);
-        }
-    }
     let before = Metrics::get(&metrics.claimed);
-    let mut exhausted = fill(&client, opts, ctx, st, metrics).await?;
+    // Release the idle lock and claim at the same time (two connections, one round trip):
+    // a writer that still saw the lock notifies (and we drain again), one that did not holds
+    // its shared lock until commit, so becoming idle later waits for it. Either way its row
+    // is picked up, whatever the order of the two statements.
+    let mut listener = st.listener.take();
+    let busy = async {
+        match listener.as_mut() {
+            Some(l) => l.become_busy().await,
+            None => Ok(()),
+        }
+    };
+    let (busy, filled) = tokio::join!(busy, fill(&client, opts, ctx, st, metrics));
+    st.listener = listener;
+    if let Err(e) = busy {
+        tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+        st.drop_listener(metrics);
+    }
+    let mut exhausted = filled?;
     if exhausted && st.listener.is_some() && !opts.linger.is_zero() {
         // Under a steady stream of writes, going idle after every burst would make every
         // writer notify (and serialise on the notify lock) between bursts. Right after work,
