@@ -32,6 +32,11 @@
 //! * **One runner** across processes: a PostgreSQL advisory lock ([`lock`]).
 //!
 //! The field mapping of each entity lives in one file under [`entities`].
+//!
+//! Operators: `SELECT * FROM int_erp_sync_watermark` shows how far each entity got;
+//! `SELECT entity, erp_key, reason, attempts FROM int_erp_sync_retry` lists Mikro rows that do
+//! not apply and why; `mikro-sync sync --full` (or deleting an entity's watermark row) re-reads
+//! everything, which is always safe because every write is an idempotent upsert.
 
 #![warn(missing_docs)]
 
