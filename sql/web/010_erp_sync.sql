@@ -3,7 +3,7 @@
 
 -- One row per entity: the highest (lastup_date, RECno) applied (written in the same transaction
 -- as the rows), Mikro's exact datetime (days since 1900-01-01 + 1/300 s ticks) for exact
--- comparison, and `checked_until`: the ERP server time a run started reading minus the overlap,
+-- comparison, and `checked_until`: the company wall-clock time a run started reading minus the overlap,
 -- below which every row is assumed committed and seen.
 CREATE TABLE IF NOT EXISTS int_erp_sync_watermark (
     entity            varchar(32) PRIMARY KEY,

@@ -12,7 +12,7 @@
 //!   at the last committed page and the next run continues from there ([`watermark`]).
 //! * **Overlap, then settle.** Rows can become visible after rows with later stamps (Mikro stamps
 //!   `lastup_date` when it writes, commits later; clients' clocks differ). Every run records the
-//!   ERP server time at which it started reading; the next run re-reads everything stamped after
+//!   company wall-clock time at which it started reading; the next run re-reads everything stamped after
 //!   `that time − overlap`. Once that point passes the watermark, runs read strictly after the
 //!   watermark, so a run with nothing new is one cheap query per entity.
 //! * **Exact datetime comparison.** Mikro's `datetime` has 1/300 s ticks; page anchors are sent
@@ -222,8 +222,8 @@ pub struct SyncOptions {
     /// rows with later stamps and clock skew between Mikro clients. Upserts are idempotent, so
     /// a larger overlap only costs re-reading a few rows once.
     pub overlap: Duration,
-    /// The company's time zone (Mikro stores local wall-clock time without a zone). Used only
-    /// when the ERP server's `GETDATE()` cannot be read.
+    /// The company's time zone. Mikro stamps rows with the company's local wall-clock time
+    /// (no zone); the run's "now" in this zone decides when the overlap window has passed.
     pub tz: chrono_tz::Tz,
     /// Optional progress callback.
     pub progress: Option<ProgressFn>,

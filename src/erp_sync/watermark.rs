@@ -6,7 +6,7 @@
 //! of the data. The stamp is stored twice: as a readable `timestamp`, and as Mikro's exact
 //! `datetime` representation (days + 1/300 s ticks), so the next run's anchor compares exactly.
 //!
-//! `checked_until` is the ERP server time at which a run started reading, minus the overlap:
+//! `checked_until` is the company wall-clock time at which a run started reading, minus the overlap:
 //! every row stamped before it is assumed committed and seen. While the watermark is above it
 //! (rows were stamped recently), the next run re-reads from `checked_until`; once it is not, the
 //! next run reads strictly after the watermark — one cheap query when nothing changed.
