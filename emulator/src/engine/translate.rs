@@ -1902,8 +1902,20 @@ impl<'a> Translator<'a> {
     }
 
     fn binary(&mut self, l: &Expr, op: &BinaryOperator, r: &Expr) -> Result<TExpr, SqlError> {
-        let a = self.expr(l)?;
-        let b = self.expr(r)?;
+        let mut a = self.expr(l)?;
+        let mut b = self.expr(r)?;
+        if matches!(
+            op,
+            BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq
+        ) {
+            self.identity_as_bigint(&mut a, &b);
+            self.identity_as_bigint(&mut b, &a);
+        }
         let cmp = |s: &str, a: &TExpr, b: &TExpr| {
             let (a, b) = coerce_pair(a, b);
             TExpr::new(format!("({} {s} {})", a.sql, b.sql), SqlType::Bit)
@@ -1991,6 +2003,31 @@ impl<'a> Translator<'a> {
             }
             other => return Err(unsupported(other)),
         })
+    }
+
+    /// `x` is `SCOPE_IDENTITY()` / `@@IDENTITY` (decimal(38,0) in T-SQL, a `numeric` parameter
+    /// here) compared with an integer expression: compare as `bigint` instead. PostgreSQL would
+    /// otherwise cast the integer column to `numeric`, which no btree index on the column can
+    /// serve, so `WHERE RECno = SCOPE_IDENTITY()` scanned the whole table on every call. The
+    /// value is always an identity read as `i64`, so the cast is exact (NULL stays NULL) and the
+    /// comparison's result is unchanged; the expression's T-SQL type stays decimal(38,0).
+    fn identity_as_bigint(&self, x: &mut TExpr, other: &TExpr) {
+        if !other.ty.as_ref().is_some_and(|t| {
+            matches!(
+                t,
+                SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt
+            )
+        }) {
+            return;
+        }
+        let is_identity_bind = [Bind::ScopeIdentity, Bind::Identity].iter().any(|b| {
+            self.bind_ix
+                .get(b)
+                .is_some_and(|i| x.sql == format!("${}", i + 1))
+        });
+        if is_identity_bind {
+            x.sql = format!("CAST({} AS bigint)", x.sql);
+        }
     }
 
     fn cast(&mut self, t: &TExpr, target: &SqlType, style: Option<i32>) -> TExpr {
