@@ -996,6 +996,20 @@ impl Session {
                 let mut tr = Translator::new(cat, pt, vt);
                 let te = tr.expr(e)?;
                 let ty = te.ty.clone().unwrap_or(SqlType::Int);
+                // Only integer results are answered locally (`SET @n = @@ROWCOUNT`,
+                // `SET @id = CAST(SCOPE_IDENTITY() AS int)`): string, float and decimal
+                // conversions keep PostgreSQL's rules.
+                let local = te
+                    .ty
+                    .as_ref()
+                    .filter(|t| {
+                        matches!(
+                            t,
+                            SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt
+                        )
+                    })
+                    .and(tr.local_slot(e))
+                    .map(|i| vec![i]);
                 Ok(SqlPlan {
                     pg: format!("SELECT {}", te.sql),
                     binds: tr.binds,
@@ -1013,7 +1027,7 @@ impl Session {
                     lock_tables: Vec::new(),
                     reseed: None,
                     target: None,
-                    local: None,
+                    local,
                 })
             },
             params,
@@ -1200,17 +1214,22 @@ impl Session {
     ) -> Result<Vec<Vec<Value>>, Fail> {
         let values = self.bind_values(plan, params);
         if let Some(local) = &plan.local {
-            let row: Vec<Value> = local
+            let src: Vec<Value> = local
+                .iter()
+                .map(|i| values.get(*i).cloned().unwrap_or(Value::Null))
+                .collect();
+            let row: Vec<Value> = src
                 .iter()
                 .zip(&plan.columns)
-                .map(|(i, c)| coerce(values.get(*i).cloned().unwrap_or(Value::Null), &c.ty))
+                .map(|(v, c)| coerce(v.clone(), &c.ty))
                 .collect();
-            // A value that does not convert (e.g. 'abc' AS int) goes to PostgreSQL, which
-            // raises the conversion error.
+            // A value that does not convert (e.g. 'abc' AS int) or does not fit the integer
+            // type goes to PostgreSQL, which raises the conversion / overflow error.
             if row
                 .iter()
+                .zip(&src)
                 .zip(&plan.columns)
-                .all(|(v, c)| convert::fits(v, &c.ty))
+                .all(|((v, s), c)| convert::fits(v, &c.ty) && int_in_range(s, v, &c.ty))
             {
                 self.rowcount = 1;
                 return Ok(vec![row]);
@@ -1581,6 +1600,33 @@ impl Session {
 
 /// RAISERROR's printf-style message: `%s`, `%d`, `%i`, `%u` take the arguments in order, `%%`
 /// is a percent sign (width/precision flags are not supported).
+/// For a value answered locally (without PostgreSQL): true unless the target is an integer type
+/// and the source value does not fit it (PostgreSQL would raise an overflow there, and
+/// [`coerce`] maps an out-of-range decimal to 0).
+fn int_in_range(src: &Value, coerced: &Value, ty: &SqlType) -> bool {
+    use rust_decimal::prelude::ToPrimitive;
+    let (lo, hi) = match ty {
+        SqlType::TinyInt => (0, 255),
+        SqlType::SmallInt => (i16::MIN as i64, i16::MAX as i64),
+        SqlType::Int => (i32::MIN as i64, i32::MAX as i64),
+        SqlType::BigInt => (i64::MIN, i64::MAX),
+        _ => return true,
+    };
+    // Only exact sources are converted locally; strings and floats go to PostgreSQL, whose
+    // conversion rules the emulator's translation relies on.
+    let src_ok = match src {
+        Value::Decimal(d) => d.trunc().to_i64().is_some(),
+        Value::Null | Value::Int(_) | Value::Bool(_) => true,
+        _ => false,
+    };
+    src_ok
+        && match coerced {
+            Value::Null => true,
+            Value::Int(i) => (lo..=hi).contains(i),
+            _ => false,
+        }
+}
+
 fn raiserror_format(fmt: &str, args: &[String]) -> String {
     let mut out = String::new();
     let mut it = fmt.chars().peekable();

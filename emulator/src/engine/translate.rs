@@ -348,6 +348,15 @@ impl<'a> Translator<'a> {
     /// optionally under CAST/CONVERT (the column's type then does the conversion). Such
     /// SELECTs (`SELECT CAST(SCOPE_IDENTITY() AS int) AS recno`) are answered without a
     /// PostgreSQL round trip.
+    /// The bind slot a scalar expression reduces to when [`Self::local_bind`] applies and the
+    /// expression has already been translated (so the slot exists): lets `SET @v = <expr>` /
+    /// `DECLARE @v = <expr>` be answered without a PostgreSQL round trip, like a FROM-less
+    /// SELECT of the same expression.
+    pub(super) fn local_slot(&self, e: &Expr) -> Option<usize> {
+        self.local_bind(e)
+            .and_then(|b| self.bind_ix.get(&b).copied())
+    }
+
     fn local_bind(&self, e: &Expr) -> Option<Bind> {
         match e {
             Expr::Nested(x) => self.local_bind(x),
