@@ -1096,6 +1096,11 @@ impl Session {
         cond: &Expr,
         params: &[Param],
     ) -> Result<bool, Fail> {
+        if let Some(v) = self.local_cond(cond, params) {
+            // As after the one-row SELECT PostgreSQL would have answered.
+            self.rowcount = 1;
+            return Ok(v == Some(true));
+        }
         let plan = self.plan_for(
             batch,
             id,
@@ -1129,6 +1134,57 @@ impl Session {
             rows.first().and_then(|r| r.first()),
             Some(Value::Int(1))
         ))
+    }
+
+    /// Evaluates an `IF` condition without PostgreSQL when it only compares integer literals,
+    /// parameters and variables (`IF @posted = 0 AND @c_cari > 0`, `IF @lock >= 0`), joined by
+    /// AND / OR / NOT: saves a round trip and a statement savepoint per `IF`. Three-valued
+    /// logic as in T-SQL (`Some(None)` is UNKNOWN: a comparison with NULL). `None` when
+    /// anything else is involved (strings, decimals, functions, subqueries): PostgreSQL
+    /// decides those, with its collations and conversions.
+    fn local_cond(&self, e: &Expr, params: &[Param]) -> Option<Option<bool>> {
+        use ast::BinaryOperator as B;
+        match e {
+            Expr::Nested(x) => self.local_cond(x, params),
+            Expr::UnaryOp {
+                op: ast::UnaryOperator::Not,
+                expr,
+            } => self.local_cond(expr, params).map(|v| v.map(|b| !b)),
+            Expr::BinaryOp { left, op, right } => match op {
+                B::And | B::Or => {
+                    let l = self.local_cond(left, params)?;
+                    let r = self.local_cond(right, params)?;
+                    Some(match (op, l, r) {
+                        (B::And, Some(false), _) | (B::And, _, Some(false)) => Some(false),
+                        (B::And, Some(true), Some(true)) => Some(true),
+                        (B::Or, Some(true), _) | (B::Or, _, Some(true)) => Some(true),
+                        (B::Or, Some(false), Some(false)) => Some(false),
+                        _ => None,
+                    })
+                }
+                B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => {
+                    let int = |x: &Expr| match self.const_value(x, params)? {
+                        (Value::Int(i), _) => Some(Some(i)),
+                        (Value::Null, t) if catalog::is_integer(&t) => Some(None),
+                        _ => None,
+                    };
+                    let (l, r) = (int(left)?, int(right)?);
+                    Some(match (l, r) {
+                        (Some(a), Some(b)) => Some(match op {
+                            B::Eq => a == b,
+                            B::NotEq => a != b,
+                            B::Lt => a < b,
+                            B::LtEq => a <= b,
+                            B::Gt => a > b,
+                            _ => a >= b,
+                        }),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// The SQL sent before a statement inside a transaction: the deferred BEGIN, the statement
