@@ -18,7 +18,8 @@
 //! - Outside a transaction every statement autocommits (PostgreSQL autocommit).
 //! - `BEGIN TRAN` (text or Transaction Manager) only counts; PostgreSQL's `BEGIN` is sent
 //!   together with the next statement (one round trip saved). Inside a transaction every
-//!   statement runs under `SAVEPOINT emu_sp`, pipelined with the statement, so a failing
+//!   statement (unless XACT_ABORT is ON, where it would never be used) runs under
+//!   `SAVEPOINT emu_sp`, pipelined with the statement, so a failing
 //!   statement is rolled back alone (statement-level atomicity) unless XACT_ABORT is ON, in
 //!   which case the transaction is rolled back and the batch aborted, as in SQL Server. Nested
 //!   `BEGIN TRAN` increments @@TRANCOUNT, inner `COMMIT` only decrements, `ROLLBACK` rolls back
@@ -1199,18 +1200,24 @@ impl Session {
             self.pending_begin = false;
             self.pg_tx = true;
         }
-        if self.sp_held {
-            s.push_str("RELEASE SAVEPOINT emu_sp;");
+        // Under XACT_ABORT ON every error rolls the whole transaction back (see `fail`), so a
+        // statement savepoint would never be rolled back to: skip it (it costs a subtransaction
+        // and a parsed simple query per statement). A savepoint left from before the option was
+        // switched on stays held and is released by the next statement that takes one.
+        if !self.xact_abort {
+            if self.sp_held {
+                s.push_str("RELEASE SAVEPOINT emu_sp;");
+            }
+            s.push_str("SAVEPOINT emu_sp;");
+            self.sp_held = true;
         }
-        s.push_str("SAVEPOINT emu_sp;");
-        self.sp_held = true;
         for t in locks {
             s.push_str(&format!(
                 "SELECT pg_advisory_xact_lock({});",
                 locks::table_lock_key(t)
             ));
         }
-        Some(s)
+        (!s.is_empty()).then_some(s)
     }
 
     fn bind_values(&self, plan: &SqlPlan, params: &[Param]) -> Vec<Value> {
