@@ -797,36 +797,16 @@ impl<'a> Translator<'a> {
             sql.push_str(" FROM ");
             sql.push_str(&f);
         }
-        let mut conds = extra;
-        if let Some(w) = &u.selection {
-            conds.push(self.expr(w)?.sql);
-        }
-        if !conds.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conds.join(" AND "));
-        }
-        // OUTPUT INSERTED.x: PostgreSQL RETURNING sees the new row under the target's alias.
-        let (mut out_sql, out_cols) = self.output_items(&u.output, &def, "inserted")?;
-        for s in &mut out_sql {
-            *s = s.replace("\"inserted\".", &format!("{}.", quote_ident(&alias)));
-        }
-        if !out_sql.is_empty() {
-            sql.push_str(" RETURNING ");
-            sql.push_str(&out_sql.join(", "));
-        }
-        Ok(SqlPlan {
-            pg: sql,
-            binds: self.binds,
-            columns: out_cols,
-            kind: Kind::Update,
-            returns_rows: !out_sql.is_empty(),
-            assign: Vec::new(),
-            identity_col: false,
-            lock_tables: self.locks,
-            reseed: None,
-            target: Some(def),
-            local: None,
-        })
+        self.finish_dml(
+            sql,
+            extra,
+            u.selection.as_ref(),
+            &u.output,
+            def,
+            &alias,
+            "inserted",
+            Kind::Update,
+        )
     }
 
     fn delete(mut self, d: &ast::Delete) -> Result<SqlPlan, SqlError> {
@@ -866,17 +846,46 @@ impl<'a> Translator<'a> {
             sql.push_str(" USING ");
             sql.push_str(&u);
         }
-        let mut conds = extra;
-        if let Some(w) = &d.selection {
+        self.finish_dml(
+            sql,
+            extra,
+            d.selection.as_ref(),
+            &d.output,
+            def,
+            &alias,
+            "deleted",
+            Kind::Delete,
+        )
+    }
+
+    /// The common tail of UPDATE and DELETE: the WHERE clause (join conditions from the FROM
+    /// rewrite plus the statement's own), OUTPUT INSERTED/DELETED as RETURNING — PostgreSQL's
+    /// RETURNING sees the row under the target's alias, so the pseudo-table name is rewritten to
+    /// it — and the plan.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_dml(
+        mut self,
+        mut sql: String,
+        mut conds: Vec<String>,
+        selection: Option<&Expr>,
+        output: &Option<OutputClause>,
+        def: Arc<TableDef>,
+        alias: &str,
+        pseudo: &'static str,
+        kind: Kind,
+    ) -> Result<SqlPlan, SqlError> {
+        if let Some(w) = selection {
             conds.push(self.expr(w)?.sql);
         }
         if !conds.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conds.join(" AND "));
         }
-        let (mut out_sql, out_cols) = self.output_items(&d.output, &def, "deleted")?;
+        let (mut out_sql, out_cols) = self.output_items(output, &def, pseudo)?;
+        let from = format!("{}.", quote_ident(pseudo));
+        let to = format!("{}.", quote_ident(alias));
         for s in &mut out_sql {
-            *s = s.replace("\"deleted\".", &format!("{}.", quote_ident(&alias)));
+            *s = s.replace(&from, &to);
         }
         if !out_sql.is_empty() {
             sql.push_str(" RETURNING ");
@@ -886,7 +895,7 @@ impl<'a> Translator<'a> {
             pg: sql,
             binds: self.binds,
             columns: out_cols,
-            kind: Kind::Delete,
+            kind,
             returns_rows: !out_sql.is_empty(),
             assign: Vec::new(),
             identity_col: false,
