@@ -222,6 +222,19 @@ async fn scope_identity_output_and_params() {
         r,
         vec![vec![Value::Int(3), txt("x")], vec![Value::Int(4), txt("y")]]
     );
+    // OUTPUT INSERTED on UPDATE (the new value) and OUTPUT DELETED on DELETE (the old row)
+    let out = ok(
+        &mut s,
+        "UPDATE Typed SET t_name = N'z' OUTPUT INSERTED.RECno, INSERTED.t_name WHERE RECno = 4",
+    )
+    .await;
+    assert_eq!(rowset(&out, 0).1, vec![vec![Value::Int(4), txt("z")]]);
+    let out = ok(
+        &mut s,
+        "DELETE FROM Typed OUTPUT DELETED.RECno, DELETED.t_name WHERE RECno = 4",
+    )
+    .await;
+    assert_eq!(rowset(&out, 0).1, vec![vec![Value::Int(4), txt("z")]]);
     // UPDATE with the same parameter twice, @@ROWCOUNT
     let out = ok_p(
         &mut s,
