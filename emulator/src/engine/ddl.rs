@@ -152,12 +152,7 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
     for tc in &ct.constraints {
         match tc {
             TableConstraint::PrimaryKey(pk) => {
-                let cname = pk
-                    .name
-                    .as_ref()
-                    .map(|n| n.value.clone())
-                    .unwrap_or_else(|| format!("PK__{name}"));
-                let pgn = pg_obj_name(&cname);
+                let (cname, pgn) = constraint_names(pk.name.as_ref(), || format!("PK__{name}"));
                 for c in ident_cols(&pk.columns)? {
                     if def.column(&c).is_none() {
                         return Err(SqlError::new(
@@ -177,12 +172,7 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
                 index_rows.push((pgn, cname, "PK"));
             }
             TableConstraint::Unique(u) => {
-                let cname = u
-                    .name
-                    .as_ref()
-                    .map(|n| n.value.clone())
-                    .unwrap_or_else(|| format!("UQ__{name}"));
-                let pgn = pg_obj_name(&cname);
+                let (cname, pgn) = constraint_names(u.name.as_ref(), || format!("UQ__{name}"));
                 constraints.push(format!(
                     "CONSTRAINT {} UNIQUE ({})",
                     quote_ident(&pgn),
@@ -191,12 +181,7 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
                 index_rows.push((pgn, cname, "UQ"));
             }
             TableConstraint::ForeignKey(fk) => {
-                let cname = fk
-                    .name
-                    .as_ref()
-                    .map(|n| n.value.clone())
-                    .unwrap_or_else(|| format!("FK__{name}"));
-                let pgn = pg_obj_name(&cname);
+                let (cname, pgn) = constraint_names(fk.name.as_ref(), || format!("FK__{name}"));
                 let ft = cat.resolve(&name_parts(&fk.foreign_table)).or_else(|| {
                     // Self-reference.
                     (name_parts(&fk.foreign_table).last().map(|s| ident_key(s)) == Some(lc.clone()))
@@ -238,12 +223,7 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
                 index_rows.push((pgn, cname, "FK"));
             }
             TableConstraint::Check(ck) => {
-                let cname = ck
-                    .name
-                    .as_ref()
-                    .map(|n| n.value.clone())
-                    .unwrap_or_else(|| format!("CK__{name}"));
-                let pgn = pg_obj_name(&cname);
+                let (cname, pgn) = constraint_names(ck.name.as_ref(), || format!("CK__{name}"));
                 let vars = VarTypes::new();
                 let mut tr = Translator::new(cat, &[], &vars);
                 let expr = tr.check_expr(&def, &ck.expr)?;
@@ -356,12 +336,7 @@ fn column_def(
                 nullable = false;
             }
             ColumnOption::PrimaryKey(_) => {
-                let cname = o
-                    .name
-                    .as_ref()
-                    .map(|n| n.value.clone())
-                    .unwrap_or_else(|| format!("PK__{name}"));
-                let pgn = pg_obj_name(&cname);
+                let (cname, pgn) = constraint_names(o.name.as_ref(), || format!("PK__{name}"));
                 constraints.push(format!(
                     "CONSTRAINT {} PRIMARY KEY ({})",
                     quote_ident(&pgn),
@@ -372,12 +347,8 @@ fn column_def(
                 nullable = false;
             }
             ColumnOption::Unique(_) => {
-                let cname = o
-                    .name
-                    .as_ref()
-                    .map(|n| n.value.clone())
-                    .unwrap_or_else(|| format!("UQ__{name}__{}", c.name.value));
-                let pgn = pg_obj_name(&cname);
+                let (cname, pgn) =
+                    constraint_names(o.name.as_ref(), || format!("UQ__{name}__{}", c.name.value));
                 constraints.push(format!(
                     "CONSTRAINT {} UNIQUE ({})",
                     quote_ident(&pgn),
@@ -386,13 +357,9 @@ fn column_def(
                 index_rows.push((pgn, cname, "UQ"));
             }
             ColumnOption::ForeignKey(fk) => {
-                let cname = o
-                    .name
-                    .as_ref()
-                    .map(|n| n.value.clone())
-                    .or_else(|| fk.name.as_ref().map(|n| n.value.clone()))
-                    .unwrap_or_else(|| format!("FK__{name}__{}", c.name.value));
-                let pgn = pg_obj_name(&cname);
+                let (cname, pgn) = constraint_names(o.name.as_ref().or(fk.name.as_ref()), || {
+                    format!("FK__{name}__{}", c.name.value)
+                });
                 let ft = cat.resolve(&name_parts(&fk.foreign_table)).ok_or_else(|| {
                     SqlError::new(
                         1767,
@@ -416,12 +383,8 @@ fn column_def(
                 index_rows.push((pgn, cname, "FK"));
             }
             ColumnOption::Check(ck) => {
-                let cname = o
-                    .name
-                    .as_ref()
-                    .map(|n| n.value.clone())
-                    .unwrap_or_else(|| format!("CK__{name}__{}", c.name.value));
-                let pgn = pg_obj_name(&cname);
+                let (cname, pgn) =
+                    constraint_names(o.name.as_ref(), || format!("CK__{name}__{}", c.name.value));
                 let expr = check_expr(cat, name, cols, c, &ty, &ck.expr)?;
                 constraints.push(format!("CONSTRAINT {} CHECK ({expr})", quote_ident(&pgn)));
                 index_rows.push((pgn, cname, "CK"));
@@ -745,4 +708,15 @@ pub fn alter_table(cat: &Catalog, at: &ast::AlterTable) -> Result<DdlPlan, SqlEr
         }
     }
     Ok(DdlPlan { script })
+}
+
+/// A constraint's T-SQL name (the one written, else SQL Server-style `PK__T`, `UQ__T__col`, …)
+/// and the PostgreSQL object name it is stored under.
+fn constraint_names(
+    explicit: Option<&sqlparser::ast::Ident>,
+    default: impl FnOnce() -> String,
+) -> (String, String) {
+    let cname = explicit.map(|n| n.value.clone()).unwrap_or_else(default);
+    let pgn = pg_obj_name(&cname);
+    (cname, pgn)
 }
