@@ -67,21 +67,7 @@ async fn failure_after_erp_commit_posts_exactly_once() {
         .get(0);
     assert_eq!(n, 1);
     // Editing the posted sale never posts it again.
-    c.execute(
-        "UPDATE satislar SET notlar = 'edited after posting' WHERE id = $1",
-        &[&sale],
-    )
-    .await
-    .unwrap();
-    let open: i64 = c
-        .query_one(
-            "SELECT count(*) FROM sync_queue WHERE status <> 'completed'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(open, 0);
+    assert_eq!(common::edit_posted_sale_then_count_open(&c, sale).await, 0);
     w.stop().await;
     for (_, ledger, cha) in erp_postings(&env, &[sale]).await {
         assert_eq!((ledger, cha), (1, 1));

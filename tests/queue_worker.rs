@@ -63,21 +63,7 @@ async fn drains_on_notify_and_writes_numbers_back() {
         .unwrap();
     assert_eq!(t.0.as_deref(), Some("ST"));
     // The write-back and later edits never enqueue the document again.
-    c.execute(
-        "UPDATE satislar SET notlar = 'edited' WHERE id = $1",
-        &[&s1],
-    )
-    .await
-    .unwrap();
-    let open: i64 = c
-        .query_one(
-            "SELECT count(*) FROM sync_queue WHERE status <> 'completed'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(open, 0);
+    assert_eq!(common::edit_posted_sale_then_count_open(&c, s1).await, 0);
     let report = w.stop().await;
     assert_eq!(report.posted, 3);
 }
