@@ -323,22 +323,7 @@ pub async fn reconcile_mapped(
     keys: &[String],
     policy: DeletePolicy,
 ) -> Result<Reconciled, tokio_postgres::Error> {
-    let sql = format!(
-        "SELECT x.{mw} FROM {mt} x JOIN {t} w ON w.id = x.{mw}
-           LEFT JOIN unnest($1::text[]) AS k(kod) ON k.kod = x.{me}
-          WHERE k.kod IS NULL",
-        mw = m.map_web,
-        mt = m.map_table,
-        me = m.map_erp,
-        t = m.web_table
-    );
-    let gone: Vec<uuid::Uuid> = tx
-        .query(sql.as_str(), &[&keys])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    reconcile_ids(tx, ws, m, gone, policy).await
+    reconcile_mapped_keys(tx, ws, m, keys, "text", policy).await
 }
 
 /// As [`reconcile_mapped`] for integer keys (price lists).
@@ -349,9 +334,22 @@ pub async fn reconcile_mapped_int(
     keys: &[i32],
     policy: DeletePolicy,
 ) -> Result<Reconciled, tokio_postgres::Error> {
+    reconcile_mapped_keys(tx, ws, m, keys, "int", policy).await
+}
+
+/// The shared body of [`reconcile_mapped`] and [`reconcile_mapped_int`]: `pg_type` is the
+/// PostgreSQL element type of the key array (`text` or `int`).
+async fn reconcile_mapped_keys<K: tokio_postgres::types::ToSql + Sync>(
+    tx: &Transaction<'_>,
+    ws: &WebSchema,
+    m: &Mapped,
+    keys: &[K],
+    pg_type: &str,
+    policy: DeletePolicy,
+) -> Result<Reconciled, tokio_postgres::Error> {
     let sql = format!(
         "SELECT x.{mw} FROM {mt} x JOIN {t} w ON w.id = x.{mw}
-           LEFT JOIN unnest($1::int[]) AS k(kod) ON k.kod = x.{me}
+           LEFT JOIN unnest($1::{pg_type}[]) AS k(kod) ON k.kod = x.{me}
           WHERE k.kod IS NULL",
         mw = m.map_web,
         mt = m.map_table,
