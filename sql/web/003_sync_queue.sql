@@ -74,7 +74,7 @@ BEGIN
     FOR c IN
         SELECT conname FROM pg_constraint
         WHERE conrelid = 'sync_queue'::regclass AND contype = 'c'
-          AND conname NOT IN ('mikro_sync_queue_status_chk', 'mikro_sync_queue_entity_type_chk')
+          AND conname <> 'mikro_sync_queue_row_chk'
           AND (pg_get_constraintdef(oid) ILIKE '%status%' OR pg_get_constraintdef(oid) ILIKE '%entity_type%')
     LOOP
         EXECUTE format('ALTER TABLE sync_queue DROP CONSTRAINT %I', c.conname);
@@ -134,22 +134,35 @@ ALTER TABLE sync_queue ALTER COLUMN retry_count SET NOT NULL;
 ALTER TABLE sync_queue ALTER COLUMN created_at SET NOT NULL;
 ALTER TABLE sync_queue ALTER COLUMN next_attempt_at SET NOT NULL;
 
--- The two CHECKs. The entity_type one is NOT VALID when parked rows with an unknown type exist
--- (so they are kept), and validated otherwise; either way it rejects every new bad row.
+-- The row CHECK: status is one of the four, entity_type one of the two mikro-sync posts.
+-- It calls a small IMMUTABLE plpgsql function instead of spelling the lists inline: PostgreSQL
+-- re-reads (stringToNode) and re-plans every CHECK expression once per INSERT statement, and an
+-- inline `IN (...)` list over varchar costs ~100k instructions per web sale that way (measured
+-- with callgrind: 2 inline CHECKs = 10 % of a header+line web transaction); a one-argument-list
+-- function call costs a fraction of it. NULLs fail the check (a plain CHECK would let them
+-- through). The constraint is NOT VALID when parked rows with an unknown entity_type exist (so
+-- they are kept), validated otherwise; either way it rejects every new bad row.
+CREATE OR REPLACE FUNCTION mikro_sync_queue_row_ok(p_status varchar, p_entity_type varchar)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN coalesce(p_status IN ('pending', 'processing', 'completed', 'failed')
+                    AND p_entity_type IN ('satis', 'tahsilat'), false);
+END
+$$;
+
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                   WHERE conrelid = 'sync_queue'::regclass AND conname = 'mikro_sync_queue_status_chk') THEN
-        ALTER TABLE sync_queue ADD CONSTRAINT mikro_sync_queue_status_chk
-            CHECK (status IN ('pending', 'processing', 'completed', 'failed'));
+                   WHERE conrelid = 'sync_queue'::regclass AND conname = 'mikro_sync_queue_row_chk') THEN
+        ALTER TABLE sync_queue ADD CONSTRAINT mikro_sync_queue_row_chk
+            CHECK (mikro_sync_queue_row_ok(status, entity_type)) NOT VALID;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                   WHERE conrelid = 'sync_queue'::regclass AND conname = 'mikro_sync_queue_entity_type_chk') THEN
-        ALTER TABLE sync_queue ADD CONSTRAINT mikro_sync_queue_entity_type_chk
-            CHECK (entity_type IN ('satis', 'tahsilat')) NOT VALID;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM sync_queue WHERE entity_type IS NULL OR entity_type NOT IN ('satis', 'tahsilat')) THEN
-        ALTER TABLE sync_queue VALIDATE CONSTRAINT mikro_sync_queue_entity_type_chk;
+    IF EXISTS (SELECT 1 FROM pg_constraint
+               WHERE conrelid = 'sync_queue'::regclass AND conname = 'mikro_sync_queue_row_chk'
+                 AND NOT convalidated)
+       AND NOT EXISTS (SELECT 1 FROM sync_queue WHERE NOT mikro_sync_queue_row_ok(status, entity_type)) THEN
+        ALTER TABLE sync_queue VALIDATE CONSTRAINT mikro_sync_queue_row_chk;
     END IF;
 END
 $$;
