@@ -53,6 +53,14 @@ async fn nesting_rollback_and_statement_atomicity() {
         0,
         "uncommitted row visible"
     );
+    // IF on @@TRANCOUNT (answered by the engine without PostgreSQL) sees the nesting level.
+    let out = ok(
+        &mut s,
+        "DECLARE @x int = 0; IF @@TRANCOUNT > 1 SET @x = 1; IF @@TRANCOUNT >= 3 SET @x = 2; \
+         SELECT @x AS x",
+    )
+    .await;
+    assert_eq!(scalar(&out).1, Value::Int(1));
     let out = ok(&mut s, "COMMIT TRAN; SELECT @@TRANCOUNT").await;
     assert_eq!(
         tx_events(&out),

@@ -220,13 +220,21 @@ impl Session {
         out: &mut Vec<Output>,
     ) -> Result<i32, Fail> {
         let sfx = if shared { "_shared" } else { "" };
-        let try_sql = format!("SELECT pg_try_advisory_lock{sfx}({APPLOCK_CLASS}, {key})");
+        // Prepared once per session (the key is a parameter): one round trip per lock instead
+        // of a parse + an execute.
+        let try_sql = format!("SELECT pg_try_advisory_lock{sfx}($1, $2)");
+        let int4 = tokio_postgres::types::Type::INT4;
+        let stmt = self
+            .prepared(&try_sql, &[int4.clone(), int4])
+            .await
+            .map_err(|e| self.pg_fail(&e, None))?;
         let got: bool = self
             .client
-            .query_one(&try_sql, &[])
+            .query_one(&stmt, &[&APPLOCK_CLASS, &key])
             .await
             .map_err(|e| self.pg_fail(&e, None))?
-            .get(0);
+            .try_get(0)
+            .map_err(|e| self.pg_fail(&e, None))?;
         let mut rc = 0;
         if !got {
             if timeout_ms == 0 {

@@ -1071,6 +1071,11 @@ impl Session {
                 ast::Value::Null => Some((Value::Null, SqlType::Int)),
                 _ => None,
             },
+            // A session value the engine keeps itself (`IF @@TRANCOUNT > 0 ROLLBACK TRAN`, sent
+            // before every posting, needs no PostgreSQL round trip).
+            Expr::Identifier(i) if i.value.eq_ignore_ascii_case("@@trancount") => {
+                Some((Value::Int(i64::from(self.trancount)), SqlType::Int))
+            }
             Expr::Identifier(i) if i.value.starts_with('@') && !i.value.starts_with("@@") => {
                 let lc = i.value.to_lowercase();
                 if let Some(p) = params.iter().find(|p| p.name.to_lowercase() == lc) {
@@ -1138,7 +1143,8 @@ impl Session {
     }
 
     /// Evaluates an `IF` condition without PostgreSQL when it only compares integer literals,
-    /// parameters and variables (`IF @posted = 0 AND @c_cari > 0`, `IF @lock >= 0`), joined by
+    /// parameters, variables and @@TRANCOUNT (`IF @posted = 0 AND @c_cari > 0`, `IF @lock >= 0`,
+    /// `IF @@TRANCOUNT > 0`), joined by
     /// AND / OR / NOT: saves a round trip and a statement savepoint per `IF`. Three-valued
     /// logic as in T-SQL (`Some(None)` is UNKNOWN: a comparison with NULL). `None` when
     /// anything else is involved (strings, decimals, functions, subqueries): PostgreSQL
@@ -1334,6 +1340,32 @@ impl Session {
         };
         self.run_prepared(plan, &stmt, &values, pre.as_deref())
             .await
+    }
+
+    /// A statement of the engine's own (not a translated T-SQL plan) prepared once per session
+    /// and kept in the session's statement cache.
+    async fn prepared(
+        &mut self,
+        sql: &str,
+        types: &[tokio_postgres::types::Type],
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        if let Some(s) = self
+            .stmts
+            .get(sql)
+            .and_then(|l| l.iter().find(|(t, _)| t.as_slice() == types))
+            .map(|(_, s)| s.clone())
+        {
+            return Ok(s);
+        }
+        let s = self.client.prepare_typed(sql, types).await?;
+        if self.stmts.len() >= MAX_PREPARED {
+            self.stmts.clear();
+        }
+        self.stmts
+            .entry(sql.to_string())
+            .or_default()
+            .push((types.to_vec(), s.clone()));
+        Ok(s)
     }
 
     async fn run_prepared(
