@@ -61,6 +61,27 @@ async fn sql_server_error_numbers() {
     assert_eq!(errors(&out), vec![8152]);
     let out = run(&mut s, "INSERT INTO T (code, small) VALUES (N'd', 300)").await;
     assert_eq!(errors(&out), vec![220]);
+    assert_eq!(
+        error_messages(&out)[0],
+        "Arithmetic overflow error for data type tinyint."
+    );
+    // tinyint range: from a parameter, below 0, and from an expression in an UPDATE.
+    let out = run_p(
+        &mut s,
+        "INSERT INTO T (code, small) VALUES (N'd', @P1)",
+        &[p("@P1", SqlType::Int, Value::Int(256))],
+    )
+    .await;
+    assert_eq!(errors(&out), vec![220]);
+    let out = run(&mut s, "INSERT INTO T (code, small) VALUES (N'd', -1)").await;
+    assert_eq!(errors(&out), vec![220]);
+    let out = run(&mut s, "UPDATE T SET small = small + 255 WHERE code = N'a'").await;
+    assert_eq!(errors(&out), vec![220]);
+    // The row is unchanged, reads back as tinyint, and 255 is accepted.
+    ok(&mut s, "UPDATE T SET small = 255 WHERE code = N'a'").await;
+    let out = run(&mut s, "SELECT small FROM T WHERE code = N'a'").await;
+    assert_eq!(scalar(&out), (SqlType::TinyInt, Value::Int(255)));
+    ok(&mut s, "UPDATE T SET small = 1 WHERE code = N'a'").await;
     let out = run(&mut s, "SELECT * FROM Missing").await;
     assert_eq!(errors(&out), vec![208]);
     assert_eq!(error_messages(&out)[0], "Invalid object name 'Missing'.");

@@ -36,6 +36,10 @@ EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 DO $$ BEGIN
   CREATE COLLATION emu_catalog.tr_det (provider = icu, locale = 'tr-TR');
 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+DO $$ BEGIN
+  CREATE DOMAIN emu_catalog.emu_tinyint AS smallint
+    CONSTRAINT emu_tinyint_range CHECK (VALUE BETWEEN 0 AND 255);
+EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 CREATE TABLE IF NOT EXISTS emu_catalog.tables (
   name_lc text PRIMARY KEY,
   name text NOT NULL,

@@ -155,9 +155,44 @@ impl ToSql for PgArg<'_> {
     to_sql_checked!();
 }
 
-/// Reads column `i` of a PostgreSQL row by its PostgreSQL type.
+/// The type a domain is built on (through nested domains); other types unchanged. Columns
+/// declared `tinyint` are stored as the domain `emu_catalog.emu_tinyint` over `smallint`, and
+/// PostgreSQL describes such a column by the domain's OID.
+fn base_type(ty: &Type) -> &Type {
+    match ty.kind() {
+        tokio_postgres::types::Kind::Domain(b) => base_type(b),
+        _ => ty,
+    }
+}
+
+/// Reads a value of a domain as a value of its base type (`T` decides from the base type).
+struct Base<T>(T);
+
+impl<'a, T: tokio_postgres::types::FromSql<'a>> tokio_postgres::types::FromSql<'a> for Base<T> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxErr> {
+        T::from_sql(base_type(ty), raw).map(Base)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        T::accepts(base_type(ty))
+    }
+}
+
+/// Reads column `i` of a PostgreSQL row by its PostgreSQL type (a domain by its base type).
 pub fn read_value(row: &Row, i: usize) -> Result<Value, SqlError> {
     let ty = row.columns()[i].type_().clone();
+    if base_type(&ty) != &ty {
+        return match base_type(&ty) {
+            &Type::INT2 => Ok(row
+                .try_get::<_, Option<Base<i16>>>(i)
+                .map_err(|err| SqlError::new(50000, format!("cannot read a {ty} value: {err}")))?
+                .map_or(Value::Null, |v| Value::Int(v.0 as i64))),
+            other => Err(SqlError::new(
+                50000,
+                format!("the emulator cannot return PostgreSQL type {ty} (a domain over {other})"),
+            )),
+        };
+    }
     let e = |err: tokio_postgres::Error| {
         SqlError::new(50000, format!("cannot read a {ty} value: {err}"))
     };
