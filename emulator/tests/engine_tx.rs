@@ -441,3 +441,82 @@ async fn canceller_stops_a_blocked_statement() {
     ok(&mut b, "ROLLBACK").await;
     ok(&mut a, "COMMIT").await;
 }
+
+/// Under XACT_ABORT ON inside a transaction the engine pipelines DML (sends it without waiting
+/// for the answer): counts, SCOPE_IDENTITY, @@ROWCOUNT, the first error and the rollback must
+/// be exactly as if every statement had run alone.
+#[tokio::test]
+async fn pipelined_dml_under_xact_abort() {
+    let db = db().await;
+    let mut s = db.session().await;
+    let mut other = db.session().await;
+    ok(
+        &mut s,
+        "CREATE TABLE Q (id int IDENTITY(1,1) NOT NULL PRIMARY KEY, code int NOT NULL UNIQUE, \
+         recid int NOT NULL)",
+    )
+    .await;
+    const BATCH: &str = "SET XACT_ABORT ON; BEGIN TRAN; \
+        INSERT INTO Q (code, recid) VALUES (@P1, 0); \
+        UPDATE Q SET recid = id WHERE id = SCOPE_IDENTITY(); \
+        INSERT INTO Q (code, recid) VALUES (@P2, 0); \
+        UPDATE Q SET recid = id WHERE id = SCOPE_IDENTITY(); \
+        INSERT INTO Q (code, recid) VALUES (@P3, 0); \
+        SELECT @@ROWCOUNT AS rc, CAST(SCOPE_IDENTITY() AS int) AS si; \
+        COMMIT TRAN; SET XACT_ABORT OFF";
+    let ps = |a: i64, b: i64, c: i64| {
+        vec![
+            p("@P1", SqlType::Int, Value::Int(a)),
+            p("@P2", SqlType::Int, Value::Int(b)),
+            p("@P3", SqlType::Int, Value::Int(c)),
+        ]
+    };
+    let dones_before_error = |out: &[Output]| {
+        out.iter()
+            .take_while(|o| !matches!(o, Output::Error(_)))
+            .filter(|o| matches!(o, Output::Done { rows: Some(1) }))
+            .count()
+    };
+    // First run prepares the statements; the second one is pipelined.
+    for (round, (a, b, c)) in [(1, 2, 3), (4, 5, 6)].into_iter().enumerate() {
+        let out = ok_p(&mut s, BATCH, &ps(a, b, c)).await;
+        let (_, rows) = rowset(&out, 0);
+        let last = i64::try_from(round * 3 + 3).unwrap();
+        assert_eq!(rows, vec![vec![Value::Int(1), Value::Int(last)]], "{out:?}");
+        assert_eq!(dones_before_error(&out), 6, "{out:?}");
+        assert_eq!(tx_events(&out), vec!["begin", "commit"]);
+    }
+    assert_eq!(
+        count(
+            &mut other,
+            "SELECT COUNT(*) FROM Q WHERE recid = id AND id <> 3 AND id <> 6"
+        )
+        .await,
+        4
+    );
+    // The third INSERT fails: the two statement pairs before it are counted, then its error,
+    // then the rollback; the SELECT and COMMIT after it never run.
+    let out = run_p(&mut s, BATCH, &ps(7, 8, 2)).await;
+    assert_eq!(errors(&out), vec![2627], "{out:?}");
+    assert_eq!(dones_before_error(&out), 4, "{out:?}");
+    assert_eq!(tx_events(&out), vec!["begin", "rollback"]);
+    assert!(!out.iter().any(|o| matches!(o, Output::Rows { .. })));
+    assert_eq!(s.trancount(), 0);
+    // A failure in the middle of the pipeline: one error (not one per later statement).
+    let out = run_p(&mut s, BATCH, &ps(9, 9, 10)).await;
+    assert_eq!(errors(&out), vec![2627], "{out:?}");
+    assert_eq!(dones_before_error(&out), 2, "{out:?}");
+    assert_eq!(s.trancount(), 0);
+    assert_eq!(count(&mut other, "SELECT COUNT(*) FROM Q").await, 6);
+    // The session is healthy afterwards.
+    let out = ok_p(&mut s, BATCH, &ps(11, 12, 13)).await;
+    assert_eq!(rowset(&out, 0).1[0][0], Value::Int(1));
+    assert_eq!(
+        count(
+            &mut other,
+            "SELECT COUNT(*) FROM Q WHERE code IN (11, 12, 13)"
+        )
+        .await,
+        3
+    );
+}

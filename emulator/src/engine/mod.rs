@@ -149,7 +149,8 @@ impl Engine {
             .map_err(backing_error)?;
         Ok(Session {
             engine: self.clone(),
-            client,
+            client: Arc::new(client),
+            pending: std::collections::VecDeque::new(),
             trancount: 0,
             tx_desc: None,
             pending_begin: false,
@@ -266,7 +267,8 @@ impl From<SqlError> for Fail {
 /// SCOPE_IDENTITY, SET options.
 pub struct Session {
     engine: Arc<Engine>,
-    client: tokio_postgres::Client,
+    /// Shared with the futures of pipelined statements ([`Session::pending`]).
+    client: Arc<tokio_postgres::Client>,
     /// @@TRANCOUNT.
     trancount: u32,
     /// Descriptor announced to the client for the open transaction.
@@ -311,12 +313,34 @@ pub struct Session {
     tx_applocks: Vec<(i32, bool)>,
     /// Application locks owned by the session: (key, shared).
     session_applocks: Vec<(i32, bool)>,
+    /// DML sent to PostgreSQL but not yet answered (pipelined under XACT_ABORT ON, see
+    /// [`Session::defer`]), oldest first.
+    pending: std::collections::VecDeque<Pending>,
+}
+
+/// What a pipelined statement's PostgreSQL call returns.
+enum PgResult {
+    Rows(Vec<tokio_postgres::Row>),
+    Count(u64),
+}
+
+/// A DML statement already sent to PostgreSQL whose answer has not been read yet.
+struct Pending {
+    plan: Arc<SqlPlan>,
+    fut: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<PgResult, tokio_postgres::Error>> + Send>,
+    >,
 }
 
 impl Session {
     /// Runs a SQL batch (SQLBatch) or an `sp_executesql` statement with its parameters.
     /// Appends every result, count, error and transaction change to `out`, in order.
     pub async fn execute(&mut self, sql: &str, params: &[Param], out: &mut Vec<Output>) {
+        // Answers left over from an abandoned call (its future was dropped) are read and
+        // discarded, so the next answers belong to this call.
+        while let Some(p) = self.pending.pop_front() {
+            let _ = p.fut.await;
+        }
         self.vars.clear();
         self.try_depth = 0;
         self.caught = None;
@@ -338,7 +362,13 @@ impl Session {
                 return;
             }
         };
-        let _ = self.run_nodes(&batch, &batch.nodes, params, out).await;
+        let flow = self.run_nodes(&batch, &batch.nodes, params, out).await;
+        if let Err(f) = self.flush(out).await {
+            self.last_error = f.err.number;
+            if flow == Flow::Continue {
+                let _ = self.fail(f, out).await;
+            }
+        }
         self.vars.clear();
     }
 
@@ -351,14 +381,31 @@ impl Session {
     ) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
             for n in nodes {
-                let r = match n {
-                    Node::Stmt { id, stmt } => self.run_stmt(batch, *id, stmt, params, out).await,
-                    Node::If {
-                        id,
-                        cond,
-                        then,
-                        els,
-                    } => match self.eval_cond(batch, *id, cond, params).await {
+                // Pipelined DML is answered before anything else runs (its @@ROWCOUNT,
+                // SCOPE_IDENTITY, errors and DONE counts come first, in order).
+                let dml = matches!(
+                    n,
+                    Node::Stmt { stmt, .. }
+                        if matches!(
+                            **stmt,
+                            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+                        )
+                );
+                let flushed = if dml { Ok(()) } else { self.flush(out).await };
+                let r = match (flushed, n) {
+                    (Err(f), _) => Err(f),
+                    (Ok(()), Node::Stmt { id, stmt }) => {
+                        self.run_stmt(batch, *id, stmt, params, out).await
+                    }
+                    (
+                        Ok(()),
+                        Node::If {
+                            id,
+                            cond,
+                            then,
+                            els,
+                        },
+                    ) => match self.eval_cond(batch, *id, cond, params).await {
                         Ok(c) => {
                             let branch = if c { then } else { els };
                             let flow = self.run_nodes(batch, branch, params, out).await;
@@ -369,10 +416,13 @@ impl Session {
                         }
                         Err(f) => Err(f),
                     },
-                    Node::TryCatch {
-                        try_nodes,
-                        catch_nodes,
-                    } => {
+                    (
+                        Ok(()),
+                        Node::TryCatch {
+                            try_nodes,
+                            catch_nodes,
+                        },
+                    ) => {
                         self.try_depth += 1;
                         let flow = self.run_nodes(batch, try_nodes, params, out).await;
                         self.try_depth -= 1;
@@ -391,11 +441,14 @@ impl Session {
                             }
                         }
                     }
-                    Node::AppLock {
-                        release,
-                        args,
-                        ret_var,
-                    } => {
+                    (
+                        Ok(()),
+                        Node::AppLock {
+                            release,
+                            args,
+                            ret_var,
+                        },
+                    ) => {
                         self.applock(*release, args, ret_var.as_deref(), params, out)
                             .await
                     }
@@ -421,6 +474,12 @@ impl Session {
 
     /// Handles a failed statement: statement rollback, XACT_ABORT, deadlock, batch abort.
     async fn fail(&mut self, f: Fail, out: &mut Vec<Output>) -> Flow {
+        // Statements pipelined before the failing one come first: their counts, or their
+        // error, which is then the batch's error (the failing statement would not have run).
+        let f = match self.flush(out).await {
+            Err(earlier) => earlier,
+            Ok(()) => f,
+        };
         let number = f.err.number;
         let forced = f.abort;
         let batch_abort = matches!(
@@ -581,6 +640,20 @@ impl Session {
                         }
                     }
                 }
+                if self.deferrable(&plan) {
+                    if plan
+                        .binds
+                        .iter()
+                        .any(|b| !matches!(b.src, Bind::Param(_) | Bind::Var(_)))
+                    {
+                        // @@ROWCOUNT, SCOPE_IDENTITY() … must be current when bound.
+                        self.flush(out).await?;
+                    }
+                    if self.defer(&plan, params) {
+                        return Ok(());
+                    }
+                }
+                self.flush(out).await?;
                 let rows = self.exec_plan(&plan, params).await?;
                 self.finish_plan(&plan, rows, out).await
             }
@@ -1368,6 +1441,128 @@ impl Session {
         Ok(s)
     }
 
+    /// Whether a DML plan may be pipelined: inside an open PostgreSQL transaction under
+    /// XACT_ABORT ON, outside TRY, with nothing to send before it (no deferred BEGIN, no
+    /// table lock), no OUTPUT rows, no local answer and no reseed. Under XACT_ABORT ON any
+    /// error rolls the whole transaction back and ends the batch, and PostgreSQL refuses every
+    /// later statement of the aborted transaction, so statements sent after a failing one
+    /// have no effect — exactly as if they had not been sent — while the first error is still
+    /// reported as that statement's error, in order. Saves one round trip per statement
+    /// (Mikro's INSERT → UPDATE RECid sequences, the ledger row).
+    fn deferrable(&self, plan: &SqlPlan) -> bool {
+        self.xact_abort
+            && self.trancount > 0
+            && self.pg_tx
+            && !self.pending_begin
+            && self.try_depth == 0
+            && matches!(plan.kind, Kind::Insert | Kind::Update | Kind::Delete)
+            && plan.columns.is_empty()
+            && plan.assign.is_empty()
+            && plan.local.is_none()
+            && plan.reseed.is_none()
+            && plan.lock_tables.is_empty()
+    }
+
+    /// Sends a deferrable plan without waiting for its answer ([`Session::flush`] reads it).
+    /// False (nothing sent) when its statement is not prepared in this session yet.
+    fn defer(&mut self, plan: &Arc<SqlPlan>, params: &[Param]) -> bool {
+        let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
+        let Some(stmt) = self
+            .stmts
+            .get(&plan.pg)
+            .and_then(|l| l.iter().find(|(t, _)| *t == types))
+            .map(|(_, s)| s.clone())
+        else {
+            return false;
+        };
+        let values = self.bind_values(plan, params);
+        let client = self.client.clone();
+        let returns_rows = plan.returns_rows;
+        let mut fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+            Box::pin(async move {
+                let args: Vec<PgArg<'_>> = values.iter().map(PgArg).collect();
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+                if returns_rows {
+                    client.query(&stmt, &refs).await.map(PgResult::Rows)
+                } else {
+                    client.execute(&stmt, &refs).await.map(PgResult::Count)
+                }
+            });
+        // The first poll encodes the statement and queues it on the connection (tokio-postgres
+        // sends requests in the order they are queued); the answer is awaited in `flush`.
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            fut = Box::pin(std::future::ready(r));
+        }
+        self.pending.push_back(Pending {
+            plan: plan.clone(),
+            fut,
+        });
+        true
+    }
+
+    /// Reads the answers of pipelined statements in order: row counts, SCOPE_IDENTITY and
+    /// DONE tokens as if each had run alone. The first error is returned (after the remaining
+    /// answers, which PostgreSQL refuses in the aborted transaction, are read and dropped).
+    async fn flush(&mut self, out: &mut Vec<Output>) -> Result<(), Fail> {
+        let mut first: Option<Fail> = None;
+        while let Some(p) = self.pending.pop_front() {
+            let r = p.fut.await;
+            if first.is_some() {
+                continue;
+            }
+            let rows = match r {
+                Err(e) => {
+                    first = Some(self.pg_fail(&e, Some(p.plan.kind)));
+                    continue;
+                }
+                Ok(PgResult::Count(n)) => {
+                    self.rowcount = n as i64;
+                    Vec::new()
+                }
+                Ok(PgResult::Rows(rows)) => match self.convert_rows(&p.plan, &rows) {
+                    Ok(v) => v,
+                    Err(f) => {
+                        first = Some(f);
+                        continue;
+                    }
+                },
+            };
+            if let Err(f) = self.finish_plan(&p.plan, rows, out).await {
+                first = Some(f);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// PostgreSQL rows → values coerced to the plan's T-SQL types; sets @@ROWCOUNT.
+    fn convert_rows(
+        &mut self,
+        plan: &SqlPlan,
+        rows: &[tokio_postgres::Row],
+    ) -> Result<Vec<Vec<Value>>, Fail> {
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut v = Vec::with_capacity(r.len());
+            for i in 0..r.len() {
+                let x = read_value(r, i)?;
+                let x = if let Some(c) = plan.columns.get(i) {
+                    coerce(x, &c.ty)
+                } else if let Some((_, t)) = plan.assign.get(i) {
+                    coerce(x, t)
+                } else {
+                    x
+                };
+                v.push(x);
+            }
+            out.push(v);
+        }
+        self.rowcount = rows.len() as i64;
+        Ok(out)
+    }
+
     async fn run_prepared(
         &mut self,
         plan: &SqlPlan,
@@ -1405,26 +1600,7 @@ impl Session {
                 self.rowcount = n as i64;
                 Ok(Vec::new())
             }
-            R::Rows(rows) => {
-                let mut out = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    let mut v = Vec::with_capacity(r.len());
-                    for i in 0..r.len() {
-                        let x = read_value(r, i)?;
-                        let x = if let Some(c) = plan.columns.get(i) {
-                            coerce(x, &c.ty)
-                        } else if let Some((_, t)) = plan.assign.get(i) {
-                            coerce(x, t)
-                        } else {
-                            x
-                        };
-                        v.push(x);
-                    }
-                    out.push(v);
-                }
-                self.rowcount = rows.len() as i64;
-                Ok(out)
-            }
+            R::Rows(rows) => self.convert_rows(plan, &rows),
         }
     }
 
