@@ -9,12 +9,14 @@
 //! 2. queue throughput with the no-op sink (rows/s, claim + complete only);
 //! 3. documents/s through the queue into the emulator with 1 and 4 ERP connections;
 //! 4. web insert rate of 16 concurrent writers (sale header + 1 line per transaction): without
-//!    the triggers, with mikro-sync's triggers (worker idle/draining, and no worker), and with a
-//!    naive per-row `pg_notify(id)` trigger for comparison.
+//!    the triggers, with mikro-sync's triggers (alone, and with a worker draining on the same
+//!    cores, counting the NOTIFYs actually sent), a naive per-row `pg_notify(id)` trigger for
+//!    comparison, and base vs triggers again with PostgreSQL's durable defaults.
 //!
 //! Sizes can be changed with PIPELINE_BENCH_DOCS (latency samples, default 300),
 //! PIPELINE_BENCH_NOOP_ROWS (default 50000), PIPELINE_BENCH_ERP_DOCS (default 300),
-//! PIPELINE_BENCH_INSERT_SECS (default 3), PIPELINE_BENCH_POLL_DOCS (default 20).
+//! PIPELINE_BENCH_INSERT_SECS (default 3), PIPELINE_BENCH_INSERT_ROUNDS (default 3),
+//! PIPELINE_BENCH_POLL_DOCS (default 20); PIPELINE_BENCH_ONLY=4 (or 1,3 …) runs only those sections.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -269,19 +271,59 @@ async fn drain_rate<S: Sink>(env: &Env, sink: S, rows: u64, opts: WorkerOptions)
     done as f64 / el.as_secs_f64()
 }
 
-/// 16 writers for `secs`, one sale (header + 1 line) per transaction; inserts/s.
-async fn insert_rate(url: &str, writers: usize, secs: u64) -> f64 {
+/// How the benchmark's web writers talk to PostgreSQL.
+#[derive(Clone, Copy)]
+enum Writer {
+    /// `BEGIN; INSERT …; INSERT …; COMMIT;` as one simple-protocol message: the cheapest client
+    /// there is, so the triggers' share of the work is as large as it gets.
+    OneRoundTrip,
+    /// Prepared, parameterised statements, one round trip each (BEGIN, header, line, COMMIT):
+    /// how an application driver / ORM (node-postgres, Prisma, sqlx) writes a sale.
+    Driver,
+}
+
+/// `writers` writers for `secs`, one sale (header + `lines` lines) per transaction; tx/s.
+async fn insert_rate(url: &str, writers: usize, secs: u64, mode: Writer, lines: usize) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..writers {
-        let c = connect(url).await;
+        let mut c = connect(url).await;
         let stop = stop.clone();
         let count = count.clone();
         tasks.push(tokio::spawn(async move {
+            let header = c
+                .prepare(
+                    "INSERT INTO satislar (id, cari_hesap_id, odeme_sekli, ara_toplam, kdv_tutari, toplam_tutar) \
+                     VALUES ($1, $2, 'vadeli', 100, 20, 120)",
+                )
+                .await
+                .expect("prepare");
+            let line = c
+                .prepare(
+                    "INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, kdv_tutari, toplam_tutar, sira_no) \
+                     VALUES ($1, $2, 1, 100, 20, 20, 120, $3)",
+                )
+                .await
+                .expect("prepare");
+            let cari: Uuid = CARI.parse().expect("uuid");
+            let stok: Uuid = STOK.parse().expect("uuid");
             while !stop.load(Ordering::Relaxed) {
-                let sql = format!("BEGIN;{}COMMIT;", sale_sql(Uuid::new_v4(), 1));
-                c.batch_execute(&sql).await.expect("insert");
+                match mode {
+                    Writer::OneRoundTrip => {
+                        let sql = format!("BEGIN;{}COMMIT;", sale_sql(Uuid::new_v4(), lines));
+                        c.batch_execute(&sql).await.expect("insert");
+                    }
+                    Writer::Driver => {
+                        let id = Uuid::new_v4();
+                        let tx = c.transaction().await.expect("begin");
+                        tx.execute(&header, &[&id, &cari]).await.expect("header");
+                        for i in 0..lines as i32 {
+                            tx.execute(&line, &[&id, &stok, &i]).await.expect("line");
+                        }
+                        tx.commit().await.expect("commit");
+                    }
+                }
                 count.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -305,6 +347,202 @@ BEGIN
     PERFORM pg_notify('mikro_sync_queue', NEW.id::text);
     RETURN NULL;
 END $$;";
+
+/// Counts the notifications delivered on `mikro_sync_queue` while it lives (a second listener
+/// beside the worker's), to show how many web transactions actually paid for a NOTIFY.
+struct NotifyCounter {
+    count: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+    _client: tokio_postgres::Client,
+}
+
+impl NotifyCounter {
+    async fn start(url: &str) -> Self {
+        use futures::StreamExt;
+        let (client, mut conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect listener");
+        let count = Arc::new(AtomicU64::new(0));
+        let n = count.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, tokio_postgres::AsyncMessage::Notification(_)) {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        client
+            .batch_execute("LISTEN mikro_sync_queue")
+            .await
+            .expect("listen");
+        NotifyCounter {
+            count,
+            task,
+            _client: client,
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn spread(v: &[f64]) -> String {
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(0.0, f64::max);
+    format!("{lo:.0}..{hi:.0}")
+}
+
+/// Section 4: the web app's write path with and without mikro-sync's triggers.
+///
+/// Rounds interleave the variants (base, triggers without a worker, triggers with a draining
+/// worker) so a noisy neighbour hits them alike; medians are printed with the range. The last
+/// block repeats base vs triggers with PostgreSQL's durable defaults (fsync, synchronous_commit,
+/// full_page_writes on), the configuration a real web database runs.
+async fn insert_section(env: &Env) {
+    let secs = env_usize("PIPELINE_BENCH_INSERT_SECS", 3) as u64;
+    let rounds = env_usize("PIPELINE_BENCH_INSERT_ROUNDS", 3).max(1);
+    let writers = 16;
+    let c = connect(&env.url).await;
+    let triggers = |on: bool| {
+        if on {
+            "ALTER TABLE satislar ENABLE TRIGGER satis_sync_trigger"
+        } else {
+            "ALTER TABLE satislar DISABLE TRIGGER satis_sync_trigger"
+        }
+    };
+    // One run: reset, triggers on/off, optionally a draining worker; tx/s.
+    let run = |on: bool, mode: Writer, lines: usize| {
+        let c = &c;
+        async move {
+            env.reset().await;
+            c.batch_execute(triggers(on)).await.unwrap();
+            insert_rate(&env.url, writers, secs, mode, lines).await
+        }
+    };
+    let (mut base, mut trig, mut dbase, mut dtrig, mut worker) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut base3, mut trig3) = (Vec::new(), Vec::new());
+    let (mut posted, mut txs, mut notifies) = (0u64, 0f64, 0u64);
+    for _ in 0..rounds {
+        base.push(run(false, Writer::OneRoundTrip, 1).await);
+        trig.push(run(true, Writer::OneRoundTrip, 1).await);
+        dbase.push(run(false, Writer::Driver, 1).await);
+        dtrig.push(run(true, Writer::Driver, 1).await);
+        base3.push(run(false, Writer::Driver, 3).await);
+        trig3.push(run(true, Writer::Driver, 3).await);
+        env.reset().await;
+        c.batch_execute(triggers(true)).await.unwrap();
+        let w = start_worker(
+            &env.pool,
+            &env.url,
+            NoopSink,
+            WorkerOptions::default(),
+            true,
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let counter = NotifyCounter::start(&env.url).await;
+        let r = insert_rate(&env.url, writers, secs, Writer::OneRoundTrip, 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        notifies += counter.count.load(Ordering::Relaxed);
+        counter.task.abort();
+        worker.push(r);
+        txs += r * secs as f64;
+        posted += w.stop().await.posted;
+    }
+    // A naive per-row pg_notify(id) trigger, for comparison.
+    env.reset().await;
+    c.batch_execute(NAIVE_TRIGGER).await.unwrap();
+    let w = start_worker(
+        &env.pool,
+        &env.url,
+        NoopSink,
+        WorkerOptions::default(),
+        true,
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let naive = insert_rate(&env.url, writers, secs, Writer::OneRoundTrip, 1).await;
+    w.stop().await;
+    c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
+        .await
+        .unwrap();
+    // PostgreSQL's durable defaults (the harness runs with them off for speed).
+    for sql in [
+        "ALTER SYSTEM SET fsync = on",
+        "ALTER SYSTEM SET synchronous_commit = on",
+        "ALTER SYSTEM SET full_page_writes = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        c.batch_execute(sql).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let durable_base = run(false, Writer::Driver, 1).await;
+    let durable_trig = run(true, Writer::Driver, 1).await;
+    for sql in [
+        "ALTER SYSTEM RESET fsync",
+        "ALTER SYSTEM RESET synchronous_commit",
+        "ALTER SYSTEM RESET full_page_writes",
+        "SELECT pg_reload_conf()",
+    ] {
+        c.batch_execute(sql).await.unwrap();
+    }
+    let pc = |v: f64, b: f64| 100.0 * v / b;
+    let base_m = median(&mut base.clone());
+    let t = median(&mut trig.clone());
+    let wk = median(&mut worker.clone());
+    let db = median(&mut dbase.clone());
+    let dt = median(&mut dtrig.clone());
+    let b3 = median(&mut base3.clone());
+    let t3 = median(&mut trig3.clone());
+    println!();
+    println!(
+        "4. web insert rate, {writers} concurrent writers, one sale (header + lines) per transaction, \
+         {secs} s per run, median of {rounds} interleaved rounds [range]; target: triggers keep >= 80 %"
+    );
+    println!(
+        "   a) 1-line sales, each transaction sent as one message (BEGIN; INSERT; INSERT; COMMIT;)"
+    );
+    println!(
+        "      without triggers                       {base_m:>8.0} tx/s  100 %  [{}]",
+        spread(&base)
+    );
+    println!(
+        "      mikro-sync triggers                    {t:>8.0} tx/s  {:>3.0} %  [{}]",
+        pc(t, base_m),
+        spread(&trig)
+    );
+    println!(
+        "      triggers + worker draining, same cores {wk:>8.0} tx/s  {:>3.0} %  [{}]  (worker completed {posted} rows; {notifies} NOTIFYs for {txs:.0} transactions)",
+        pc(wk, base_m),
+        spread(&worker)
+    );
+    println!(
+        "      naive per-row pg_notify(id) + worker   {naive:>8.0} tx/s  {:>3.0} %  (for comparison)",
+        pc(naive, base_m)
+    );
+    println!("   b) prepared statements, one round trip each (BEGIN, header, line(s), COMMIT), 1-line sales:");
+    println!(
+        "      without triggers                       {db:>8.0} tx/s  100 %  [{}]",
+        spread(&dbase)
+    );
+    println!(
+        "      mikro-sync triggers                    {dt:>8.0} tx/s  {:>3.0} %  [{}]",
+        pc(dt, db),
+        spread(&dtrig)
+    );
+    println!(
+        "      3-line sales: {b3:.0} -> {t3:.0} tx/s = {:.0} %  [{} -> {}]",
+        pc(t3, b3),
+        spread(&base3),
+        spread(&trig3)
+    );
+    println!(
+        "      1-line sales, durable PostgreSQL (fsync, synchronous_commit on): {durable_base:.0} -> {durable_trig:.0} tx/s = {:.0} %",
+        pc(durable_trig, durable_base)
+    );
+}
 
 #[tokio::main]
 async fn main() {
@@ -336,215 +574,165 @@ async fn main() {
             .unwrap_or(0)
     );
 
-    // 1. Latency.
-    let n = env_usize("PIPELINE_BENCH_DOCS", 300);
-    let poll_n = env_usize("PIPELINE_BENCH_POLL_DOCS", 20);
-    let sink = env.mikro_sink(4).await;
-    // The gap exceeds the worker's linger (20 ms), so every document meets an idle worker.
-    let gap = Duration::from_millis(25);
-    let notify = latency_run(&env, sink.clone(), true, n, gap, true).await;
-    let notify_noop = latency_run(&env, NoopSink, true, n, gap, true).await;
-    let poll = latency_run(
-        &env,
-        sink.clone(),
-        false,
-        poll_n,
-        Duration::from_millis(250),
-        false,
-    )
-    .await;
-    println!();
-    println!("1. latency, one document (sale, 1 line) at a time into an idle worker [ms]");
-    println!(
-        "   {:<34} {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7}",
-        "mode", "pick p50", "p95", "p99", "e2e p50", "p95", "p99"
-    );
-    for (name, l) in [
-        ("notify, emulator (MikroSink)", &notify),
-        ("notify, no-op sink", &notify_noop),
-        ("poll-only 5 s, emulator", &poll),
-    ] {
-        println!(
-            "   {:<34} {:>8} {:>7} {:>7} | {:>7} {:>7} {:>7}   (n={})",
-            name,
-            ms(pct(&l.pickup, 0.5)),
-            ms(pct(&l.pickup, 0.95)),
-            ms(pct(&l.pickup, 0.99)),
-            ms(pct(&l.e2e, 0.5)),
-            ms(pct(&l.e2e, 0.95)),
-            ms(pct(&l.e2e, 0.99)),
-            l.pickup.len()
-        );
-    }
-    let ratio =
-        pct(&poll.pickup, 0.5).as_secs_f64() / pct(&notify.pickup, 0.5).as_secs_f64().max(1e-9);
-    println!("   pick-up p50: notify is {ratio:.0}x faster than poll-only (targets: pick-up p50 <= 1 ms, p99 <= 5 ms; e2e p50 <= 10 ms, p99 <= 30 ms)");
+    // PIPELINE_BENCH_ONLY=4 (or 1,3 ...) runs only the listed sections.
+    let only = std::env::var("PIPELINE_BENCH_ONLY").ok();
+    let want = |n: u32| {
+        only.as_deref()
+            .is_none_or(|s| s.split(',').any(|x| x.trim() == n.to_string()))
+    };
 
-    // 2. No-op throughput.
-    env.reset().await;
-    let rows = env_usize("PIPELINE_BENCH_NOOP_ROWS", 50_000) as u64;
-    {
-        let c = connect(&env.url).await;
-        c.execute(
+    if want(1) {
+        // 1. Latency.
+        let n = env_usize("PIPELINE_BENCH_DOCS", 300);
+        let poll_n = env_usize("PIPELINE_BENCH_POLL_DOCS", 20);
+        let sink = env.mikro_sink(4).await;
+        // The gap exceeds the worker's linger (20 ms), so every document meets an idle worker.
+        let gap = Duration::from_millis(25);
+        let notify = latency_run(&env, sink.clone(), true, n, gap, true).await;
+        let notify_noop = latency_run(&env, NoopSink, true, n, gap, true).await;
+        let poll = latency_run(
+            &env,
+            sink.clone(),
+            false,
+            poll_n,
+            Duration::from_millis(250),
+            false,
+        )
+        .await;
+        println!();
+        println!("1. latency, one document (sale, 1 line) at a time into an idle worker [ms]");
+        println!(
+            "   {:<34} {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7}",
+            "mode", "pick p50", "p95", "p99", "e2e p50", "p95", "p99"
+        );
+        for (name, l) in [
+            ("notify, emulator (MikroSink)", &notify),
+            ("notify, no-op sink", &notify_noop),
+            ("poll-only 5 s, emulator", &poll),
+        ] {
+            println!(
+                "   {:<34} {:>8} {:>7} {:>7} | {:>7} {:>7} {:>7}   (n={})",
+                name,
+                ms(pct(&l.pickup, 0.5)),
+                ms(pct(&l.pickup, 0.95)),
+                ms(pct(&l.pickup, 0.99)),
+                ms(pct(&l.e2e, 0.5)),
+                ms(pct(&l.e2e, 0.95)),
+                ms(pct(&l.e2e, 0.99)),
+                l.pickup.len()
+            );
+        }
+        let ratio =
+            pct(&poll.pickup, 0.5).as_secs_f64() / pct(&notify.pickup, 0.5).as_secs_f64().max(1e-9);
+        println!("   pick-up p50: notify is {ratio:.0}x faster than poll-only (targets: pick-up p50 <= 1 ms, p99 <= 5 ms; e2e p50 <= 10 ms, p99 <= 30 ms)");
+    }
+
+    if want(2) {
+        // 2. No-op throughput.
+        env.reset().await;
+        let rows = env_usize("PIPELINE_BENCH_NOOP_ROWS", 50_000) as u64;
+        {
+            let c = connect(&env.url).await;
+            c.execute(
             "INSERT INTO sync_queue (entity_type, entity_id) SELECT 'satis', gen_random_uuid() FROM generate_series(1, $1::int)",
             &[&(rows as i32)],
         )
         .await
         .expect("prefill");
-        c.batch_execute("VACUUM ANALYZE sync_queue")
-            .await
-            .expect("vacuum");
-    }
-    let noop_opts = WorkerOptions {
-        concurrency: 2000,
-        batch_size: 1000,
-        ..WorkerOptions::default()
-    };
-    let noop = drain_rate(&env, NoopSink, rows, noop_opts).await;
-    println!();
-    println!("2. queue throughput, no-op sink: {noop:.0} rows/s ({rows} rows; target >= 10,000)");
-
-    // 3. Documents/s into the emulator.
-    let erp_docs = env_usize("PIPELINE_BENCH_ERP_DOCS", 300);
-    let mut erp_rates = Vec::new();
-    for (conns, ping) in [(1u32, true), (4, true), (4, false)] {
-        env.reset().await;
-        let c = connect(&env.url).await;
-        c.batch_execute(&prefill_sales(erp_docs))
-            .await
-            .expect("prefill sales");
-        let sink = if ping {
-            env.mikro_sink(conns).await
-        } else {
-            // Same, but bb8 does not run its `SELECT 1` on every checkout.
-            let cfg = tiberius::Config::from_ado_string(&env.h.erp_ado()).expect("ado");
-            let erp = bb8::Pool::builder()
-                .max_size(conns)
-                .test_on_check_out(false)
-                .build(bb8_tiberius::ConnectionManager::new(cfg))
+            c.batch_execute("VACUUM ANALYZE sync_queue")
                 .await
-                .expect("erp pool");
-            MikroSink {
-                web: env.pool.clone(),
-                erp,
-                cfg: PostingConfig::default(),
-            }
-        };
-        let opts = WorkerOptions {
-            concurrency: conns as usize,
+                .expect("vacuum");
+        }
+        let noop_opts = WorkerOptions {
+            concurrency: 2000,
+            batch_size: 1000,
             ..WorkerOptions::default()
         };
-        let r = drain_rate(&env, sink, erp_docs as u64, opts).await;
-        erp_rates.push((conns, ping, r));
+        let noop = drain_rate(&env, NoopSink, rows, noop_opts).await;
+        println!();
+        println!(
+            "2. queue throughput, no-op sink: {noop:.0} rows/s ({rows} rows; target >= 10,000)"
+        );
     }
-    // Reference: post_document called directly in a loop (no queue), one connection.
-    env.reset().await;
-    let direct = {
-        let c = connect(&env.url).await;
-        c.batch_execute(&prefill_sales(erp_docs))
-            .await
-            .expect("prefill sales");
-        let ids: Vec<Uuid> = c
-            .query("SELECT entity_id FROM sync_queue", &[])
-            .await
-            .expect("ids")
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let mut erp = env.h.erp_client().await.expect("erp");
-        let cfg = PostingConfig::default();
-        let t0 = Instant::now();
-        for id in &ids {
-            mikro_sync::posting::post_document(&c, &mut erp, &cfg, DocKind::Satis, *id)
+
+    if want(3) {
+        // 3. Documents/s into the emulator.
+        let erp_docs = env_usize("PIPELINE_BENCH_ERP_DOCS", 300);
+        let mut erp_rates = Vec::new();
+        for (conns, ping) in [(1u32, true), (4, true), (4, false)] {
+            env.reset().await;
+            let c = connect(&env.url).await;
+            c.batch_execute(&prefill_sales(erp_docs))
                 .await
-                .expect("post");
+                .expect("prefill sales");
+            let sink = if ping {
+                env.mikro_sink(conns).await
+            } else {
+                // Same, but bb8 does not run its `SELECT 1` on every checkout.
+                let cfg = tiberius::Config::from_ado_string(&env.h.erp_ado()).expect("ado");
+                let erp = bb8::Pool::builder()
+                    .max_size(conns)
+                    .test_on_check_out(false)
+                    .build(bb8_tiberius::ConnectionManager::new(cfg))
+                    .await
+                    .expect("erp pool");
+                MikroSink {
+                    web: env.pool.clone(),
+                    erp,
+                    cfg: PostingConfig::default(),
+                }
+            };
+            let opts = WorkerOptions {
+                concurrency: conns as usize,
+                ..WorkerOptions::default()
+            };
+            let r = drain_rate(&env, sink, erp_docs as u64, opts).await;
+            erp_rates.push((conns, ping, r));
         }
-        ids.len() as f64 / t0.elapsed().as_secs_f64()
-    };
-    println!();
-    println!("3. documents/s through the queue into the emulator (3-line sales, one series; target >= 500)");
-    for (conns, ping, r) in &erp_rates {
-        let note = if *ping {
-            ""
-        } else {
-            " (bb8 test_on_check_out off)"
+        // Reference: post_document called directly in a loop (no queue), one connection.
+        env.reset().await;
+        let direct = {
+            let c = connect(&env.url).await;
+            c.batch_execute(&prefill_sales(erp_docs))
+                .await
+                .expect("prefill sales");
+            let ids: Vec<Uuid> = c
+                .query("SELECT entity_id FROM sync_queue", &[])
+                .await
+                .expect("ids")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let mut erp = env.h.erp_client().await.expect("erp");
+            let cfg = PostingConfig::default();
+            let t0 = Instant::now();
+            for id in &ids {
+                mikro_sync::posting::post_document(&c, &mut erp, &cfg, DocKind::Satis, *id)
+                    .await
+                    .expect("post");
+            }
+            ids.len() as f64 / t0.elapsed().as_secs_f64()
         };
-        println!("   {conns} ERP connection(s): {r:.0} docs/s{note}");
-    }
-    println!(
+        println!();
+        println!("3. documents/s through the queue into the emulator (3-line sales, one series; target >= 500)");
+        for (conns, ping, r) in &erp_rates {
+            let note = if *ping {
+                ""
+            } else {
+                " (bb8 test_on_check_out off)"
+            };
+            println!("   {conns} ERP connection(s): {r:.0} docs/s{note}");
+        }
+        println!(
         "   reference, post_document in a loop without the queue, 1 connection: {direct:.0} docs/s"
     );
+    }
 
     // 4. Web insert rate, 16 writers.
-    let secs = env_usize("PIPELINE_BENCH_INSERT_SECS", 3) as u64;
-    let writers = 16;
-    let c = connect(&env.url).await;
-    env.reset().await;
-    c.batch_execute("ALTER TABLE satislar DISABLE TRIGGER satis_sync_trigger")
-        .await
-        .unwrap();
-    let base = insert_rate(&env.url, writers, secs).await;
-    c.batch_execute("ALTER TABLE satislar ENABLE TRIGGER satis_sync_trigger")
-        .await
-        .unwrap();
-    env.reset().await;
-    let w = start_worker(
-        &env.pool,
-        &env.url,
-        NoopSink,
-        WorkerOptions::default(),
-        true,
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ours = insert_rate(&env.url, writers, secs).await;
-    let ours_report = w.stop().await;
-    env.reset().await;
-    let no_linger = WorkerOptions {
-        linger: Duration::ZERO,
-        ..WorkerOptions::default()
-    };
-    let w = start_worker(&env.pool, &env.url, NoopSink, no_linger, true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ours_nolinger = insert_rate(&env.url, writers, secs).await;
-    w.stop().await;
-    env.reset().await;
-    let ours_noworker = insert_rate(&env.url, writers, secs).await;
-    env.reset().await;
-    c.batch_execute(NAIVE_TRIGGER).await.unwrap();
-    let w = start_worker(
-        &env.pool,
-        &env.url,
-        NoopSink,
-        WorkerOptions::default(),
-        true,
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let naive = insert_rate(&env.url, writers, secs).await;
-    w.stop().await;
-    // Restore mikro-sync's trigger function.
-    c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
-        .await
-        .unwrap();
-    println!();
-    println!("4. web insert rate, {writers} concurrent writers, sale header + 1 line per transaction, {secs} s each");
-    println!("   without triggers                          {base:>8.0} tx/s  100 %");
-    println!(
-        "   mikro-sync triggers, worker running       {ours:>8.0} tx/s  {:>3.0} %  (worker posted {} meanwhile; target >= 80 %)",
-        100.0 * ours / base,
-        ours_report.posted
-    );
-    println!(
-        "   same, worker without linger               {ours_nolinger:>8.0} tx/s  {:>3.0} %",
-        100.0 * ours_nolinger / base
-    );
-    println!(
-        "   mikro-sync triggers, no worker            {ours_noworker:>8.0} tx/s  {:>3.0} %",
-        100.0 * ours_noworker / base
-    );
-    println!(
-        "   naive per-row pg_notify(id), worker       {naive:>8.0} tx/s  {:>3.0} %  (for comparison)",
-        100.0 * naive / base
-    );
+    if want(4) {
+        insert_section(&env).await;
+    }
+
     println!();
     println!("total bench time {:.1} s", t_all.elapsed().as_secs_f64());
 }

@@ -174,9 +174,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS sync_queue_one_open_idx
 -- The claim query: ready rows in next_attempt_at order.
 CREATE INDEX IF NOT EXISTS sync_queue_ready_idx
     ON sync_queue (next_attempt_at) WHERE status = 'pending';
--- The rescuer: claimed rows by lease end.
-CREATE INDEX IF NOT EXISTS sync_queue_lease_idx
-    ON sync_queue (lease_until) WHERE status = 'processing';
+-- No index of its own for the rescuer (claimed rows by lease end): its query
+-- (status = 'processing' AND lease_until < now) is answered from sync_queue_one_open_idx, whose
+-- predicate covers it, and open rows are few. Every index here is paid for by every web INSERT
+-- (the trigger's queue row); the one this file used to create is dropped.
+DROP INDEX IF EXISTS sync_queue_lease_idx;
 -- No index on entity_id alone: every index is paid for by every web INSERT (the trigger's
 -- queue row), and looking one document up is an occasional operator query.
 DROP INDEX IF EXISTS sync_queue_entity_idx;

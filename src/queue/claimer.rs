@@ -56,7 +56,9 @@ pub async fn claim(
             client
                 .execute(
                     "UPDATE sync_queue SET status = 'failed', processed_at = now(), claimed_by = NULL, \
-                     lease_until = NULL, error_message = 'unknown entity_type ' || entity_type WHERE id = $1",
+                     lease_until = NULL, error_message = 'unknown entity_type ''' || entity_type || \
+                     ''': mikro-sync posts only ''satis'' and ''tahsilat''; correct the value and set status = ''pending'', or delete the row' \
+                     WHERE id = $1",
                     &[&id],
                 )
                 .await
