@@ -348,6 +348,21 @@ BEGIN
     RETURN NULL;
 END $$;";
 
+/// mikro-sync's trigger function without its queue row: only the kaynak/origin checks and the
+/// notify decision, to split the triggers' cost into "wake-up logic" and "the queue row".
+const NOTIFY_ONLY_TRIGGER: &str = "
+CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.kaynak IS NOT NULL AND NEW.kaynak <> 'web')
+       OR current_setting('mikro_sync.origin', true) = 'erp' THEN
+        RETURN NULL;
+    END IF;
+    IF NOT pg_try_advisory_xact_lock_shared(7883950761929046382) THEN
+        PERFORM pg_notify('mikro_sync_queue', '');
+    END IF;
+    RETURN NULL;
+END $$;";
+
 /// Counts the notifications delivered on `mikro_sync_queue` while it lives (a second listener
 /// beside the worker's), to show how many web transactions actually paid for a NOTIFY.
 struct NotifyCounter {
@@ -424,11 +439,16 @@ async fn insert_section(env: &Env) {
     };
     let (mut base, mut trig, mut dbase, mut dtrig, mut worker) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut base3, mut trig3) = (Vec::new(), Vec::new());
+    let (mut base3, mut trig3, mut notify_only) = (Vec::new(), Vec::new(), Vec::new());
     let (mut posted, mut txs, mut notifies) = (0u64, 0f64, 0u64);
     for _ in 0..rounds {
         base.push(run(false, Writer::OneRoundTrip, 1).await);
         trig.push(run(true, Writer::OneRoundTrip, 1).await);
+        c.batch_execute(NOTIFY_ONLY_TRIGGER).await.unwrap();
+        notify_only.push(run(true, Writer::OneRoundTrip, 1).await);
+        c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
+            .await
+            .unwrap();
         dbase.push(run(false, Writer::Driver, 1).await);
         dtrig.push(run(true, Writer::Driver, 1).await);
         base3.push(run(false, Writer::Driver, 3).await);
@@ -494,6 +514,7 @@ async fn insert_section(env: &Env) {
     let wk = median(&mut worker.clone());
     let db = median(&mut dbase.clone());
     let dt = median(&mut dtrig.clone());
+    let no = median(&mut notify_only.clone());
     let b3 = median(&mut base3.clone());
     let t3 = median(&mut trig3.clone());
     println!();
@@ -512,6 +533,11 @@ async fn insert_section(env: &Env) {
         "      mikro-sync triggers                    {t:>8.0} tx/s  {:>3.0} %  [{}]",
         pc(t, base_m),
         spread(&trig)
+    );
+    println!(
+        "      of which the wake-up logic alone       {no:>8.0} tx/s  {:>3.0} %  [{}]  (same trigger without its queue row)",
+        pc(no, base_m),
+        spread(&notify_only)
     );
     println!(
         "      triggers + worker draining, same cores {wk:>8.0} tx/s  {:>3.0} %  [{}]  (worker completed {posted} rows; {notifies} NOTIFYs for {txs:.0} transactions)",
