@@ -508,6 +508,38 @@ async fn pipelined_dml_under_xact_abort() {
     assert_eq!(dones_before_error(&out), 2, "{out:?}");
     assert_eq!(s.trancount(), 0);
     assert_eq!(count(&mut other, "SELECT COUNT(*) FROM Q").await, 6);
+    // SCOPE_IDENTITY() of a pipelined multi-row INSERT, with an INSERT into a table without
+    // IDENTITY in between: the last row of the identity INSERT.
+    ok(&mut s, "CREATE TABLE N (v int NOT NULL)").await;
+    const BATCH2: &str = "SET XACT_ABORT ON; BEGIN TRAN; UPDATE N SET v = v WHERE v < 0; \
+        INSERT INTO Q (code, recid) VALUES (@P1, 0), (@P2, 0); \
+        INSERT INTO N (v) VALUES (@P1); \
+        UPDATE Q SET recid = -1 WHERE id = SCOPE_IDENTITY(); \
+        COMMIT TRAN; SET XACT_ABORT OFF";
+    for (a, b) in [(20, 21), (22, 23), (24, 25)] {
+        ok_p(
+            &mut s,
+            BATCH2,
+            &[
+                p("@P1", SqlType::Int, Value::Int(a)),
+                p("@P2", SqlType::Int, Value::Int(b)),
+            ],
+        )
+        .await;
+    }
+    assert_eq!(
+        count(
+            &mut other,
+            "SELECT COUNT(*) FROM Q WHERE recid = -1 AND code IN (21, 23, 25)"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(&mut other, "SELECT COUNT(*) FROM Q WHERE recid = -1").await,
+        3
+    );
+    ok(&mut s, "DELETE FROM Q WHERE code >= 20").await;
     // The session is healthy afterwards.
     let out = ok_p(&mut s, BATCH, &ps(11, 12, 13)).await;
     assert_eq!(rowset(&out, 0).1[0][0], Value::Int(1));

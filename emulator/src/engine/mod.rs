@@ -151,6 +151,7 @@ impl Engine {
             engine: self.clone(),
             client: Arc::new(client),
             pending: std::collections::VecDeque::new(),
+            pending_values_identity: false,
             trancount: 0,
             tx_desc: None,
             pending_begin: false,
@@ -316,6 +317,10 @@ pub struct Session {
     /// DML sent to PostgreSQL but not yet answered (pipelined under XACT_ABORT ON, see
     /// [`Session::defer`]), oldest first.
     pending: std::collections::VecDeque<Pending>,
+    /// The newest identity-producing statement among `pending` is an `INSERT … VALUES` into a
+    /// table with an IDENTITY column (no explicit values): once PostgreSQL has run it,
+    /// `lastval()` is its last identity, i.e. SCOPE_IDENTITY() (see [`Session::defer_scope`]).
+    pending_values_identity: bool,
 }
 
 /// What a pipelined statement's PostgreSQL call returns.
@@ -641,15 +646,31 @@ impl Session {
                     }
                 }
                 if self.deferrable(&plan) {
-                    if plan
+                    let values_insert = matches!(
+                        stmt,
+                        Statement::Insert(i) if i.source.as_ref().is_some_and(
+                            |q| matches!(*q.body, ast::SetExpr::Values(_))
+                        )
+                    );
+                    let only_scope = plan.binds.iter().all(|b| {
+                        matches!(b.src, Bind::Param(_) | Bind::Var(_) | Bind::ScopeIdentity)
+                    });
+                    let current = plan
                         .binds
                         .iter()
-                        .any(|b| !matches!(b.src, Bind::Param(_) | Bind::Var(_)))
-                    {
+                        .all(|b| matches!(b.src, Bind::Param(_) | Bind::Var(_)));
+                    if !current && only_scope && self.pending_values_identity {
+                        if self.defer_scope(&plan, params, out).await? {
+                            return Ok(());
+                        }
+                    } else if !current {
                         // @@ROWCOUNT, SCOPE_IDENTITY() … must be current when bound.
                         self.flush(out).await?;
                     }
-                    if self.defer(&plan, params) {
+                    if self.defer(&plan, &plan.pg, params) {
+                        if plan.identity_col {
+                            self.pending_values_identity = values_insert;
+                        }
                         return Ok(());
                     }
                 }
@@ -1463,13 +1484,62 @@ impl Session {
             && plan.lock_tables.is_empty()
     }
 
-    /// Sends a deferrable plan without waiting for its answer ([`Session::flush`] reads it).
-    /// False (nothing sent) when its statement is not prepared in this session yet.
-    fn defer(&mut self, plan: &Arc<SqlPlan>, params: &[Param]) -> bool {
+    /// Pipelines a plan that binds SCOPE_IDENTITY() while the INSERT that sets it is still
+    /// unanswered (Mikro's `INSERT …; UPDATE … SET x_RECid_RECno = x_RECno WHERE x_RECno =
+    /// SCOPE_IDENTITY()`): the statement is sent with `(SELECT lastval())` in place of the
+    /// parameter.
+    /// PostgreSQL runs it after that INSERT, whose identity default was the session's last
+    /// `nextval` (no triggers, no explicit identity values, nothing else calls `nextval` in
+    /// between), so `lastval()` is the value SCOPE_IDENTITY() would have had. Only for SQL
+    /// without quotes (the placeholder is replaced textually). The variant is prepared on first
+    /// use (after reading the pending answers). False when not applicable: nothing sent, and
+    /// the pending answers are read (SCOPE_IDENTITY() is current for the plain plan).
+    async fn defer_scope(
+        &mut self,
+        plan: &Arc<SqlPlan>,
+        params: &[Param],
+        out: &mut Vec<Output>,
+    ) -> Result<bool, Fail> {
+        if plan.pg.contains('\'') {
+            self.flush(out).await?;
+            return Ok(false);
+        }
+        let mut pg = plan.pg.clone();
+        for (i, b) in plan.binds.iter().enumerate().rev() {
+            if matches!(b.src, Bind::ScopeIdentity) {
+                // An uncorrelated subquery is evaluated once (an InitPlan parameter), so the
+                // comparison still uses the primary key; a bare lastval() is volatile.
+                pg = replace_placeholder(&pg, i + 1, "(SELECT lastval())");
+            }
+        }
+        let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
+        let known = self
+            .stmts
+            .get(&pg)
+            .is_some_and(|l| l.iter().any(|(t, _)| *t == types));
+        if !known {
+            self.flush(out).await?;
+            self.prepared(&pg, &types)
+                .await
+                .map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
+            // SCOPE_IDENTITY() is known again: the plain plan runs (and is pipelined) as is.
+            return Ok(false);
+        }
+        if self.defer(plan, &pg, params) {
+            return Ok(true);
+        }
+        self.flush(out).await?;
+        Ok(false)
+    }
+
+    /// Sends a deferrable plan (as PostgreSQL text `pg`: the plan's, or a variant with the same
+    /// parameters) without waiting for its answer ([`Session::flush`] reads it). False
+    /// (nothing sent) when the statement is not prepared in this session yet.
+    fn defer(&mut self, plan: &Arc<SqlPlan>, pg: &str, params: &[Param]) -> bool {
         let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
         let Some(stmt) = self
             .stmts
-            .get(&plan.pg)
+            .get(pg)
             .and_then(|l| l.iter().find(|(t, _)| *t == types))
             .map(|(_, s)| s.clone())
         else {
@@ -1507,6 +1577,7 @@ impl Session {
     /// DONE tokens as if each had run alone. The first error is returned (after the remaining
     /// answers, which PostgreSQL refuses in the aborted transaction, are read and dropped).
     async fn flush(&mut self, out: &mut Vec<Output>) -> Result<(), Fail> {
+        self.pending_values_identity = false;
         let mut first: Option<Fail> = None;
         while let Some(p) = self.pending.pop_front() {
             let r = p.fut.await;
@@ -1869,6 +1940,25 @@ impl Session {
     }
 }
 
+/// Replaces the placeholder `$n` (not `$n0`, `$n1` …) in PostgreSQL text without quotes.
+fn replace_placeholder(sql: &str, n: usize, with: &str) -> String {
+    let token = format!("${n}");
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(pos) = rest.find(&token) {
+        let after = &rest[pos + token.len()..];
+        out.push_str(&rest[..pos]);
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str(&token);
+        } else {
+            out.push_str(with);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// RAISERROR's printf-style message: `%s`, `%d`, `%i`, `%u` take the arguments in order, `%%`
 /// is a percent sign (width/precision flags are not supported).
 /// For a value answered locally (without PostgreSQL): true unless the target is an integer type
@@ -1927,4 +2017,22 @@ fn raiserror_format(fmt: &str, args: &[String]) -> String {
 /// level (the batch ends).
 fn batch_abort_compile(number: i32) -> bool {
     matches!(number, 102 | 137 | 174 | 207 | 208 | 209 | 2715 | 4104)
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    use super::replace_placeholder;
+
+    #[test]
+    fn replaces_only_the_whole_placeholder() {
+        assert_eq!(
+            replace_placeholder("a = $1 AND b = $10 AND c = $1", 1, "X"),
+            "a = X AND b = $10 AND c = X"
+        );
+        assert_eq!(
+            replace_placeholder("CAST($12 AS bigint)", 12, "Y"),
+            "CAST(Y AS bigint)"
+        );
+        assert_eq!(replace_placeholder("$2", 1, "Z"), "$2");
+    }
 }
