@@ -685,7 +685,13 @@ async fn main() {
         // 3. Documents/s into the emulator.
         let erp_docs = env_usize("PIPELINE_BENCH_ERP_DOCS", 300);
         let mut erp_rates = Vec::new();
-        for (conns, ping) in [(1u32, true), (4, true), (4, false)] {
+        for (conns, concurrency, ping) in [
+            (1u32, 1usize, true),
+            (1, 4, true),
+            (4, 4, true),
+            (4, 8, true),
+            (4, 8, false),
+        ] {
             env.reset().await;
             let c = connect(&env.url).await;
             c.batch_execute(&prefill_sales(erp_docs))
@@ -709,11 +715,11 @@ async fn main() {
                 }
             };
             let opts = WorkerOptions {
-                concurrency: conns as usize,
+                concurrency,
                 ..WorkerOptions::default()
             };
             let r = drain_rate(&env, sink, erp_docs as u64, opts).await;
-            erp_rates.push((conns, ping, r));
+            erp_rates.push((conns, concurrency, ping, r));
         }
         // Reference: post_document called directly in a loop (no queue), one connection.
         env.reset().await;
@@ -741,13 +747,15 @@ async fn main() {
         };
         println!();
         println!("3. documents/s through the queue into the emulator (3-line sales, one series; target >= 500)");
-        for (conns, ping, r) in &erp_rates {
+        for (conns, concurrency, ping, r) in &erp_rates {
             let note = if *ping {
                 ""
             } else {
                 " (bb8 test_on_check_out off)"
             };
-            println!("   {conns} ERP connection(s): {r:.0} docs/s{note}");
+            println!(
+                "   {conns} ERP connection(s), {concurrency} document(s) in flight: {r:.0} docs/s{note}"
+            );
         }
         println!(
         "   reference, post_document in a loop without the queue, 1 connection: {direct:.0} docs/s"

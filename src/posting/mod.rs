@@ -124,31 +124,69 @@ pub enum PostError {
     NotReady(String),
 }
 
-/// Posts one document into Mikro exactly once in effect: inside one ERP transaction it checks the mikro-sync ledger,
-/// allocates the number, writes the rows and the ledger row. A document already in the ledger is not written again;
-/// its recorded number is returned with `already_posted = true`.
-pub async fn post_document(
+/// A document read from the web database and validated, ready to be written into Mikro.
+///
+/// Loading and posting are separate steps so a worker can read the next document from
+/// PostgreSQL while the ERP connection is still busy with the previous one (the ERP pool, not
+/// the web reads, is what bounds documents/s).
+#[derive(Debug)]
+pub enum LoadedDocument {
+    /// A sale with its lines.
+    Sale(Box<load::Sale>),
+    /// A collection.
+    Collection(Box<load::Collection>),
+}
+
+impl LoadedDocument {
+    /// The web id of the document.
+    fn web_id(&self) -> Uuid {
+        match self {
+            LoadedDocument::Sale(s) => s.id,
+            LoadedDocument::Collection(c) => c.id,
+        }
+    }
+}
+
+/// Reads and validates one document from the web database (no ERP access). A document that is
+/// gone from the web table is a data error naming the table.
+pub async fn load_document(
     web: &tokio_postgres::Client,
-    erp: &mut ErpClient,
     cfg: &PostingConfig,
     kind: DocKind,
     web_id: Uuid,
-) -> Result<Posted, PostError> {
-    let span = tracing::info_span!("post_document", kind = kind.as_str(), doc_id = %web_id);
+) -> Result<LoadedDocument, PostError> {
+    let span = tracing::info_span!("load_document", kind = kind.as_str(), doc_id = %web_id);
     async move {
-        let r = match kind {
+        match kind {
             DocKind::Satis => match load::sale(web, cfg, web_id).await? {
-                Some(s) => sale::post(erp, cfg, &s).await,
+                Some(s) => Ok(LoadedDocument::Sale(Box::new(s))),
                 None => Err(PostError::Data(format!(
                     "sale {web_id} is not in satislar (deleted?)"
                 ))),
             },
             DocKind::Tahsilat => match load::collection(web, cfg, web_id).await? {
-                Some(c) => collection::post(erp, cfg, &c).await,
+                Some(c) => Ok(LoadedDocument::Collection(Box::new(c))),
                 None => Err(PostError::Data(format!(
                     "collection {web_id} is not in tahsilatlar (deleted?)"
                 ))),
             },
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Writes a loaded document into Mikro exactly once in effect (see [`post_document`]).
+pub async fn post_loaded(
+    erp: &mut ErpClient,
+    cfg: &PostingConfig,
+    doc: &LoadedDocument,
+) -> Result<Posted, PostError> {
+    let span = tracing::info_span!("post_document", doc_id = %doc.web_id());
+    async move {
+        let r = match doc {
+            LoadedDocument::Sale(s) => sale::post(erp, cfg, s).await,
+            LoadedDocument::Collection(c) => collection::post(erp, cfg, c).await,
         };
         match &r {
             Ok(p) => tracing::info!(
@@ -164,6 +202,26 @@ pub async fn post_document(
     }
     .instrument(span)
     .await
+}
+
+/// Posts one document into Mikro exactly once in effect: inside one ERP transaction it checks the mikro-sync ledger,
+/// allocates the number, writes the rows and the ledger row. A document already in the ledger is not written again;
+/// its recorded number is returned with `already_posted = true`.
+pub async fn post_document(
+    web: &tokio_postgres::Client,
+    erp: &mut ErpClient,
+    cfg: &PostingConfig,
+    kind: DocKind,
+    web_id: Uuid,
+) -> Result<Posted, PostError> {
+    let doc = match load_document(web, cfg, kind, web_id).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(kind = kind.as_str(), doc_id = %web_id, error = %e, "posting failed");
+            return Err(e);
+        }
+    };
+    post_loaded(erp, cfg, &doc).await
 }
 
 /// How the transactional part of a posting ended.

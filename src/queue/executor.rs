@@ -46,17 +46,22 @@ pub struct MikroSink {
 
 impl Sink for MikroSink {
     async fn post(&self, job: &Job) -> Result<Posted, PostError> {
-        let web = self
-            .web
-            .get()
-            .await
-            .map_err(|e| PostError::Transient(format!("web pool: {e}")))?;
+        // Read first, then take an ERP connection: with more documents in flight than ERP
+        // connections, the next document's web reads overlap the current ERP transaction.
+        let doc = {
+            let web = self
+                .web
+                .get()
+                .await
+                .map_err(|e| PostError::Transient(format!("web pool: {e}")))?;
+            crate::posting::load_document(&web, &self.cfg, job.kind, job.entity_id).await?
+        };
         let mut erp = self
             .erp
             .get()
             .await
             .map_err(|e| PostError::Transient(format!("ERP pool: {e}")))?;
-        crate::posting::post_document(&web, &mut erp, &self.cfg, job.kind, job.entity_id).await
+        crate::posting::post_loaded(&mut erp, &self.cfg, &doc).await
     }
 }
 
