@@ -40,6 +40,35 @@ DO $$ BEGIN
   CREATE DOMAIN emu_catalog.emu_tinyint AS smallint
     CONSTRAINT emu_tinyint_range CHECK (VALUE BETWEEN 0 AND 255);
 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+-- sp_getapplock in one round trip: try, else wait up to timeout_ms (-1 forever) without
+-- aborting the caller's transaction on a timeout (the exception block is a subtransaction,
+-- entered only when the lock is busy). 0 granted at once, 1 after waiting, -1 timed out;
+-- a deadlock is raised.
+CREATE OR REPLACE FUNCTION emu_catalog.applock(k1 integer, k2 integer, shared boolean, timeout_ms bigint)
+RETURNS integer LANGUAGE plpgsql VOLATILE AS $f$
+DECLARE
+  old text := current_setting('lock_timeout');
+BEGIN
+  IF shared THEN
+    IF pg_try_advisory_lock_shared(k1, k2) THEN RETURN 0; END IF;
+  ELSIF pg_try_advisory_lock(k1, k2) THEN
+    RETURN 0;
+  END IF;
+  IF timeout_ms = 0 THEN RETURN -1; END IF;
+  BEGIN
+    PERFORM set_config('lock_timeout', CASE WHEN timeout_ms < 0 THEN '0' ELSE timeout_ms::text END, true);
+    IF shared THEN
+      PERFORM pg_advisory_lock_shared(k1, k2);
+    ELSE
+      PERFORM pg_advisory_lock(k1, k2);
+    END IF;
+    PERFORM set_config('lock_timeout', old, true);
+    RETURN 1;
+  EXCEPTION WHEN lock_not_available THEN
+    RETURN -1;
+  END;
+END
+$f$;
 CREATE TABLE IF NOT EXISTS emu_catalog.tables (
   name_lc text PRIMARY KEY,
   name text NOT NULL,

@@ -219,87 +219,33 @@ impl Session {
         timeout_ms: i64,
         out: &mut Vec<Output>,
     ) -> Result<i32, Fail> {
-        let sfx = if shared { "_shared" } else { "" };
-        // Prepared once per session (the key is a parameter): one round trip per lock instead
-        // of a parse + an execute.
-        let try_sql = format!("SELECT pg_try_advisory_lock{sfx}($1, $2)");
-        let int4 = tokio_postgres::types::Type::INT4;
+        // One round trip whatever happens (`emu_catalog.applock`: try, else wait in a
+        // subtransaction with lock_timeout), prepared once per session. A busy lock used to
+        // cost three (try, wait, restore the timeout), the last one while already holding it.
+        use tokio_postgres::types::Type;
         let stmt = self
-            .prepared(&try_sql, &[int4.clone(), int4])
+            .prepared(
+                "SELECT emu_catalog.applock($1, $2, $3, $4)",
+                &[Type::INT4, Type::INT4, Type::BOOL, Type::INT8],
+            )
             .await
             .map_err(|e| self.pg_fail(&e, None))?;
-        let got: bool = self
+        let r = self
             .client
-            .query_one(&stmt, &[&APPLOCK_CLASS, &key])
-            .await
-            .map_err(|e| self.pg_fail(&e, None))?
-            .try_get(0)
-            .map_err(|e| self.pg_fail(&e, None))?;
-        let mut rc = 0;
-        if !got {
-            if timeout_ms == 0 {
-                return Ok(-1);
+            .query_one(&stmt, &[&APPLOCK_CLASS, &key, &shared, &timeout_ms])
+            .await;
+        let rc: i32 = match r.and_then(|row| row.try_get(0)) {
+            Ok(rc) => rc,
+            Err(e) => {
+                let f = self.pg_fail(&e, None);
+                if super::errors::is_deadlock(&e) {
+                    out.push(Output::ReturnStatus(-3));
+                }
+                return Err(f);
             }
-            let pg_timeout = if timeout_ms < 0 { 0 } else { timeout_ms };
-            let restore = if self.lock_timeout_ms < 0 {
-                0
-            } else {
-                self.lock_timeout_ms.max(1)
-            };
-            let lock_sql = format!("SELECT pg_advisory_lock{sfx}({APPLOCK_CLASS}, {key})");
-            // Inside a PostgreSQL transaction a failed wait would abort it: use a savepoint.
-            let in_tx = self.pg_tx;
-            let script = if in_tx {
-                format!("SAVEPOINT emu_al; SET LOCAL lock_timeout = {pg_timeout}; {lock_sql}")
-            } else {
-                format!("SET lock_timeout = {pg_timeout}; {lock_sql}")
-            };
-            let r = self.client.batch_execute(&script).await;
-            let cleanup = if in_tx {
-                match &r {
-                    Ok(()) => {
-                        format!("SET LOCAL lock_timeout = {restore}; RELEASE SAVEPOINT emu_al")
-                    }
-                    Err(_) => "ROLLBACK TO SAVEPOINT emu_al; RELEASE SAVEPOINT emu_al".to_string(),
-                }
-            } else {
-                format!("SET lock_timeout = {restore}")
-            };
-            match r {
-                Ok(()) => {
-                    rc = 1;
-                    self.client
-                        .batch_execute(&cleanup)
-                        .await
-                        .map_err(|e| self.pg_fail(&e, None))?;
-                }
-                Err(e) => {
-                    if super::errors::is_deadlock(&e) {
-                        let f = self.pg_fail(&e, None);
-                        out.push(Output::ReturnStatus(-3));
-                        return Err(f);
-                    }
-                    let lock_timeout =
-                        e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
-                    // The failed simple query already ended (outside a transaction) or the
-                    // savepoint is rolled back here.
-                    if in_tx {
-                        self.client
-                            .batch_execute(&cleanup)
-                            .await
-                            .map_err(|e| self.pg_fail(&e, None))?;
-                    } else {
-                        self.client
-                            .batch_execute(&cleanup)
-                            .await
-                            .map_err(|e| self.pg_fail(&e, None))?;
-                    }
-                    if lock_timeout {
-                        return Ok(-1);
-                    }
-                    return Err(self.pg_fail(&e, None));
-                }
-            }
+        };
+        if rc < 0 {
+            return Ok(rc);
         }
         if tx_owner {
             self.tx_applocks.push((key, shared));
