@@ -40,10 +40,10 @@ DO $$ BEGIN
   CREATE DOMAIN emu_catalog.emu_tinyint AS smallint
     CONSTRAINT emu_tinyint_range CHECK (VALUE BETWEEN 0 AND 255);
 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
--- sp_getapplock in one round trip: try, else wait up to timeout_ms (-1 forever) without
--- aborting the caller's transaction on a timeout (the exception block is a subtransaction,
--- entered only when the lock is busy). 0 granted at once, 1 after waiting, -1 timed out;
--- a deadlock is raised.
+-- sp_getapplock's wait in one round trip: try, else wait up to timeout_ms (-1 forever)
+-- without aborting the caller's transaction on a timeout (the exception block is a
+-- subtransaction, entered only when the lock is busy). 0 granted at once, 1 after waiting,
+-- -1 timed out; a deadlock is raised.
 CREATE OR REPLACE FUNCTION emu_catalog.applock(k1 integer, k2 integer, shared boolean, timeout_ms bigint)
 RETURNS integer LANGUAGE plpgsql VOLATILE AS $f$
 DECLARE

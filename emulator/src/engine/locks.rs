@@ -219,10 +219,33 @@ impl Session {
         timeout_ms: i64,
         out: &mut Vec<Output>,
     ) -> Result<i32, Fail> {
-        // One round trip whatever happens (`emu_catalog.applock`: try, else wait in a
-        // subtransaction with lock_timeout), prepared once per session. A busy lock used to
-        // cost three (try, wait, restore the timeout), the last one while already holding it.
+        // A free lock: one prepared try. A busy one: one more round trip
+        // (`emu_catalog.applock`: wait with lock_timeout in a subtransaction), where it used to
+        // take two (wait, then restore lock_timeout and release the savepoint while already
+        // holding the lock). Measured: the plain try is cheaper than the plpgsql call when the
+        // lock is free, the usual case.
         use tokio_postgres::types::Type;
+        let sfx = if shared { "_shared" } else { "" };
+        let try_stmt = self
+            .prepared(
+                &format!("SELECT pg_try_advisory_lock{sfx}($1, $2)"),
+                &[Type::INT4, Type::INT4],
+            )
+            .await
+            .map_err(|e| self.pg_fail(&e, None))?;
+        let got: bool = self
+            .client
+            .query_one(&try_stmt, &[&APPLOCK_CLASS, &key])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| self.pg_fail(&e, None))?;
+        if got {
+            self.applock_held(key, shared, tx_owner);
+            return Ok(0);
+        }
+        if timeout_ms == 0 {
+            return Ok(-1);
+        }
         let stmt = self
             .prepared(
                 "SELECT emu_catalog.applock($1, $2, $3, $4)",
@@ -244,14 +267,19 @@ impl Session {
                 return Err(f);
             }
         };
-        if rc < 0 {
-            return Ok(rc);
+        if rc >= 0 {
+            self.applock_held(key, shared, tx_owner);
         }
+        Ok(rc)
+    }
+
+    /// Records a granted application lock with its owner (released at COMMIT/ROLLBACK or by
+    /// `sp_releaseapplock` / disconnect).
+    fn applock_held(&mut self, key: i32, shared: bool, tx_owner: bool) {
         if tx_owner {
             self.tx_applocks.push((key, shared));
         } else {
             self.session_applocks.push((key, shared));
         }
-        Ok(rc)
     }
 }
