@@ -562,3 +562,56 @@ pub async fn collection(
         belge_no: opt_text(h, 8),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use mikro_emulator::harness::{Harness, HarnessOptions};
+
+    use super::*;
+
+    /// The reads are server-side prepared once per connection and survive the statements being
+    /// dropped (`DEALLOCATE ALL`, as a pooler's reset would): re-prepared, same answer.
+    #[tokio::test]
+    async fn prepared_reads_are_reprepared_after_deallocate() {
+        let h = Harness::start(HarnessOptions::default())
+            .await
+            .expect("harness");
+        let web = h.web_client().await.expect("web");
+        crate::setup::setup_web(&web).await.expect("setup_web");
+        let id = Uuid::new_v4();
+        web.batch_execute(&format!(
+            "INSERT INTO satislar (id, cari_hesap_id, odeme_sekli, ara_toplam, kdv_tutari, \
+             toplam_tutar) VALUES ('{id}', 'c0000000-0000-4000-8000-000000000001', 'vadeli', \
+             100, 20, 120); \
+             INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, \
+             kdv_tutari, toplam_tutar, sira_no) VALUES ('{id}', \
+             'b0000000-0000-4000-8000-000000000001', 1, 100, 20, 20, 120, 1)"
+        ))
+        .await
+        .expect("insert sale");
+        let cfg = PostingConfig::default();
+        let first = sale(&web, &cfg, id).await.expect("read").expect("sale");
+        let names: Vec<String> = web
+            .query(
+                "SELECT name FROM pg_prepared_statements WHERE name LIKE 'mikro_sync_%' \
+                 ORDER BY name",
+                &[],
+            )
+            .await
+            .expect("prepared")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        web.batch_execute("DEALLOCATE ALL")
+            .await
+            .expect("deallocate");
+        let again = sale(&web, &cfg, id).await.expect("read").expect("sale");
+        assert_eq!(format!("{first:?}"), format!("{again:?}"));
+        assert_eq!(again.lines.len(), 1);
+        assert!(sale(&web, &cfg, Uuid::new_v4())
+            .await
+            .expect("read")
+            .is_none());
+    }
+}
