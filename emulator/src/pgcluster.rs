@@ -450,6 +450,11 @@ impl PgCluster {
             // matching row instead of one backward index probe: the emulator's numbering query
             // took 20 ms at 2,000 rows of one series. Analyze as soon as a table has grown.
             ("autovacuum_naptime", "1s"),
+            // … but not so often that autovacuum competes with the work measured: analyze
+            // after +20 % rows, vacuum after 50 % dead rows, no vacuum for inserts alone.
+            ("autovacuum_analyze_scale_factor", "0.2"),
+            ("autovacuum_vacuum_scale_factor", "0.5"),
+            ("autovacuum_vacuum_insert_threshold", "-1"),
         ]
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
