@@ -148,7 +148,10 @@ impl LoadedDocument {
 }
 
 /// Reads and validates one document from the web database (no ERP access). A document that is
-/// gone from the web table is a data error naming the table.
+/// gone from the web table is a data error naming the table. Call it outside a web transaction:
+/// the reads are prepared once per connection, and a connection that lost its prepared
+/// statements (a pooler, `DISCARD ALL`) re-prepares after a failed first try, which would abort
+/// an open transaction.
 pub async fn load_document(
     web: &tokio_postgres::Client,
     cfg: &PostingConfig,
