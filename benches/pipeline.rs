@@ -408,6 +408,19 @@ impl NotifyCounter {
     }
 }
 
+/// A listening worker with the no-op sink, given 300 ms to LISTEN and go idle.
+async fn listening_noop_worker(env: &Env) -> Running {
+    let w = start_worker(
+        &env.pool,
+        &env.url,
+        NoopSink,
+        WorkerOptions::default(),
+        true,
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -464,14 +477,7 @@ async fn insert_section(env: &Env) {
         trig3.push(run(true, Writer::Driver, 3).await);
         env.reset().await;
         c.batch_execute(triggers(true)).await.unwrap();
-        let w = start_worker(
-            &env.pool,
-            &env.url,
-            NoopSink,
-            WorkerOptions::default(),
-            true,
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let w = listening_noop_worker(env).await;
         let counter = NotifyCounter::start(&env.url).await;
         let r = insert_rate(&env.url, writers, secs, Writer::OneRoundTrip, 1).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -484,14 +490,7 @@ async fn insert_section(env: &Env) {
     // A naive per-row pg_notify(id) trigger, for comparison.
     env.reset().await;
     c.batch_execute(NAIVE_TRIGGER).await.unwrap();
-    let w = start_worker(
-        &env.pool,
-        &env.url,
-        NoopSink,
-        WorkerOptions::default(),
-        true,
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let w = listening_noop_worker(env).await;
     let naive = insert_rate(&env.url, writers, secs, Writer::OneRoundTrip, 1).await;
     w.stop().await;
     c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
