@@ -188,9 +188,7 @@ async fn worker_metrics_health_and_graceful_shutdown() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (code, metrics) = http_get(port, "/metrics").await.expect("metrics");
-    assert_eq!(code, 200);
-    for name in [
+    let expected = [
         "mikro_sync_documents_posted_total",
         "mikro_sync_posting_latency_seconds_bucket",
         "mikro_sync_pickup_latency_seconds_count",
@@ -199,7 +197,19 @@ async fn worker_metrics_health_and_graceful_shutdown() {
         "mikro_sync_queue_depth{status=\"pending\"}",
         "mikro_sync_erp_sync_runs_total{result=\"ok\"}",
         "mikro_sync_erp_sync_rows_total{entity=\"stok\"",
-    ] {
+    ];
+    // The first ERP→web run and the first postings race each other: scrape until both have
+    // shown up (or a minute has passed, then the assertion names what is missing).
+    let t0 = Instant::now();
+    let metrics = loop {
+        let (code, metrics) = http_get(port, "/metrics").await.expect("metrics");
+        assert_eq!(code, 200);
+        if expected.iter().all(|n| metrics.contains(n)) || t0.elapsed() > Duration::from_secs(60) {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for name in expected {
         assert!(
             metrics.contains(name),
             "{name} missing from /metrics:\n{metrics}"
