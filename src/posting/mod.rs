@@ -138,11 +138,11 @@ pub enum LoadedDocument {
 }
 
 impl LoadedDocument {
-    /// The web id of the document.
-    fn web_id(&self) -> Uuid {
+    /// The kind and web id of the document (for the tracing span).
+    fn key(&self) -> (DocKind, Uuid) {
         match self {
-            LoadedDocument::Sale(s) => s.id,
-            LoadedDocument::Collection(c) => c.id,
+            LoadedDocument::Sale(s) => (DocKind::Satis, s.id),
+            LoadedDocument::Collection(c) => (DocKind::Tahsilat, c.id),
         }
     }
 }
@@ -185,7 +185,8 @@ pub async fn post_loaded(
     cfg: &PostingConfig,
     doc: &LoadedDocument,
 ) -> Result<Posted, PostError> {
-    let span = tracing::info_span!("post_document", doc_id = %doc.web_id());
+    let (kind, web_id) = doc.key();
+    let span = tracing::info_span!("post_document", kind = kind.as_str(), doc_id = %web_id);
     async move {
         let r = match doc {
             LoadedDocument::Sale(s) => sale::post(erp, cfg, s).await,
