@@ -316,7 +316,7 @@ const WATCHDOG: &str = r#"dir=$1; shift
 exec 3<&0
 "$@" </dev/null &
 pid=$!
-( read -r _ <&3; kill -QUIT "$pid" 2>/dev/null; sleep 3; rm -rf "$dir" ) &
+( trap '' HUP INT TERM; read -r _ <&3; kill -QUIT "$pid" 2>/dev/null; sleep 3; rm -rf "$dir" ) &
 exec 3<&-
 wait "$pid"
 "#;
@@ -476,7 +476,9 @@ impl PgCluster {
         }
         // Run the postmaster under a tiny shell watchdog that holds our stdin pipe: if this
         // process dies without running Drop (SIGKILL, a test timeout), the pipe closes and the
-        // watchdog shuts the server down and removes its directory, so nothing is leaked.
+        // watchdog shuts the server down and removes its directory, so nothing is leaked. Its
+        // cleanup part ignores HUP/INT/TERM: `timeout` or a Ctrl-C signals the whole process
+        // group, and a cleanup that died with it left the stopped cluster's files in /tmp.
         let mut watched = Command::new("sh");
         watched
             .arg("-c")
