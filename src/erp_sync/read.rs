@@ -432,6 +432,21 @@ pub async fn read_page(
     into_page(spec, rows)
 }
 
+/// Runs a statement without parameters and returns the rows of its first result set; a failure
+/// to send it or to read the answer names `what` was being done.
+async fn simple_rows(
+    erp: &mut ErpClient,
+    sql: String,
+    what: &str,
+) -> Result<Vec<tiberius::Row>, SyncError> {
+    erp.simple_query(sql)
+        .await
+        .map_err(SyncError::erp(what))?
+        .into_first_result()
+        .await
+        .map_err(SyncError::erp(what))
+}
+
 /// Re-reads rows by RECno (retry list), in chunks; rows no longer in Mikro are simply absent.
 /// RECnos are integers formatted into the statement (no injection possible), so one round trip
 /// serves up to a thousand rows.
@@ -451,15 +466,8 @@ pub async fn read_by_recnos(
             l = spec.lastup,
             list = list.join(", ")
         );
-        let ctx = || format!("re-reading {} rows of the retry list", spec.table);
-        let rows = erp
-            .simple_query(sql)
-            .await
-            .map_err(SyncError::erp(ctx()))?
-            .into_first_result()
-            .await
-            .map_err(SyncError::erp(ctx()))?;
-        for r in rows {
+        let what = format!("re-reading {} rows of the retry list", spec.table);
+        for r in simple_rows(erp, sql, &what).await? {
             out.push(decode_row(spec, r)?);
         }
     }
@@ -470,14 +478,7 @@ pub async fn read_by_recnos(
 pub async fn read_keys(erp: &mut ErpClient, spec: &Spec) -> Result<Vec<Vec<Val>>, SyncError> {
     let cols: Vec<&str> = spec.key_columns.iter().map(|c| c.name).collect();
     let sql = format!("SELECT {} FROM {}", cols.join(", "), spec.table);
-    let ctx = || format!("reading {} keys", spec.table);
-    let rows = erp
-        .simple_query(sql)
-        .await
-        .map_err(SyncError::erp(ctx()))?
-        .into_first_result()
-        .await
-        .map_err(SyncError::erp(ctx()))?;
+    let rows = simple_rows(erp, sql, &format!("reading {} keys", spec.table)).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let mut vals = Vec::with_capacity(cols.len());
