@@ -9,7 +9,52 @@ use bb8_tiberius::ConnectionManager;
 /// The pooled ERP client type every ERP-side function takes.
 pub type ErpClient = tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
 /// The ERP pool.
-pub type ErpPool = bb8::Pool<ConnectionManager>;
+pub type ErpPool = bb8::Pool<ErpManager>;
+
+/// bb8-tiberius' connection manager with a check-out test that also cleans up.
+///
+/// bb8-tiberius cannot tell a broken connection (`has_broken` is always false), so the pool has
+/// to test every connection it hands out, which costs a round trip anyway. We make that round
+/// trip useful: besides proving the connection alive it rolls back a transaction an interrupted
+/// earlier user may have left open and switches `XACT_ABORT` off again. Every borrower therefore
+/// starts on a clean session, which is what lets a posting send `BEGIN TRAN … COMMIT TRAN` in the
+/// same round trip as its rows (see `crate::posting::erp`).
+pub struct ErpManager {
+    inner: ConnectionManager,
+}
+
+/// The statement of the check-out test: clean up, then prove the session answers.
+pub const ERP_CHECKOUT_SQL: &str = "IF @@TRANCOUNT > 0 ROLLBACK TRAN; SET XACT_ABORT OFF; SELECT 1";
+
+impl ErpManager {
+    /// A manager for connections made from `cfg`.
+    pub fn new(cfg: tiberius::Config) -> Self {
+        ErpManager {
+            inner: ConnectionManager::new(cfg),
+        }
+    }
+}
+
+impl bb8::ManageConnection for ErpManager {
+    type Connection = ErpClient;
+    type Error = bb8_tiberius::Error;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        bb8::ManageConnection::connect(&self.inner).await
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        conn.simple_query(ERP_CHECKOUT_SQL)
+            .await?
+            .into_results()
+            .await?;
+        Ok(())
+    }
+
+    fn has_broken(&self, _conn: &mut Self::Connection) -> bool {
+        false
+    }
+}
 /// The web pool.
 pub type WebPool = deadpool_postgres::Pool;
 
@@ -47,7 +92,7 @@ pub fn web_pool(url: &str, max_size: usize) -> Result<WebPool, PoolError> {
 pub async fn erp_pool(ado: &str, max_size: u32) -> Result<ErpPool, PoolError> {
     let cfg =
         tiberius::Config::from_ado_string(ado).map_err(|e| PoolError::ErpConfig(e.to_string()))?;
-    let mgr = ConnectionManager::new(cfg);
+    let mgr = ErpManager::new(cfg);
     bb8::Pool::builder()
         .max_size(max_size)
         .build(mgr)
@@ -179,7 +224,7 @@ pub async fn connect_web(
 
 /// Builds the ERP pool from the configuration (encryption and certificate trust as configured).
 pub async fn erp_pool_from_config(cfg: &crate::config::ErpDbConfig) -> Result<ErpPool, PoolError> {
-    let mgr = ConnectionManager::new(cfg.tiberius_config());
+    let mgr = ErpManager::new(cfg.tiberius_config());
     bb8::Pool::builder()
         .max_size(cfg.pool_size)
         .connection_timeout(std::time::Duration::from_secs(15))

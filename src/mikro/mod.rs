@@ -624,6 +624,14 @@ impl Batch {
         Ok(())
     }
 
+    /// Puts `sql` (one or more complete statements) in front of everything appended so far.
+    /// Parameter numbering is unaffected (placeholders are text).
+    pub fn prepend(&mut self, sql: &str) {
+        let sep = if self.sql.is_empty() { "" } else { ";\n" };
+        self.sql = format!("{sql}{sep}{}", self.sql);
+        self.need_sep = true;
+    }
+
     /// Number of parameters so far (SQL Server accepts at most 2,100 per call).
     pub fn param_count(&self) -> usize {
         self.params.len()

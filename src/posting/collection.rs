@@ -259,7 +259,6 @@ pub async fn post(
     h.set("cha_sntck_poz", k.sntck_poz).map_err(mh)?;
     h.set("cha_uuid", "").map_err(mh)?;
 
-    erp::begin(erp).await?;
     let result = async {
         let mut b = Batch::new();
         let hp = numbering::open(
@@ -325,6 +324,8 @@ pub async fn post(
             }
         }
         numbering::close(&mut b);
+        // A collection always fits one call: BEGIN, rows and COMMIT in one round trip.
+        erp::wrap_in_transaction(&mut b);
         let sets = run(erp, b.into_query(), 2, "writing the collection").await?;
         match numbering::parse(&sets, cfg.lock_timeout_ms)? {
             HeadOutcome::AlreadyPosted(e) => Ok(Outcome::Already(Posted {
@@ -336,7 +337,7 @@ pub async fn post(
             HeadOutcome::ChecksFailed => Err(master::diagnose(erp, &codes, &doc).await),
             HeadOutcome::Written {
                 sira, cha_recno, ..
-            } => Ok(Outcome::Written(Posted {
+            } => Ok(Outcome::Committed(Posted {
                 seri: seri.clone(),
                 sira,
                 cha_recno,

@@ -11,7 +11,7 @@ use tiberius::{Query, Row};
 
 use super::PostError;
 use crate::db::ErpClient;
-use crate::mikro::{MikroError, SqlParam};
+use crate::mikro::{Batch, MikroError, SqlParam};
 
 /// SQL Server errors worth retrying: deadlock victim, lock request timeout.
 const TRANSIENT_SERVER_CODES: [u32; 2] = [1205, 1222];
@@ -69,6 +69,23 @@ pub async fn begin(erp: &mut ErpClient) -> Result<(), PostError> {
         .await
         .map_err(|e| classify(e, "BEGIN TRAN"))?;
     Ok(())
+}
+
+/// Makes a complete posting batch its own transaction: `SET XACT_ABORT ON; BEGIN TRAN` in front,
+/// `COMMIT TRAN; SET XACT_ABORT OFF` at the end, so BEGIN, the rows and COMMIT travel in one round
+/// trip and the per-series numbering lock is held only while the server runs the batch (not
+/// across two more network round trips). Any error aborts the batch and rolls the transaction
+/// back (`XACT_ABORT`), so the caller only has to clean up with [`rollback_quietly`].
+///
+/// Only for a batch that holds the whole document: `BEGIN` and `COMMIT` must be in the same
+/// `sp_executesql`, or SQL Server reports error 266 (mismatching transaction count). Documents
+/// too large for one call (more than 2,100 parameters) use [`begin`] / [`commit`] instead. The
+/// pool's check-out test (`crate::db::ErpManager`) guarantees no transaction is open when the
+/// batch starts.
+pub fn wrap_in_transaction(b: &mut Batch) {
+    b.prepend("SET XACT_ABORT ON;\nBEGIN TRAN");
+    b.stmt("COMMIT TRAN");
+    b.stmt("SET XACT_ABORT OFF");
 }
 
 /// Commits the posting transaction.

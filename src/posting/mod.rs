@@ -233,6 +233,8 @@ pub async fn post_document(
 pub(crate) enum Outcome {
     /// Rows written; commit.
     Written(Posted),
+    /// Rows written and committed in the same batch ([`erp::wrap_in_transaction`]).
+    Committed(Posted),
     /// The ledger already had the document; nothing written, roll back.
     Already(Posted),
 }
@@ -254,6 +256,7 @@ pub(crate) async fn finish(
                 })
             }
         },
+        Ok(Outcome::Committed(p)) => Ok(p),
         Ok(Outcome::Already(p)) => {
             erp::rollback_quietly(erp).await;
             Ok(p)

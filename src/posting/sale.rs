@@ -246,7 +246,6 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
     const STH_RECID: &str = "UPDATE dbo.STOK_HAREKETLERI SET sth_RECid_RECno = sth_RECno \
                              WHERE sth_RECno = SCOPE_IDENTITY()";
 
-    erp::begin(erp).await?;
     let result = async {
         let mut b = Batch::new();
         let hp = numbering::open(
@@ -286,6 +285,14 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
             ledger::insert_stmt(&mut b, &hp, "@sira", "@cha", "0", sth_count, now)?;
         }
         numbering::close(&mut b);
+        // The usual sale fits one call: BEGIN, rows and COMMIT in one round trip. A sale too
+        // large for one call opens the transaction first and commits after its last batch.
+        let one_trip = next == rows.len();
+        if one_trip {
+            erp::wrap_in_transaction(&mut b);
+        } else {
+            erp::begin(erp).await?;
+        }
         let sets = run(erp, b.into_query(), 2, "writing the sale").await?;
         let (sira, cha_recno) = match numbering::parse(&sets, cfg.lock_timeout_ms)? {
             HeadOutcome::AlreadyPosted(e) => {
@@ -333,12 +340,17 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
                 .await
                 .map_err(|e| erp::classify(e, "writing the STH lines"))?;
         }
-        Ok(Outcome::Written(Posted {
+        let posted = Posted {
             seri: seri.clone(),
             sira,
             cha_recno,
             already_posted: false,
-        }))
+        };
+        Ok(if one_trip {
+            Outcome::Committed(posted)
+        } else {
+            Outcome::Written(posted)
+        })
     }
     .await;
     super::finish(erp, result).await
