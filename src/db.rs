@@ -232,3 +232,29 @@ pub async fn erp_pool_from_config(cfg: &crate::config::ErpDbConfig) -> Result<Er
         .await
         .map_err(|e| PoolError::ErpConnect(e.to_string()))
 }
+
+/// Runs one of the queue's hot statements (claim, complete) as a prepared statement cached per
+/// pooled connection.
+///
+/// Sent as text, each call would be parsed, analysed and planned again (they are CTEs over
+/// `sync_queue` with joins): measured with perf during the documents/s benchmark, that parse and
+/// plan work was a large part of the web database's CPU, once per claimed document. A connection
+/// that lost its prepared statements behind our back (a pooler's `DISCARD ALL`) answers
+/// "prepared statement does not exist": the cache is cleared and the statement runs once
+/// unprepared, so the caller never sees that error.
+pub async fn query_cached(
+    client: &deadpool_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(sql).await?;
+    match client.query(&stmt, params).await {
+        Err(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME) =>
+        {
+            client.statement_cache.clear();
+            client.query(sql, params).await
+        }
+        r => r,
+    }
+}

@@ -365,3 +365,32 @@ async fn two_idle_workers_are_both_woken_by_notifications_only() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The claim runs as a prepared statement cached per pooled connection; a connection whose
+/// prepared statements were dropped behind the pool's back (a pooler's `DEALLOCATE ALL`) still
+/// claims, and the next claim prepares again.
+#[tokio::test]
+async fn claim_survives_dropped_prepared_statements() {
+    let env = web_env(true).await;
+    let c = env.client().await;
+    for _ in 0..3 {
+        insert_sale(&c, 1).await;
+    }
+    let pool = mikro_sync::db::web_pool(&env.url, 1).expect("pool");
+    let client = pool.get().await.expect("pooled client");
+    let lease = Duration::from_secs(30);
+    let first = mikro_sync::queue::claimer::claim(&client, "t", 1, lease)
+        .await
+        .expect("first claim");
+    assert_eq!(first.len(), 1);
+    client.batch_execute("DEALLOCATE ALL").await.expect("deallocate");
+    let second = mikro_sync::queue::claimer::claim(&client, "t", 1, lease)
+        .await
+        .expect("claim after DEALLOCATE ALL");
+    assert_eq!(second.len(), 1);
+    let third = mikro_sync::queue::claimer::claim(&client, "t", 5, lease)
+        .await
+        .expect("claim after re-preparing");
+    assert_eq!(third.len(), 1, "one row left");
+    assert_eq!(count_status(&c, "processing").await, 3);
+}

@@ -36,14 +36,13 @@ RETURNING q.id, q.entity_type, q.entity_id, q.retry_count, q.created_at,
 
 /// Claims up to `limit` due rows for `worker`, leased for `lease`.
 pub async fn claim(
-    client: &tokio_postgres::Client,
+    client: &deadpool_postgres::Client,
     worker: &str,
     limit: usize,
     lease: Duration,
 ) -> Result<Vec<Job>, QueueError> {
     let limit = limit.max(1) as i64;
-    let rows = client
-        .query(CLAIM_SQL, &[&limit, &worker, &lease.as_secs_f64()])
+    let rows = crate::db::query_cached(client, CLAIM_SQL, &[&limit, &worker, &lease.as_secs_f64()])
         .await
         .map_err(QueueError::Web)?;
     let mut jobs = Vec::with_capacity(rows.len());

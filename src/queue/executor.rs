@@ -322,9 +322,11 @@ async fn complete_batch(web: &WebPool, batch: &[Completion]) -> Result<u64, Queu
     let ids: Vec<Uuid> = batch.iter().map(|c| c.job.id).collect();
     let seri: Vec<&str> = batch.iter().map(|c| c.posted.seri.as_str()).collect();
     let sira: Vec<i32> = batch.iter().map(|c| c.posted.sira).collect();
-    let row = client
-        .query_one(COMPLETE_SQL, &[&ids, &seri, &sira])
+    let rows = crate::db::query_cached(&client, COMPLETE_SQL, &[&ids, &seri, &sira])
         .await
         .map_err(QueueError::Web)?;
-    Ok(row.get::<_, i64>(0).max(0) as u64)
+    Ok(rows
+        .first()
+        .map(|r| r.get::<_, i64>(0).max(0) as u64)
+        .unwrap_or(0))
 }

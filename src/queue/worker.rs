@@ -491,7 +491,7 @@ async fn drain<S: Sink>(
 
 /// Claims batches while slots are free. True when a claim came back short (nothing more due).
 async fn fill<S: Sink>(
-    client: &tokio_postgres::Client,
+    client: &deadpool_postgres::Client,
     opts: &WorkerOptions,
     ctx: &Arc<ExecCtx<S>>,
     st: &mut LoopState,
