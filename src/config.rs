@@ -367,6 +367,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// Rows claimed per batch (`BATCH_SIZE`).
     pub batch_size: usize,
+    /// Claimed rows kept ready beyond those in flight, so a freed slot starts the next document
+    /// without a claim round trip (`MIKRO_SYNC_WORKER_PREFETCH`, default = concurrency, 0 = off).
+    pub prefetch: Option<usize>,
     /// Safety-net poll interval; LISTEN/NOTIFY wakes the worker immediately.
     pub poll_interval: Duration,
     /// Attempts for data errors (missing mapping, validation) before `failed` (`MAX_RETRY_COUNT`).
@@ -512,6 +515,9 @@ impl Config {
         let worker = WorkerSettings {
             concurrency: p.num("MIKRO_SYNC_WORKER_CONCURRENCY", 4usize, 1, 256),
             batch_size: p.num("BATCH_SIZE", defaults_batch, 1, 10_000),
+            prefetch: p
+                .get("MIKRO_SYNC_WORKER_PREFETCH")
+                .map(|_| p.num("MIKRO_SYNC_WORKER_PREFETCH", 0usize, 0, 10_000)),
             poll_interval: p.duration("MIKRO_SYNC_POLL_INTERVAL", Duration::from_secs(5)),
             max_data_attempts: p.num("MAX_RETRY_COUNT", 3u32, 1, 1000),
             transient_retry_for: p.duration(
@@ -616,6 +622,13 @@ impl Config {
             w.concurrency.to_string(),
         ));
         out.push(("BATCH_SIZE".into(), w.batch_size.to_string()));
+        out.push((
+            "MIKRO_SYNC_WORKER_PREFETCH".into(),
+            match w.prefetch {
+                Some(n) => n.to_string(),
+                None => format!("{} (= concurrency)", w.concurrency),
+            },
+        ));
         out.push(("MIKRO_SYNC_POLL_INTERVAL".into(), d(w.poll_interval)));
         out.push(("MAX_RETRY_COUNT".into(), w.max_data_attempts.to_string()));
         out.push((
@@ -1438,6 +1451,11 @@ pub const SETTINGS: &[Setting] = &[
         name: "BATCH_SIZE",
         default: "100",
         help: "Queue rows claimed per batch",
+    },
+    Setting {
+        name: "MIKRO_SYNC_WORKER_PREFETCH",
+        default: "= concurrency",
+        help: "Claimed rows kept ready beyond those in flight (0 = off)",
     },
     Setting {
         name: "MIKRO_SYNC_POLL_INTERVAL",

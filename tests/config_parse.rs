@@ -86,6 +86,9 @@ fn defaults() {
     assert_eq!(c.log_format, LogFormat::Text);
     assert_eq!(c.posting.sale_series, "ST");
     assert_eq!(c.posting.collection_series, "TH");
+    assert_eq!(c.worker.prefetch, None, "prefetch follows the concurrency");
+    let c = Config::from_map(&map(&[("MIKRO_SYNC_WORKER_PREFETCH", "0")])).expect("valid");
+    assert_eq!(c.worker.prefetch, Some(0), "0 turns prefetch off");
 }
 
 #[test]
@@ -185,6 +188,7 @@ fn bad_values_name_the_variable() {
         ("MIKRO_SYNC_METRICS_LISTEN", "everywhere"),
         ("MIKRO_SYNC_LOG_FORMAT", "xml"),
         ("MIKRO_SYNC_WORKER_CONCURRENCY", "lots"),
+        ("MIKRO_SYNC_WORKER_PREFETCH", "-2"),
         ("MIKRO_SYNC_PG_URL", "postgres://u@h:notaport/db"),
         ("MIKRO_SYNC_MSSQL_ADO", "server=tcp:h,1433;encrypt=banana"),
     ];

@@ -383,7 +383,10 @@ async fn claim_survives_dropped_prepared_statements() {
         .await
         .expect("first claim");
     assert_eq!(first.len(), 1);
-    client.batch_execute("DEALLOCATE ALL").await.expect("deallocate");
+    client
+        .batch_execute("DEALLOCATE ALL")
+        .await
+        .expect("deallocate");
     let second = mikro_sync::queue::claimer::claim(&client, "t", 1, lease)
         .await
         .expect("claim after DEALLOCATE ALL");
@@ -393,4 +396,51 @@ async fn claim_survives_dropped_prepared_statements() {
         .expect("claim after re-preparing");
     assert_eq!(third.len(), 1, "one row left");
     assert_eq!(count_status(&c, "processing").await, 3);
+}
+
+/// Prefetch: with one slot and three rows buffered, the worker holds four rows (renewing their
+/// leases); a graceful stop finishes the one in flight and puts the three buffered rows back to
+/// `pending` with their attempt taken back, so no row waits for a lease to expire.
+#[tokio::test]
+async fn graceful_stop_releases_prefetched_rows() {
+    let env = web_env(true).await;
+    let c = env.client().await;
+    for _ in 0..6 {
+        insert_sale(&c, 1).await;
+    }
+    let mut sink = ScriptSink::ok();
+    sink.delay = Duration::from_millis(1500);
+    let mut opts = fast_opts();
+    opts.concurrency = 1;
+    opts.prefetch = Some(3);
+    let w = spawn_worker(&env.pool, &env.url, sink.clone(), opts);
+    // One in flight + three buffered.
+    wait_for("four rows claimed", Duration::from_secs(30), || async {
+        (count_status(&c, "processing").await == 4).then_some(())
+    })
+    .await;
+    let report = w.stop().await;
+    assert_eq!(
+        count_status(&c, "processing").await,
+        0,
+        "nothing left claimed"
+    );
+    let completed = count_status(&c, "completed").await;
+    assert_eq!(completed as u64, report.posted);
+    assert!(completed >= 1, "the document in flight was finished");
+    assert_eq!(completed + count_status(&c, "pending").await, 6);
+    let attempts: i64 = c
+        .query_one(
+            "SELECT coalesce(max(retry_count), 0)::int8 FROM sync_queue WHERE status = 'pending'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        attempts, 0,
+        "a released row's claim does not count as an attempt"
+    );
+    let started: u32 = sink.calls.lock().unwrap().values().sum();
+    assert_eq!(started as i64, completed, "released rows were never posted");
 }

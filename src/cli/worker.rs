@@ -39,6 +39,7 @@ pub fn worker_options(cfg: &Config) -> WorkerOptions {
     WorkerOptions {
         concurrency: w.concurrency,
         batch_size: w.batch_size,
+        prefetch: w.prefetch,
         poll_interval: w.poll_interval,
         stats_interval: w.stats_interval,
         retry: RetryPolicy {

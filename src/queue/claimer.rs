@@ -95,6 +95,36 @@ pub async fn next_due(client: &tokio_postgres::Client) -> Result<Option<Duration
     Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
 }
 
+/// Puts rows this worker claimed but never started back to `pending` (a graceful shutdown with
+/// prefetched rows): the claim's attempt is taken back, and other workers are woken.
+pub async fn release(
+    client: &tokio_postgres::Client,
+    worker: &str,
+    ids: &[Uuid],
+) -> Result<u64, QueueError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let n = client
+        .execute(
+            "UPDATE sync_queue SET status = 'pending', claimed_by = NULL, claimed_at = NULL, \
+                    lease_until = NULL, next_attempt_at = now(), \
+                    retry_count = greatest(retry_count - 1, 0), \
+                    first_attempt_at = CASE WHEN retry_count <= 1 THEN NULL ELSE first_attempt_at END \
+              WHERE id = ANY($1) AND status = 'processing' AND claimed_by = $2",
+            &[&ids, &worker],
+        )
+        .await
+        .map_err(QueueError::Web)?;
+    if n > 0 {
+        client
+            .execute("SELECT pg_notify('mikro_sync_queue', '')", &[])
+            .await
+            .map_err(QueueError::Web)?;
+    }
+    Ok(n)
+}
+
 /// Extends the lease of the rows this worker is still working on (heartbeat).
 pub async fn extend_leases(
     client: &tokio_postgres::Client,
