@@ -24,7 +24,10 @@ pub struct ErpManager {
 }
 
 /// The statement of the check-out test: clean up, then prove the session answers.
-pub const ERP_CHECKOUT_SQL: &str = "IF @@TRANCOUNT > 0 ROLLBACK TRAN; SET XACT_ABORT OFF; SELECT 1";
+/// (`SELECT @@TRANCOUNT` rather than `SELECT 1`: the server answers it from session state, and
+/// the emulator too, without a query of its own.)
+pub const ERP_CHECKOUT_SQL: &str =
+    "IF @@TRANCOUNT > 0 ROLLBACK TRAN; SET XACT_ABORT OFF; SELECT @@TRANCOUNT";
 
 impl ErpManager {
     /// A manager for connections made from `cfg`.
