@@ -7,7 +7,7 @@
 //! 3. `sp_getapplock` on `mikro-sync:<evrak_tip>:<seri>` (exclusive, owned by the transaction),
 //!    then `ISNULL(MAX(cha_evrakno_sira), 0) + 1` for (evrak tip, series) into `@sira`: every
 //!    mikro-sync posting of a series is serialised until its commit, so numbers are unique and
-//!    consecutive. The lock is held only for the rest of this one batch and the COMMIT (the Mikro
+//!    consecutive. The lock is held only for the rest of this one batch, which also commits (the Mikro
 //!    program reads MAX without a lock, so what matters is keeping the window short);
 //! 4. for instruments, a second applock on `mikro-sync:refno:<prefix>:<year>` and the next running
 //!    refno into `@refno` (highest existing of that prefix and year + 1, 8 digits). Locks are always

@@ -3,10 +3,11 @@
 //! INSERT CHA (`RECid_RECno 0`, `karsid_kur 0`) → SCOPE_IDENTITY → UPDATE RECid + `karsid_kur 1`
 //! → per line INSERT STH → SCOPE_IDENTITY → UPDATE RECid.
 //!
-//! Round trips per sale: BEGIN, one batch (ledger check, master-data checks, numbering lock and
-//! number, the header and up to ~14 lines, the ledger row when every line fitted — see
-//! [`super::numbering`]), one more batch per further ~16 lines, COMMIT. The series lock is held
-//! from inside the first batch to the COMMIT only.
+//! Round trips per sale: one, when the sale fits one call (up to ~14 lines): `SET XACT_ABORT ON;
+//! BEGIN TRAN`, ledger check, master-data checks, numbering lock and number, the header, the
+//! lines, the ledger row, `COMMIT TRAN` (see [`super::numbering`] and
+//! [`super::erp::wrap_in_transaction`]); the series lock is held only while the server runs that
+//! batch. A longer sale: BEGIN, the first batch, one more batch per further ~16 lines, COMMIT.
 //!
 //! Readings where the captures are silent (documented here, not guessed quietly):
 //! - `sth_tutar` = quantity × unit price (the amount before discounts and VAT, Mikro's meaning);
