@@ -1,5 +1,5 @@
-//! kill -9 of a worker process in the middle of processing: no row stays claimed, nothing is
-//! posted twice. The child is this test binary re-invoked with `QUEUE_KILL_CHILD_URL` set, which
+//! kill -9 of a worker process in the middle of processing: no row stays claimed (neither the
+//! ones in flight nor the ones claimed ahead), nothing is posted twice. The child is this test binary re-invoked with `QUEUE_KILL_CHILD_URL` set, which
 //! turns `child_worker_entry` into a worker whose sink never finishes.
 
 mod common;
@@ -27,6 +27,8 @@ async fn child_worker_entry() {
     let mut opts = fast_opts();
     opts.name = CHILD_NAME.into();
     opts.concurrency = 8;
+    // 8 in flight and 8 more claimed ahead: a kill must lose neither kind.
+    opts.prefetch = Some(8);
     opts.lease = Duration::from_secs(2);
     let ctl = ShutdownController::new();
     let listen = Arc::new(PgListenConnector::from_url_notls(&url).unwrap());
@@ -64,7 +66,7 @@ async fn kill_9_mid_processing_leaves_no_claimed_rows_and_no_duplicates() {
             .await
             .unwrap()
             .get(0);
-        (n == 8).then_some(())
+        (n == 16).then_some(())
     })
     .await;
     child.kill().expect("kill -9"); // SIGKILL: no clean-up code runs in the child
@@ -88,6 +90,9 @@ async fn kill_9_mid_processing_leaves_no_claimed_rows_and_no_duplicates() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(rescued, 8, "the 8 rows the child held were attempted twice");
+    assert_eq!(
+        rescued, 16,
+        "the 16 rows the child held (8 in flight, 8 prefetched) were rescued and attempted again"
+    );
     w.stop().await;
 }
