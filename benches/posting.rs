@@ -107,10 +107,13 @@ async fn main() {
         .await
         .expect("setup_erp");
 
-    println!(
-        "posting benchmark: {n} documents per run, emulator at {}",
-        h.erp_ado()
-    );
+    // The ADO string carries the login's password: print only where the server is.
+    let ado = h.erp_ado();
+    let server = ado
+        .split(';')
+        .find(|kv| kv.trim_start().to_lowercase().starts_with("server="))
+        .unwrap_or("server=?");
+    println!("posting benchmark: {n} documents per run, emulator at {server}");
     for (conns, own) in [(1, false), (4, false), (4, true)] {
         let series = if own {
             "one series per connection"
