@@ -213,12 +213,7 @@ async fn enqueue_contract() {
     )
     .await
     .unwrap();
-    c.execute(
-        "UPDATE sync_queue SET status = 'completed' WHERE entity_id = $1",
-        &[&s],
-    )
-    .await
-    .unwrap();
+    mark_completed(&c, s).await;
     c.execute("UPDATE satislar SET notlar = 'y' WHERE id = $1", &[&s])
         .await
         .unwrap();
@@ -326,12 +321,7 @@ async fn reinserted_sale_with_open_queue_row_is_not_rejected() {
         .get(0);
     assert_eq!(n, 1, "still exactly one open row");
     // Once that row is closed, a re-insert enqueues the document again.
-    c.execute(
-        "UPDATE sync_queue SET status = 'completed' WHERE entity_id = $1",
-        &[&s],
-    )
-    .await
-    .unwrap();
+    mark_completed(&c, s).await;
     c.execute("DELETE FROM satislar WHERE id = $1", &[&s])
         .await
         .unwrap();
@@ -408,4 +398,14 @@ async fn enqueue_path_stays_lean() {
         .unwrap()
         .get(0);
     assert_eq!(ins, 0, "no INSERT trigger on sync_queue");
+}
+
+/// Closes a document's queue rows the way a worker's completion does (status only).
+async fn mark_completed(c: &tokio_postgres::Client, entity_id: uuid::Uuid) {
+    c.execute(
+        "UPDATE sync_queue SET status = 'completed' WHERE entity_id = $1",
+        &[&entity_id],
+    )
+    .await
+    .unwrap();
 }
