@@ -301,16 +301,9 @@ async fn reinserted_sale_with_open_queue_row_is_not_rejected() {
     let env = web_env(true).await;
     let c = env.client().await;
     let s = insert_sale(&c, 1).await;
-    let cari: Uuid = CARI_1.parse().unwrap();
-    c.execute("DELETE FROM satislar WHERE id = $1", &[&s])
+    reinsert_sale(&c, s)
         .await
-        .unwrap();
-    c.execute(
-        "INSERT INTO satislar (id, cari_hesap_id) VALUES ($1, $2)",
-        &[&s, &cari],
-    )
-    .await
-    .expect("re-inserting a sale whose queue row is open must not fail");
+        .expect("re-inserting a sale whose queue row is open must not fail");
     let n: i64 = c
         .query_one(
             "SELECT count(*) FROM sync_queue WHERE entity_id = $1 AND status IN ('pending', 'processing')",
@@ -322,15 +315,7 @@ async fn reinserted_sale_with_open_queue_row_is_not_rejected() {
     assert_eq!(n, 1, "still exactly one open row");
     // Once that row is closed, a re-insert enqueues the document again.
     mark_completed(&c, s).await;
-    c.execute("DELETE FROM satislar WHERE id = $1", &[&s])
-        .await
-        .unwrap();
-    c.execute(
-        "INSERT INTO satislar (id, cari_hesap_id) VALUES ($1, $2)",
-        &[&s, &cari],
-    )
-    .await
-    .unwrap();
+    reinsert_sale(&c, s).await.expect("second re-insert");
     assert_eq!(count_status(&c, "pending").await, 1);
 }
 
@@ -408,4 +393,16 @@ async fn mark_completed(c: &tokio_postgres::Client, entity_id: uuid::Uuid) {
     )
     .await
     .unwrap();
+}
+
+/// Deletes a sale and inserts it again with the same id, as a web app may.
+async fn reinsert_sale(c: &tokio_postgres::Client, id: Uuid) -> Result<u64, tokio_postgres::Error> {
+    let cari: Uuid = CARI_1.parse().unwrap();
+    c.execute("DELETE FROM satislar WHERE id = $1", &[&id])
+        .await?;
+    c.execute(
+        "INSERT INTO satislar (id, cari_hesap_id) VALUES ($1, $2)",
+        &[&id, &cari],
+    )
+    .await
 }
