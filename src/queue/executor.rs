@@ -223,17 +223,13 @@ pub(crate) async fn run_completer(
         // Under load documents finish every few milliseconds: waiting briefly for the next ones
         // turns one completion statement per document into one per several. The wait only
         // delays the web-side mark (the number is in Mikro already).
+        // (tokio's timeout polls the receive first, so completions already queued are taken
+        // even after the deadline.)
         let deadline = tokio::time::Instant::now() + COMPLETE_LINGER;
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(c)) => batch.push(c),
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(c)) => batch.push(c),
+                Ok(None) | Err(_) => break,
             }
         }
         if let Err(e) = complete_batch(&web, &batch).await {
