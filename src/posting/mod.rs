@@ -211,6 +211,11 @@ pub async fn post_loaded(
 /// Posts one document into Mikro exactly once in effect: inside one ERP transaction it checks the mikro-sync ledger,
 /// allocates the number, writes the rows and the ledger row. A document already in the ledger is not written again;
 /// its recorded number is returned with `already_posted = true`.
+///
+/// `erp` must have no transaction open: the posting sends its own `BEGIN TRAN … COMMIT TRAN`,
+/// which inside a caller's transaction would only nest (the COMMIT would not commit). Connections
+/// from [`crate::db::ErpPool`] are cleaned on check-out; a caller's own connection is its
+/// caller's to keep clean.
 pub async fn post_document(
     web: &tokio_postgres::Client,
     erp: &mut ErpClient,
