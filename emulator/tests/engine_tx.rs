@@ -552,3 +552,57 @@ async fn pipelined_dml_under_xact_abort() {
         3
     );
 }
+
+/// The outermost COMMIT right behind pipelined DML is sent without waiting for the DML's
+/// answers. A failure in that DML must still end as under XACT_ABORT ON: its error, then the
+/// rollback (nothing committed, the statements after COMMIT not run), and the transaction's
+/// applock released.
+#[tokio::test]
+async fn commit_pipelined_behind_dml() {
+    let db = db().await;
+    let mut s = db.session().await;
+    let mut other = db.session().await;
+    ok(&mut s, "CREATE TABLE R (code int NOT NULL UNIQUE)").await;
+    const BATCH: &str = "DECLARE @rc int; SET XACT_ABORT ON; BEGIN TRAN; \
+        EXEC @rc = sp_getapplock @Resource = 'r-series', @LockMode = 'Exclusive', \
+        @LockOwner = 'Transaction', @LockTimeout = 1000; \
+        INSERT INTO R (code) VALUES (@P1); \
+        INSERT INTO R (code) VALUES (@P2); \
+        COMMIT TRAN; SELECT @rc AS rc";
+    let ps = |a: i64, b: i64| {
+        vec![
+            p("@P1", SqlType::Int, Value::Int(a)),
+            p("@P2", SqlType::Int, Value::Int(b)),
+        ]
+    };
+    // The first run prepares the statements; later ones pipeline them and the COMMIT.
+    for (a, b) in [(1, 2), (3, 4), (5, 6)] {
+        let out = ok_p(&mut s, BATCH, &ps(a, b)).await;
+        assert_eq!(tx_events(&out), vec!["begin", "commit"], "{out:?}");
+        assert_eq!(rowset(&out, 0).1, vec![vec![Value::Int(0)]]);
+    }
+    assert_eq!(count(&mut other, "SELECT COUNT(*) FROM R").await, 6);
+    let free = "DECLARE @r int; EXEC @r = sp_getapplock @Resource = 'r-series', \
+        @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0; \
+        EXEC sp_releaseapplock @Resource = 'r-series', @LockOwner = 'Session'; SELECT @r AS r";
+    // The second INSERT fails, then the first: error first, then the rollback; nothing of the
+    // transaction stays, the SELECT after COMMIT never runs, the lock is free.
+    for (a, b) in [(7, 1), (2, 8)] {
+        let out = run_p(&mut s, BATCH, &ps(a, b)).await;
+        assert_eq!(errors(&out), vec![2627], "{out:?}");
+        assert_eq!(tx_events(&out), vec!["begin", "rollback"], "{out:?}");
+        let err_at = out.iter().position(|o| matches!(o, Output::Error(_)));
+        let rb_at = out
+            .iter()
+            .position(|o| matches!(o, Output::Tx(TxEvent::Rollback(_))));
+        assert!(err_at < rb_at, "error before rollback: {out:?}");
+        assert!(!out.iter().any(|o| matches!(o, Output::Rows { .. })));
+        assert_eq!(s.trancount(), 0);
+        assert_eq!(count(&mut other, "SELECT COUNT(*) FROM R").await, 6);
+        let out = ok(&mut other, free).await;
+        assert_eq!(rowset(&out, 0).1, vec![vec![Value::Int(0)]], "{out:?}");
+    }
+    // The session is healthy afterwards.
+    ok_p(&mut s, BATCH, &ps(9, 10)).await;
+    assert_eq!(count(&mut other, "SELECT COUNT(*) FROM R").await, 8);
+}

@@ -396,7 +396,11 @@ impl Session {
                             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
                         )
                 );
-                let flushed = if dml { Ok(()) } else { self.flush(out).await };
+                let flushed = if dml || self.commit_pipelinable(n) {
+                    Ok(())
+                } else {
+                    self.flush(out).await
+                };
                 let r = match (flushed, n) {
                     (Err(f), _) => Err(f),
                     (Ok(()), Node::Stmt { id, stmt }) => {
@@ -719,7 +723,11 @@ impl Session {
                 Ok(())
             }
             Statement::Commit { chain: false, .. } => {
-                self.commit_tran(out).await.map_err(Fail::from)
+                if self.pending.is_empty() {
+                    self.commit_tran(out).await.map_err(Fail::from)
+                } else {
+                    self.commit_pipelined(out).await
+                }
             }
             Statement::Savepoint { name } => {
                 if self.trancount == 0 {
@@ -1824,6 +1832,63 @@ impl Session {
         }
         out.push(Output::Tx(TxEvent::Commit(desc)));
         Ok(())
+    }
+
+    /// Whether `n` is a `COMMIT TRAN` that may follow pipelined DML without waiting for its
+    /// answers ([`Session::commit_pipelined`]): the outermost commit, under XACT_ABORT ON,
+    /// outside TRY, with DML still unanswered.
+    fn commit_pipelinable(&self, n: &Node) -> bool {
+        matches!(n, Node::Stmt { stmt, .. } if matches!(**stmt, Statement::Commit { chain: false, .. }))
+            && !self.pending.is_empty()
+            && self.trancount == 1
+            && self.xact_abort
+            && self.pg_tx
+            && !self.pending_begin
+            && self.try_depth == 0
+    }
+
+    /// The outermost `COMMIT TRAN` sent right behind the DML still in the pipeline, before
+    /// their answers are read. PostgreSQL runs the statements, the COMMIT and the applock
+    /// releases back to back, so the transaction (and a numbering applock) ends without a wait
+    /// for the emulator in between — the lock is held one round trip less. Under XACT_ABORT ON
+    /// this changes nothing visible: if a pipelined statement fails, PostgreSQL has already
+    /// aborted the transaction, answers the COMMIT with a rollback, and the failing statement's
+    /// error is reported in order, followed by the rollback, as SQL Server does.
+    async fn commit_pipelined(&mut self, out: &mut Vec<Output>) -> Result<(), Fail> {
+        let mut s = String::from("COMMIT;");
+        let keys = std::mem::take(&mut self.tx_applocks);
+        s.push_str(&Self::unlock_sql(&keys));
+        let client = self.client.clone();
+        let mut fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+            Box::pin(async move { client.batch_execute(&s).await });
+        // The first poll queues the COMMIT behind the pipelined statements (see `defer`).
+        let early = {
+            let waker = futures::task::noop_waker();
+            let mut cx = std::task::Context::from_waker(&waker);
+            fut.as_mut().poll(&mut cx)
+        };
+        if let std::task::Poll::Ready(r) = early {
+            fut = Box::pin(std::future::ready(r));
+        }
+        let flushed = self.flush(out).await;
+        let committed = fut.await;
+        // Either way the PostgreSQL transaction is over and the applocks are released.
+        self.pg_tx = false;
+        self.sp_held = false;
+        if let Err(f) = flushed {
+            // Left at @@TRANCOUNT 1: the caller reports the error, then `rollback_all` ends
+            // the transaction (nothing left to send) and reports the rollback.
+            if let Err(e) = committed {
+                tracing::warn!(error = %e, "commit after a failed pipelined statement");
+            }
+            return Err(f);
+        }
+        match committed {
+            Ok(()) => self.commit_tran(out).await.map_err(Fail::from),
+            // The COMMIT itself failed (a deferred constraint): PostgreSQL rolled back; as
+            // above, the caller reports the error and then the rollback.
+            Err(e) => Err(self.pg_fail(&e, None)),
+        }
     }
 
     /// ROLLBACK TRANSACTION (all levels), also used for XACT_ABORT and deadlocks.
