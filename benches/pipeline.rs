@@ -14,7 +14,7 @@
 //!    comparison, and base vs triggers again with PostgreSQL's durable defaults.
 //!
 //! Sizes can be changed with PIPELINE_BENCH_DOCS (latency samples, default 300),
-//! PIPELINE_BENCH_NOOP_ROWS (default 50000), PIPELINE_BENCH_ERP_DOCS (default 300),
+//! PIPELINE_BENCH_NOOP_ROWS (default 50000), PIPELINE_BENCH_ERP_DOCS (default 2000: fewer are dominated by warm-up),
 //! PIPELINE_BENCH_INSERT_SECS (default 3), PIPELINE_BENCH_INSERT_ROUNDS (default 3),
 //! PIPELINE_BENCH_POLL_DOCS (default 20); PIPELINE_BENCH_ONLY=4 (or 1,3 …) runs only those sections.
 
@@ -691,7 +691,7 @@ async fn main() {
 
     if want(3) {
         // 3. Documents/s into the emulator.
-        let erp_docs = env_usize("PIPELINE_BENCH_ERP_DOCS", 300);
+        let erp_docs = env_usize("PIPELINE_BENCH_ERP_DOCS", 2000);
         let mut erp_rates = Vec::new();
         for (conns, concurrency, series) in [
             (1u32, 1usize, 1usize),

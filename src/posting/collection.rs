@@ -323,9 +323,9 @@ pub async fn post(
                 ledger::insert_stmt(&mut b, &hp, "@sira", "@cha", "@sck", 0, now)?;
             }
         }
-        numbering::close(&mut b);
+        numbering::end_block(&mut b);
         // A collection always fits one call: BEGIN, rows and COMMIT in one round trip.
-        erp::wrap_in_transaction(&mut b);
+        erp::wrap_in_transaction(&mut b, numbering::select_outcome);
         let sets = run(erp, b.into_query(), 2, "writing the collection").await?;
         match numbering::parse(&sets, cfg.lock_timeout_ms)? {
             HeadOutcome::AlreadyPosted(e) => Ok(Outcome::Already(Posted {

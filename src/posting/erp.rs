@@ -82,9 +82,14 @@ pub async fn begin(erp: &mut ErpClient) -> Result<(), PostError> {
 /// too large for one call (more than 2,100 parameters) use [`begin`] / [`commit`] instead. The
 /// pool's check-out test (`crate::db::ErpManager`) guarantees no transaction is open when the
 /// batch starts.
-pub fn wrap_in_transaction(b: &mut Batch) {
+///
+/// `after_commit` appends what must follow the COMMIT (the outcome SELECT): statements that need
+/// nothing from the server belong there, not before the COMMIT, where they would keep the
+/// transaction (and its locks) open a little longer.
+pub fn wrap_in_transaction(b: &mut Batch, after_commit: impl FnOnce(&mut Batch)) {
     b.prepend("SET XACT_ABORT ON;\nBEGIN TRAN");
     b.stmt("COMMIT TRAN");
+    after_commit(b);
     b.stmt("SET XACT_ABORT OFF");
 }
 

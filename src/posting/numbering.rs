@@ -14,8 +14,8 @@
 //!    taken in this order (number, then refno), so two postings cannot deadlock on them.
 //!
 //! The caller appends its INSERT/UPDATE statements inside the guarded block (using `@sira`, `@cha`,
-//! `@sck`, `@refno`), then [`close`] ends the block and selects the outcome as the batch's last
-//! result set; [`parse`] reads it.
+//! `@sck`, `@refno`), then [`end_block`] ends the block and [`select_outcome`] selects the outcome
+//! as the batch's last result set; [`parse`] reads it.
 
 use tiberius::Row;
 use uuid::Uuid;
@@ -187,9 +187,17 @@ pub fn open(b: &mut Batch, h: &Head<'_>) -> HeadParams {
     }
 }
 
-/// Closes the guarded block and selects the outcome (the batch's last result set).
-pub fn close(b: &mut Batch) {
+/// Closes the guarded block.
+pub fn end_block(b: &mut Batch) {
     b.raw("\nEND\nEND", true);
+}
+
+/// Selects the outcome (the batch's last result set). In a batch that also commits, it goes
+/// after `COMMIT TRAN` ([`super::erp::wrap_in_transaction`]): it needs nothing from the server,
+/// and a statement between the last row and the COMMIT would make the server wait for the rows
+/// before it may commit (the emulator sends the COMMIT right behind the rows otherwise), holding
+/// the series lock that much longer.
+pub fn select_outcome(b: &mut Batch) {
     b.stmt(
         "SELECT @posted AS posted, @lock AS lock_result, @lock2 AS lock2_result, @sira AS sira, \
          @cha AS cha_recno, @sck AS sck_recno, @refno AS refno",

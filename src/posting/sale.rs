@@ -285,13 +285,14 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
         if next == rows.len() {
             ledger::insert_stmt(&mut b, &hp, "@sira", "@cha", "0", sth_count, now)?;
         }
-        numbering::close(&mut b);
+        numbering::end_block(&mut b);
         // The usual sale fits one call: BEGIN, rows and COMMIT in one round trip. A sale too
         // large for one call opens the transaction first and commits after its last batch.
         let one_trip = next == rows.len();
         if one_trip {
-            erp::wrap_in_transaction(&mut b);
+            erp::wrap_in_transaction(&mut b, numbering::select_outcome);
         } else {
+            numbering::select_outcome(&mut b);
             erp::begin(erp).await?;
         }
         let sets = run(erp, b.into_query(), 2, "writing the sale").await?;
