@@ -606,3 +606,139 @@ async fn commit_pipelined_behind_dml() {
     ok_p(&mut s, BATCH, &ps(9, 10)).await;
     assert_eq!(count(&mut other, "SELECT COUNT(*) FROM R").await, 8);
 }
+
+/// `SET @v = SCOPE_IDENTITY()` right behind a pipelined INSERT is not waited for: statements
+/// that use `@v` are pipelined too (with the identity read server-side). Every value must be
+/// what statement-by-statement execution gives (XACT_ABORT OFF, nothing pipelined): the header
+/// id in the lines and UPDATEs, a variable of a table that gets another row before its use,
+/// a bigint variable, @@ROWCOUNT after the SET, and a failure in the pipeline.
+#[tokio::test]
+async fn scope_identity_variable_behind_pipelined_insert() {
+    let db = db().await;
+    let mut s = db.session().await;
+    let mut other = db.session().await;
+    ok(
+        &mut s,
+        "CREATE TABLE H (id int IDENTITY(1,1) NOT NULL PRIMARY KEY, code int NOT NULL UNIQUE, \
+         recid int NOT NULL)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "CREATE TABLE L (id int IDENTITY(100,1) NOT NULL PRIMARY KEY, h int NOT NULL, \
+         recid int NOT NULL)",
+    )
+    .await;
+    let batch = |xact: &str| {
+        format!(
+            "DECLARE @h int; DECLARE @h2 bigint; DECLARE @f int; \
+             SET XACT_ABORT {xact}; BEGIN TRAN; \
+             INSERT INTO H (code, recid) VALUES (@P1, 0); \
+             SET @h = CAST(SCOPE_IDENTITY() AS int); \
+             UPDATE H SET recid = id WHERE id = @h; \
+             INSERT INTO L (h, recid) VALUES (@h, 0); \
+             UPDATE L SET recid = id WHERE id = SCOPE_IDENTITY(); \
+             INSERT INTO L (h, recid) VALUES (@h, 0); \
+             SET @f = SCOPE_IDENTITY(); \
+             INSERT INTO L (h, recid) VALUES (@h, @f); \
+             INSERT INTO H (code, recid) VALUES (@P2, @h), (@P3, @h); \
+             SET @h2 = SCOPE_IDENTITY(); \
+             SELECT @@ROWCOUNT AS rc; \
+             UPDATE H SET recid = @h2 WHERE id = @h2; \
+             COMMIT TRAN; \
+             SELECT @h AS h, @h2 AS h2, @f AS f"
+        )
+    };
+    let ps = |k: i64| {
+        vec![
+            p("@P1", SqlType::Int, Value::Int(k)),
+            p("@P2", SqlType::Int, Value::Int(k + 1)),
+            p("@P3", SqlType::Int, Value::Int(k + 2)),
+        ]
+    };
+    let int = |v: &Value| match v {
+        Value::Int(n) => *n,
+        v => panic!("{v:?}"),
+    };
+    // Statement by statement first, then pipelined (the first pipelined run prepares).
+    for (xact, k) in [("OFF", 10), ("ON", 20), ("ON", 30), ("ON", 40)] {
+        let out = ok_p(&mut s, &batch(xact), &ps(k)).await;
+        assert_eq!(
+            rowset(&out, 0).1,
+            vec![vec![Value::Int(1)]],
+            "@@ROWCOUNT after SET"
+        );
+        let vals = &rowset(&out, 1).1[0];
+        let (h, h2, f) = (int(&vals[0]), int(&vals[1]), int(&vals[2]));
+        let id_of = |code: i64| format!("SELECT id FROM H WHERE code = {code}");
+        assert_eq!(count(&mut other, &id_of(k)).await, h, "{xact}");
+        assert_eq!(count(&mut other, &id_of(k + 2)).await, h2, "{xact}");
+        let q = |sql: String| sql;
+        assert_eq!(
+            count(
+                &mut other,
+                &q(format!(
+                    "SELECT COUNT(*) FROM H WHERE code IN ({k}, {}) AND recid = id",
+                    k + 2
+                ))
+            )
+            .await,
+            2,
+            "{xact}"
+        );
+        assert_eq!(
+            count(
+                &mut other,
+                &q(format!("SELECT recid FROM H WHERE code = {}", k + 1))
+            )
+            .await,
+            h,
+            "{xact}"
+        );
+        // Lines: all point at the header; the first carries its own id, the third the
+        // second's id (@f, read while L got another row before @f was used).
+        assert_eq!(
+            count(
+                &mut other,
+                &q(format!("SELECT COUNT(*) FROM L WHERE h = {h}"))
+            )
+            .await,
+            3
+        );
+        assert_eq!(
+            count(
+                &mut other,
+                &q(format!(
+                    "SELECT MIN(id) FROM L WHERE h = {h} AND recid = id"
+                ))
+            )
+            .await,
+            f - 1,
+            "{xact}"
+        );
+        assert_eq!(
+            count(
+                &mut other,
+                &q(format!(
+                    "SELECT MAX(id) FROM L WHERE h = {h} AND recid = {f}"
+                ))
+            )
+            .await,
+            f + 1,
+            "{xact}"
+        );
+    }
+    // A failing INSERT behind the deferred SETs (codes 40 and 41 exist): its error, the
+    // rollback, nothing written, the session healthy.
+    let before = count(&mut other, "SELECT COUNT(*) FROM L").await;
+    let out = run_p(&mut s, &batch("ON"), &ps(39)).await;
+    assert_eq!(errors(&out), vec![2627], "{out:?}");
+    assert_eq!(tx_events(&out), vec!["begin", "rollback"]);
+    assert_eq!(s.trancount(), 0);
+    assert_eq!(count(&mut other, "SELECT COUNT(*) FROM L").await, before);
+    ok_p(&mut s, &batch("ON"), &ps(50)).await;
+    assert_eq!(
+        count(&mut other, "SELECT COUNT(*) FROM L").await,
+        before + 3
+    );
+}

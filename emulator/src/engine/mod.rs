@@ -24,6 +24,12 @@
 //!   which case the transaction is rolled back and the batch aborted, as in SQL Server. Nested
 //!   `BEGIN TRAN` increments @@TRANCOUNT, inner `COMMIT` only decrements, `ROLLBACK` rolls back
 //!   everything. A deadlock (40P01) is error 1205 and rolls the whole transaction back.
+//! - Under XACT_ABORT ON inside a transaction, DML is pipelined (sent without waiting for its
+//!   answer), and so are what usually follows it in Mikro-style batches: `UPDATE … WHERE x =
+//!   SCOPE_IDENTITY()`, `SET @v = SCOPE_IDENTITY()` (the variable is resolved when the INSERT's
+//!   answer is read; statements using it meanwhile read the identity sequence server-side) and
+//!   the outermost `COMMIT`. Counts, identities, variables and the first error come out as if
+//!   every statement had run alone (tests in `tests/engine_tx.rs`).
 //! - Errors that SQL Server treats as compile/batch-aborting (102, 207, 208, 137, …, 1205)
 //!   stop the batch; constraint violations (2627, 515, 547, 8152, …) end only the statement.
 //! - `BEGIN TRY … END CATCH`: errors inside TRY (except compile errors) are not sent to the
@@ -152,6 +158,8 @@ impl Engine {
             client: Arc::new(client),
             pending: std::collections::VecDeque::new(),
             pending_values_identity: false,
+            lazy_vars: HashMap::new(),
+            rowcount_after_flush: None,
             trancount: 0,
             tx_desc: None,
             pending_begin: false,
@@ -321,6 +329,21 @@ pub struct Session {
     /// table with an IDENTITY column (no explicit values): once PostgreSQL has run it,
     /// `lastval()` is its last identity, i.e. SCOPE_IDENTITY() (see [`Session::defer_scope`]).
     pending_values_identity: bool,
+    /// Variables assigned `SCOPE_IDENTITY()` while the INSERT that sets it is still unanswered
+    /// (see [`Session::defer_identity_var`]); they get their value when that answer is read.
+    lazy_vars: HashMap<String, LazyVar>,
+    /// @@ROWCOUNT to leave after the next [`Session::flush`]: a deferred `SET @v =
+    /// SCOPE_IDENTITY()` ran after the last pipelined statement, and a SET counts one row.
+    rowcount_after_flush: Option<i64>,
+}
+
+/// A variable whose value is the identity of a pipelined INSERT not answered yet.
+struct LazyVar {
+    /// PostgreSQL expression of that value while no other row goes into `table`:
+    /// `currval` of the table's identity sequence (session-local).
+    expr: String,
+    /// The INSERT's target (lower-cased name).
+    table: String,
 }
 
 /// What a pipelined statement's PostgreSQL call returns.
@@ -329,12 +352,41 @@ enum PgResult {
     Count(u64),
 }
 
+/// `SCOPE_IDENTITY()`, in parentheses or `CAST` to an integer type or not.
+fn is_scope_identity(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(x) => is_scope_identity(x),
+        Expr::Cast {
+            kind: ast::CastKind::Cast,
+            expr,
+            format: None,
+            data_type,
+        } => {
+            matches!(
+                data_type,
+                ast::DataType::Int(_) | ast::DataType::Integer(_) | ast::DataType::BigInt(_)
+            ) && is_scope_identity(expr)
+        }
+        Expr::Function(f) => {
+            (matches!(&f.args, ast::FunctionArguments::List(l) if l.args.is_empty())
+                || matches!(f.args, ast::FunctionArguments::None))
+                && translate::name_parts(&f.name)
+                    .last()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("scope_identity"))
+        }
+        _ => false,
+    }
+}
+
 /// A DML statement already sent to PostgreSQL whose answer has not been read yet.
 struct Pending {
     plan: Arc<SqlPlan>,
     fut: std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<PgResult, tokio_postgres::Error>> + Send>,
     >,
+    /// Variables to set to this INSERT's identity once it is answered (lazy `SET @v =
+    /// SCOPE_IDENTITY()`, see [`Session::defer_identity_var`]).
+    assign_identity: Vec<(String, SqlType)>,
 }
 
 impl Session {
@@ -346,6 +398,8 @@ impl Session {
         while let Some(p) = self.pending.pop_front() {
             let _ = p.fut.await;
         }
+        self.lazy_vars.clear();
+        self.rowcount_after_flush = None;
         self.vars.clear();
         self.try_depth = 0;
         self.caught = None;
@@ -386,6 +440,10 @@ impl Session {
     ) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
             for n in nodes {
+                if self.defer_identity_var(n) {
+                    self.last_error = 0;
+                    continue;
+                }
                 // Pipelined DML is answered before anything else runs (its @@ROWCOUNT,
                 // SCOPE_IDENTITY, errors and DONE counts come first, in order).
                 let dml = matches!(
@@ -650,6 +708,16 @@ impl Session {
                     }
                 }
                 if self.deferrable(&plan) {
+                    // A lazy variable reads its table's identity sequence: another row into that
+                    // table would move it, so the variable gets its value first.
+                    if plan.identity_col
+                        && plan
+                            .target
+                            .as_ref()
+                            .is_some_and(|t| self.lazy_vars.values().any(|l| l.table == t.lc))
+                    {
+                        self.flush(out).await?;
+                    }
                     let values_insert = matches!(
                         stmt,
                         Statement::Insert(i) if i.source.as_ref().is_some_and(
@@ -659,12 +727,20 @@ impl Session {
                     let only_scope = plan.binds.iter().all(|b| {
                         matches!(b.src, Bind::Param(_) | Bind::Var(_) | Bind::ScopeIdentity)
                     });
-                    let current = plan
+                    let current = plan.binds.iter().all(|b| match &b.src {
+                        Bind::Param(_) => true,
+                        Bind::Var(v) => !self.lazy_vars.contains_key(v),
+                        _ => false,
+                    });
+                    let scope = plan
                         .binds
                         .iter()
-                        .all(|b| matches!(b.src, Bind::Param(_) | Bind::Var(_)));
-                    if !current && only_scope && self.pending_values_identity {
+                        .any(|b| matches!(b.src, Bind::ScopeIdentity));
+                    if !current && only_scope && (!scope || self.pending_values_identity) {
                         if self.defer_scope(&plan, params, out).await? {
+                            if plan.identity_col {
+                                self.pending_values_identity = values_insert;
+                            }
                             return Ok(());
                         }
                     } else if !current {
@@ -1514,10 +1590,18 @@ impl Session {
         }
         let mut pg = plan.pg.clone();
         for (i, b) in plan.binds.iter().enumerate().rev() {
-            if matches!(b.src, Bind::ScopeIdentity) {
+            match &b.src {
                 // An uncorrelated subquery is evaluated once (an InitPlan parameter), so the
                 // comparison still uses the primary key; a bare lastval() is volatile.
-                pg = replace_placeholder(&pg, i + 1, "(SELECT lastval())");
+                Bind::ScopeIdentity => {
+                    pg = replace_placeholder(&pg, i + 1, "(SELECT lastval())");
+                }
+                Bind::Var(v) => {
+                    if let Some(l) = self.lazy_vars.get(v) {
+                        pg = replace_placeholder(&pg, i + 1, &l.expr);
+                    }
+                }
+                _ => {}
             }
         }
         let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
@@ -1577,7 +1661,10 @@ impl Session {
         self.pending.push_back(Pending {
             plan: plan.clone(),
             fut,
+            assign_identity: Vec::new(),
         });
+        // This statement's count is now the newest @@ROWCOUNT.
+        self.rowcount_after_flush = None;
         true
     }
 
@@ -1587,21 +1674,26 @@ impl Session {
     async fn flush(&mut self, out: &mut Vec<Output>) -> Result<(), Fail> {
         self.pending_values_identity = false;
         let mut first: Option<Fail> = None;
-        while let Some(p) = self.pending.pop_front() {
-            let r = p.fut.await;
+        while let Some(Pending {
+            plan,
+            fut,
+            assign_identity,
+        }) = self.pending.pop_front()
+        {
+            let r = fut.await;
             if first.is_some() {
                 continue;
             }
             let rows = match r {
                 Err(e) => {
-                    first = Some(self.pg_fail(&e, Some(p.plan.kind)));
+                    first = Some(self.pg_fail(&e, Some(plan.kind)));
                     continue;
                 }
                 Ok(PgResult::Count(n)) => {
                     self.rowcount = n as i64;
                     Vec::new()
                 }
-                Ok(PgResult::Rows(rows)) => match self.convert_rows(&p.plan, &rows) {
+                Ok(PgResult::Rows(rows)) => match self.convert_rows(&plan, &rows) {
                     Ok(v) => v,
                     Err(f) => {
                         first = Some(f);
@@ -1609,9 +1701,21 @@ impl Session {
                     }
                 },
             };
-            if let Err(f) = self.finish_plan(&p.plan, rows, out).await {
+            if let Err(f) = self.finish_plan(&plan, rows, out).await {
                 first = Some(f);
+                continue;
             }
+            for (name, ty) in assign_identity {
+                let v = self
+                    .scope_identity
+                    .map_or(Value::Null, |i| Value::Decimal(Decimal::from(i)));
+                self.vars.insert(name, (ty.clone(), coerce(v, &ty)));
+            }
+        }
+        self.lazy_vars.clear();
+        match self.rowcount_after_flush.take() {
+            Some(n) if first.is_none() => self.rowcount = n,
+            _ => {}
         }
         first.map_or(Ok(()), Err)
     }
@@ -1832,6 +1936,71 @@ impl Session {
         }
         out.push(Output::Tx(TxEvent::Commit(desc)));
         Ok(())
+    }
+
+    /// `SET @v = SCOPE_IDENTITY()` (or `CAST(SCOPE_IDENTITY() AS int)`) right behind a pipelined
+    /// INSERT, as Mikro's posting does after the CHA header: instead of waiting for the INSERT's
+    /// answer (one round trip, inside the numbering lock), the variable is noted as "the identity
+    /// of that INSERT". Pipelined statements that bind it get, in its place, `currval` of the
+    /// table's identity sequence — the same value while no other row goes into that table,
+    /// which [`Session::run_stmt`] guarantees by answering first — and the variable gets its
+    /// value when the INSERT's answer is read ([`Session::flush`]). Anything else that reads
+    /// variables runs after a flush. Only under the conditions of [`Session::deferrable`], for
+    /// an `int`/`bigint` variable, when the newest identity-producing pipelined statement is an
+    /// `INSERT … VALUES`. True when the statement was handled this way.
+    fn defer_identity_var(&mut self, n: &Node) -> bool {
+        let Node::Stmt { stmt, .. } = n else {
+            return false;
+        };
+        let Statement::Set(Set::SingleAssignment {
+            scope: None,
+            hivevar: false,
+            variable,
+            values,
+        }) = &**stmt
+        else {
+            return false;
+        };
+        if values.len() != 1
+            || !is_scope_identity(&values[0])
+            || !self.xact_abort
+            || self.trancount == 0
+            || !self.pg_tx
+            || self.pending_begin
+            || self.try_depth > 0
+            || !self.pending_values_identity
+        {
+            return false;
+        }
+        let name = variable.to_string().to_lowercase();
+        let Some((ty, _)) = self.vars.get(&name) else {
+            return false;
+        };
+        let cast = match ty {
+            SqlType::Int => "int4",
+            SqlType::BigInt => "int8",
+            _ => return false,
+        };
+        let ty = ty.clone();
+        let Some(p) = self.pending.iter_mut().rev().find(|p| p.plan.identity_col) else {
+            return false;
+        };
+        let Some(t) = p.plan.target.as_ref() else {
+            return false;
+        };
+        let Some(col) = t.identity() else {
+            return false;
+        };
+        let expr = format!(
+            "(SELECT currval(pg_get_serial_sequence({}, {})))::{cast}",
+            catalog::quote_lit(&t.pg_ref()),
+            catalog::quote_lit(&col.lc)
+        );
+        let table = t.lc.clone();
+        p.assign_identity.push((name.clone(), ty));
+        self.lazy_vars.insert(name, LazyVar { expr, table });
+        self.rowcount_after_flush = Some(1);
+        true
     }
 
     /// Whether `n` is a `COMMIT TRAN` that may follow pipelined DML without waiting for its
