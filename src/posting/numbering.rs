@@ -1,7 +1,8 @@
 //! The guarded head of every posting batch (DOMAIN §5.3 and §6), sent in the same round trip as
 //! the document's rows:
 //!
-//! 1. ledger lookup for (kind, web id) — a hit means "already posted": nothing is written;
+//! 1. ledger lookup for (kind, web id), counted in the same statement as step 2 — a hit means
+//!    "already posted": nothing is written, and the ledger row is selected for the caller;
 //! 2. master-data checks (customer, products, bank, cash box exist in Mikro, see [`super::master`]),
 //!    counted into variables — a miss writes nothing and is diagnosed afterwards;
 //! 3. `sp_getapplock` on `mikro-sync:<evrak_tip>:<seri>` (exclusive, owned by the transaction),
@@ -94,14 +95,12 @@ pub fn open(b: &mut Batch, h: &Head<'_>) -> HeadParams {
     }
     let kind = b.param(SqlParam::text(h.kind.as_str()));
     let web_id = b.param(SqlParam::guid(h.web_id));
-    b.stmt(&format!(
-        "SELECT {} FROM dbo.MIKROSYNC_LEDGER WHERE ml_kind = {kind} AND ml_web_id = {web_id}",
-        ledger::LOOKUP_COLUMNS
-    ));
-    b.stmt("SET @posted = @@ROWCOUNT");
-    // All master-data checks in one statement.
+    // The ledger lookup and all master-data checks in one statement (one round trip); the
+    // ledger row itself is selected only when there is one (a retry, rare).
+    let ledger_where =
+        format!("FROM dbo.MIKROSYNC_LEDGER WHERE ml_kind = {kind} AND ml_web_id = {web_id}");
     let mut gate = vec!["@posted = 0".to_string()];
-    let mut assigns = Vec::new();
+    let mut assigns = vec![format!("@posted = (SELECT COUNT(*) {ledger_where})")];
     let cari = b.param(SqlParam::text(h.codes.cari.clone()));
     assigns.push(format!(
         "@c_cari = (SELECT COUNT(*) FROM dbo.CARI_HESAPLAR WHERE cari_kod = {cari})"
@@ -140,6 +139,10 @@ pub fn open(b: &mut Batch, h: &Head<'_>) -> HeadParams {
         gate.push("@c_kasa > 0".into());
     }
     b.stmt(&format!("SELECT {}", assigns.join(", ")));
+    b.stmt(&format!(
+        "IF @posted > 0 SELECT {} {ledger_where}",
+        ledger::LOOKUP_COLUMNS
+    ));
     b.raw(&format!(";\nIF {}\nBEGIN\n", gate.join(" AND ")), false);
     let res = b.param(SqlParam::text(series_resource(h.evrak_tip, h.seri)));
     let timeout = b.param(SqlParam::int(h.lock_timeout_ms));
@@ -224,20 +227,25 @@ pub enum HeadOutcome {
     },
 }
 
-/// Reads the head's outcome from the batch's result sets (set 0: ledger rows; last: outcome).
+/// Reads the head's outcome from the batch's result sets: the outcome is the last one; when it
+/// says "posted", the ledger row is the first.
 pub fn parse(sets: &[Vec<Row>], lock_timeout_ms: i32) -> Result<HeadOutcome, PostError> {
-    if let Some(row) = sets.first().and_then(|s| s.first()) {
-        return Ok(HeadOutcome::AlreadyPosted(ledger::parse(row)?));
-    }
-    let last = sets
-        .iter()
-        .rev()
-        .find_map(|s| s.first())
+    let mut rows = sets.iter().filter_map(|s| s.first());
+    let first = rows.next();
+    let last = rows
+        .last()
+        .or(first)
         .ok_or_else(|| PostError::Transient("the posting batch returned no outcome".into()))?;
     if get_int(last, 0).unwrap_or(0) > 0 {
-        return Err(PostError::Transient(
-            "the ledger row appeared during the posting; retrying".into(),
-        ));
+        // Already posted: the ledger row is the first result set, the outcome the last.
+        return match first {
+            Some(row) if !std::ptr::eq(row, last) => {
+                Ok(HeadOutcome::AlreadyPosted(ledger::parse(row)?))
+            }
+            _ => Err(PostError::Transient(
+                "the ledger row was counted but not returned; retrying".into(),
+            )),
+        };
     }
     let lock = get_int(last, 1);
     let lock2 = get_int(last, 2);
