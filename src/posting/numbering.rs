@@ -233,7 +233,7 @@ pub fn parse(sets: &[Vec<Row>], lock_timeout_ms: i32) -> Result<HeadOutcome, Pos
     let mut rows = sets.iter().filter_map(|s| s.first());
     let first = rows.next();
     let last = rows
-        .last()
+        .next_back()
         .or(first)
         .ok_or_else(|| PostError::Transient("the posting batch returned no outcome".into()))?;
     if get_int(last, 0).unwrap_or(0) > 0 {
