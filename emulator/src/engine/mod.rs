@@ -1930,6 +1930,7 @@ impl Session {
                 let cat = self.engine.catalog();
                 let err = map_pg_error(&e, &self.err_ctx(&cat, None));
                 let _ = self.client.batch_execute("ROLLBACK").await;
+                self.release_after_failed_commit(&keys).await;
                 out.push(Output::Tx(TxEvent::Rollback(desc)));
                 return Err(err);
             }
@@ -2041,9 +2042,13 @@ impl Session {
         }
         let flushed = self.flush(out).await;
         let committed = fut.await;
-        // Either way the PostgreSQL transaction is over and the applocks are released.
+        // Either way the PostgreSQL transaction is over. The applocks are released by the same
+        // message unless it failed, which stops it at the failing command.
         self.pg_tx = false;
         self.sp_held = false;
+        if committed.is_err() {
+            self.release_after_failed_commit(&keys).await;
+        }
         if let Err(f) = flushed {
             // Left at @@TRANCOUNT 1: the caller reports the error, then `rollback_all` ends
             // the transaction (nothing left to send) and reports the rollback.
@@ -2057,6 +2062,17 @@ impl Session {
             // The COMMIT itself failed (a deferred constraint): PostgreSQL rolled back; as
             // above, the caller reports the error and then the rollback.
             Err(e) => Err(self.pg_fail(&e, None)),
+        }
+    }
+
+    /// Releases the transaction's applocks after a COMMIT message failed (PostgreSQL skips the
+    /// rest of a message after an error, the unlocks included), so they do not outlive it.
+    async fn release_after_failed_commit(&mut self, keys: &[(i32, bool)]) {
+        let sql = Self::unlock_sql(keys);
+        if !sql.is_empty() {
+            if let Err(e) = self.client.batch_execute(&sql).await {
+                tracing::warn!(error = %e, "releasing applocks after a failed COMMIT failed");
+            }
         }
     }
 
