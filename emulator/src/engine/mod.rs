@@ -367,23 +367,37 @@ fn is_scope_identity(e: &Expr) -> bool {
                 ast::DataType::Int(_) | ast::DataType::Integer(_) | ast::DataType::BigInt(_)
             ) && is_scope_identity(expr)
         }
-        Expr::Function(f) => {
-            (matches!(&f.args, ast::FunctionArguments::List(l) if l.args.is_empty())
-                || matches!(f.args, ast::FunctionArguments::None))
-                && translate::name_parts(&f.name)
-                    .last()
-                    .is_some_and(|n| n.eq_ignore_ascii_case("scope_identity"))
-        }
+        Expr::Function(f) => translate::is_scope_identity_call(f),
         _ => false,
+    }
+}
+
+/// A PostgreSQL request sent now, answered later.
+type Sent<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send>>;
+
+/// Polls a client call once, which encodes the request and queues it on the connection
+/// (tokio-postgres sends requests in the order they are queued), and returns the future that
+/// reads its answer. Pipelining rests on this: requests go out before earlier answers are read.
+fn send_now<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
+) -> Sent<T> {
+    let mut fut: Sent<T> = Box::pin(fut);
+    let first = {
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        fut.as_mut().poll(&mut cx)
+    };
+    match first {
+        std::task::Poll::Ready(r) => Box::pin(std::future::ready(r)),
+        std::task::Poll::Pending => fut,
     }
 }
 
 /// A DML statement already sent to PostgreSQL whose answer has not been read yet.
 struct Pending {
     plan: Arc<SqlPlan>,
-    fut: std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<PgResult, tokio_postgres::Error>> + Send>,
-    >,
+    fut: Sent<PgResult>,
     /// Variables to set to this INSERT's identity once it is answered (lazy `SET @v =
     /// SCOPE_IDENTITY()`, see [`Session::defer_identity_var`]).
     assign_identity: Vec<(String, SqlType)>,
@@ -1546,6 +1560,17 @@ impl Session {
         Ok(s)
     }
 
+    /// The session side of [`Session::deferrable`]: inside an open PostgreSQL transaction under
+    /// XACT_ABORT ON, outside TRY, with no deferred BEGIN. Also the condition for pipelining
+    /// `SET @v = SCOPE_IDENTITY()` and the COMMIT.
+    fn may_pipeline(&self) -> bool {
+        self.xact_abort
+            && self.trancount > 0
+            && self.pg_tx
+            && !self.pending_begin
+            && self.try_depth == 0
+    }
+
     /// Whether a DML plan may be pipelined: inside an open PostgreSQL transaction under
     /// XACT_ABORT ON, outside TRY, with nothing to send before it (no deferred BEGIN, no
     /// table lock), no OUTPUT rows, no local answer and no reseed. Under XACT_ABORT ON any
@@ -1555,11 +1580,7 @@ impl Session {
     /// reported as that statement's error, in order. Saves one round trip per statement
     /// (Mikro's INSERT → UPDATE RECid sequences, the ledger row).
     fn deferrable(&self, plan: &SqlPlan) -> bool {
-        self.xact_abort
-            && self.trancount > 0
-            && self.pg_tx
-            && !self.pending_begin
-            && self.try_depth == 0
+        self.may_pipeline()
             && matches!(plan.kind, Kind::Insert | Kind::Update | Kind::Delete)
             && plan.columns.is_empty()
             && plan.assign.is_empty()
@@ -1640,24 +1661,16 @@ impl Session {
         let values = self.bind_values(plan, params);
         let client = self.client.clone();
         let returns_rows = plan.returns_rows;
-        let mut fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
-            Box::pin(async move {
-                let args: Vec<PgArg<'_>> = values.iter().map(PgArg).collect();
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-                if returns_rows {
-                    client.query(&stmt, &refs).await.map(PgResult::Rows)
-                } else {
-                    client.execute(&stmt, &refs).await.map(PgResult::Count)
-                }
-            });
-        // The first poll encodes the statement and queues it on the connection (tokio-postgres
-        // sends requests in the order they are queued); the answer is awaited in `flush`.
-        let waker = futures::task::noop_waker();
-        let mut cx = std::task::Context::from_waker(&waker);
-        if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
-            fut = Box::pin(std::future::ready(r));
-        }
+        let fut = send_now(async move {
+            let args: Vec<PgArg<'_>> = values.iter().map(PgArg).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+            if returns_rows {
+                client.query(&stmt, &refs).await.map(PgResult::Rows)
+            } else {
+                client.execute(&stmt, &refs).await.map(PgResult::Count)
+            }
+        });
         self.pending.push_back(Pending {
             plan: plan.clone(),
             fut,
@@ -1964,11 +1977,7 @@ impl Session {
         };
         if values.len() != 1
             || !is_scope_identity(&values[0])
-            || !self.xact_abort
-            || self.trancount == 0
-            || !self.pg_tx
-            || self.pending_begin
-            || self.try_depth > 0
+            || !self.may_pipeline()
             || !self.pending_values_identity
         {
             return false;
@@ -2011,10 +2020,7 @@ impl Session {
         matches!(n, Node::Stmt { stmt, .. } if matches!(**stmt, Statement::Commit { chain: false, .. }))
             && !self.pending.is_empty()
             && self.trancount == 1
-            && self.xact_abort
-            && self.pg_tx
-            && !self.pending_begin
-            && self.try_depth == 0
+            && self.may_pipeline()
     }
 
     /// The outermost `COMMIT TRAN` sent right behind the DML still in the pipeline, before
@@ -2029,17 +2035,8 @@ impl Session {
         let keys = std::mem::take(&mut self.tx_applocks);
         s.push_str(&Self::unlock_sql(&keys));
         let client = self.client.clone();
-        let mut fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
-            Box::pin(async move { client.batch_execute(&s).await });
-        // The first poll queues the COMMIT behind the pipelined statements (see `defer`).
-        let early = {
-            let waker = futures::task::noop_waker();
-            let mut cx = std::task::Context::from_waker(&waker);
-            fut.as_mut().poll(&mut cx)
-        };
-        if let std::task::Poll::Ready(r) = early {
-            fut = Box::pin(std::future::ready(r));
-        }
+        // Queued behind the pipelined statements.
+        let fut = send_now(async move { client.batch_execute(&s).await });
         let flushed = self.flush(out).await;
         let committed = fut.await;
         // Either way the PostgreSQL transaction is over. The applocks are released by the same

@@ -184,6 +184,16 @@ pub struct Translator<'a> {
     ctes: Vec<(String, Arc<TableDef>)>,
 }
 
+/// `SCOPE_IDENTITY()` (no arguments, any casing or schema prefix): bound locally by the
+/// translator, and recognised by the engine when it pipelines `SET @v = SCOPE_IDENTITY()`.
+pub fn is_scope_identity_call(f: &ast::Function) -> bool {
+    (matches!(&f.args, FunctionArguments::List(l) if l.args.is_empty())
+        || matches!(f.args, FunctionArguments::None))
+        && name_parts(&f.name)
+            .last()
+            .is_some_and(|n| n.eq_ignore_ascii_case("scope_identity"))
+}
+
 /// Object name parts as written (brackets removed).
 pub fn name_parts(n: &ObjectName) -> Vec<String> {
     n.0.iter()
@@ -386,13 +396,7 @@ impl<'a> Translator<'a> {
                     },
                 }
             }
-            Expr::Function(f)
-                if matches!(&f.args, FunctionArguments::List(l) if l.args.is_empty())
-                    || matches!(f.args, FunctionArguments::None) =>
-            {
-                let n = name_parts(&f.name).last().map(|s| s.to_lowercase());
-                (n.as_deref() == Some("scope_identity")).then_some(Bind::ScopeIdentity)
-            }
+            Expr::Function(f) if is_scope_identity_call(f) => Some(Bind::ScopeIdentity),
             _ => None,
         }
     }
