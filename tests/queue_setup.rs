@@ -43,8 +43,19 @@ async fn setup_is_idempotent_and_reports() {
     assert_eq!(n, 2);
 }
 
+/// The first (text) column of every row of `sql`.
+async fn texts(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    c.query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 async fn schema_fingerprint(c: &tokio_postgres::Client) -> Vec<String> {
-    c.query(
+    texts(
+        c,
         "SELECT table_name || '.' || column_name || ':' || data_type || ':' || coalesce(column_default, '') \
            FROM information_schema.columns WHERE table_schema = 'public' \
          UNION ALL SELECT indexname || ':' || indexdef FROM pg_indexes WHERE schemaname = 'public' \
@@ -52,13 +63,8 @@ async fn schema_fingerprint(c: &tokio_postgres::Client) -> Vec<String> {
          UNION ALL SELECT conname || ':' || pg_get_constraintdef(oid) FROM pg_constraint \
            WHERE connamespace = 'public'::regnamespace \
          ORDER BY 1",
-        &[],
     )
     .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 #[tokio::test]
@@ -338,32 +344,22 @@ async fn enqueue_path_stays_lean() {
         .unwrap()
         .get(0);
     assert_eq!(when, 0, "no WHEN clause on the enqueue triggers");
-    let checks: Vec<String> = c
-        .query(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
-              WHERE conrelid = 'sync_queue'::regclass AND contype = 'c'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let checks = texts(
+        &c,
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+          WHERE conrelid = 'sync_queue'::regclass AND contype = 'c'",
+    )
+    .await;
     assert_eq!(
         checks,
         vec!["CHECK (mikro_sync_queue_row_ok(status, entity_type))".to_string()]
     );
-    let indexes: Vec<String> = c
-        .query(
-            "SELECT indexrelid::regclass::text FROM pg_index \
-              WHERE indrelid = 'sync_queue'::regclass ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let indexes = texts(
+        &c,
+        "SELECT indexrelid::regclass::text FROM pg_index \
+          WHERE indrelid = 'sync_queue'::regclass ORDER BY 1",
+    )
+    .await;
     assert_eq!(
         indexes,
         vec![
