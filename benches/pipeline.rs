@@ -10,8 +10,10 @@
 //! 3. documents/s through the queue into the emulator with 1 and 4 ERP connections;
 //! 4. web insert rate of 16 concurrent writers (sale header + 1 line per transaction): without
 //!    the triggers, with mikro-sync's triggers (alone, and with a worker draining on the same
-//!    cores, counting the NOTIFYs actually sent), a naive per-row `pg_notify(id)` trigger for
-//!    comparison, and base vs triggers again with PostgreSQL's durable defaults.
+//!    cores, counting the NOTIFYs actually sent), the triggers' cost split into steps (an empty
+//!    trigger, + the wake-up logic, + the row in an index-less copy of the queue, + the queue's
+//!    indexes and CHECK), a naive per-row `pg_notify(id)` trigger for comparison, and base vs
+//!    triggers again with PostgreSQL's durable defaults.
 //!
 //! Sizes can be changed with PIPELINE_BENCH_DOCS (latency samples, default 300),
 //! PIPELINE_BENCH_NOOP_ROWS (default 50000), PIPELINE_BENCH_ERP_DOCS (default 2000: fewer are dominated by warm-up),
@@ -372,6 +374,35 @@ BEGIN
     RETURN NULL;
 END $$;";
 
+/// An AFTER INSERT trigger whose plpgsql function does nothing: what any row trigger costs the
+/// web app before it does any work (the first step of section 4's cost breakdown).
+const EMPTY_TRIGGER: &str = "
+CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN NULL;
+END $$;";
+
+/// mikro-sync's trigger function writing its row into `bench_bare_queue`, a copy of
+/// `sync_queue` with its columns and defaults but without its indexes and CHECK: the cheapest
+/// row a trigger can put in a table shaped like the queue. The gap from here to the real
+/// triggers is what the queue contract (one open row per document, status CHECK, ordered claims,
+/// the uuid key) costs; the gap from the notify-only trigger to here is the row itself.
+const BARE_ROW_TRIGGER: &str = "
+CREATE TABLE IF NOT EXISTS bench_bare_queue (LIKE sync_queue INCLUDING DEFAULTS);
+TRUNCATE bench_bare_queue;
+CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.kaynak IS NOT NULL AND NEW.kaynak <> 'web')
+       OR current_setting('mikro_sync.origin', true) = 'erp' THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO bench_bare_queue (entity_type, entity_id, operation) VALUES (TG_ARGV[0], NEW.id, 'insert');
+    IF NOT pg_try_advisory_xact_lock_shared(7883950761929046382) THEN
+        PERFORM pg_notify('mikro_sync_queue', '');
+    END IF;
+    RETURN NULL;
+END $$;";
+
 /// Counts the notifications delivered on `mikro_sync_queue` while it lives (a second listener
 /// beside the worker's), to show how many web transactions actually paid for a NOTIFY.
 struct NotifyCounter {
@@ -462,12 +493,17 @@ async fn insert_section(env: &Env) {
     let (mut base, mut trig, mut dbase, mut dtrig, mut worker) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut base3, mut trig3, mut notify_only) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut empty, mut bare) = (Vec::new(), Vec::new());
     let (mut posted, mut txs, mut notifies) = (0u64, 0f64, 0u64);
     for _ in 0..rounds {
         base.push(run(false, Writer::OneRoundTrip, 1).await);
         trig.push(run(true, Writer::OneRoundTrip, 1).await);
+        c.batch_execute(EMPTY_TRIGGER).await.unwrap();
+        empty.push(run(true, Writer::OneRoundTrip, 1).await);
         c.batch_execute(NOTIFY_ONLY_TRIGGER).await.unwrap();
         notify_only.push(run(true, Writer::OneRoundTrip, 1).await);
+        c.batch_execute(BARE_ROW_TRIGGER).await.unwrap();
+        bare.push(run(true, Writer::OneRoundTrip, 1).await);
         c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
             .await
             .unwrap();
@@ -523,6 +559,8 @@ async fn insert_section(env: &Env) {
     let db = median(&mut dbase.clone());
     let dt = median(&mut dtrig.clone());
     let no = median(&mut notify_only.clone());
+    let em = median(&mut empty.clone());
+    let br = median(&mut bare.clone());
     let b3 = median(&mut base3.clone());
     let t3 = median(&mut trig3.clone());
     println!();
@@ -542,10 +580,25 @@ async fn insert_section(env: &Env) {
         pc(t, base_m),
         spread(&trig)
     );
+    println!("      where the triggers' cost goes (each step adds to the one above):");
     println!(
-        "      of which the wake-up logic alone       {no:>8.0} tx/s  {:>3.0} %  [{}]  (same trigger without its queue row)",
+        "        an empty AFTER INSERT trigger        {em:>8.0} tx/s  {:>3.0} %  [{}]  (the trigger call alone)",
+        pc(em, base_m),
+        spread(&empty)
+    );
+    println!(
+        "        + kaynak/origin checks, wake-up logic {no:>7.0} tx/s  {:>3.0} %  [{}]  (mikro-sync's trigger without its queue row)",
         pc(no, base_m),
         spread(&notify_only)
+    );
+    println!(
+        "        + its row, in a bare sync_queue copy {br:>8.0} tx/s  {:>3.0} %  [{}]  (same columns and defaults, no index, no CHECK)",
+        pc(br, base_m),
+        spread(&bare)
+    );
+    println!(
+        "        + the queue's indexes, CHECK, dedupe {t:>8.0} tx/s  {:>3.0} %  (= mikro-sync triggers)",
+        pc(t, base_m)
     );
     println!(
         "      triggers + worker draining, same cores {wk:>8.0} tx/s  {:>3.0} %  [{}]  (worker completed {posted} rows; {notifies} NOTIFYs for {txs:.0} transactions)",
