@@ -371,6 +371,9 @@ async fn web_checks(
         }
         Err(e) => out.push(Check::warn("trigger", pg_error_text(&e), "")),
     }
+    if queue.is_some() {
+        queue_rights(client, out).await;
+    }
     // Extra (old) triggers that would enqueue twice.
     if let Ok(rows) = client
         .query(
@@ -686,4 +689,61 @@ pub async fn run(cfg: &Config, quick: bool) -> Result<(), CliError> {
     }
     println!("All checks passed ({warned} warning(s)).");
     Ok(())
+}
+
+/// The triggers write into `sync_queue_inbox` as the role that inserts the sale, and the worker
+/// deletes from it: a role that may insert sales but not into the inbox would have its sales
+/// rejected by PostgreSQL, and a daemon role without DELETE there would claim nothing new.
+/// Both happen after an operator grants rights on `sync_queue` by hand and forgets the inbox.
+async fn queue_rights(client: &tokio_postgres::Client, out: &mut Vec<Check>) {
+    let rows = client
+        .query(
+            "SELECT r.rolname::text FROM pg_roles r
+              WHERE (has_table_privilege(r.oid, 'satislar', 'INSERT')
+                     OR has_table_privilege(r.oid, 'tahsilatlar', 'INSERT'))
+                AND NOT has_table_privilege(r.oid, 'sync_queue_inbox', 'INSERT')
+                AND r.rolname !~ '^pg_'
+              ORDER BY 1",
+            &[],
+        )
+        .await;
+    let writers: Vec<String> = match rows {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(e) => {
+            out.push(Check::warn(
+                "queue rights",
+                pg_error_text(&e),
+                "run `mikro-sync setup`",
+            ));
+            return;
+        }
+    };
+    let daemon_ok = client
+        .query_one(
+            "SELECT has_table_privilege('sync_queue_inbox', 'SELECT, DELETE')
+                AND has_table_privilege('sync_queue', 'SELECT, INSERT, UPDATE')",
+            &[],
+        )
+        .await
+        .map(|r| r.get::<_, bool>(0))
+        .unwrap_or(false);
+    if !writers.is_empty() {
+        let list = writers.join(", ");
+        out.push(Check::fail(
+            "queue rights",
+            format!("role(s) {list} may insert sales or collections but not into sync_queue_inbox: PostgreSQL would reject their documents"),
+            format!("GRANT INSERT ON sync_queue_inbox TO {list};"),
+        ));
+    } else if !daemon_ok {
+        out.push(Check::fail(
+            "queue rights",
+            "this login cannot move the queue's inbox (needs SELECT, DELETE on sync_queue_inbox and SELECT, INSERT, UPDATE on sync_queue)",
+            "GRANT SELECT, DELETE ON sync_queue_inbox TO <this login>; GRANT SELECT, INSERT, UPDATE ON sync_queue TO <this login>;",
+        ));
+    } else {
+        out.push(Check::ok(
+            "queue rights",
+            "every role that may insert documents may write sync_queue_inbox; this login may move it",
+        ));
+    }
 }

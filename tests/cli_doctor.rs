@@ -174,6 +174,28 @@ async fn setup_and_doctor() {
         "the Mikro number is written back"
     );
 
+    // Rights granted by hand after setup: a role that may insert sales but not into the
+    // queue's inbox would have its sales rejected; doctor names it and the GRANT.
+    web.batch_execute("CREATE ROLE late_writer; GRANT INSERT ON satislar TO late_writer;")
+        .await
+        .unwrap();
+    let (code, text) = env.run(&["doctor"]).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("[FAIL] queue rights: role(s) late_writer may insert sales"),
+        "{text}"
+    );
+    assert!(
+        text.contains("GRANT INSERT ON sync_queue_inbox TO late_writer;"),
+        "{text}"
+    );
+    web.batch_execute("GRANT INSERT ON sync_queue_inbox TO late_writer")
+        .await
+        .unwrap();
+    let (code, text) = env.run(&["doctor"]).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("[ ok ] queue rights"), "{text}");
+
     // --quick: silent on success; a wrong password fails and names the database.
     let (code, text) = env.run(&["doctor", "--quick"]).await;
     assert_eq!((code, text.trim()), (0, ""));

@@ -3,6 +3,9 @@
 -- One trigger per table (the old tool's duplicates are removed by `setup` before this runs):
 --   satis_sync_trigger    AFTER INSERT ON satislar    -> sync_queue ('satis', id)
 --   tahsilat_sync_trigger AFTER INSERT ON tahsilatlar -> sync_queue ('tahsilat', id)
+-- The row goes into sync_queue_inbox, the index-less child table of sync_queue (see
+-- 003_sync_queue.sql): it is a sync_queue row for every query on sync_queue, and the worker
+-- moves it into sync_queue itself, where the one-open-row rule is applied, before it claims.
 -- AFTER INSERT only: an UPDATE of a sale or collection (including mikro-sync writing the Mikro
 -- number back) never enqueues it again. Rows that came from the ERP (kaynak <> 'web') and
 -- sessions that declare themselves the ERP origin (SET LOCAL mikro_sync.origin = 'erp') are
@@ -28,9 +31,8 @@ BEGIN
        OR current_setting('mikro_sync.origin', true) = 'erp' THEN
         RETURN NULL;
     END IF;
-    INSERT INTO sync_queue (entity_type, entity_id, operation)
-    VALUES (TG_ARGV[0], NEW.id, 'insert')
-    ON CONFLICT (entity_type, entity_id) WHERE status IN ('pending', 'processing') DO NOTHING;
+    INSERT INTO sync_queue_inbox (entity_type, entity_id, operation)
+    VALUES (TG_ARGV[0], NEW.id, 'insert');
     IF NOT pg_try_advisory_xact_lock_shared(7883950761929046382) THEN
         PERFORM pg_notify('mikro_sync_queue', '');
     END IF;

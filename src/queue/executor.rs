@@ -181,7 +181,7 @@ const COMPLETE_SQL: &str = "\
 WITH c AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[]) AS c(id, seri, sira)
 ), q AS (
-    UPDATE sync_queue s
+    UPDATE ONLY sync_queue s
        SET status = 'completed', processed_at = now(), error_message = NULL,
            claimed_by = NULL, claimed_at = NULL, lease_until = NULL
       FROM c
@@ -310,7 +310,7 @@ impl FailCtx<'_> {
         };
         client
             .execute(
-                "UPDATE sync_queue SET status = $2::text, \
+                "UPDATE ONLY sync_queue SET status = $2::text, \
                    next_attempt_at = clock_timestamp() + make_interval(secs => $3), \
                    processed_at = CASE WHEN $2::text = 'failed' THEN now() END, \
                    error_message = $4, claimed_by = NULL, claimed_at = NULL, lease_until = NULL \
