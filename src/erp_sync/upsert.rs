@@ -151,7 +151,7 @@ pub struct Named {
 
 /// Upsert for [`Named`] tables: identity through the mapping first, then the code column, else
 /// a new row; the name and code are kept equal to Mikro's; mappings created for every row.
-/// Rows: vals[0] = key, vals[1] = name.
+/// Rows: `vals[0]` = key, `vals[1]` = name.
 pub async fn apply_named(
     tx: &Transaction<'_>,
     ws: &WebSchema,

@@ -43,7 +43,7 @@ RETURNING q.id, q.entity_type, q.entity_id, q.retry_count, q.created_at,
 /// unique index of sync_queue is an arbiter) drops an enqueue whose document already has an open
 /// row — exactly what the trigger's own `ON CONFLICT` did when it wrote into sync_queue. `*` keeps
 /// every column, including any an older tool added to sync_queue (the inbox inherits them).
-/// Answers (rows moved, duplicates dropped).
+/// Answers (rows moved, rows kept): the difference is the enqueues dropped as duplicates.
 const MOVE_INBOX_SQL: &str = "\
 WITH moved AS (
     DELETE FROM sync_queue_inbox RETURNING *

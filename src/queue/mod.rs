@@ -9,7 +9,7 @@
 //! * [`executor`] — running one document through a [`Sink`], completing it (number written back);
 //! * [`rescuer`] — rows of dead workers back to pending;
 //! * [`retry`] — the backoff and give-up policy;
-//! * [`stats`] — queue statistics and the operator retry;
+//! * [`stats`](mod@stats) — queue statistics and the operator retry;
 //! * [`worker`] — the run loop and graceful shutdown;
 //! * [`metrics`] — counters and latency histograms for the exporter.
 //!

@@ -1,4 +1,4 @@
-//! DDL: CREATE TABLE, CREATE [UNIQUE] INDEX, DROP TABLE / DROP INDEX, TRUNCATE TABLE.
+//! DDL: CREATE TABLE, CREATE \[UNIQUE\] INDEX, DROP TABLE / DROP INDEX, TRUNCATE TABLE.
 //!
 //! Each T-SQL DDL statement becomes one PostgreSQL script (several statements sent as one simple
 //! query, hence atomic) that changes the table *and* the emulator catalog. Mapping decisions:
@@ -482,7 +482,7 @@ fn check_expr(
     tr.check_expr(&def, e)
 }
 
-/// CREATE [UNIQUE] INDEX.
+/// CREATE \[UNIQUE\] INDEX.
 pub fn create_index(cat: &Catalog, ci: &CreateIndex) -> Result<DdlPlan, SqlError> {
     if ci.concurrently || ci.if_not_exists || ci.using.is_some() || ci.nulls_distinct.is_some() {
         return Err(unsupported(

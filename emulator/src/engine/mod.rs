@@ -296,7 +296,7 @@ pub struct Session {
     implicit_tx: bool,
     /// SET LOCK_TIMEOUT (ms, -1 = wait forever).
     lock_timeout_ms: i64,
-    /// SET IDENTITY_INSERT <table> ON (lower-cased name).
+    /// SET IDENTITY_INSERT `<table>` ON (lower-cased name).
     identity_insert: Option<String>,
     /// Batch-scoped variables: lower-cased name → (type, value).
     vars: HashMap<String, (SqlType, Value)>,
