@@ -359,45 +359,52 @@ BEGIN
     RETURN NULL;
 END $$;";
 
+/// The INSERT of mikro-sync's enqueue function (sql/web/005_triggers.sql), which the variants
+/// below remove or replace; the variants are built from the installed text, so they measure
+/// exactly that function minus or plus one part.
+const ENQUEUE_ROW: &str = "    INSERT INTO sync_queue_inbox (entity_type, entity_id, operation)
+    VALUES (TG_ARGV[0], NEW.id, 'insert');
+";
+
+/// mikro-sync's `mikro_sync_enqueue()` as installed by setup.
+fn enqueue_function() -> String {
+    let sql = mikro_sync::setup::WEB_MIGRATIONS[4].sql;
+    let start = sql
+        .find("CREATE OR REPLACE FUNCTION mikro_sync_enqueue()")
+        .expect("enqueue function in 005");
+    let end = start + sql[start..].find("$$;").expect("end of function") + 3;
+    let f = sql[start..end].to_string();
+    assert!(
+        f.contains(ENQUEUE_ROW),
+        "005's INSERT changed: update ENQUEUE_ROW"
+    );
+    f
+}
+
 /// mikro-sync's trigger function without its queue row: only the kaynak/origin checks and the
 /// notify decision, to split the triggers' cost into "wake-up logic" and "the queue row".
-const NOTIFY_ONLY_TRIGGER: &str = "
-CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF (NEW.kaynak IS NOT NULL AND NEW.kaynak <> 'web')
-       OR current_setting('mikro_sync.origin', true) = 'erp' THEN
-        RETURN NULL;
-    END IF;
-    IF NOT pg_try_advisory_xact_lock_shared(7883950761929046382) THEN
-        PERFORM pg_notify('mikro_sync_queue', '');
-    END IF;
-    RETURN NULL;
-END $$;";
+fn notify_only_trigger() -> String {
+    enqueue_function().replace(ENQUEUE_ROW, "")
+}
+
+/// mikro-sync's trigger function writing its row straight into `sync_queue` (with its three
+/// indexes, its CHECK and `ON CONFLICT` for the one-open-row rule) instead of the index-less
+/// inbox: the design before the inbox, kept for comparison.
+fn direct_row_trigger() -> String {
+    enqueue_function().replace(
+        ENQUEUE_ROW,
+        "    INSERT INTO sync_queue (entity_type, entity_id, operation)
+    VALUES (TG_ARGV[0], NEW.id, 'insert')
+    ON CONFLICT (entity_type, entity_id) WHERE status IN ('pending', 'processing') DO NOTHING;
+",
+    )
+}
 
 /// An AFTER INSERT trigger whose plpgsql function does nothing: what any row trigger costs the
 /// web app before it does any work (the first step of section 4's cost breakdown).
 const EMPTY_TRIGGER: &str = "
 CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN NULL;
-END $$;";
-
-/// mikro-sync's trigger function writing its row straight into `sync_queue` (with its three
-/// indexes, its CHECK and `ON CONFLICT` for the one-open-row rule) instead of the index-less
-/// inbox: the design before the inbox, kept for comparison.
-const DIRECT_ROW_TRIGGER: &str = "
-CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF (NEW.kaynak IS NOT NULL AND NEW.kaynak <> 'web')
-       OR current_setting('mikro_sync.origin', true) = 'erp' THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO sync_queue (entity_type, entity_id, operation)
-    VALUES (TG_ARGV[0], NEW.id, 'insert')
-    ON CONFLICT (entity_type, entity_id) WHERE status IN ('pending', 'processing') DO NOTHING;
-    IF NOT pg_try_advisory_xact_lock_shared(7883950761929046382) THEN
-        PERFORM pg_notify('mikro_sync_queue', '');
-    END IF;
     RETURN NULL;
 END $$;";
 
@@ -498,9 +505,9 @@ async fn insert_section(env: &Env) {
         trig.push(run(true, Writer::OneRoundTrip, 1).await);
         c.batch_execute(EMPTY_TRIGGER).await.unwrap();
         empty.push(run(true, Writer::OneRoundTrip, 1).await);
-        c.batch_execute(NOTIFY_ONLY_TRIGGER).await.unwrap();
+        c.batch_execute(&notify_only_trigger()).await.unwrap();
         notify_only.push(run(true, Writer::OneRoundTrip, 1).await);
-        c.batch_execute(DIRECT_ROW_TRIGGER).await.unwrap();
+        c.batch_execute(&direct_row_trigger()).await.unwrap();
         direct.push(run(true, Writer::OneRoundTrip, 1).await);
         c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
             .await

@@ -420,53 +420,48 @@ async fn enqueue_path_stays_lean() {
         .unwrap()
         .get(0);
     assert_eq!(when, 0, "no WHEN clause on the enqueue triggers");
-    let checks = texts(
-        &c,
-        "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
-          WHERE conrelid = 'sync_queue'::regclass AND contype = 'c'",
-    )
-    .await;
-    assert_eq!(
-        checks,
-        vec!["CHECK (mikro_sync_queue_row_ok(status, entity_type))".to_string()]
-    );
-    let indexes = texts(
-        &c,
-        "SELECT indexrelid::regclass::text FROM pg_index \
-          WHERE indrelid = 'sync_queue'::regclass ORDER BY 1",
-    )
-    .await;
-    assert_eq!(
-        indexes,
-        vec![
-            "sync_queue_one_open_idx".to_string(),
-            "sync_queue_pkey".to_string(),
-            "sync_queue_ready_idx".to_string()
-        ]
-    );
-    // The inbox: a child of sync_queue with its CHECK, without indexes.
+    // sync_queue: its CHECK and three indexes. The inbox (a child of sync_queue): the same
+    // CHECK, inherited, and no index.
     let parents = texts(
         &c,
         "SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = 'sync_queue_inbox'::regclass",
     )
     .await;
     assert_eq!(parents, vec!["sync_queue".to_string()]);
-    let inbox_checks = texts(
-        &c,
-        "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
-          WHERE conrelid = 'sync_queue_inbox'::regclass AND contype = 'c'",
-    )
-    .await;
-    assert_eq!(
-        inbox_checks,
-        vec!["CHECK (mikro_sync_queue_row_ok(status, entity_type))".to_string()]
-    );
-    let inbox_indexes = texts(
-        &c,
-        "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'sync_queue_inbox'::regclass",
-    )
-    .await;
-    assert!(inbox_indexes.is_empty(), "{inbox_indexes:?}");
+    for (table, want_indexes) in [
+        (
+            "sync_queue",
+            vec![
+                "sync_queue_one_open_idx",
+                "sync_queue_pkey",
+                "sync_queue_ready_idx",
+            ],
+        ),
+        ("sync_queue_inbox", vec![]),
+    ] {
+        let checks = texts(
+            &c,
+            &format!(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+                  WHERE conrelid = '{table}'::regclass AND contype = 'c'"
+            ),
+        )
+        .await;
+        assert_eq!(
+            checks,
+            vec!["CHECK (mikro_sync_queue_row_ok(status, entity_type))".to_string()],
+            "{table}"
+        );
+        let indexes = texts(
+            &c,
+            &format!(
+                "SELECT indexrelid::regclass::text FROM pg_index \
+                  WHERE indrelid = '{table}'::regclass ORDER BY 1"
+            ),
+        )
+        .await;
+        assert_eq!(indexes, want_indexes, "{table}");
+    }
     let fn_src = texts(
         &c,
         "SELECT prosrc FROM pg_proc WHERE proname = 'mikro_sync_enqueue'",
