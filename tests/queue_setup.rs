@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use mikro_sync::setup::{setup_web, StepOutcome};
+use std::time::Duration;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -167,6 +168,11 @@ async fn setup_adopts_the_old_tools_queue() {
     assert_eq!(n, 1);
     let again = setup_web(&c).await.unwrap();
     assert!(!again.changed(), "{again}");
+
+    // The worker claims from the adopted table, whose created_at is the old tool's `timestamp`
+    // (read as timestamptz): the two pending old rows (a, b) and the new sale.
+    let claimed = claim_all(&env).await;
+    assert_eq!(claimed, 3);
 }
 
 #[tokio::test]
@@ -202,7 +208,12 @@ async fn enqueue_contract() {
         count_rows(&c, "SELECT count(*) FROM sync_queue_inbox").await,
         2
     );
-    assert_eq!(move_inbox(&env).await, 2);
+    let (moved, claimed) = (claim_all(&env).await, count_status(&c, "processing").await);
+    assert_eq!(
+        (moved, claimed),
+        (2, 2),
+        "moved and claimed in one statement"
+    );
     assert_eq!(
         count_rows(&c, "SELECT count(*) FROM ONLY sync_queue").await,
         2
@@ -230,7 +241,7 @@ async fn enqueue_contract() {
         dup.is_err(),
         "second open row must violate the one-open-row index"
     );
-    assert_eq!(count_status(&c, "pending").await, 2);
+    assert_eq!(count_status(&c, "processing").await, 2);
 
     // UPDATE of a document never enqueues it.
     c.execute(
@@ -243,7 +254,12 @@ async fn enqueue_contract() {
     c.execute("UPDATE satislar SET notlar = 'y' WHERE id = $1", &[&s])
         .await
         .unwrap();
-    assert_eq!(count_status(&c, "pending").await, 1);
+    assert_eq!(
+        count_status(&c, "processing").await,
+        1,
+        "only the collection is open"
+    );
+    assert_eq!(count_status(&c, "pending").await, 0);
 
     // ERP-origin rows are not enqueued: kaynak = 'erp', or the session marked as ERP.
     c.batch_execute(&format!(
@@ -288,12 +304,11 @@ async fn inbox_rights_follow_the_adopted_queue() {
     c.batch_execute("RESET ROLE").await.unwrap();
     let worker = env.pool.get().await.unwrap();
     worker.batch_execute("SET ROLE syncd").await.unwrap();
-    assert_eq!(
-        mikro_sync::queue::claimer::move_inbox(&worker)
+    let jobs =
+        mikro_sync::queue::claimer::claim(&worker, "syncd-worker", 10, Duration::from_secs(60))
             .await
-            .unwrap(),
-        1
-    );
+            .unwrap();
+    assert_eq!(jobs.len(), 1);
     worker.batch_execute("RESET ROLE").await.unwrap();
     let r = c
         .query_one("SELECT entity_id, status FROM ONLY sync_queue", &[])
@@ -301,7 +316,7 @@ async fn inbox_rights_follow_the_adopted_queue() {
         .unwrap();
     assert_eq!(
         (r.get::<_, Uuid>(0), r.get::<_, String>(1)),
-        (s, "pending".to_string())
+        (s, "processing".to_string())
     );
 }
 
@@ -311,7 +326,7 @@ async fn operator_retry_query_makes_the_row_due_and_notifies() {
     let c = env.client().await;
     let s = insert_sale(&c, 1).await;
     // A row fails after a worker claimed it, i.e. once it was moved out of the inbox.
-    assert_eq!(move_inbox(&env).await, 1);
+    assert_eq!(claim_all(&env).await, 1);
     c.execute(
         "UPDATE sync_queue SET status = 'failed', retry_count = 3, error_message = 'x', \
          next_attempt_at = now() + interval '1 day', first_attempt_at = now() - interval '1 day' WHERE entity_id = $1",
@@ -370,20 +385,21 @@ async fn reinserted_sale_with_open_queue_row_is_not_rejected() {
     let env = web_env(true).await;
     let c = env.client().await;
     let open_rows = "SELECT count(*) FROM sync_queue WHERE status IN ('pending', 'processing')";
-    // Both enqueues in the inbox.
+    // Both enqueues in the inbox: one is claimed, the other dropped.
     let s = insert_sale(&c, 1).await;
     reinsert_sale(&c, s)
         .await
         .expect("re-inserting a sale whose queue row is open must not fail");
-    assert_eq!(move_inbox(&env).await, 2);
+    assert_eq!(claim_all(&env).await, 1);
     assert_eq!(
         count_rows(&c, open_rows).await,
         1,
         "still exactly one open row"
     );
-    // The open row already in sync_queue, the second enqueue in the inbox.
+    assert_eq!(count_rows(&c, "SELECT count(*) FROM sync_queue").await, 1);
+    // The open row already in sync_queue (claimed), the second enqueue in the inbox: dropped.
     reinsert_sale(&c, s).await.expect("second re-insert");
-    assert_eq!(move_inbox(&env).await, 1);
+    assert_eq!(claim_all(&env).await, 0);
     assert_eq!(
         count_rows(&c, open_rows).await,
         1,
@@ -393,8 +409,8 @@ async fn reinserted_sale_with_open_queue_row_is_not_rejected() {
     // Once that row is closed, a re-insert enqueues the document again.
     mark_completed(&c, s).await;
     reinsert_sale(&c, s).await.expect("third re-insert");
-    assert_eq!(move_inbox(&env).await, 1);
-    assert_eq!(count_status(&c, "pending").await, 1);
+    assert_eq!(claim_all(&env).await, 1);
+    assert_eq!(count_rows(&c, open_rows).await, 1);
     assert_eq!(count_status(&c, "completed").await, 1);
 }
 
@@ -488,19 +504,21 @@ async fn enqueue_path_stays_lean() {
     assert_eq!(ins, 0, "no INSERT trigger on sync_queue or the inbox");
 }
 
-/// Closes a document's queue rows the way a worker's completion does (status only).
 async fn count_rows(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-/// Moves the inbox into sync_queue with the worker's own statement; answers the rows moved.
-async fn move_inbox(env: &WebEnv) -> u64 {
+/// Claims every due row with the worker's own statement (which also moves the inbox into
+/// sync_queue); answers the rows claimed.
+async fn claim_all(env: &WebEnv) -> usize {
     let client = env.pool.get().await.unwrap();
-    mikro_sync::queue::claimer::move_inbox(&client)
+    mikro_sync::queue::claimer::claim(&client, "test-worker", 100, Duration::from_secs(60))
         .await
         .unwrap()
+        .len()
 }
 
+/// Closes a document's queue rows the way a worker's completion does (status only).
 async fn mark_completed(c: &tokio_postgres::Client, entity_id: uuid::Uuid) {
     c.execute(
         "UPDATE sync_queue SET status = 'completed' WHERE entity_id = $1",

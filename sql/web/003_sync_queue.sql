@@ -193,7 +193,7 @@ DROP INDEX IF EXISTS sync_queue_entity_idx;
 -- of sync_queue cost a 1-line web sale ~15 % of its insert rate with 16 writers
 -- (`cargo bench --bench pipeline`, section 4).
 --
--- The worker moves the inbox into sync_queue before every claim (src/queue/claimer.rs), in one
+-- Every claim of the worker (src/queue/claimer.rs) moves the inbox into sync_queue in the same
 -- statement: `INSERT ... ON CONFLICT DO NOTHING` on sync_queue's indexes, so a document that
 -- already has an open row (a sale deleted and inserted again with the same id while queued)
 -- does not get a second one — the same rule the trigger applied when it wrote into sync_queue

@@ -5,7 +5,7 @@
 --   tahsilat_sync_trigger AFTER INSERT ON tahsilatlar -> sync_queue ('tahsilat', id)
 -- The row goes into sync_queue_inbox, the index-less child table of sync_queue (see
 -- 003_sync_queue.sql): it is a sync_queue row for every query on sync_queue, and the worker
--- moves it into sync_queue itself, where the one-open-row rule is applied, before it claims.
+-- moves it into sync_queue itself, where the one-open-row rule is applied, when it claims.
 -- AFTER INSERT only: an UPDATE of a sale or collection (including mikro-sync writing the Mikro
 -- number back) never enqueues it again. Rows that came from the ERP (kaynak <> 'web') and
 -- sessions that declare themselves the ERP origin (SET LOCAL mikro_sync.origin = 'erp') are

@@ -5,10 +5,10 @@
 //! each other) and turned into `processing` with the worker's name and a lease. The attempt is
 //! counted here (`retry_count` counts attempts) and the retry window starts on the first one.
 //!
-//! Before it claims, the worker moves the rows the web triggers wrote into `sync_queue_inbox`
-//! (the index-less child table of `sync_queue`, see `sql/web/003_sync_queue.sql`) into
-//! `sync_queue` itself, where the one-open-row index applies. The web app's transaction then
-//! pays for a heap insert only; the indexes are paid here, off its write path.
+//! The same statement moves the rows the web triggers wrote into `sync_queue_inbox` (the
+//! index-less child table of `sync_queue`, see `sql/web/003_sync_queue.sql`) into `sync_queue`
+//! itself, where the one-open-row index applies. The web app's transaction then pays for a heap
+//! insert only; the indexes are paid here, off its write path.
 
 use std::time::Duration;
 
@@ -19,69 +19,82 @@ use uuid::Uuid;
 use super::{Job, QueueError};
 use crate::posting::DocKind;
 
+/// The claim, in one statement that also empties the inbox:
+///
+/// * `moved`: the rows the triggers wrote into `sync_queue_inbox` since the last claim;
+/// * `due_old`: due `pending` rows of sync_queue itself, locked `FOR UPDATE SKIP LOCKED`;
+/// * `picked`: the `$1` oldest (by `next_attempt_at`) of both, so the inbox never jumps the
+///   queue (documents are numbered in the order they are posted);
+/// * `ins`: the moved rows go into sync_queue, those picked already claimed (no second write of
+///   the row just inserted). `ON CONFLICT DO NOTHING` on every unique index drops a second
+///   enqueue of a document that already has an open row, as the trigger's own `ON CONFLICT`
+///   did when it wrote into sync_queue. Columns an older tool added to sync_queue are not named:
+///   only the trigger writes the inbox, so they hold their defaults, which the INSERT applies;
+/// * `upd`: the picked rows of sync_queue itself are claimed (the moved ones are not visible to
+///   it: one snapshot).
+///
+/// `created_at` is read as `timestamptz`: the old tool's table may have `timestamp`.
 const CLAIM_SQL: &str = "\
-WITH due AS (
-    SELECT id FROM ONLY sync_queue
+WITH moved AS (
+    DELETE FROM sync_queue_inbox RETURNING *
+), due_old AS (
+    SELECT id, next_attempt_at FROM ONLY sync_queue
      WHERE status = 'pending' AND next_attempt_at <= now()
      ORDER BY next_attempt_at
      LIMIT $1
      FOR UPDATE SKIP LOCKED
-)
-UPDATE ONLY sync_queue q
-   SET status = 'processing',
-       claimed_by = $2,
-       claimed_at = clock_timestamp(),
-       lease_until = clock_timestamp() + make_interval(secs => $3),
-       retry_count = q.retry_count + 1,
-       first_attempt_at = coalesce(q.first_attempt_at, now())
-  FROM due
- WHERE q.id = due.id
-RETURNING q.id, q.entity_type, q.entity_id, q.retry_count, q.created_at,
-          q.first_attempt_at, q.claimed_at";
-
-/// Moves the whole inbox into `sync_queue` in one statement. `ON CONFLICT DO NOTHING` (every
-/// unique index of sync_queue is an arbiter) drops an enqueue whose document already has an open
-/// row — exactly what the trigger's own `ON CONFLICT` did when it wrote into sync_queue. `*` keeps
-/// every column, including any an older tool added to sync_queue (the inbox inherits them).
-/// Answers (rows moved, rows kept): the difference is the enqueues dropped as duplicates.
-const MOVE_INBOX_SQL: &str = "\
-WITH moved AS (
-    DELETE FROM sync_queue_inbox RETURNING *
-), kept AS (
-    INSERT INTO sync_queue SELECT * FROM moved
+), picked AS (
+    SELECT id FROM (
+        SELECT id, next_attempt_at FROM due_old
+        UNION ALL
+        SELECT id, next_attempt_at FROM moved
+         WHERE status = 'pending' AND next_attempt_at <= now()
+    ) c
+    ORDER BY next_attempt_at
+    LIMIT $1
+), ins AS (
+    INSERT INTO sync_queue (id, entity_type, entity_id, operation, status, retry_count,
+                            error_message, created_at, processed_at, next_attempt_at,
+                            first_attempt_at, claimed_by, claimed_at, lease_until)
+    SELECT m.id, m.entity_type, m.entity_id, m.operation,
+           CASE WHEN p.id IS NULL THEN m.status ELSE 'processing' END,
+           m.retry_count + CASE WHEN p.id IS NULL THEN 0 ELSE 1 END,
+           m.error_message, m.created_at, m.processed_at, m.next_attempt_at,
+           CASE WHEN p.id IS NULL THEN m.first_attempt_at ELSE coalesce(m.first_attempt_at, now()) END,
+           CASE WHEN p.id IS NULL THEN m.claimed_by ELSE $2 END,
+           CASE WHEN p.id IS NULL THEN m.claimed_at ELSE clock_timestamp() END,
+           CASE WHEN p.id IS NULL THEN m.lease_until
+                ELSE clock_timestamp() + make_interval(secs => $3) END
+      FROM moved m LEFT JOIN picked p ON p.id = m.id
     ON CONFLICT DO NOTHING
-    RETURNING 1
+    RETURNING id, entity_type, entity_id, retry_count, created_at, first_attempt_at, claimed_at,
+              (status = 'processing' AND claimed_by = $2) AS claimed
+), upd AS (
+    UPDATE ONLY sync_queue q
+       SET status = 'processing',
+           claimed_by = $2,
+           claimed_at = clock_timestamp(),
+           lease_until = clock_timestamp() + make_interval(secs => $3),
+           retry_count = q.retry_count + 1,
+           first_attempt_at = coalesce(q.first_attempt_at, now())
+      FROM picked p
+     WHERE q.id = p.id
+    RETURNING q.id, q.entity_type, q.entity_id, q.retry_count, q.created_at,
+              q.first_attempt_at, q.claimed_at
 )
-SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM kept)";
+SELECT id, entity_type, entity_id, retry_count, created_at::timestamptz, first_attempt_at, claimed_at
+  FROM ins WHERE claimed
+UNION ALL
+SELECT id, entity_type, entity_id, retry_count, created_at::timestamptz, first_attempt_at, claimed_at
+  FROM upd";
 
-/// Moves the rows the web triggers wrote into `sync_queue_inbox` into `sync_queue`.
+/// Claims up to `limit` due rows for `worker`, leased for `lease`, moving the inbox into
+/// sync_queue in the same statement.
 ///
-/// Several workers may move at once: a row is deleted by one of them only (the others wait for
-/// its commit, then skip it). Rows of web transactions still open are not visible yet; they
-/// are moved by a later claim (the notify protocol guarantees one follows).
-pub async fn move_inbox(client: &deadpool_postgres::Client) -> Result<u64, QueueError> {
-    let rows = crate::db::query_cached(client, MOVE_INBOX_SQL, &[])
-        .await
-        .map_err(QueueError::Web)?;
-    let (moved, kept) = rows
-        .first()
-        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
-        .unwrap_or((0, 0));
-    if moved > kept {
-        tracing::info!(
-            duplicates = moved - kept,
-            "enqueues dropped: their documents already had an open sync_queue row"
-        );
-    }
-    Ok(moved.max(0) as u64)
-}
-
-/// Claims up to `limit` due rows for `worker`, leased for `lease`, after moving the inbox.
-///
-/// The move and the claim are two statements sent back to back on one connection (one round
-/// trip): PostgreSQL runs them in that order, each in its own transaction, so the claim sees
-/// the moved rows. `futures::future::join` polls the move first every time, so the move's
-/// request is always queued first.
+/// Several workers may claim at once: an inbox row is deleted by one of them only (the others
+/// wait for its commit, then skip it), and rows of sync_queue are skipped while locked. Rows of
+/// web transactions still open are not visible yet; a later claim moves them (the notify
+/// protocol guarantees one follows).
 pub async fn claim(
     client: &deadpool_postgres::Client,
     worker: &str,
@@ -89,30 +102,17 @@ pub async fn claim(
     lease: Duration,
 ) -> Result<Vec<Job>, QueueError> {
     let limit = limit.max(1) as i64;
-    let lease_secs = lease.as_secs_f64();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&limit, &worker, &lease_secs];
-    let (moved, rows) = futures::future::join(
-        move_inbox(client),
-        crate::db::query_cached(client, CLAIM_SQL, &params),
-    )
-    .await;
-    let rows = rows.map_err(QueueError::Web)?;
-    // The claim ran whatever the move did: its rows are this worker's now and are processed.
-    // A move that keeps failing leaves new documents in the inbox, so say what to fix.
-    if let Err(e) = moved {
-        tracing::error!(
-            error = %e,
-            "cannot move new documents from sync_queue_inbox into sync_queue; they wait there \
-             until this is fixed (rights: GRANT SELECT, DELETE ON sync_queue_inbox TO <this login>; \
-             `mikro-sync doctor` checks them)"
-        );
-    }
+    let rows = crate::db::query_cached(client, CLAIM_SQL, &[&limit, &worker, &lease.as_secs_f64()])
+        .await
+        .map_err(QueueError::Web)?;
     let mut jobs = Vec::with_capacity(rows.len());
     for r in rows {
-        let entity_type: String = r.get(1);
+        // A column that does not decode is an error, not a panic: the claimed rows then go back
+        // to pending when their lease runs out.
+        let entity_type: String = r.try_get(1).map_err(QueueError::Web)?;
+        let id: Uuid = r.try_get(0).map_err(QueueError::Web)?;
         let Some(kind) = DocKind::parse(&entity_type) else {
             // The CHECK constraint makes this impossible for new rows; park it loudly anyway.
-            let id: Uuid = r.get(0);
             tracing::error!(queue_id = %id, entity_type, "unknown entity_type claimed; marking failed");
             client
                 .execute(
@@ -126,15 +126,15 @@ pub async fn claim(
                 .map_err(QueueError::Web)?;
             continue;
         };
-        let created_at: DateTime<Utc> = r.get(4);
-        let claimed_at: DateTime<Utc> = r.get(6);
+        let created_at: DateTime<Utc> = r.try_get(4).map_err(QueueError::Web)?;
+        let claimed_at: DateTime<Utc> = r.try_get(6).map_err(QueueError::Web)?;
         jobs.push(Job {
-            id: r.get(0),
+            id,
             kind,
-            entity_id: r.get(2),
-            attempt: r.get::<_, i32>(3).max(0) as u32,
+            entity_id: r.try_get(2).map_err(QueueError::Web)?,
+            attempt: r.try_get::<_, i32>(3).map_err(QueueError::Web)?.max(0) as u32,
             created_at,
-            first_attempt_at: r.get(5),
+            first_attempt_at: r.try_get(5).map_err(QueueError::Web)?,
             claimed_at,
             claimed_instant: std::time::Instant::now(),
         });

@@ -42,7 +42,7 @@
 //! row, in the web app's own transaction — the price of a transactional outbox. The row goes
 //! into `sync_queue_inbox`, a child table of `sync_queue` (PostgreSQL inheritance) without
 //! indexes: every query on `sync_queue` sees it, and the web transaction pays for a heap insert
-//! only. The claimer moves the inbox into `sync_queue` before it claims ([`claimer::claim`]),
+//! only. The claim statement moves the inbox into `sync_queue` ([`claimer::claim`]),
 //! where the one-open-row index drops a second enqueue of a document, as the trigger's
 //! `ON CONFLICT` used to. Written straight into `sync_queue` (three indexes and the arbiter
 //! check of `ON CONFLICT`), the row cost a 1-line web sale about 7 points more of its insert rate
