@@ -500,15 +500,16 @@ async fn insert_section(env: &Env) {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut base3, mut trig3, mut notify_only) = (Vec::new(), Vec::new(), Vec::new());
     let (mut empty, mut direct) = (Vec::new(), Vec::new());
+    let (notify_only_sql, direct_row_sql) = (notify_only_trigger(), direct_row_trigger());
     let (mut posted, mut txs, mut notifies) = (0u64, 0f64, 0u64);
     for _ in 0..rounds {
         base.push(run(false, Writer::OneRoundTrip, 1).await);
         trig.push(run(true, Writer::OneRoundTrip, 1).await);
         c.batch_execute(EMPTY_TRIGGER).await.unwrap();
         empty.push(run(true, Writer::OneRoundTrip, 1).await);
-        c.batch_execute(&notify_only_trigger()).await.unwrap();
+        c.batch_execute(&notify_only_sql).await.unwrap();
         notify_only.push(run(true, Writer::OneRoundTrip, 1).await);
-        c.batch_execute(&direct_row_trigger()).await.unwrap();
+        c.batch_execute(&direct_row_sql).await.unwrap();
         direct.push(run(true, Writer::OneRoundTrip, 1).await);
         c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
             .await

@@ -190,8 +190,8 @@ DROP INDEX IF EXISTS sync_queue_entity_idx;
 -- `sync_queue` without ONLY sees its rows too, so the operators' queries (counts by status,
 -- pending rows, the retry UPDATE) show a sale the moment the web app commits it. What the web
 -- app's transaction pays is a heap insert: the three indexes and the ON CONFLICT arbiter check
--- of sync_queue cost a 1-line web sale ~15 % of its insert rate with 16 writers
--- (`cargo bench --bench pipeline`, section 4).
+-- of sync_queue cost a 1-line web sale 6-11 points of its insert rate with 16 writers (e.g. 73 %
+-- of the no-trigger rate against 83 % with the inbox; `cargo bench --bench pipeline`, section 4).
 --
 -- Every claim of the worker (src/queue/claimer.rs) moves the inbox into sync_queue in the same
 -- statement: `INSERT ... ON CONFLICT DO NOTHING` on sync_queue's indexes, so a document that
@@ -205,8 +205,9 @@ ALTER TABLE sync_queue_inbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum
                                   autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000);
 -- Privileges: the triggers run as the web app's role, so whoever may write sync_queue may write
 -- the inbox; the worker's move deletes from it, so whoever may UPDATE sync_queue (the daemon's
--- role) may also DELETE from the inbox. Mirrored from sync_queue's grants and owner on every
--- setup (GRANT is idempotent); a web role without them would have its sales rejected.
+-- role) may also DELETE from the inbox. Mirrored from sync_queue's grants and owner whenever
+-- setup applies this file (GRANT is idempotent); a web role without them would have its sales
+-- rejected. Grants made by hand later are not mirrored: `mikro-sync doctor` names what is missing.
 DO $$
 DECLARE
     r record;

@@ -45,7 +45,7 @@
 //! only. The claim statement moves the inbox into `sync_queue` ([`claimer::claim`]),
 //! where the one-open-row index drops a second enqueue of a document, as the trigger's
 //! `ON CONFLICT` used to. Written straight into `sync_queue` (three indexes and the arbiter
-//! check of `ON CONFLICT`), the row cost a 1-line web sale about 7 points more of its insert rate
+//! check of `ON CONFLICT`), the row cost a 1-line web sale 6-11 points more of its insert rate
 //! with 16 writers. The rest of the install is kept as small as PostgreSQL allows (measured with
 //! callgrind per web transaction): no `WHEN` clause on the triggers (PostgreSQL re-plans it per
 //! INSERT; the function's first `IF` does the filtering), one CHECK through a tiny IMMUTABLE
