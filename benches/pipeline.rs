@@ -19,7 +19,9 @@
 //! PIPELINE_BENCH_NOOP_ROWS (default 50000), PIPELINE_BENCH_ERP_DOCS (default 2000: fewer are dominated by warm-up),
 //! PIPELINE_BENCH_INSERT_SECS (default 3), PIPELINE_BENCH_INSERT_ROUNDS (default 5: the medians of
 //! section 4 swing by several points with 3 on a shared 2-core machine),
-//! PIPELINE_BENCH_POLL_DOCS (default 20); PIPELINE_BENCH_ONLY=4 (or 1,3 …) runs only those sections.
+//! PIPELINE_BENCH_POLL_DOCS (default 20); PIPELINE_BENCH_ONLY=4 (or 1,3 …) runs only those sections;
+//! PIPELINE_BENCH_ERP_CONFIGS=4:4:1 (connections:in flight:series, comma-separated) only those
+//! configurations of section 3 (and not its direct-loop reference).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,6 +45,76 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// PIPELINE_BENCH_PG_SETTINGS=`name=value;name=value` for the throwaway cluster. With
+/// `shared_preload_libraries=pg_stat_statements` the bench ends with the statements that took
+/// the most time in both databases (web and the emulator's backing `erp`).
+fn pg_settings() -> Vec<(String, String)> {
+    std::env::var("PIPELINE_BENCH_PG_SETTINGS")
+        .unwrap_or_default()
+        .split(';')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+            None => panic!("PIPELINE_BENCH_PG_SETTINGS: `{kv}` is not name=value"),
+        })
+        .collect()
+}
+
+/// Prints the top statements of pg_stat_statements, if the cluster loaded it.
+async fn print_top_statements(url: &str) {
+    if !pg_settings()
+        .iter()
+        .any(|(k, v)| k == "shared_preload_libraries" && v.contains("pg_stat_statements"))
+    {
+        return;
+    }
+    let c = connect(url).await;
+    c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .expect("pg_stat_statements");
+    let rows = c
+        .query(
+            "SELECT d.datname, s.calls, s.total_exec_time, s.total_plan_time, s.rows, \
+                    left(regexp_replace(s.query, '\\s+', ' ', 'g'), 160) \
+               FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+              ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT 25",
+            &[],
+        )
+        .await
+        .expect("top statements");
+    println!();
+    println!("top statements (pg_stat_statements): db, calls, exec ms, plan ms, rows, query");
+    for r in rows {
+        let (db, calls, exec, plan, n, q): (String, i64, f64, f64, i64, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+        println!("   {db:4} {calls:7} {exec:9.1} {plan:8.1} {n:8}  {q}");
+    }
+}
+
+/// Section 3's configurations (ERP connections, documents in flight, series).
+/// PIPELINE_BENCH_ERP_CONFIGS=4:4:1 (or `1:1:1,4:8:4`) runs only those, e.g. under `perf`.
+fn erp_configs() -> Vec<(u32, usize, usize)> {
+    let default = vec![(1, 1, 1), (1, 4, 1), (4, 4, 1), (4, 8, 1), (4, 8, 4)];
+    let Ok(spec) = std::env::var("PIPELINE_BENCH_ERP_CONFIGS") else {
+        return default;
+    };
+    let parsed: Option<Vec<_>> = spec
+        .split(',')
+        .map(|c| {
+            let mut it = c.trim().split(':').map(|n| n.parse::<usize>().ok());
+            match (it.next()??, it.next()??, it.next()??, it.next()) {
+                (conns, flight, series, None) if conns > 0 && flight > 0 && series > 0 => {
+                    Some((u32::try_from(conns).ok()?, flight, series))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    parsed.unwrap_or_else(|| {
+        panic!("PIPELINE_BENCH_ERP_CONFIGS={spec}: expected e.g. 4:4:1,4:8:4 (connections:in flight:series)")
+    })
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {
@@ -647,9 +719,12 @@ async fn main() {
         )
         .try_init();
     let t_all = Instant::now();
-    let h = Harness::start(HarnessOptions::default())
-        .await
-        .expect("harness");
+    let h = Harness::start(HarnessOptions {
+        pg_settings: pg_settings(),
+        ..Default::default()
+    })
+    .await
+    .expect("harness");
     let url = h.web_url();
     let pool = mikro_sync::db::web_pool(&url, 24).expect("pool");
     {
@@ -753,13 +828,7 @@ async fn main() {
         // 3. Documents/s into the emulator.
         let erp_docs = env_usize("PIPELINE_BENCH_ERP_DOCS", 2000);
         let mut erp_rates = Vec::new();
-        for (conns, concurrency, series) in [
-            (1u32, 1usize, 1usize),
-            (1, 4, 1),
-            (4, 4, 1),
-            (4, 8, 1),
-            (4, 8, 4),
-        ] {
+        for (conns, concurrency, series) in erp_configs() {
             env.reset().await;
             let c = connect(&env.url).await;
             c.batch_execute(&prefill_sales(erp_docs, series))
@@ -773,9 +842,12 @@ async fn main() {
             let r = drain_rate(&env, sink, erp_docs as u64, opts).await;
             erp_rates.push((conns, concurrency, series, r));
         }
-        // Reference: post_document called directly in a loop (no queue), one connection.
-        env.reset().await;
-        let direct = {
+        // Reference: post_document called directly in a loop (no queue), one connection; left
+        // out when PIPELINE_BENCH_ERP_CONFIGS picks configurations to profile.
+        let direct = if std::env::var_os("PIPELINE_BENCH_ERP_CONFIGS").is_some() {
+            None
+        } else {
+            env.reset().await;
             let c = connect(&env.url).await;
             c.batch_execute(&prefill_sales(erp_docs, 1))
                 .await
@@ -795,7 +867,7 @@ async fn main() {
                     .await
                     .expect("post");
             }
-            ids.len() as f64 / t0.elapsed().as_secs_f64()
+            Some(ids.len() as f64 / t0.elapsed().as_secs_f64())
         };
         println!();
         println!(
@@ -811,9 +883,11 @@ async fn main() {
                 "   {conns} ERP connection(s), {concurrency} document(s) in flight, {what}: {r:.0} docs/s"
             );
         }
-        println!(
-        "   reference, post_document in a loop without the queue, 1 connection: {direct:.0} docs/s"
-    );
+        if let Some(direct) = direct {
+            println!(
+                "   reference, post_document in a loop without the queue, 1 connection: {direct:.0} docs/s"
+            );
+        }
     }
 
     // 4. Web insert rate, 16 writers.
@@ -821,6 +895,7 @@ async fn main() {
         insert_section(&env).await;
     }
 
+    print_top_statements(&env.url).await;
     println!();
     println!("total bench time {:.1} s", t_all.elapsed().as_secs_f64());
 }

@@ -128,6 +128,10 @@ pub struct HarnessOptions {
     /// returns (e.g. `"Europe/Istanbul"`, the zone a real Mikro server runs in). `None` keeps
     /// the machine's zone.
     pub erp_timezone: Option<String>,
+    /// Extra PostgreSQL server settings for the throwaway cluster, e.g.
+    /// `("shared_preload_libraries", "pg_stat_statements")` to see which statements a benchmark
+    /// spends its time in (the emulator's backing database lives in the same cluster).
+    pub pg_settings: Vec<(String, String)>,
 }
 
 impl Default for HarnessOptions {
@@ -140,6 +144,7 @@ impl Default for HarnessOptions {
             emulator_tls: TlsMode::Optional,
             force_emulator: false,
             erp_timezone: None,
+            pg_settings: Vec::new(),
         }
     }
 }
@@ -232,7 +237,7 @@ impl Harness {
         let t0 = Instant::now();
         let pg = PgCluster::start_with(PgClusterOptions {
             tls: opts.pg_tls,
-            ..Default::default()
+            settings: opts.pg_settings.clone(),
         })
         .await?;
         pg.create_database("web").await?;

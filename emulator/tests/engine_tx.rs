@@ -742,3 +742,128 @@ async fn scope_identity_variable_behind_pipelined_insert() {
         before + 3
     );
 }
+
+/// `SET @v = (SELECT …)` of an integer variable under XACT_ABORT ON in a transaction (once the
+/// transaction is open in PostgreSQL: the UPDATE in front of it) is sent with the pipeline (Mikro numbering: the MAX right behind the lock): the statements after it
+/// must see the value as it was when the SET ran — not the subquery evaluated again after the
+/// rows they insert — and the variable must hold it afterwards; NULL stays NULL, a bigint
+/// expression into an int variable is not deferred (its conversion error stays on the SET), and
+/// an error in the SET ends the batch with nothing after it applied.
+#[tokio::test]
+async fn pipelined_scalar_set_keeps_its_value() {
+    let db = db().await;
+    let mut s = db.session().await;
+    let mut other = db.session().await;
+    ok(
+        &mut s,
+        "CREATE TABLE H (id int IDENTITY(1,1) NOT NULL PRIMARY KEY, seri nvarchar(5) NOT NULL, \
+         sira int NULL)",
+    )
+    .await;
+    ok(&mut s, "CREATE TABLE L (hid int NOT NULL, sira int NULL)").await;
+    const BATCH: &str = "SET XACT_ABORT ON; BEGIN TRAN; \
+        DECLARE @sira int, @h int; \
+        UPDATE H SET sira = sira WHERE id < 0; \
+        SET @sira = (SELECT ISNULL(MAX(sira), 0) + 1 FROM H WHERE seri = @P1); \
+        INSERT INTO H (seri, sira) VALUES (@P1, @sira); \
+        SET @h = SCOPE_IDENTITY(); \
+        INSERT INTO L (hid, sira) VALUES (@h, @sira); \
+        INSERT INTO L (hid, sira) VALUES (@h, @sira); \
+        COMMIT TRAN; SET XACT_ABORT OFF; \
+        SELECT @sira AS sira, @@ROWCOUNT AS rc";
+    // The first batch prepares the statements, the later ones pipeline them.
+    for expected in 1..=4i64 {
+        let out = ok_p(
+            &mut s,
+            BATCH,
+            &[p(
+                "@P1",
+                SqlType::NVarChar(Some(5)),
+                Value::String("ST".into()),
+            )],
+        )
+        .await;
+        let (_, rows) = rowset(&out, 0);
+        assert_eq!(
+            rows,
+            vec![vec![Value::Int(expected), Value::Int(0)]],
+            "{out:?}"
+        );
+        assert_eq!(tx_events(&out), vec!["begin", "commit"]);
+    }
+    assert_eq!(
+        count(
+            &mut other,
+            "SELECT COUNT(*) FROM L JOIN H ON H.id = L.hid WHERE L.sira = H.sira"
+        )
+        .await,
+        8
+    );
+    assert_eq!(
+        count(&mut other, "SELECT COUNT(DISTINCT sira) FROM H").await,
+        4
+    );
+    // NULL (no row of that series, no ISNULL): the rows get NULL and so does the variable.
+    const NULL_BATCH: &str =
+        "SET XACT_ABORT ON; BEGIN TRAN; DECLARE @sira int; UPDATE H SET sira = sira WHERE id < 0; \
+        SET @sira = (SELECT MAX(sira) FROM H WHERE seri = @P1); \
+        INSERT INTO L (hid, sira) VALUES (-1, @sira); \
+        COMMIT TRAN; SET XACT_ABORT OFF; SELECT CASE WHEN @sira IS NULL THEN 1 ELSE 0 END AS n";
+    for _ in 0..2 {
+        let out = ok_p(
+            &mut s,
+            NULL_BATCH,
+            &[p(
+                "@P1",
+                SqlType::NVarChar(Some(5)),
+                Value::String("XX".into()),
+            )],
+        )
+        .await;
+        assert_eq!(scalar(&out).1, Value::Int(1), "{out:?}");
+    }
+    assert_eq!(
+        count(
+            &mut other,
+            "SELECT COUNT(*) FROM L WHERE hid = -1 AND sira IS NULL"
+        )
+        .await,
+        2
+    );
+    // A subquery with more than one row fails on the SET (512): the transaction is rolled
+    // back, the INSERT behind it never applies, the batch stops.
+    const BAD: &str =
+        "SET XACT_ABORT ON; BEGIN TRAN; DECLARE @sira int; UPDATE H SET sira = sira WHERE id < 0; \
+        SET @sira = (SELECT sira FROM H); \
+        INSERT INTO L (hid, sira) VALUES (-2, 0); \
+        COMMIT TRAN; SET XACT_ABORT OFF; SELECT 1 AS after";
+    for _ in 0..2 {
+        let out = run_p(&mut s, BAD, &[]).await;
+        assert_eq!(errors(&out), vec![512], "{out:?}");
+        assert_eq!(tx_events(&out), vec!["begin", "rollback"]);
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Rows { .. })),
+            "{out:?}"
+        );
+        assert_eq!(s.trancount(), 0);
+    }
+    assert_eq!(
+        count(&mut other, "SELECT COUNT(*) FROM L WHERE hid = -2").await,
+        0
+    );
+    // bigint into int: out of range is error 8115 on the SET itself, as if it ran alone.
+    const WIDE: &str =
+        "SET XACT_ABORT ON; BEGIN TRAN; DECLARE @sira int; UPDATE H SET sira = sira WHERE id < 0; \
+        SET @sira = (SELECT CAST(MAX(sira) AS bigint) + 3000000000 FROM H); \
+        INSERT INTO L (hid, sira) VALUES (-3, @sira); \
+        COMMIT TRAN; SET XACT_ABORT OFF";
+    for _ in 0..2 {
+        let out = run_p(&mut s, WIDE, &[]).await;
+        assert_eq!(errors(&out), vec![8115], "{out:?}");
+        assert_eq!(s.trancount(), 0);
+    }
+    assert_eq!(
+        count(&mut other, "SELECT COUNT(*) FROM L WHERE hid = -3").await,
+        0
+    );
+}

@@ -13,6 +13,7 @@
 //! | 22001 string_data_right_truncation | 8152 |
 //! | 22003 numeric_value_out_of_range | 8115 |
 //! | 22012 division_by_zero | 8134 |
+//! | 21000 cardinality_violation | 512 (a subquery used as an expression returned more than one row) |
 //! | 22P02 / 22007 / 22008 invalid text representation / datetime | 245 / 241 |
 //! | 40P01 deadlock_detected | 1205, class 13 (the engine rolls the transaction back) |
 //! | 55P03 lock_not_available | 1222 |
@@ -171,6 +172,12 @@ pub fn map_pg_error(e: &tokio_postgres::Error, ctx: &ErrCtx<'_>) -> SqlError {
         return SqlError::new(
             8115,
             "Arithmetic overflow error converting expression to data type.",
+        );
+    }
+    if *code == SqlState::CARDINALITY_VIOLATION {
+        return SqlError::new(
+            512,
+            "Subquery returned more than 1 value. This is not permitted when the subquery follows =, !=, <, <= , >, >= or when the subquery is used as an expression.",
         );
     }
     if *code == SqlState::DIVISION_BY_ZERO {

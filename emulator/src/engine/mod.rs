@@ -27,7 +27,9 @@
 //! - Under XACT_ABORT ON inside a transaction, DML is pipelined (sent without waiting for its
 //!   answer), and so are what usually follows it in Mikro-style batches: `UPDATE … WHERE x =
 //!   SCOPE_IDENTITY()`, `SET @v = SCOPE_IDENTITY()` (the variable is resolved when the INSERT's
-//!   answer is read; statements using it meanwhile read the identity sequence server-side) and
+//!   answer is read; statements using it meanwhile read the identity sequence server-side),
+//!   `SET @n = (SELECT …)` of an integer variable (the numbering MAX behind `sp_getapplock`:
+//!   the value is kept in a transaction-local setting that pipelined statements read) and
 //!   the outermost `COMMIT`. Counts, identities, variables and the first error come out as if
 //!   every statement had run alone (tests in `tests/engine_tx.rs`).
 //! - Errors that SQL Server treats as compile/batch-aborting (102, 207, 208, 137, …, 1205)
@@ -342,8 +344,9 @@ struct LazyVar {
     /// PostgreSQL expression of that value while no other row goes into `table`:
     /// `currval` of the table's identity sequence (session-local).
     expr: String,
-    /// The INSERT's target (lower-cased name).
-    table: String,
+    /// The INSERT's target (lower-cased name), for an identity; None for a value kept in a
+    /// transaction-local setting ([`Session::defer_scalar_var`]), which nothing else moves.
+    table: Option<String>,
 }
 
 /// What a pipelined statement's PostgreSQL call returns.
@@ -457,6 +460,21 @@ impl Session {
                 if self.defer_identity_var(n) {
                     self.last_error = 0;
                     continue;
+                }
+                match self.defer_scalar_var(batch, n, params, out).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        self.last_error = 0;
+                        continue;
+                    }
+                    Err(f) => {
+                        self.last_error = f.err.number;
+                        let flow = self.fail(f, out).await;
+                        if flow != Flow::Continue {
+                            return flow;
+                        }
+                        continue;
+                    }
                 }
                 // Pipelined DML is answered before anything else runs (its @@ROWCOUNT,
                 // SCOPE_IDENTITY, errors and DONE counts come first, in order).
@@ -725,10 +743,11 @@ impl Session {
                     // A lazy variable reads its table's identity sequence: another row into that
                     // table would move it, so the variable gets its value first.
                     if plan.identity_col
-                        && plan
-                            .target
-                            .as_ref()
-                            .is_some_and(|t| self.lazy_vars.values().any(|l| l.table == t.lc))
+                        && plan.target.as_ref().is_some_and(|t| {
+                            self.lazy_vars
+                                .values()
+                                .any(|l| l.table.as_deref() == Some(t.lc.as_str()))
+                        })
                     {
                         self.flush(out).await?;
                     }
@@ -1085,7 +1104,24 @@ impl Session {
                         )
                     })?;
                 let (v, _) = self.eval(batch, id * 64 + 1, &values[0], params).await?;
-                self.vars.insert(name, (ty.clone(), coerce(v, &ty)));
+                let v = coerce(v, &ty);
+                if !int_in_range(&Value::Null, &v, &ty) {
+                    // `SET @i = <bigint too large>`: SQL Server refuses the assignment.
+                    return Err(SqlError::new(
+                        8115,
+                        format!(
+                            "Arithmetic overflow error converting expression to data type {}.",
+                            match ty {
+                                SqlType::TinyInt => "tinyint",
+                                SqlType::SmallInt => "smallint",
+                                SqlType::BigInt => "bigint",
+                                _ => "int",
+                            }
+                        ),
+                    )
+                    .into());
+                }
+                self.vars.insert(name, (ty.clone(), v));
                 self.rowcount = 1;
                 Ok(())
             }
@@ -2008,9 +2044,129 @@ impl Session {
         );
         let table = t.lc.clone();
         p.assign_identity.push((name.clone(), ty));
-        self.lazy_vars.insert(name, LazyVar { expr, table });
+        self.lazy_vars.insert(
+            name,
+            LazyVar {
+                expr,
+                table: Some(table),
+            },
+        );
         self.rowcount_after_flush = Some(1);
         true
+    }
+
+    /// `SET @v = <expression PostgreSQL evaluates>` for an integer variable, under the
+    /// conditions of [`Session::may_pipeline`] — Mikro-style numbering's `SET @sira = (SELECT
+    /// ISNULL(MAX(…), 0) + 1 FROM … )` right behind `sp_getapplock`. Instead of waiting for the
+    /// value (one round trip while the numbering lock is held), the statement is sent with the
+    /// rest of the pipeline and also stores its value in a transaction-local setting
+    /// (`set_config(…, true)`); pipelined statements that bind the variable read that setting
+    /// (see [`Session::defer_scope`]) and the variable gets its value when the answer is read
+    /// ([`Session::flush`]), before anything that reads variables on this side runs. On a real
+    /// SQL Server the whole batch runs server-side; this keeps the emulator's lock hold time
+    /// close to one round trip. Not taken (false, nothing sent) when the value is known here
+    /// (constants, `@@ROWCOUNT` …), the expression binds anything but parameters and current
+    /// variables, its type is not the variable's, or the statement is not prepared in this
+    /// session yet (it is prepared now, so the next batch pipelines it).
+    async fn defer_scalar_var(
+        &mut self,
+        batch: &Arc<Batch>,
+        n: &Node,
+        params: &[Param],
+        out: &mut Vec<Output>,
+    ) -> Result<bool, Fail> {
+        let Node::Stmt { id, stmt } = n else {
+            return Ok(false);
+        };
+        let Statement::Set(Set::SingleAssignment {
+            scope: None,
+            hivevar: false,
+            variable,
+            values,
+        }) = &**stmt
+        else {
+            return Ok(false);
+        };
+        if values.len() != 1 || !self.may_pipeline() {
+            return Ok(false);
+        }
+        let name = variable.to_string().to_lowercase();
+        let Some((ty, _)) = self.vars.get(&name) else {
+            return Ok(false);
+        };
+        let cast = match ty {
+            SqlType::SmallInt => "int2",
+            SqlType::Int => "int4",
+            SqlType::BigInt => "int8",
+            _ => return Ok(false),
+        };
+        if name.len() > 30 || self.const_value(&values[0], params).is_some() {
+            return Ok(false);
+        }
+        let ty = ty.clone();
+        // A setting name of identifier characters only, the same for every batch (so the
+        // statements that read it are prepared once).
+        let setting: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        let setting = format!("emu.v_{setting}");
+        let e = &values[0];
+        let plan = self.plan_for(
+            batch,
+            id * 64 + 2,
+            |cat, pt, vt| {
+                let mut tr = Translator::new(cat, pt, vt);
+                let te = tr.expr(e)?;
+                let local = tr.local_slot(e).map(|i| vec![i]);
+                Ok(SqlPlan {
+                    pg: format!(
+                        "SELECT s.v FROM (SELECT ({}) AS v) s, \
+                         LATERAL set_config({}, coalesce(s.v::text, ''), true) c",
+                        te.sql,
+                        catalog::quote_lit(&setting)
+                    ),
+                    binds: tr.binds,
+                    columns: vec![OutCol {
+                        name: String::new(),
+                        lc: String::new(),
+                        ty: te.ty.clone().unwrap_or(SqlType::Int),
+                        nullable: true,
+                        aliased: false,
+                    }],
+                    kind: Kind::Select,
+                    returns_rows: true,
+                    assign: vec![(name.clone(), ty.clone())],
+                    identity_col: false,
+                    lock_tables: Vec::new(),
+                    reseed: None,
+                    target: None,
+                    local,
+                })
+            },
+            params,
+        )?;
+        let binds_current = plan.binds.iter().all(|b| match &b.src {
+            Bind::Param(_) => true,
+            Bind::Var(v) => !self.lazy_vars.contains_key(v),
+            _ => false,
+        });
+        // Same type as the variable: the value stored is the value assigned, no conversion
+        // (and no conversion error) moves to another statement.
+        if plan.local.is_some() || plan.columns[0].ty != ty || !binds_current {
+            return Ok(false);
+        }
+        if !self.defer(&plan, &plan.pg, params) {
+            let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
+            self.flush(out).await?;
+            self.prepared(&plan.pg, &types)
+                .await
+                .map_err(|e| self.pg_fail(&e, None))?;
+            return Ok(false);
+        }
+        let expr = format!(
+            "(SELECT NULLIF(current_setting({}, true), '')::{cast})",
+            catalog::quote_lit(&setting)
+        );
+        self.lazy_vars.insert(name, LazyVar { expr, table: None });
+        Ok(true)
     }
 
     /// Whether `n` is a `COMMIT TRAN` that may follow pipelined DML without waiting for its
