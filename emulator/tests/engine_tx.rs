@@ -771,18 +771,16 @@ async fn pipelined_scalar_set_keeps_its_value() {
         INSERT INTO L (hid, sira) VALUES (@h, @sira); \
         COMMIT TRAN; SET XACT_ABORT OFF; \
         SELECT @sira AS sira, @@ROWCOUNT AS rc";
+    let seri = |v: &str| {
+        [p(
+            "@P1",
+            SqlType::NVarChar(Some(5)),
+            Value::String(v.into()),
+        )]
+    };
     // The first batch prepares the statements, the later ones pipeline them.
     for expected in 1..=4i64 {
-        let out = ok_p(
-            &mut s,
-            BATCH,
-            &[p(
-                "@P1",
-                SqlType::NVarChar(Some(5)),
-                Value::String("ST".into()),
-            )],
-        )
-        .await;
+        let out = ok_p(&mut s, BATCH, &seri("ST")).await;
         let (_, rows) = rowset(&out, 0);
         assert_eq!(
             rows,
@@ -791,18 +789,16 @@ async fn pipelined_scalar_set_keeps_its_value() {
         );
         assert_eq!(tx_events(&out), vec!["begin", "commit"]);
     }
-    assert_eq!(
-        count(
-            &mut other,
-            "SELECT COUNT(*) FROM L JOIN H ON H.id = L.hid WHERE L.sira = H.sira"
-        )
-        .await,
-        8
-    );
-    assert_eq!(
-        count(&mut other, "SELECT COUNT(DISTINCT sira) FROM H").await,
-        4
-    );
+    // Every line carries its header's number; four headers, four numbers.
+    for (sql, n) in [
+        (
+            "SELECT COUNT(*) FROM L JOIN H ON H.id = L.hid WHERE L.sira = H.sira",
+            8,
+        ),
+        ("SELECT COUNT(DISTINCT sira) FROM H", 4),
+    ] {
+        assert_eq!(count(&mut other, sql).await, n, "{sql}");
+    }
     // NULL (no row of that series, no ISNULL): the rows get NULL and so does the variable.
     const NULL_BATCH: &str =
         "SET XACT_ABORT ON; BEGIN TRAN; DECLARE @sira int; UPDATE H SET sira = sira WHERE id < 0; \
@@ -810,16 +806,7 @@ async fn pipelined_scalar_set_keeps_its_value() {
         INSERT INTO L (hid, sira) VALUES (-1, @sira); \
         COMMIT TRAN; SET XACT_ABORT OFF; SELECT CASE WHEN @sira IS NULL THEN 1 ELSE 0 END AS n";
     for _ in 0..2 {
-        let out = ok_p(
-            &mut s,
-            NULL_BATCH,
-            &[p(
-                "@P1",
-                SqlType::NVarChar(Some(5)),
-                Value::String("XX".into()),
-            )],
-        )
-        .await;
+        let out = ok_p(&mut s, NULL_BATCH, &seri("XX")).await;
         assert_eq!(scalar(&out).1, Value::Int(1), "{out:?}");
     }
     assert_eq!(

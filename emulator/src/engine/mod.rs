@@ -760,11 +760,7 @@ impl Session {
                     let only_scope = plan.binds.iter().all(|b| {
                         matches!(b.src, Bind::Param(_) | Bind::Var(_) | Bind::ScopeIdentity)
                     });
-                    let current = plan.binds.iter().all(|b| match &b.src {
-                        Bind::Param(_) => true,
-                        Bind::Var(v) => !self.lazy_vars.contains_key(v),
-                        _ => false,
-                    });
+                    let current = self.binds_current(&plan);
                     let scope = plan
                         .binds
                         .iter()
@@ -1239,25 +1235,13 @@ impl Session {
                     })
                     .and(tr.local_slot(e))
                     .map(|i| vec![i]);
-                Ok(SqlPlan {
-                    pg: format!("SELECT {}", te.sql),
-                    binds: tr.binds,
-                    columns: vec![OutCol {
-                        name: String::new(),
-                        lc: String::new(),
-                        ty,
-                        nullable: true,
-                        aliased: false,
-                    }],
-                    kind: Kind::Select,
-                    returns_rows: true,
-                    assign: Vec::new(),
-                    identity_col: false,
-                    lock_tables: Vec::new(),
-                    reseed: None,
-                    target: None,
+                Ok(scalar_plan(
+                    format!("SELECT {}", te.sql),
+                    tr.binds,
+                    ty,
+                    Vec::new(),
                     local,
-                })
+                ))
             },
             params,
         )?;
@@ -1999,26 +1983,12 @@ impl Session {
     /// an `int`/`bigint` variable, when the newest identity-producing pipelined statement is an
     /// `INSERT … VALUES`. True when the statement was handled this way.
     fn defer_identity_var(&mut self, n: &Node) -> bool {
-        let Node::Stmt { stmt, .. } = n else {
+        let Some((_, name, value)) = single_var_set(n) else {
             return false;
         };
-        let Statement::Set(Set::SingleAssignment {
-            scope: None,
-            hivevar: false,
-            variable,
-            values,
-        }) = &**stmt
-        else {
-            return false;
-        };
-        if values.len() != 1
-            || !is_scope_identity(&values[0])
-            || !self.may_pipeline()
-            || !self.pending_values_identity
-        {
+        if !is_scope_identity(value) || !self.may_pipeline() || !self.pending_values_identity {
             return false;
         }
-        let name = variable.to_string().to_lowercase();
         let Some((ty, _)) = self.vars.get(&name) else {
             return false;
         };
@@ -2055,6 +2025,17 @@ impl Session {
         true
     }
 
+    /// Whether every value the plan binds is known now: parameters and variables that are not
+    /// waiting for a pipelined answer (no @@ROWCOUNT, SCOPE_IDENTITY() …, which must be
+    /// current when bound).
+    fn binds_current(&self, plan: &SqlPlan) -> bool {
+        plan.binds.iter().all(|b| match &b.src {
+            Bind::Param(_) => true,
+            Bind::Var(v) => !self.lazy_vars.contains_key(v),
+            _ => false,
+        })
+    }
+
     /// `SET @v = <expression PostgreSQL evaluates>` for an integer variable, under the
     /// conditions of [`Session::may_pipeline`] — Mikro-style numbering's `SET @sira = (SELECT
     /// ISNULL(MAX(…), 0) + 1 FROM … )` right behind `sp_getapplock`. Instead of waiting for the
@@ -2075,22 +2056,12 @@ impl Session {
         params: &[Param],
         out: &mut Vec<Output>,
     ) -> Result<bool, Fail> {
-        let Node::Stmt { id, stmt } = n else {
+        let Some((id, name, value)) = single_var_set(n) else {
             return Ok(false);
         };
-        let Statement::Set(Set::SingleAssignment {
-            scope: None,
-            hivevar: false,
-            variable,
-            values,
-        }) = &**stmt
-        else {
-            return Ok(false);
-        };
-        if values.len() != 1 || !self.may_pipeline() {
+        if !self.may_pipeline() {
             return Ok(false);
         }
-        let name = variable.to_string().to_lowercase();
         let Some((ty, _)) = self.vars.get(&name) else {
             return Ok(false);
         };
@@ -2100,7 +2071,7 @@ impl Session {
             SqlType::BigInt => "int8",
             _ => return Ok(false),
         };
-        if name.len() > 30 || self.const_value(&values[0], params).is_some() {
+        if name.len() > 30 || self.const_value(value, params).is_some() {
             return Ok(false);
         }
         let ty = ty.clone();
@@ -2108,7 +2079,7 @@ impl Session {
         // statements that read it are prepared once).
         let setting: String = name.bytes().map(|b| format!("{b:02x}")).collect();
         let setting = format!("emu.v_{setting}");
-        let e = &values[0];
+        let e = value;
         let plan = self.plan_for(
             batch,
             id * 64 + 2,
@@ -2116,38 +2087,22 @@ impl Session {
                 let mut tr = Translator::new(cat, pt, vt);
                 let te = tr.expr(e)?;
                 let local = tr.local_slot(e).map(|i| vec![i]);
-                Ok(SqlPlan {
-                    pg: format!(
+                Ok(scalar_plan(
+                    format!(
                         "SELECT s.v FROM (SELECT ({}) AS v) s, \
                          LATERAL set_config({}, coalesce(s.v::text, ''), true) c",
                         te.sql,
                         catalog::quote_lit(&setting)
                     ),
-                    binds: tr.binds,
-                    columns: vec![OutCol {
-                        name: String::new(),
-                        lc: String::new(),
-                        ty: te.ty.clone().unwrap_or(SqlType::Int),
-                        nullable: true,
-                        aliased: false,
-                    }],
-                    kind: Kind::Select,
-                    returns_rows: true,
-                    assign: vec![(name.clone(), ty.clone())],
-                    identity_col: false,
-                    lock_tables: Vec::new(),
-                    reseed: None,
-                    target: None,
+                    tr.binds,
+                    te.ty.clone().unwrap_or(SqlType::Int),
+                    vec![(name.clone(), ty.clone())],
                     local,
-                })
+                ))
             },
             params,
         )?;
-        let binds_current = plan.binds.iter().all(|b| match &b.src {
-            Bind::Param(_) => true,
-            Bind::Var(v) => !self.lazy_vars.contains_key(v),
-            _ => false,
-        });
+        let binds_current = self.binds_current(&plan);
         // Same type as the variable: the value stored is the value assigned, no conversion
         // (and no conversion error) moves to another statement.
         if plan.local.is_some() || plan.columns[0].ty != ty || !binds_current {
@@ -2344,6 +2299,57 @@ impl Session {
 }
 
 /// Replaces the placeholder `$n` (not `$n0`, `$n1` …) in PostgreSQL text without quotes.
+/// `SET @v = <one expression>` (SingleAssignment): its node id, the variable's lower-cased
+/// name and the expression.
+fn single_var_set(n: &Node) -> Option<(usize, String, &Expr)> {
+    let Node::Stmt { id, stmt } = n else {
+        return None;
+    };
+    let Statement::Set(Set::SingleAssignment {
+        scope: None,
+        hivevar: false,
+        variable,
+        values,
+    }) = &**stmt
+    else {
+        return None;
+    };
+    match values.as_slice() {
+        [value] => Some((*id, variable.to_string().to_lowercase(), value)),
+        _ => None,
+    }
+}
+
+/// A plan that selects one unnamed scalar (`SET @v = …`, expressions evaluated for the batch),
+/// optionally assigned to variables when its answer is read.
+fn scalar_plan(
+    pg: String,
+    binds: Vec<translate::BindSlot>,
+    ty: SqlType,
+    assign: Vec<(String, SqlType)>,
+    local: Option<Vec<usize>>,
+) -> SqlPlan {
+    SqlPlan {
+        pg,
+        binds,
+        columns: vec![OutCol {
+            name: String::new(),
+            lc: String::new(),
+            ty,
+            nullable: true,
+            aliased: false,
+        }],
+        kind: Kind::Select,
+        returns_rows: true,
+        assign,
+        identity_col: false,
+        lock_tables: Vec::new(),
+        reseed: None,
+        target: None,
+        local,
+    }
+}
+
 fn replace_placeholder(sql: &str, n: usize, with: &str) -> String {
     let token = format!("${n}");
     let mut out = String::with_capacity(sql.len());
