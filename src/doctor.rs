@@ -698,7 +698,7 @@ pub async fn run(cfg: &Config, quick: bool) -> Result<(), CliError> {
 async fn queue_rights(client: &tokio_postgres::Client, out: &mut Vec<Check>) {
     let rows = client
         .query(
-            "SELECT r.rolname::text FROM pg_roles r
+            "SELECT quote_ident(r.rolname) FROM pg_roles r
               WHERE (has_table_privilege(r.oid, 'satislar', 'INSERT')
                      OR has_table_privilege(r.oid, 'tahsilatlar', 'INSERT'))
                 AND NOT has_table_privilege(r.oid, 'sync_queue_inbox', 'INSERT')
@@ -718,15 +718,33 @@ async fn queue_rights(client: &tokio_postgres::Client, out: &mut Vec<Check>) {
             return;
         }
     };
-    let daemon_ok = client
+    // This login's own rights (the daemon's): a query error is reported as such, not as
+    // missing rights.
+    let (login, daemon_ok) = match client
         .query_one(
-            "SELECT has_table_privilege('sync_queue_inbox', 'SELECT, DELETE')
-                AND has_table_privilege('sync_queue', 'SELECT, INSERT, UPDATE')",
+            // One privilege per call: with a list, has_table_privilege is true when ANY of
+            // them is held.
+            "SELECT quote_ident(current_user),
+                    has_table_privilege('sync_queue_inbox', 'SELECT')
+                    AND has_table_privilege('sync_queue_inbox', 'DELETE')
+                    AND has_table_privilege('sync_queue', 'SELECT')
+                    AND has_table_privilege('sync_queue', 'INSERT')
+                    AND has_table_privilege('sync_queue', 'UPDATE')",
             &[],
         )
         .await
-        .map(|r| r.get::<_, bool>(0))
-        .unwrap_or(false);
+        .and_then(|r| Ok((r.try_get::<_, String>(0)?, r.try_get::<_, bool>(1)?)))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            out.push(Check::warn(
+                "queue rights",
+                pg_error_text(&e),
+                "run `mikro-sync setup`",
+            ));
+            return;
+        }
+    };
     if !writers.is_empty() {
         let list = writers.join(", ");
         out.push(Check::fail(
@@ -737,8 +755,8 @@ async fn queue_rights(client: &tokio_postgres::Client, out: &mut Vec<Check>) {
     } else if !daemon_ok {
         out.push(Check::fail(
             "queue rights",
-            "this login cannot move the queue's inbox (needs SELECT, DELETE on sync_queue_inbox and SELECT, INSERT, UPDATE on sync_queue)",
-            "GRANT SELECT, DELETE ON sync_queue_inbox TO <this login>; GRANT SELECT, INSERT, UPDATE ON sync_queue TO <this login>;",
+            format!("this login ({login}) cannot move the queue's inbox: the worker needs SELECT, DELETE on sync_queue_inbox and SELECT, INSERT, UPDATE on sync_queue"),
+            format!("GRANT SELECT, DELETE ON sync_queue_inbox TO {login}; GRANT SELECT, INSERT, UPDATE ON sync_queue TO {login};"),
         ));
     } else {
         out.push(Check::ok(

@@ -195,6 +195,36 @@ async fn setup_and_doctor() {
     let (code, text) = env.run(&["doctor"]).await;
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("[ ok ] queue rights"), "{text}");
+    // A daemon login that may read everything and write sync_queue, but was never given
+    // DELETE on the inbox, would claim nothing new: doctor names this login in the GRANT.
+    web.batch_execute(
+        "CREATE ROLE thin_daemon LOGIN; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO thin_daemon; \
+         GRANT INSERT, UPDATE ON sync_queue TO thin_daemon;",
+    )
+    .await
+    .unwrap();
+    let thin = env.set(
+        "MIKRO_SYNC_PG_URL",
+        &h.web_url().replace("postgres@", "thin_daemon@"),
+    );
+    let (_, text) = thin.run(&["doctor"]).await;
+    assert!(
+        text.contains(
+            "[FAIL] queue rights: this login (thin_daemon) cannot move the queue's inbox"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("GRANT SELECT, DELETE ON sync_queue_inbox TO thin_daemon;"),
+        "{text}"
+    );
+    web.batch_execute("GRANT DELETE ON sync_queue_inbox TO thin_daemon")
+        .await
+        .unwrap();
+    let (_, text) = thin.run(&["doctor"]).await;
+    assert!(text.contains("[ ok ] queue rights"), "{text}");
+    let env = thin.set("MIKRO_SYNC_PG_URL", &h.web_url());
 
     // --quick: silent on success; a wrong password fails and names the database.
     let (code, text) = env.run(&["doctor", "--quick"]).await;
