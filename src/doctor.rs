@@ -696,35 +696,17 @@ pub async fn run(cfg: &Config, quick: bool) -> Result<(), CliError> {
 /// rejected by PostgreSQL, and a daemon role without DELETE there would claim nothing new.
 /// Both happen after an operator grants rights on `sync_queue` by hand and forgets the inbox.
 async fn queue_rights(client: &tokio_postgres::Client, out: &mut Vec<Check>) {
-    let rows = client
-        .query(
-            "SELECT quote_ident(r.rolname) FROM pg_roles r
-              WHERE (has_table_privilege(r.oid, 'satislar', 'INSERT')
-                     OR has_table_privilege(r.oid, 'tahsilatlar', 'INSERT'))
-                AND NOT has_table_privilege(r.oid, 'sync_queue_inbox', 'INSERT')
-                AND r.rolname !~ '^pg_'
-              ORDER BY 1",
-            &[],
-        )
-        .await;
-    let writers: Vec<String> = match rows {
-        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-        Err(e) => {
-            out.push(Check::warn(
-                "queue rights",
-                pg_error_text(&e),
-                "run `mikro-sync setup`",
-            ));
-            return;
-        }
-    };
-    // This login's own rights (the daemon's): a query error is reported as such, not as
-    // missing rights.
-    let (login, daemon_ok) = match client
+    // One privilege per has_table_privilege call: with a list it is true when ANY of them is
+    // held. A query error is reported as such, not as missing rights.
+    let found = client
         .query_one(
-            // One privilege per call: with a list, has_table_privilege is true when ANY of
-            // them is held.
-            "SELECT quote_ident(current_user),
+            "SELECT ARRAY(SELECT quote_ident(r.rolname) FROM pg_roles r
+                           WHERE (has_table_privilege(r.oid, 'satislar', 'INSERT')
+                                  OR has_table_privilege(r.oid, 'tahsilatlar', 'INSERT'))
+                             AND NOT has_table_privilege(r.oid, 'sync_queue_inbox', 'INSERT')
+                             AND r.rolname !~ '^pg_'
+                           ORDER BY 1),
+                    quote_ident(current_user),
                     has_table_privilege('sync_queue_inbox', 'SELECT')
                     AND has_table_privilege('sync_queue_inbox', 'DELETE')
                     AND has_table_privilege('sync_queue', 'SELECT')
@@ -733,8 +715,14 @@ async fn queue_rights(client: &tokio_postgres::Client, out: &mut Vec<Check>) {
             &[],
         )
         .await
-        .and_then(|r| Ok((r.try_get::<_, String>(0)?, r.try_get::<_, bool>(1)?)))
-    {
+        .and_then(|r| {
+            Ok((
+                r.try_get::<_, Vec<String>>(0)?,
+                r.try_get::<_, String>(1)?,
+                r.try_get::<_, bool>(2)?,
+            ))
+        });
+    let (writers, login, daemon_ok) = match found {
         Ok(v) => v,
         Err(e) => {
             out.push(Check::warn(
