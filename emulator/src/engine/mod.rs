@@ -1101,8 +1101,9 @@ impl Session {
                     })?;
                 let (v, _) = self.eval(batch, id * 64 + 1, &values[0], params).await?;
                 let v = coerce(v, &ty);
-                if !int_in_range(&Value::Null, &v, &ty) {
-                    // `SET @i = <bigint too large>`: SQL Server refuses the assignment.
+                if matches!(v, Value::Int(_)) && !int_in_range(&Value::Null, &v, &ty) {
+                    // `SET @i = <bigint too large>`: SQL Server refuses the assignment. (Other
+                    // values keep the conversion rules of the statement that uses them.)
                     return Err(SqlError::new(
                         8115,
                         format!(
