@@ -62,9 +62,10 @@ fn pg_settings() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Prints the top statements of pg_stat_statements, if the cluster loaded it.
-async fn print_top_statements(url: &str) {
-    if !pg_settings()
+/// Prints the top statements of pg_stat_statements, if the cluster loaded it (`settings`: what
+/// it was started with).
+async fn print_top_statements(url: &str, settings: &[(String, String)]) {
+    if !settings
         .iter()
         .any(|(k, v)| k == "shared_preload_libraries" && v.contains("pg_stat_statements"))
     {
@@ -719,8 +720,9 @@ async fn main() {
         )
         .try_init();
     let t_all = Instant::now();
+    let settings = pg_settings();
     let h = Harness::start(HarnessOptions {
-        pg_settings: pg_settings(),
+        pg_settings: settings.clone(),
         ..Default::default()
     })
     .await
@@ -895,7 +897,7 @@ async fn main() {
         insert_section(&env).await;
     }
 
-    print_top_statements(&env.url).await;
+    print_top_statements(&env.url, &settings).await;
     println!();
     println!("total bench time {:.1} s", t_all.elapsed().as_secs_f64());
 }

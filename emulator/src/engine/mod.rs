@@ -461,20 +461,10 @@ impl Session {
                     self.last_error = 0;
                     continue;
                 }
-                match self.defer_scalar_var(batch, n, params, out).await {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        self.last_error = 0;
-                        continue;
-                    }
-                    Err(f) => {
-                        self.last_error = f.err.number;
-                        let flow = self.fail(f, out).await;
-                        if flow != Flow::Continue {
-                            return flow;
-                        }
-                        continue;
-                    }
+                let deferred = self.defer_scalar_var(batch, n, params, out).await;
+                if matches!(deferred, Ok(true)) {
+                    self.last_error = 0;
+                    continue;
                 }
                 // Pipelined DML is answered before anything else runs (its @@ROWCOUNT,
                 // SCOPE_IDENTITY, errors and DONE counts come first, in order).
@@ -486,7 +476,11 @@ impl Session {
                             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
                         )
                 );
-                let flushed = if dml || self.commit_pipelinable(n) {
+                let flushed = if let Err(f) = deferred {
+                    // The SET failed while being prepared for the pipeline: its error, as if it
+                    // had run.
+                    Err(f)
+                } else if dml || self.commit_pipelinable(n) {
                     Ok(())
                 } else {
                     self.flush(out).await
@@ -1108,12 +1102,7 @@ impl Session {
                         8115,
                         format!(
                             "Arithmetic overflow error converting expression to data type {}.",
-                            match ty {
-                                SqlType::TinyInt => "tinyint",
-                                SqlType::SmallInt => "smallint",
-                                SqlType::BigInt => "bigint",
-                                _ => "int",
-                            }
+                            catalog::type_to_string(&ty)
                         ),
                     )
                     .into());
@@ -1518,7 +1507,7 @@ impl Session {
             }
         }
         let pre = self.pre_sql(&plan.lock_tables);
-        let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
+        let types = bind_types(plan);
         let cached = self
             .stmts
             .get(&plan.pg)
@@ -1646,16 +1635,13 @@ impl Session {
                 _ => {}
             }
         }
-        let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
+        let types = bind_types(plan);
         let known = self
             .stmts
             .get(&pg)
             .is_some_and(|l| l.iter().any(|(t, _)| *t == types));
         if !known {
-            self.flush(out).await?;
-            self.prepared(&pg, &types)
-                .await
-                .map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
+            self.prepare_for_next_time(plan, &pg, out).await?;
             // SCOPE_IDENTITY() is known again: the plain plan runs (and is pipelined) as is.
             return Ok(false);
         }
@@ -1666,11 +1652,26 @@ impl Session {
         Ok(false)
     }
 
+    /// Prepares `pg` (a plan's text or a variant with the same parameters) for this session,
+    /// after reading the answers still in the pipeline, so the next batch can pipeline it.
+    async fn prepare_for_next_time(
+        &mut self,
+        plan: &SqlPlan,
+        pg: &str,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Fail> {
+        self.flush(out).await?;
+        self.prepared(pg, &bind_types(plan))
+            .await
+            .map_err(|e| self.pg_fail(&e, Some(plan.kind)))?;
+        Ok(())
+    }
+
     /// Sends a deferrable plan (as PostgreSQL text `pg`: the plan's, or a variant with the same
     /// parameters) without waiting for its answer ([`Session::flush`] reads it). False
     /// (nothing sent) when the statement is not prepared in this session yet.
     fn defer(&mut self, plan: &Arc<SqlPlan>, pg: &str, params: &[Param]) -> bool {
-        let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
+        let types = bind_types(plan);
         let Some(stmt) = self
             .stmts
             .get(pg)
@@ -2110,11 +2111,7 @@ impl Session {
             return Ok(false);
         }
         if !self.defer(&plan, &plan.pg, params) {
-            let types: Vec<_> = plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect();
-            self.flush(out).await?;
-            self.prepared(&plan.pg, &types)
-                .await
-                .map_err(|e| self.pg_fail(&e, None))?;
+            self.prepare_for_next_time(&plan, &plan.pg, out).await?;
             return Ok(false);
         }
         let expr = format!(
@@ -2319,6 +2316,11 @@ fn single_var_set(n: &Node) -> Option<(usize, String, &Expr)> {
         [value] => Some((*id, variable.to_string().to_lowercase(), value)),
         _ => None,
     }
+}
+
+/// The PostgreSQL types a plan's parameters are prepared with.
+fn bind_types(plan: &SqlPlan) -> Vec<tokio_postgres::types::Type> {
+    plan.binds.iter().map(|b| pg_param_type(&b.ty)).collect()
 }
 
 /// A plan that selects one unnamed scalar (`SET @v = …`, expressions evaluated for the batch),
