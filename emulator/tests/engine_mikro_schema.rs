@@ -67,4 +67,43 @@ async fn mikro_schema_loads_twice_and_daemon_shapes_run() {
     )
     .await;
     assert_eq!(rowset(&out, 0).1, vec![vec![txt("STOKLAR")]]);
+
+    // ANALYZE of a wide Mikro table reads only its key columns: indexed and primary-key
+    // columns keep the default statistics target, the others have none; a narrow table keeps
+    // every column's statistics.
+    ok(
+        &mut s,
+        "CREATE TABLE dbo.NARROW (n_id int PRIMARY KEY, n_note nvarchar(20))",
+    )
+    .await;
+    let (pg, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("backing database");
+    tokio::spawn(conn);
+    let targets: std::collections::HashMap<String, i32> = pg
+        .query(
+            "SELECT c.relname || '.' || a.attname, a.attstattarget::int4 FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'dbo' AND c.relkind = 'r' AND a.attnum > 0",
+            &[],
+        )
+        .await
+        .expect("pg_attribute")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let cha = |c: &str| targets.get(&format!("carı_hesap_hareketlerı.{c}")).copied();
+    for keyed in [
+        "cha_evrak_tip",
+        "cha_evrakno_sira",
+        "cha_kod",
+        "cha_lastup_date",
+        "cha_recno",
+    ] {
+        assert_eq!(cha(keyed), Some(-1), "{keyed}");
+    }
+    for unkeyed in ["cha_aciklama", "cha_meblag", "cha_karsid_kur"] {
+        assert_eq!(cha(unkeyed), Some(0), "{unkeyed}");
+    }
+    assert_eq!(targets.get("narrow.n_note").copied(), Some(-1));
 }
