@@ -369,6 +369,21 @@ enum Writer {
 
 /// `writers` writers for `secs`, one sale (header + `lines` lines) per transaction; tx/s.
 async fn insert_rate(url: &str, writers: usize, secs: u64, mode: Writer, lines: usize) -> f64 {
+    insert_rate_cpu(url, writers, secs, mode, lines, None)
+        .await
+        .0
+}
+
+/// [`insert_rate`], and with the cluster's postmaster pid also PostgreSQL's CPU per transaction
+/// (µs), taken while the writers' backends are alive.
+async fn insert_rate_cpu(
+    url: &str,
+    writers: usize,
+    secs: u64,
+    mode: Writer,
+    lines: usize,
+    postmaster: Option<u32>,
+) -> (f64, Option<f64>) {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -414,14 +429,22 @@ async fn insert_rate(url: &str, writers: usize, secs: u64, mode: Writer, lines: 
         }));
     }
     let t0 = Instant::now();
+    let cpu0 = cluster_cpu_us(postmaster);
+    let n0 = count.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(secs)).await;
+    let cpu1 = cluster_cpu_us(postmaster);
+    let n1 = count.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let n = count.load(Ordering::Relaxed);
     let el = t0.elapsed();
     for t in tasks {
         let _ = t.await;
     }
-    n as f64 / el.as_secs_f64()
+    let cpu = cpu0
+        .zip(cpu1)
+        .filter(|_| n1 > n0)
+        .map(|(a, b)| (b - a) as f64 / (n1 - n0) as f64);
+    (n as f64 / el.as_secs_f64(), cpu)
 }
 
 const NAIVE_TRIGGER: &str = "
@@ -542,6 +565,64 @@ fn spread(v: &[f64]) -> String {
     format!("{lo:.0}..{hi:.0}")
 }
 
+/// The postmaster of the cluster `c` is connected to (the parent of its backend).
+async fn postmaster_pid(c: &tokio_postgres::Client) -> Option<u32> {
+    let pid: i32 = c
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    proc_stat(pid as u32).map(|(ppid, _)| ppid)
+}
+
+/// (parent pid, user + system CPU in clock ticks) from /proc/<pid>/stat; None off Linux.
+fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let f: Vec<&str> = s.get(s.rfind(')')? + 2..)?.split(' ').collect();
+    Some((
+        f.get(1)?.parse().ok()?,
+        f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+    ))
+}
+
+/// CPU time used so far by the postmaster and its live children, in µs.
+///
+/// Why: on this shared VM the same run swings ±20 % in tx/s from one minute to the next, and
+/// the triggers' share of PostgreSQL's work per transaction is steadier than any rate. A child
+/// that exited during the run (an autovacuum worker) is missed; the writers' backends live
+/// through the whole run.
+fn cluster_cpu_us(postmaster: Option<u32>) -> Option<u64> {
+    let pm = postmaster?;
+    let mut ticks = proc_stat(pm)?.1;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+            if let Some((ppid, t)) = proc_stat(pid) {
+                if ppid == pm {
+                    ticks += t;
+                }
+            }
+        }
+    }
+    // Linux reports in USER_HZ, 100 per second on every mainstream architecture.
+    Some(ticks * 10_000)
+}
+
+/// Prints PostgreSQL's CPU per transaction without and with the triggers (medians) and their
+/// ratio: the insert rate the triggers leave when PostgreSQL's CPU is the limit.
+fn print_cpu(base: &[f64], trig: &[f64]) {
+    if base.is_empty() || trig.is_empty() {
+        return;
+    }
+    let (b, t) = (median(&mut base.to_vec()), median(&mut trig.to_vec()));
+    println!(
+        "      PostgreSQL CPU per transaction          {b:>5.0} -> {t:.0} µs  {:>3.0} %  [{} -> {}]  (without -> with triggers: the rate they leave when CPU-bound)",
+        100.0 * b / t,
+        spread(base),
+        spread(trig)
+    );
+}
+
 /// Section 4: the web app's write path with and without mikro-sync's triggers.
 ///
 /// Rounds interleave the variants (base, triggers without a worker, triggers with a draining
@@ -560,15 +641,18 @@ async fn insert_section(env: &Env) {
             "ALTER TABLE satislar DISABLE TRIGGER satis_sync_trigger"
         }
     };
-    // One run: reset, triggers on/off, optionally a draining worker; tx/s.
+    let postmaster = postmaster_pid(&c).await;
+    // One run: reset, triggers on/off; tx/s and PostgreSQL's CPU per transaction (µs).
     let run = |on: bool, mode: Writer, lines: usize| {
         let c = &c;
         async move {
             env.reset().await;
             c.batch_execute(triggers(on)).await.unwrap();
-            insert_rate(&env.url, writers, secs, mode, lines).await
+            insert_rate_cpu(&env.url, writers, secs, mode, lines, postmaster).await
         }
     };
+    let (mut cpu_base, mut cpu_trig, mut cpu_dbase, mut cpu_dtrig) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut base, mut trig, mut dbase, mut dtrig, mut worker) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut base3, mut trig3, mut notify_only) = (Vec::new(), Vec::new(), Vec::new());
@@ -576,21 +660,29 @@ async fn insert_section(env: &Env) {
     let (notify_only_sql, direct_row_sql) = (notify_only_trigger(), direct_row_trigger());
     let (mut posted, mut txs, mut notifies) = (0u64, 0f64, 0u64);
     for _ in 0..rounds {
-        base.push(run(false, Writer::OneRoundTrip, 1).await);
-        trig.push(run(true, Writer::OneRoundTrip, 1).await);
+        let (r, cpu) = run(false, Writer::OneRoundTrip, 1).await;
+        base.push(r);
+        cpu_base.extend(cpu);
+        let (r, cpu) = run(true, Writer::OneRoundTrip, 1).await;
+        trig.push(r);
+        cpu_trig.extend(cpu);
         c.batch_execute(EMPTY_TRIGGER).await.unwrap();
-        empty.push(run(true, Writer::OneRoundTrip, 1).await);
+        empty.push(run(true, Writer::OneRoundTrip, 1).await.0);
         c.batch_execute(&notify_only_sql).await.unwrap();
-        notify_only.push(run(true, Writer::OneRoundTrip, 1).await);
+        notify_only.push(run(true, Writer::OneRoundTrip, 1).await.0);
         c.batch_execute(&direct_row_sql).await.unwrap();
-        direct.push(run(true, Writer::OneRoundTrip, 1).await);
+        direct.push(run(true, Writer::OneRoundTrip, 1).await.0);
         c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
             .await
             .unwrap();
-        dbase.push(run(false, Writer::Driver, 1).await);
-        dtrig.push(run(true, Writer::Driver, 1).await);
-        base3.push(run(false, Writer::Driver, 3).await);
-        trig3.push(run(true, Writer::Driver, 3).await);
+        let (r, cpu) = run(false, Writer::Driver, 1).await;
+        dbase.push(r);
+        cpu_dbase.extend(cpu);
+        let (r, cpu) = run(true, Writer::Driver, 1).await;
+        dtrig.push(r);
+        cpu_dtrig.extend(cpu);
+        base3.push(run(false, Writer::Driver, 3).await.0);
+        trig3.push(run(true, Writer::Driver, 3).await.0);
         env.reset().await;
         c.batch_execute(triggers(true)).await.unwrap();
         let w = listening_noop_worker(env).await;
@@ -622,8 +714,8 @@ async fn insert_section(env: &Env) {
         c.batch_execute(sql).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let durable_base = run(false, Writer::Driver, 1).await;
-    let durable_trig = run(true, Writer::Driver, 1).await;
+    let durable_base = run(false, Writer::Driver, 1).await.0;
+    let durable_trig = run(true, Writer::Driver, 1).await.0;
     for sql in [
         "ALTER SYSTEM RESET fsync",
         "ALTER SYSTEM RESET synchronous_commit",
@@ -660,6 +752,7 @@ async fn insert_section(env: &Env) {
         pc(t, base_m),
         spread(&trig)
     );
+    print_cpu(&cpu_base, &cpu_trig);
     println!("      where the triggers' cost goes (each step adds to the one above):");
     println!(
         "        an empty AFTER INSERT trigger        {em:>8.0} tx/s  {:>3.0} %  [{}]  (the trigger call alone)",
@@ -699,6 +792,7 @@ async fn insert_section(env: &Env) {
         pc(dt, db),
         spread(&dtrig)
     );
+    print_cpu(&cpu_dbase, &cpu_dtrig);
     println!(
         "      3-line sales: {b3:.0} -> {t3:.0} tx/s = {:.0} %  [{} -> {}]",
         pc(t3, b3),
