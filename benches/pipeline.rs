@@ -586,6 +586,21 @@ fn proc_stat(pid: u32) -> Option<(u32, u64)> {
     ))
 }
 
+/// The runs of one variant of section 4: tx/s, and PostgreSQL's CPU per transaction (µs)
+/// where it could be read.
+#[derive(Default)]
+struct Runs {
+    tps: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+impl Runs {
+    fn add(&mut self, (tps, cpu): (f64, Option<f64>)) {
+        self.tps.push(tps);
+        self.cpu.extend(cpu);
+    }
+}
+
 /// CPU time used so far by the postmaster and its live children, in µs.
 ///
 /// Why: on this shared VM the same run swings ±20 % in tx/s from one minute to the next, and
@@ -610,11 +625,12 @@ fn cluster_cpu_us(postmaster: Option<u32>) -> Option<u64> {
 
 /// Prints PostgreSQL's CPU per transaction without and with the triggers (medians) and their
 /// ratio: the insert rate the triggers leave when PostgreSQL's CPU is the limit.
-fn print_cpu(base: &[f64], trig: &[f64]) {
+fn print_cpu(base: &Runs, trig: &Runs) {
+    let (base, trig) = (&base.cpu, &trig.cpu);
     if base.is_empty() || trig.is_empty() {
         return;
     }
-    let (b, t) = (median(&mut base.to_vec()), median(&mut trig.to_vec()));
+    let (b, t) = (median(&mut base.clone()), median(&mut trig.clone()));
     println!(
         "      PostgreSQL CPU per transaction          {b:>5.0} -> {t:.0} µs  {:>3.0} %  [{} -> {}]  (without -> with triggers: the rate they leave when CPU-bound)",
         100.0 * b / t,
@@ -651,21 +667,15 @@ async fn insert_section(env: &Env) {
             insert_rate_cpu(&env.url, writers, secs, mode, lines, postmaster).await
         }
     };
-    let (mut cpu_base, mut cpu_trig, mut cpu_dbase, mut cpu_dtrig) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut base, mut trig, mut dbase, mut dtrig, mut worker) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut base, mut trig, mut dbase, mut dtrig) = Default::default();
+    let mut worker = Vec::new();
     let (mut base3, mut trig3, mut notify_only) = (Vec::new(), Vec::new(), Vec::new());
     let (mut empty, mut direct) = (Vec::new(), Vec::new());
     let (notify_only_sql, direct_row_sql) = (notify_only_trigger(), direct_row_trigger());
     let (mut posted, mut txs, mut notifies) = (0u64, 0f64, 0u64);
     for _ in 0..rounds {
-        let (r, cpu) = run(false, Writer::OneRoundTrip, 1).await;
-        base.push(r);
-        cpu_base.extend(cpu);
-        let (r, cpu) = run(true, Writer::OneRoundTrip, 1).await;
-        trig.push(r);
-        cpu_trig.extend(cpu);
+        Runs::add(&mut base, run(false, Writer::OneRoundTrip, 1).await);
+        Runs::add(&mut trig, run(true, Writer::OneRoundTrip, 1).await);
         c.batch_execute(EMPTY_TRIGGER).await.unwrap();
         empty.push(run(true, Writer::OneRoundTrip, 1).await.0);
         c.batch_execute(&notify_only_sql).await.unwrap();
@@ -675,12 +685,8 @@ async fn insert_section(env: &Env) {
         c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
             .await
             .unwrap();
-        let (r, cpu) = run(false, Writer::Driver, 1).await;
-        dbase.push(r);
-        cpu_dbase.extend(cpu);
-        let (r, cpu) = run(true, Writer::Driver, 1).await;
-        dtrig.push(r);
-        cpu_dtrig.extend(cpu);
+        Runs::add(&mut dbase, run(false, Writer::Driver, 1).await);
+        Runs::add(&mut dtrig, run(true, Writer::Driver, 1).await);
         base3.push(run(false, Writer::Driver, 3).await.0);
         trig3.push(run(true, Writer::Driver, 3).await.0);
         env.reset().await;
@@ -725,11 +731,11 @@ async fn insert_section(env: &Env) {
         c.batch_execute(sql).await.unwrap();
     }
     let pc = |v: f64, b: f64| 100.0 * v / b;
-    let base_m = median(&mut base.clone());
-    let t = median(&mut trig.clone());
+    let base_m = median(&mut base.tps.clone());
+    let t = median(&mut trig.tps.clone());
     let wk = median(&mut worker.clone());
-    let db = median(&mut dbase.clone());
-    let dt = median(&mut dtrig.clone());
+    let db = median(&mut dbase.tps.clone());
+    let dt = median(&mut dtrig.tps.clone());
     let no = median(&mut notify_only.clone());
     let em = median(&mut empty.clone());
     let dr = median(&mut direct.clone());
@@ -745,14 +751,14 @@ async fn insert_section(env: &Env) {
     );
     println!(
         "      without triggers                       {base_m:>8.0} tx/s  100 %  [{}]",
-        spread(&base)
+        spread(&base.tps)
     );
     println!(
         "      mikro-sync triggers                    {t:>8.0} tx/s  {:>3.0} %  [{}]",
         pc(t, base_m),
-        spread(&trig)
+        spread(&trig.tps)
     );
-    print_cpu(&cpu_base, &cpu_trig);
+    print_cpu(&base, &trig);
     println!("      where the triggers' cost goes (each step adds to the one above):");
     println!(
         "        an empty AFTER INSERT trigger        {em:>8.0} tx/s  {:>3.0} %  [{}]  (the trigger call alone)",
@@ -785,14 +791,14 @@ async fn insert_section(env: &Env) {
     println!("   b) prepared statements, one round trip each (BEGIN, header, line(s), COMMIT), 1-line sales:");
     println!(
         "      without triggers                       {db:>8.0} tx/s  100 %  [{}]",
-        spread(&dbase)
+        spread(&dbase.tps)
     );
     println!(
         "      mikro-sync triggers                    {dt:>8.0} tx/s  {:>3.0} %  [{}]",
         pc(dt, db),
-        spread(&dtrig)
+        spread(&dtrig.tps)
     );
-    print_cpu(&cpu_dbase, &cpu_dtrig);
+    print_cpu(&dbase, &dtrig);
     println!(
         "      3-line sales: {b3:.0} -> {t3:.0} tx/s = {:.0} %  [{} -> {}]",
         pc(t3, b3),
