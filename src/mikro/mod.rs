@@ -353,6 +353,13 @@ impl Row {
         Ok(self)
     }
 
+    /// The most parameters [`Batch::insert`] binds for this row: one per value the caller set,
+    /// plus the shared "now" (the fixed defaults are literals). Callers splitting a long
+    /// document over several calls count with it.
+    pub fn max_params(&self) -> usize {
+        self.values.iter().filter(|v| v.is_some()).count() + 1
+    }
+
     /// The overridden value of a column, if any.
     pub fn get(&self, column: &str) -> Option<&Value> {
         self.table
@@ -821,6 +828,7 @@ mod tests {
         // Row 1: now @P1 (create and lastup), stokkod @P2, fiyati @P3; row 2: the same now,
         // stokkod @P4, fiyati the expression.
         assert_eq!(b.param_count(), 4);
+        assert_eq!(row.max_params(), 3, "two values and now");
         let sql = b.sql();
         assert_eq!(sql.matches("@P1,").count(), 4, "{sql}");
         assert!(sql.contains(", @f, ") && !sql.contains("@P5"), "{sql}");

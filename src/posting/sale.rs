@@ -3,11 +3,11 @@
 //! INSERT CHA (`RECid_RECno 0`, `karsid_kur 0`) → SCOPE_IDENTITY → UPDATE RECid + `karsid_kur 1`
 //! → per line INSERT STH → SCOPE_IDENTITY → UPDATE RECid.
 //!
-//! Round trips per sale: one, when the sale fits one call (up to ~14 lines): `SET XACT_ABORT ON;
+//! Round trips per sale: one, when the sale fits one call (up to ~60 lines): `SET XACT_ABORT ON;
 //! BEGIN TRAN`, ledger check, master-data checks, numbering lock and number, the header, the
 //! lines, the ledger row, `COMMIT TRAN` (see [`super::numbering`] and
 //! [`super::erp::wrap_in_transaction`]); the series lock is held only while the server runs that
-//! batch. A longer sale: BEGIN, the first batch, one more batch per further ~16 lines, COMMIT.
+//! batch. A longer sale: BEGIN, the first batch, one more batch per further ~65 lines, COMMIT.
 //!
 //! Readings where the captures are silent (documented here, not guessed quietly):
 //! - `sth_tutar` = quantity × unit price (the amount before discounts and VAT, Mikro's meaning);
@@ -243,7 +243,6 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
         rows.push(r);
     }
     let sth_count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
-    let sth_params = STOK_HAREKETLERI.columns.len();
     const STH_RECID: &str = "UPDATE dbo.STOK_HAREKETLERI SET sth_RECid_RECno = sth_RECno \
                              WHERE sth_RECno = SCOPE_IDENTITY()";
 
@@ -269,7 +268,7 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
              cha_karsid_kur = 1 WHERE cha_RECno = @cha",
         );
         let mut next = 0;
-        while next < rows.len() && b.param_count() + sth_params + 2 <= MAX_PARAMS {
+        while next < rows.len() && b.param_count() + rows[next].max_params() + 2 <= MAX_PARAMS {
             b.insert(
                 &rows[next],
                 now,
@@ -315,7 +314,7 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
             let mut b = Batch::new();
             let sira_p = b.param(SqlParam::int(sira));
             let cha_p = b.param(SqlParam::int(cha_recno));
-            while next < rows.len() && b.param_count() + sth_params + 4 <= MAX_PARAMS {
+            while next < rows.len() && b.param_count() + rows[next].max_params() + 4 <= MAX_PARAMS {
                 b.insert(
                     &rows[next],
                     now,
