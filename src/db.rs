@@ -246,7 +246,7 @@ pub async fn erp_pool_from_config(cfg: &crate::config::ErpDbConfig) -> Result<Er
 /// "prepared statement does not exist": the cache is cleared and the statement runs once
 /// unprepared, so the caller never sees that error.
 pub async fn query_cached(
-    client: &deadpool_postgres::Client,
+    client: &deadpool_postgres::ClientWrapper,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {

@@ -260,6 +260,45 @@ async fn listener_backend_killed_is_survived_and_missed_rows_drained() {
 }
 
 #[tokio::test]
+async fn completer_connection_killed_is_survived() {
+    let env = web_env(true).await;
+    let c = env.client().await;
+    let w = spawn_worker(&env.pool, &env.url, NoopSink, fast_opts());
+    let completer = "SELECT count(*) FROM pg_stat_activity \
+                     WHERE application_name = 'mikro-sync completer'";
+    let first = insert_sale(&c, 1).await;
+    wait_drained(&c, T).await;
+    assert_eq!(queue_row(&c, first).await.unwrap().0, "completed");
+    for _ in 0..2 {
+        let killed: i64 = c
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name = 'mikro-sync completer'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(killed, 1, "the completer has its own connection");
+        let mut ids = Vec::new();
+        for _ in 0..10 {
+            ids.push(insert_sale(&c, 1).await);
+        }
+        wait_drained(&c, T).await;
+        for id in ids {
+            assert_eq!(queue_row(&c, id).await.unwrap().0, "completed");
+        }
+        // The next batch after the failed one opened a fresh completer connection.
+        wait_for("a new completer connection", T, || async {
+            let n: i64 = c.query_one(completer, &[]).await.unwrap().get(0);
+            (n == 1).then_some(())
+        })
+        .await;
+    }
+    w.stop().await;
+}
+
+#[tokio::test]
 async fn two_workers_never_post_a_document_twice() {
     let env = web_env(true).await;
     let c = env.client().await;
