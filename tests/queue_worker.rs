@@ -219,6 +219,29 @@ async fn operator_retry_query_is_picked_up_promptly() {
     w.stop().await;
 }
 
+/// Terminates the worker's one backend named `app`, writes ten sales meanwhile and waits until
+/// every one of them is completed.
+async fn kill_backend_then_drain(c: &tokio_postgres::Client, app: &str) {
+    let killed: i64 = c
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "one {app} backend");
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(insert_sale(c, 1).await);
+    }
+    wait_drained(c, T).await;
+    for id in ids {
+        assert_eq!(queue_row(c, id).await.unwrap().0, "completed");
+    }
+}
+
 #[tokio::test]
 async fn listener_backend_killed_is_survived_and_missed_rows_drained() {
     let env = web_env(true).await;
@@ -232,25 +255,8 @@ async fn listener_backend_killed_is_survived_and_missed_rows_drained() {
     wait_drained(&c, T).await;
     assert_eq!(queue_row(&c, first).await.unwrap().0, "completed");
     for round in 0..2 {
-        let killed: i64 = c
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE application_name = 'mikro-sync listener'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(killed, 1, "one listener backend");
         // Rows written while the listener is down (their notify reaches nobody).
-        let mut ids = Vec::new();
-        for _ in 0..10 {
-            ids.push(insert_sale(&c, 1).await);
-        }
-        wait_drained(&c, T).await;
-        for id in ids {
-            assert_eq!(queue_row(&c, id).await.unwrap().0, "completed");
-        }
+        kill_backend_then_drain(&c, "mikro-sync listener").await;
         wait_for("reconnect counted", T, || async {
             (metrics.listener_reconnects.load(Ordering::Relaxed) > round).then_some(())
         })
@@ -270,30 +276,13 @@ async fn completer_connection_killed_is_survived() {
     wait_drained(&c, T).await;
     assert_eq!(queue_row(&c, first).await.unwrap().0, "completed");
     for _ in 0..2 {
-        let killed: i64 = c
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE application_name = 'mikro-sync completer'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(killed, 1, "the completer has its own connection");
-        let mut ids = Vec::new();
-        for _ in 0..10 {
-            ids.push(insert_sale(&c, 1).await);
-        }
+        kill_backend_then_drain(&c, "mikro-sync completer").await;
+        // The failed batch is behind us: the next one opens a fresh completer connection.
+        let next = insert_sale(&c, 1).await;
         wait_drained(&c, T).await;
-        for id in ids {
-            assert_eq!(queue_row(&c, id).await.unwrap().0, "completed");
-        }
-        // The next batch after the failed one opened a fresh completer connection.
-        wait_for("a new completer connection", T, || async {
-            let n: i64 = c.query_one(completer, &[]).await.unwrap().get(0);
-            (n == 1).then_some(())
-        })
-        .await;
+        assert_eq!(queue_row(&c, next).await.unwrap().0, "completed");
+        let n: i64 = c.query_one(completer, &[]).await.unwrap().get(0);
+        assert_eq!(n, 1, "a fresh completer connection");
     }
     w.stop().await;
 }
