@@ -603,10 +603,10 @@ impl Runs {
 
 /// CPU time used so far by the postmaster and its live children, in µs.
 ///
-/// Why: on this shared VM the same run swings ±20 % in tx/s from one minute to the next, and
-/// the triggers' share of PostgreSQL's work per transaction is steadier than any rate. A child
-/// that exited during the run (an autovacuum worker) is missed; the writers' backends live
-/// through the whole run.
+/// Why: a second view of the triggers' cost next to tx/s, which swings ±20 % from one minute
+/// to the next on this shared VM. It turned out about as noisy (the CPU speed itself varies),
+/// but it shows what the triggers add per transaction. A child that exited during the run (an
+/// autovacuum worker) is missed; the writers' backends live through the whole run.
 fn cluster_cpu_us(postmaster: Option<u32>) -> Option<u64> {
     let pm = postmaster?;
     let mut ticks = proc_stat(pm)?.1;

@@ -655,24 +655,21 @@ impl Batch {
             if i > 0 {
                 sql.push_str(", ");
             }
-            let col = &t.columns[i];
-            match (e, &full.values[i], col.default) {
-                (Some(e), _, _) => sql.push_str(e),
-                (None, None, InsertDefault::Now) => {
+            // The catalog default, when the caller left the column alone.
+            let default = full.values[i].is_none().then_some(t.columns[i].default);
+            match (e, default) {
+                (Some(e), _) => sql.push_str(e),
+                (None, Some(InsertDefault::Now)) => {
                     let ph = self.now_param(p);
                     sql.push_str(&ph);
                 }
-                (None, None, d) => match default_literal(d) {
+                (None, d) => match d.and_then(default_literal) {
                     Some(lit) => sql.push_str(&lit),
                     None => {
                         let ph = self.param(p);
                         sql.push_str(&ph);
                     }
                 },
-                (None, Some(_), _) => {
-                    let ph = self.param(p);
-                    sql.push_str(&ph);
-                }
             }
         }
         sql.push(')');

@@ -237,11 +237,9 @@ pub(crate) async fn run_completer(
             Ok(client) => complete_batch(client, &batch).await,
             Err(e) => Err(e),
         };
-        if first_try.is_err() {
+        if let Err(e) = first_try {
             // Broken or not: the next batch starts on a fresh connection.
             own = None;
-        }
-        if let Err(e) = first_try {
             tracing::warn!(error = %e, rows = batch.len(), "batched completion failed; completing one by one");
             for c in &batch {
                 if let Err(e) = complete_pooled(&web, std::slice::from_ref(c)).await {
@@ -346,23 +344,25 @@ async fn own_client<'a>(
     web: &WebPool,
     own: &'a mut Option<deadpool_postgres::ClientWrapper>,
 ) -> Result<&'a deadpool_postgres::ClientWrapper, QueueError> {
-    if own.is_none() {
-        let pooled = web
-            .get()
-            .await
-            .map_err(|e| QueueError::Pool(e.to_string()))?;
-        let client = deadpool_postgres::Object::take(pooled);
-        client
-            .batch_execute(
-                "SET plan_cache_mode = force_generic_plan; \
-                 SET application_name = 'mikro-sync completer'",
-            )
-            .await
-            .map_err(QueueError::Web)?;
-        *own = Some(client);
-    }
-    own.as_ref()
-        .ok_or_else(|| QueueError::Pool("no completer connection".into()))
+    let client = match own.take() {
+        Some(client) => client,
+        None => {
+            let pooled = web
+                .get()
+                .await
+                .map_err(|e| QueueError::Pool(e.to_string()))?;
+            let client = deadpool_postgres::Object::take(pooled);
+            client
+                .batch_execute(
+                    "SET plan_cache_mode = force_generic_plan; \
+                     SET application_name = 'mikro-sync completer'",
+                )
+                .await
+                .map_err(QueueError::Web)?;
+            client
+        }
+    };
+    Ok(own.insert(client))
 }
 
 /// [`complete_batch`] on a connection from the pool (the one-by-one fallback).
