@@ -399,6 +399,8 @@ pub struct PostingSettings {
     pub default_bank: Option<String>,
     /// Cash-box code used when a cash document names none.
     pub default_kasa: Option<String>,
+    /// Mikro account for customers made on the web without a mapping (off = none).
+    pub default_cari: Option<String>,
     /// Portfolio box (`KASALAR.kas_kod`) received cheques go to.
     pub cek_box: String,
     /// Portfolio box received promissory notes go to.
@@ -464,6 +466,7 @@ impl Config {
             collection_series: self.posting.collection_series.clone(),
             default_bank_code: self.posting.default_bank.clone(),
             default_kasa_code: self.posting.default_kasa.clone(),
+            default_cari_code: self.posting.default_cari.clone(),
             cek_box_code: self.posting.cek_box.clone(),
             senet_box_code: self.posting.senet_box.clone(),
             depot_no: self.posting.depot_no,
@@ -548,6 +551,9 @@ impl Config {
             collection_series: p.series("MIKRO_SYNC_SERIES_TAHSILAT", "TH"),
             default_bank: p.code("MIKRO_SYNC_DEFAULT_BANKA"),
             default_kasa: p.code("MIKRO_SYNC_DEFAULT_KASA"),
+            default_cari: p
+                .code("MIKRO_SYNC_DEFAULT_CARI")
+                .filter(|c| !c.eq_ignore_ascii_case("off")),
             cek_box: p
                 .code("MIKRO_SYNC_CEK_KASA")
                 .unwrap_or_else(|| "ÇEK".into()),
@@ -653,6 +659,10 @@ impl Config {
         out.push((
             "MIKRO_SYNC_DEFAULT_KASA".into(),
             p.default_kasa.clone().unwrap_or_else(|| "(none)".into()),
+        ));
+        out.push((
+            "MIKRO_SYNC_DEFAULT_CARI".into(),
+            p.default_cari.clone().unwrap_or_else(|| "off".into()),
         ));
         out.push(("MIKRO_SYNC_CEK_KASA".into(), p.cek_box.clone()));
         out.push(("MIKRO_SYNC_SENET_KASA".into(), p.senet_box.clone()));
@@ -1516,6 +1526,11 @@ pub const SETTINGS: &[Setting] = &[
         name: "MIKRO_SYNC_DEFAULT_KASA",
         default: "—",
         help: "Cash-box code when a cash document names none",
+    },
+    Setting {
+        name: "MIKRO_SYNC_DEFAULT_CARI",
+        default: "off",
+        help: "Mikro account (CARI_HESAPLAR code) for customers made on the web (kaynak not erp) with no int_kodmap_cari row",
     },
     Setting {
         name: "MIKRO_SYNC_CEK_KASA",

@@ -210,7 +210,13 @@ pub async fn checks(cfg: &Config, quick: bool) -> Vec<Check> {
     }
     // ---- mappings: every open document's customer and products resolve to a Mikro code ----
     if let Some(web) = &web_client {
-        mapping_checks(web, erp_client.as_mut(), &mut out).await;
+        mapping_checks(
+            web,
+            erp_client.as_mut(),
+            cfg.posting.default_cari.as_deref(),
+            &mut out,
+        )
+        .await;
     }
     out
 }
@@ -429,23 +435,29 @@ async fn web_checks(
 async fn mapping_checks(
     client: &tokio_postgres::Client,
     erp: Option<&mut Erp>,
+    default_cari: Option<&str>,
     out: &mut Vec<Check>,
 ) {
     // The code each open document will be posted with: the mapping table first, then the
-    // web master row's own code (the same order posting uses).
+    // configured default account for customers made on the web, then the web master row's own
+    // code (the same order posting uses).
     let sql = "
         WITH open AS (
             SELECT entity_type, entity_id FROM sync_queue
              WHERE status IN ('pending', 'processing', 'failed')
              ORDER BY created_at LIMIT 500)
         SELECT 'cari' AS what, o.entity_type, o.entity_id::text, s.cari_hesap_id::text,
-               coalesce(m.erp_cari_kod, nullif(c.cari_kodu, ''))
+               coalesce(m.erp_cari_kod,
+                        CASE WHEN c.id IS NOT NULL AND c.kaynak IS DISTINCT FROM 'erp' THEN $1::text END,
+                        nullif(c.cari_kodu, ''))
           FROM open o JOIN satislar s ON o.entity_type = 'satis' AND s.id = o.entity_id
           LEFT JOIN int_kodmap_cari m ON m.web_cari_id = s.cari_hesap_id
           LEFT JOIN cari_hesaplar c ON c.id = s.cari_hesap_id
         UNION ALL
         SELECT 'cari', o.entity_type, o.entity_id::text, t.cari_hesap_id::text,
-               coalesce(m.erp_cari_kod, nullif(c.cari_kodu, ''))
+               coalesce(m.erp_cari_kod,
+                        CASE WHEN c.id IS NOT NULL AND c.kaynak IS DISTINCT FROM 'erp' THEN $1::text END,
+                        nullif(c.cari_kodu, ''))
           FROM open o JOIN tahsilatlar t ON o.entity_type = 'tahsilat' AND t.id = o.entity_id
           LEFT JOIN int_kodmap_cari m ON m.web_cari_id = t.cari_hesap_id
           LEFT JOIN cari_hesaplar c ON c.id = t.cari_hesap_id
@@ -455,7 +467,7 @@ async fn mapping_checks(
           FROM open o JOIN satis_kalemleri k ON o.entity_type = 'satis' AND k.satis_id = o.entity_id
           LEFT JOIN int_kodmap_stok ms ON ms.web_stok_id = k.stok_id
           LEFT JOIN stoklar st ON st.id = k.stok_id";
-    let rows = match client.query(sql, &[]).await {
+    let rows = match client.query(sql, &[&default_cari]).await {
         Ok(r) => r,
         Err(e) => {
             out.push(Check::warn(

@@ -539,3 +539,63 @@ async fn reinsert_sale(c: &tokio_postgres::Client, id: Uuid) -> Result<u64, toki
     )
     .await
 }
+
+/// An install made before customers were many-to-one (`erp_cari_kod` UNIQUE, as the old
+/// 004_kodmap.sql created it) is migrated by `setup`: the UNIQUE goes, a plain index replaces
+/// it, mappings are kept, and a second setup changes nothing.
+#[tokio::test]
+async fn setup_makes_customer_mapping_many_to_one() {
+    let env = web_env(false).await;
+    let c = env.client().await;
+    c.batch_execute(
+        "CREATE TABLE int_kodmap_cari (
+             web_cari_id   uuid PRIMARY KEY,
+             erp_cari_kod  varchar(25) NOT NULL UNIQUE,
+             created_at    timestamptz NOT NULL DEFAULT now(),
+             updated_at    timestamptz NOT NULL DEFAULT now());
+         INSERT INTO int_kodmap_cari (web_cari_id, erp_cari_kod)
+         VALUES ('c0000000-0000-4000-8000-000000000001', '120.01.001');",
+    )
+    .await
+    .unwrap();
+    setup_web(&c).await.expect("setup");
+    let again = setup_web(&c).await.expect("setup again");
+    assert!(
+        again
+            .steps
+            .iter()
+            .all(|(_, o)| *o == StepOutcome::Unchanged),
+        "{:?}",
+        again.steps
+    );
+    c.execute(
+        "INSERT INTO int_kodmap_cari (web_cari_id, erp_cari_kod)
+         VALUES ('c0000000-0000-4000-8000-000000000002', '120.01.001')",
+        &[],
+    )
+    .await
+    .expect("two web customers may share one Mikro account");
+    let indexes = texts(
+        &c,
+        "SELECT indexrelid::regclass::text || CASE WHEN indisunique THEN ' unique' ELSE '' END \
+           FROM pg_index WHERE indrelid = 'int_kodmap_cari'::regclass ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        indexes,
+        vec![
+            "int_kodmap_cari_erp_idx".to_string(),
+            "int_kodmap_cari_pkey unique".to_string()
+        ]
+    );
+    // Products stay one-to-one.
+    let dup = c
+        .execute(
+            "INSERT INTO int_kodmap_stok (web_stok_id, erp_stok_kod) VALUES
+             ('b0000000-0000-4000-8000-000000000001', 'STK-0001'),
+             ('b0000000-0000-4000-8000-000000000002', 'STK-0001')",
+            &[],
+        )
+        .await;
+    assert!(dup.is_err());
+}

@@ -145,7 +145,7 @@ pub struct Collection {
 }
 
 const CUSTOMER_COLS: &str = "c.id, c.cari_adi, c.telefon, c.vergi_no, c.vergi_dairesi, \
-     mc.erp_cari_kod, c.cari_kodu";
+     mc.erp_cari_kod, c.cari_kodu, c.kaynak::text";
 const CUSTOMER_JOIN: &str = "LEFT JOIN cari_hesaplar c ON c.id = d.cari_hesap_id \
      LEFT JOIN int_kodmap_cari mc ON mc.web_cari_id = d.cari_hesap_id";
 const PAY_COLS: &str =
@@ -244,6 +244,7 @@ fn customer(
     at: usize,
     doc: &str,
     cari_hesap_id: Option<Uuid>,
+    cfg: &PostingConfig,
 ) -> Result<Customer, PostError> {
     let Some(cid) = cari_hesap_id else {
         return Err(PostError::Data(format!(
@@ -260,7 +261,11 @@ fn customer(
     };
     let mapped = non_empty(row.try_get(at + 5).ok().flatten());
     let own = non_empty(row.try_get(at + 6).ok().flatten());
-    let Some(raw) = mapped.or(own) else {
+    // The configured default (MIKRO_SYNC_DEFAULT_CARI) books customers the web created
+    // (kaynak not 'erp') that have no mapping; one imported from Mikro keeps its own code.
+    let from_erp = opt_text(row, at + 7) == "erp";
+    let default = cfg.default_cari_code.clone().filter(|_| !from_erp);
+    let Some(raw) = mapped.or(default).or(own) else {
         return Err(missing_customer(id));
     };
     Ok(Customer {
@@ -281,7 +286,9 @@ fn customer(
 pub fn missing_customer(id: Uuid) -> PostError {
     PostError::Data(format!(
         "customer {id} (cari_hesaplar) has no Mikro code: add a row to int_kodmap_cari \
-         (web_cari_id='{id}', erp_cari_kod='<code in CARI_HESAPLAR>') or set cari_hesaplar.cari_kodu"
+         (web_cari_id='{id}', erp_cari_kod='<code in CARI_HESAPLAR>'; several customers may share \
+         one code), set cari_hesaplar.cari_kodu, or set MIKRO_SYNC_DEFAULT_CARI=<code in CARI_HESAPLAR> \
+         to book every such customer to one account"
     ))
 }
 
@@ -453,7 +460,7 @@ pub async fn sale(
             )))
         }
     };
-    let customer = customer(h, 22, &doc, cari_hesap_id)?;
+    let customer = customer(h, 22, &doc, cari_hesap_id, cfg)?;
     let mut out_lines = Vec::with_capacity(lines.len());
     for (n, l) in lines.iter().enumerate() {
         let lid: Uuid = l
@@ -549,7 +556,7 @@ pub async fn collection(
         date,
         tipi: opt_text(h, 1),
         tutar: dec(h, 2),
-        customer: customer(h, 16, &doc, cari_hesap_id)?,
+        customer: customer(h, 16, &doc, cari_hesap_id, cfg)?,
         bank_code,
         kasa_code,
         bank_problem,

@@ -68,6 +68,9 @@ pub struct PostingConfig {
     pub default_bank_code: Option<String>,
     /// Mikro cash-box code for documents that need a cash box but name none (`kasa_id` empty).
     pub default_kasa_code: Option<String>,
+    /// Mikro account for customers the web made (`kaynak` not `'erp'`) that have no
+    /// `int_kodmap_cari` row (`MIKRO_SYNC_DEFAULT_CARI`; `None` = their own code is used).
+    pub default_cari_code: Option<String>,
     /// Cheque portfolio box (`KASALAR.kas_kod`) that received customer cheques go to; `ÇEK` in
     /// the traces.
     pub cek_box_code: String,
@@ -87,6 +90,7 @@ impl Default for PostingConfig {
             collection_series: "TH".into(),
             default_bank_code: None,
             default_kasa_code: None,
+            default_cari_code: None,
             cek_box_code: "ÇEK".into(),
             senet_box_code: "SENET".into(),
             depot_no: 1,
