@@ -173,3 +173,89 @@ async fn a_held_series_lock_is_a_transient_failure_and_web_series_are_used() {
         ("ST", 1, false)
     );
 }
+
+/// A document already in Mikro whose web row then changed so that it no longer validates (or is
+/// gone) is completed with the ledger's number: the ledger is consulted before the web document
+/// is judged. Each case: post, break the web row, post again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posted_document_is_completed_with_its_number_whatever_its_web_row_says_now() {
+    let mut env = Env::start().await;
+    let breakages: [(&str, &str); 5] = [
+        (
+            "lines deleted (not ready)",
+            "DELETE FROM satis_kalemleri WHERE satis_id = $1",
+        ),
+        (
+            "customer removed (load error)",
+            "UPDATE satislar SET cari_hesap_id = NULL WHERE id = $1",
+        ),
+        (
+            "unknown payment kind (load error)",
+            "UPDATE satislar SET odeme_sekli = 'bitcoin' WHERE id = $1",
+        ),
+        (
+            "negative total (validation error)",
+            "UPDATE satislar SET toplam_tutar = -5 WHERE id = $1",
+        ),
+        ("row deleted", "DELETE FROM satislar WHERE id = $1"),
+    ];
+    for (what, sql) in breakages {
+        let id = insert_sale(&env.web, &S::open(), &[L::new(1, 1, "10", "20")]).await;
+        let first = env.post(DocKind::Satis, id).await.unwrap();
+        assert!(!first.already_posted, "{what}");
+        if sql.starts_with("DELETE FROM satislar") {
+            env.web
+                .execute("DELETE FROM satis_kalemleri WHERE satis_id = $1", &[&id])
+                .await
+                .unwrap();
+        }
+        env.web.execute(sql, &[&id]).await.unwrap();
+        let again = env
+            .post(DocKind::Satis, id)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(again.already_posted, "{what}");
+        assert_eq!(
+            (again.seri.as_str(), again.sira, again.cha_recno),
+            (first.seri.as_str(), first.sira, first.cha_recno),
+            "{what}"
+        );
+    }
+    // A collection changed to an unknown kind after posting (an error found while posting).
+    let t = insert_collection(&env.web, &T::new("nakit", "50")).await;
+    env.web
+        .execute(
+            "UPDATE tahsilatlar SET kasa_id = $2 WHERE id = $1",
+            &[&t, &kasa(1)],
+        )
+        .await
+        .unwrap();
+    let first = env.post(DocKind::Tahsilat, t).await.unwrap();
+    env.web
+        .execute(
+            "UPDATE tahsilatlar SET tahsilat_tipi = 'bitcoin' WHERE id = $1",
+            &[&t],
+        )
+        .await
+        .unwrap();
+    let again = env.post(DocKind::Tahsilat, t).await.unwrap();
+    assert!(again.already_posted);
+    assert_eq!(again.sira, first.sira);
+    // Not posted and invalid: still the document's own error.
+    let never = insert_sale(&env.web, &S::open(), &[L::new(1, 1, "10", "20")]).await;
+    env.web
+        .execute(
+            "UPDATE satislar SET odeme_sekli = 'bitcoin' WHERE id = $1",
+            &[&never],
+        )
+        .await
+        .unwrap();
+    match env.post(DocKind::Satis, never).await {
+        Err(mikro_sync::posting::PostError::Data(m)) => assert!(m.contains("bitcoin"), "{m}"),
+        other => panic!("expected the data error, got {other:?}"),
+    }
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER").await,
+        6
+    );
+}

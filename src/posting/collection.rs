@@ -133,6 +133,7 @@ pub async fn post(
         c.seri.as_deref(),
         &cfg.collection_series,
         "tahsilatlar.tahsilat_seri_no",
+        &doc,
     )?;
     // Counter account: cash box, portfolio box or bank.
     let (hizkod, is_bank) = match k.name {

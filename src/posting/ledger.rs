@@ -70,3 +70,20 @@ pub fn insert_stmt(
     ));
     Ok(())
 }
+
+/// Looks the document up in the ledger on its own (outside a posting batch). Used when a document
+/// cannot be posted as it now reads on the web (invalid, incomplete, gone): if it is already in
+/// Mikro, the ledger's number is what the web side must get, whatever the web row says now.
+pub async fn lookup(
+    erp: &mut crate::db::ErpClient,
+    kind: super::DocKind,
+    web_id: uuid::Uuid,
+) -> Result<Option<Entry>, PostError> {
+    let mut q = tiberius::Query::new(format!(
+        "SELECT {LOOKUP_COLUMNS} FROM dbo.MIKROSYNC_LEDGER WHERE ml_kind = @P1 AND ml_web_id = @P2"
+    ));
+    q.bind(kind.as_str());
+    q.bind(web_id);
+    let sets = super::erp::run(erp, q, 1, "looking the document up in MIKROSYNC_LEDGER").await?;
+    sets.first().and_then(|s| s.first()).map(parse).transpose()
+}

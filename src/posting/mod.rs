@@ -113,7 +113,7 @@ pub struct Posted {
 }
 
 /// Why a posting did not happen. The class decides the retry policy.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PostError {
     /// Worth retrying until the total retry time runs out: connection lost, timeout, deadlock (1205), lock timeout.
     #[error("temporary ERP/web failure: {0}")]
@@ -139,6 +139,17 @@ pub enum LoadedDocument {
     Sale(Box<load::Sale>),
     /// A collection.
     Collection(Box<load::Collection>),
+    /// A document that cannot be posted as it reads now (a data error or not complete yet). It
+    /// still goes to [`post_loaded`], which consults the ledger first: a document already in
+    /// Mikro is completed with its number whatever its web row says now.
+    Invalid {
+        /// Kind.
+        kind: DocKind,
+        /// Web id.
+        id: Uuid,
+        /// Why it cannot be posted.
+        error: PostError,
+    },
 }
 
 impl LoadedDocument {
@@ -147,6 +158,7 @@ impl LoadedDocument {
         match self {
             LoadedDocument::Sale(s) => (DocKind::Satis, s.id),
             LoadedDocument::Collection(c) => (DocKind::Tahsilat, c.id),
+            LoadedDocument::Invalid { kind, id, .. } => (*kind, *id),
         }
     }
 }
@@ -163,7 +175,7 @@ pub async fn load_document(
     web_id: Uuid,
 ) -> Result<LoadedDocument, PostError> {
     let span = tracing::info_span!("load_document", kind = kind.as_str(), doc_id = %web_id);
-    async move {
+    let loaded = async move {
         match kind {
             DocKind::Satis => match load::sale(web, cfg, web_id).await? {
                 Some(s) => Ok(LoadedDocument::Sale(Box::new(s))),
@@ -180,7 +192,15 @@ pub async fn load_document(
         }
     }
     .instrument(span)
-    .await
+    .await;
+    match loaded {
+        Err(e @ (PostError::Data(_) | PostError::NotReady(_))) => Ok(LoadedDocument::Invalid {
+            kind,
+            id: web_id,
+            error: e,
+        }),
+        other => other,
+    }
 }
 
 /// Writes a loaded document into Mikro exactly once in effect (see [`post_document`]).
@@ -195,6 +215,13 @@ pub async fn post_loaded(
         let r = match doc {
             LoadedDocument::Sale(s) => sale::post(erp, cfg, s).await,
             LoadedDocument::Collection(c) => collection::post(erp, cfg, c).await,
+            LoadedDocument::Invalid { error, .. } => Err(error.clone()),
+        };
+        let r = match r {
+            Err(e @ (PostError::Data(_) | PostError::NotReady(_))) => {
+                ledger_first(erp, kind, web_id, e).await
+            }
+            r => r,
         };
         match &r {
             Ok(p) => tracing::info!(
@@ -210,6 +237,38 @@ pub async fn post_loaded(
     }
     .instrument(span)
     .await
+}
+
+/// A document that cannot be posted as it reads now may already be in Mikro (posted, then its web
+/// row changed or went away before the web side was completed): the ledger decides, so such a
+/// document is completed with its number instead of failing. A ledger that cannot be read makes
+/// the failure transient (retried), never a final one for a document that might be posted.
+async fn ledger_first(
+    erp: &mut ErpClient,
+    kind: DocKind,
+    web_id: Uuid,
+    e: PostError,
+) -> Result<Posted, PostError> {
+    match ledger::lookup(erp, kind, web_id).await {
+        Ok(Some(entry)) => {
+            tracing::info!(
+                seri = %entry.seri,
+                sira = entry.sira,
+                web_problem = %e,
+                "already in Mikro: completing with the ledger's number, not the web row as it reads now"
+            );
+            Ok(Posted {
+                seri: entry.seri,
+                sira: entry.sira,
+                cha_recno: entry.cha_recno,
+                already_posted: true,
+            })
+        }
+        Ok(None) => Err(e),
+        Err(le) => Err(PostError::Transient(format!(
+            "{e} (and the ledger could not be read to see whether it is already posted: {le})"
+        ))),
+    }
 }
 
 /// Posts one document into Mikro exactly once in effect: inside one ERP transaction it checks the mikro-sync ledger,
@@ -278,16 +337,21 @@ pub(crate) async fn finish(
 }
 
 /// The series to post under: the web row's if set, else the configured one; must fit
-/// `cha_evrakno_seri` (nvarchar(20)).
+/// `cha_evrakno_seri` (nvarchar(20)). It is canonical ([`canonical_series`]): every spelling that
+/// Mikro's Turkish_CI_AS collation considers equal is written, locked and numbered as one.
 pub(crate) fn series(
     web: Option<&str>,
     configured: &str,
     column: &str,
+    doc: &str,
 ) -> Result<String, PostError> {
+    let c = configured.trim();
     match web.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(s) => text::code(&format!("series in {column}"), s, text::SERI_MAX),
+        Some(s) => {
+            let s = text::code(&format!("{doc}: the series in {column}"), s, text::SERI_MAX)?;
+            Ok(canonical_series(&s, c))
+        }
         None => {
-            let c = configured.trim();
             if c.chars().count() > text::SERI_MAX {
                 return Err(PostError::Data(format!(
                     "the configured series {c:?} is longer than {} characters",
@@ -296,5 +360,18 @@ pub(crate) fn series(
             }
             Ok(c.to_string())
         }
+    }
+}
+
+/// One spelling per series as Mikro compares them (Turkish_CI_AS: case-insensitive with Turkish
+/// `i`/`İ`, `ı`/`I`, accent-sensitive): the configured series' own spelling when the series
+/// equals it, else the series in Turkish upper case ([`text::turkish_upper`]). So `st`, `St` and
+/// `ST` are all written as the configured `ST`, `şt` as `ŞT`, and `is`/`İs` as `İS`.
+pub fn canonical_series(seri: &str, configured: &str) -> String {
+    let key = text::turkish_upper(seri.trim());
+    if key == text::turkish_upper(configured.trim()) {
+        configured.trim().to_string()
+    } else {
+        key
     }
 }

@@ -69,9 +69,15 @@ pub struct HeadParams {
     pub seri: String,
 }
 
-/// The applock resource name for a series (at most 255 characters; series are ≤ 20).
+/// The applock resource name for a series (at most 255 characters; series are ≤ 20). Applock
+/// names compare byte for byte while the MAX below compares under the database collation, so the
+/// name carries the series in Turkish upper case: spellings Mikro considers one series take one
+/// lock.
 pub fn series_resource(evrak_tip: i16, seri: &str) -> String {
-    format!("mikro-sync:{evrak_tip}:{seri}")
+    format!(
+        "mikro-sync:{evrak_tip}:{}",
+        super::text::turkish_upper(seri.trim())
+    )
 }
 
 /// Appends the head and opens the guarded block (see the module docs).

@@ -120,13 +120,14 @@ const MAX_PARAMS: usize = 2_000;
 /// head, the header and as many lines as fit (the ledger row too when all lines fit); one more
 /// batch per further ~16 lines; COMMIT.
 pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<Posted, PostError> {
+    let doc = format!("sale {}", s.id);
     let (lines, buckets) = validate(s)?;
     let seri = super::series(
         s.seri.as_deref(),
         &cfg.sale_series,
         "satislar.fatura_seri_no",
+        &doc,
     )?;
-    let doc = format!("sale {}", s.id);
     let iade = u8::from(s.iade);
     let now = super::time::now_local(cfg.tz);
     let date = document_date(s.date);

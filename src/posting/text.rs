@@ -19,6 +19,25 @@ pub const SERI_MAX: usize = 20;
 /// Other free-text columns of ODEME_EMIRLERI (`sck_borclu`, `sck_no`, …): nvarchar(50).
 pub const TEXT50_MAX: usize = 50;
 
+/// Upper case as Turkish_CI_AS pairs letters: `i` → `İ`, `ı` → `I`, every other letter by its
+/// one-character upper case (a letter whose upper case is longer, such as `ß`, stays as it is, so
+/// the width never changes). Two series are one range in Mikro exactly when these are equal.
+pub fn turkish_upper(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'i' => 'İ',
+            'ı' => 'I',
+            c => {
+                let mut up = c.to_uppercase();
+                match (up.next(), up.next()) {
+                    (Some(u), None) => u,
+                    _ => c,
+                }
+            }
+        })
+        .collect()
+}
+
 /// Length as SQL Server counts it.
 pub fn sql_len(s: &str) -> usize {
     s.encode_utf16().count()
@@ -77,6 +96,17 @@ mod tests {
         assert_eq!(truncate("f", "abc", 3), "abc");
         assert_eq!(truncate("f", "", 3), "");
         assert_eq!(sql_len(&truncate("f", &"ş".repeat(80), 50)), 50);
+    }
+
+    #[test]
+    fn turkish_upper_pairs_dotted_and_dotless_i() {
+        assert_eq!(turkish_upper("st"), "ST");
+        assert_eq!(turkish_upper("şt"), "ŞT");
+        assert_eq!(turkish_upper("is"), "İS");
+        assert_eq!(turkish_upper("İs"), "İS");
+        assert_eq!(turkish_upper("ıs"), "IS");
+        assert_ne!(turkish_upper("is"), turkish_upper("IS"));
+        assert_eq!(turkish_upper("straße"), "STRAßE");
     }
 
     #[test]
