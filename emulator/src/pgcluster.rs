@@ -346,7 +346,7 @@ fn write_tls_files(dir: &Path) -> Result<String, PgClusterError> {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".into()])
         .map_err(|e| PgClusterError::Tls(e.to_string()))?;
     let cert = ck.cert.pem();
-    let key = ck.key_pair.serialize_pem();
+    let key = ck.signing_key.serialize_pem();
     let crt_path = dir.join("server.crt");
     let key_path = dir.join("server.key");
     std::fs::write(&crt_path, &cert).map_err(io_err("writing server.crt"))?;

@@ -877,6 +877,17 @@ fn return_value_int(w: &mut TokenWriter, ordinal: u16, name: &str, v: i32) {
     w.raw(&b);
 }
 
+/// SQL Server's limit on the parameters of one request.
+pub const MAX_RPC_PARAMS: usize = 2100;
+
+/// Error 8003, as SQL Server words it.
+fn too_many_parameters() -> SqlError {
+    SqlError::new(
+        8003,
+        format!("The incoming request has too many parameters. The server supports a maximum of {MAX_RPC_PARAMS} parameters. Reduce the number of parameters and resend the request."),
+    )
+}
+
 /// Runs one RPC call and writes its tokens, ending with RETURNSTATUS + DONEPROC.
 async fn run_rpc(session: &mut Session, state: &mut ConnState, call: RpcCall, w: &mut TokenWriter) {
     let id = call.proc_ref.known_id();
@@ -885,6 +896,11 @@ async fn run_rpc(session: &mut Session, state: &mut ConnState, call: RpcCall, w:
     let mut ret_handle: Option<(u16, String, i32)> = None;
     let mut return_status = 0;
     let result: Result<(), SqlError> = async {
+        // SQL Server counts every parameter of the RPC call, sp_executesql's @stmt and @params
+        // included, so 2,098 statement parameters is the most sp_executesql can bind.
+        if call.params.len() > MAX_RPC_PARAMS {
+            return Err(too_many_parameters());
+        }
         match id {
             Some(10) => {
                 let stmt = param_text(call.params.first()).ok_or_else(|| {

@@ -1,6 +1,7 @@
-//! The emulator from outside Rust: FreeTDS `tsql` and python-tds (`pytds`) must log in, run a
-//! parameterised query, round-trip Turkish text, get SQL Server's duplicate-key error (2627),
-//! and commit / roll back transactions — so the server is not merely "tiberius-compatible".
+//! The emulator from outside Rust: FreeTDS `tsql`, python-tds (`pytds`) and npm `mssql`
+//! (tedious) must log in, run a parameterised query, round-trip Turkish text, get SQL Server's
+//! duplicate-key error (2627), and commit / roll back transactions — so the server is not merely
+//! "tiberius-compatible". tedious runs with encrypt=true (its default) and encrypt=false.
 //!
 //! When a tool is missing the test is skipped with a loud message, unless
 //! `MIKRO_REQUIRE_EXTERNAL_CLIENTS=1` (CI sets it), in which case it fails.
@@ -207,4 +208,62 @@ async fn python_tds_login_params_turkish_dupkey_transactions() {
         "python-tds check failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
         out.status
     );
+}
+
+const MSSQL_INSTALL: &str = "apt-get install nodejs npm && npm install --prefix emulator/tests/external (.ci/install-deps does both)";
+
+/// npm `mssql` (tedious) with the given `encrypt` option; see `external/mssql_check.js`.
+async fn node_mssql(encrypt: bool) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external");
+    let probe = format!("require('{dir}/node_modules/mssql')");
+    if !available(
+        "npm mssql (tedious)",
+        "node",
+        &["-e", &probe],
+        MSSQL_INSTALL,
+    )
+    .await
+    {
+        return;
+    }
+    let h = Harness::start(HarnessOptions::default())
+        .await
+        .expect("harness");
+    let child = Command::new("node")
+        .arg(format!("{dir}/mssql_check.js"))
+        .args([
+            h.host(),
+            &h.port().to_string(),
+            h.user(),
+            h.password(),
+            h.database(),
+            if encrypt { "true" } else { "false" },
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn node");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("mssql check did not finish within 60 s")
+        .expect("node output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "npm mssql check (encrypt={encrypt}) failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_mssql_encrypt_true_trust_server_certificate() {
+    node_mssql(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_mssql_encrypt_false() {
+    node_mssql(false).await;
 }

@@ -864,3 +864,56 @@ async fn negotiated_packet_size_is_honoured() {
         assert!(largest > granted / 2, "the granted size is used");
     }
 }
+
+/// SQL Server refuses an RPC with more than 2,100 parameters (sp_executesql's @stmt and @params
+/// count), error 8003, and the connection stays usable; 2,098 statement parameters pass.
+#[tokio::test]
+async fn more_than_2100_rpc_parameters_is_error_8003() {
+    let env = env(TlsMode::Off).await;
+    let mut c = connect(env.addr()).await;
+    let run = |n: usize| {
+        let names: Vec<String> = (1..=n).map(|i| format!("@P{i}")).collect();
+        format!(
+            "SELECT CASE WHEN 1 IN ({}) THEN 1 ELSE 0 END",
+            names.join(", ")
+        )
+    };
+    let sql = run(2098);
+    let mut q = tiberius::Query::new(sql.as_str());
+    for i in 0..2098i32 {
+        q.bind(i);
+    }
+    let n: Option<i32> = q
+        .query(&mut c)
+        .await
+        .expect("2,098 parameters")
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap()
+        .get(0);
+    assert_eq!(n, Some(1));
+
+    let sql = run(2099);
+    let mut q = tiberius::Query::new(sql.as_str());
+    for i in 0..2099i32 {
+        q.bind(i);
+    }
+    let err = match q.query(&mut c).await {
+        Ok(_) => panic!("2,101 RPC parameters were accepted"),
+        Err(e) => e,
+    };
+    let (number, class, message) = server_error(err);
+    assert_eq!((number, class), (8003, 16), "{message}");
+    assert!(message.contains("maximum of 2100 parameters"), "{message}");
+
+    let row = c
+        .simple_query("SELECT 7")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.get::<i32, _>(0), Some(7));
+}
