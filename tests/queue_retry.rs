@@ -129,3 +129,29 @@ fn not_ready_waits_within_the_settle_window_then_fails() {
         d => panic!("expected fail, got {d:?}"),
     }
 }
+
+/// The production policy's 10-minute cap holds for every attempt, jitter included (the
+/// `backoff` crate jittered after capping: up to 12.5 minutes), and jitter still spreads the
+/// capped delays below it.
+#[test]
+fn the_cap_holds_with_jitter() {
+    let p = RetryPolicy::default();
+    let cap = p.max_interval;
+    assert_eq!(cap, Duration::from_secs(600));
+    for n in 1..=40 {
+        let samples: Vec<Duration> = (0..500).map(|_| p.delay(n, cap)).collect();
+        for d in &samples {
+            assert!(*d <= cap, "attempt {n}: {d:?} exceeds the cap {cap:?}");
+        }
+        if p.nominal_delay(n, cap) == cap {
+            let min = samples.iter().min().unwrap();
+            assert!(*min >= cap.mul_f64(0.75), "attempt {n}: {min:?}");
+            assert!(*min < cap.mul_f64(0.9), "capped delays are still jittered");
+        }
+    }
+    // A smaller cap (the settle window's) holds too.
+    let small = Duration::from_secs(10);
+    for n in 1..=40 {
+        assert!(p.delay(n, small) <= small);
+    }
+}

@@ -78,6 +78,10 @@ pub struct Metrics {
     pub notifications: AtomicU64,
     /// Drains started because of a notification, a poll tick or a reconnect.
     pub drains: AtomicU64,
+    /// Times going idle found another worker holding the idle lock (it idles without it).
+    pub idle_other_worker: AtomicU64,
+    /// Times going idle found writers still inside their transactions (looked again shortly).
+    pub idle_writers_busy: AtomicU64,
     /// 1 while the LISTEN connection is up, 0 otherwise (for /healthz).
     pub listener_up: AtomicU64,
     /// Enqueue → claimed (`created_at` to the claim, database clock).

@@ -190,10 +190,10 @@ impl Listener {
                 "SELECT EXISTS (SELECT 1 FROM pg_locks \
                   WHERE locktype = 'advisory' \
                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                    AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid \
+                    AND classid = $1::int8::oid AND objid = $2::int8::oid \
                     AND objsubid = 1 AND mode = 'ExclusiveLock' AND granted \
                     AND pid <> pg_backend_pid())",
-                &[&IDLE_LOCK_KEY],
+                &[&(IDLE_LOCK_KEY >> 32), &(IDLE_LOCK_KEY & 0xFFFF_FFFF)],
             )
             .await
             .map_err(QueueError::Listen)?;

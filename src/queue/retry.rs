@@ -1,10 +1,15 @@
 //! The retry policy: what to do with a document whose posting failed, and when to try again.
 //!
-//! The delay of attempt `n` (1-based: `retry_count` after the failed attempt) is the `backoff`
-//! crate's `ExponentialBackoff` at its n-th step: nominal `initial * multiplier^(n-1)` capped at
-//! `max_interval`, randomised uniformly within `± randomization_factor` of it (jitter, so a
-//! burst of failures does not retry in lock-step). The time is persisted in
+//! The delay of attempt `n` (1-based: `retry_count` after the failed attempt) is computed here,
+//! by [`RetryPolicy::delay`]: nominal `initial * multiplier^(n-1)` capped at `max_interval`,
+//! drawn uniformly from `[nominal * (1 - f), min(nominal * (1 + f), cap)]` with
+//! `f = randomization_factor` (jitter, so a burst of failures does not retry in lock-step). The
+//! cap is a hard bound: jitter only ever shortens a capped delay. The time is persisted in
 //! `sync_queue.next_attempt_at`, so a restart keeps the schedule.
+//!
+//! Why no crate: the schedule is a function of the persisted attempt number, not a stateful
+//! iterator, which is what retry crates (`backon`, the unmaintained `backoff`) offer; `backoff`
+//! also jittered after capping, so its 10-minute cap was exceeded by up to 25 %.
 //!
 //! The error class decides how long to keep trying:
 //! * [`PostError::Transient`] (connection lost, timeout, deadlock 1205, lock timeout): until
@@ -14,9 +19,6 @@
 //!   `settle_window`, then failed with the posting's message ("no lines …").
 
 use std::time::Duration;
-
-use backoff::backoff::Backoff;
-use backoff::ExponentialBackoff;
 
 use crate::posting::PostError;
 
@@ -84,20 +86,19 @@ impl RetryPolicy {
         }
     }
 
-    /// The jittered delay after attempt `attempt`, drawn by `backoff`'s `ExponentialBackoff`
-    /// positioned at that attempt's nominal interval.
+    /// The jittered delay after attempt `attempt`, never above `cap` (nor `max_interval`).
     pub fn delay(&self, attempt: u32, cap: Duration) -> Duration {
-        let nominal = self.nominal_delay(attempt, cap);
-        let mut eb = ExponentialBackoff {
-            current_interval: nominal,
-            initial_interval: self.initial_interval,
-            randomization_factor: self.randomization_factor.clamp(0.0, 1.0),
-            multiplier: self.multiplier,
-            max_interval: cap.min(self.max_interval),
-            max_elapsed_time: None,
-            ..ExponentialBackoff::default()
+        let nominal = self.nominal_delay(attempt, cap).as_secs_f64();
+        let cap = cap.min(self.max_interval).as_secs_f64();
+        let f = if self.randomization_factor.is_finite() {
+            self.randomization_factor.clamp(0.0, 1.0)
+        } else {
+            0.0
         };
-        eb.next_backoff().unwrap_or(nominal)
+        let lo = (nominal * (1.0 - f)).min(cap);
+        let hi = (nominal * (1.0 + f)).min(cap);
+        let secs = lo + (hi - lo) * rand::random::<f64>();
+        Duration::from_secs_f64(secs.clamp(0.0, cap))
     }
 
     /// Decides about a failed attempt. `attempt` = attempts made so far including this one

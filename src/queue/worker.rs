@@ -510,11 +510,16 @@ async fn drain<S: Sink>(
         let idle = match st.listener.as_mut() {
             Some(l) => match l.become_idle().await {
                 Ok(IdleOutcome::WritersBusy) => {
+                    Metrics::inc(&metrics.idle_writers_busy);
                     // A long writer transaction: look again soon instead of blocking.
                     st.next_wake = Instant::now() + Duration::from_millis(20);
                     return Ok(true);
                 }
-                Ok(_) => true,
+                Ok(IdleOutcome::OtherWorker) => {
+                    Metrics::inc(&metrics.idle_other_worker);
+                    true
+                }
+                Ok(IdleOutcome::Held) => true,
                 Err(e) => {
                     tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
                     st.drop_listener(metrics);
