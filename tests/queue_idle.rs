@@ -93,7 +93,10 @@ async fn idle_workers_open_no_sessions(n: usize) {
     );
     assert_eq!(reconnects, 0, "no LISTEN connection may be re-opened");
     if n > 1 {
-        assert!(other > 0, "the workers without the lock took the OtherWorker path");
+        assert!(
+            other > 0,
+            "the workers without the lock took the OtherWorker path"
+        );
     }
     for w in workers {
         w.stop().await;
