@@ -4,6 +4,7 @@
 //! ([`harness`]) that starts a throwaway PostgreSQL cluster and the emulator in a few seconds.
 
 pub mod engine;
+pub mod fault_proxy;
 pub mod harness;
 pub mod pgcluster;
 pub mod server;
