@@ -250,6 +250,15 @@ pub struct ErpDbConfig {
     pub pool_size: u32,
     /// Where the settings came from.
     pub source: String,
+    /// Whether the port was given (`host,port`, `MSSQL_PORT`); a named instance without one is
+    /// looked up through SQL Server Browser.
+    pub port_explicit: bool,
+    /// SQL Server Browser's UDP port (`MIKRO_SYNC_MSSQL_BROWSER_PORT`, 1434).
+    pub browser_port: u16,
+    /// Bound of one connection attempt (`MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT`).
+    pub connect_timeout: Duration,
+    /// Bound of every ERP statement (`MIKRO_SYNC_MSSQL_QUERY_TIMEOUT`).
+    pub query_timeout: Duration,
 }
 
 impl fmt::Debug for ErpDbConfig {
@@ -269,6 +278,17 @@ impl fmt::Debug for ErpDbConfig {
 }
 
 impl ErpDbConfig {
+    /// Where connections go (host, port or SQL Browser lookup, instance).
+    pub fn target(&self) -> crate::erp_net::ErpTarget {
+        crate::erp_net::ErpTarget {
+            host: self.host.clone(),
+            port: self.port,
+            port_explicit: self.port_explicit || self.instance.is_none(),
+            instance: self.instance.clone(),
+            browser_port: self.browser_port,
+        }
+    }
+
     /// The tiberius configuration (with the real password; never log it).
     pub fn tiberius_config(&self) -> tiberius::Config {
         let mut c = tiberius::Config::new();
@@ -1132,8 +1152,25 @@ impl Parser<'_> {
 
     fn erp(&mut self) -> Option<ErpDbConfig> {
         let pool_size = self.num("MIKRO_SYNC_MSSQL_POOL_SIZE", 4u32, 1, 1000);
+        let bounds = ErpBounds {
+            browser_port: self.num("MIKRO_SYNC_MSSQL_BROWSER_PORT", 1434u16, 1, u16::MAX),
+            connect_timeout: self
+                .duration("MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT", Duration::from_secs(15)),
+            query_timeout: self.duration("MIKRO_SYNC_MSSQL_QUERY_TIMEOUT", Duration::from_secs(30)),
+        };
+        for (k, d) in [
+            ("MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT", bounds.connect_timeout),
+            ("MIKRO_SYNC_MSSQL_QUERY_TIMEOUT", bounds.query_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                self.err(
+                    k,
+                    "must be at least 100ms (every ERP wait needs a bound the server can meet)",
+                );
+            }
+        }
         if let Some(ado) = self.get("MIKRO_SYNC_MSSQL_ADO") {
-            return self.erp_from_ado(&ado, pool_size);
+            return self.erp_from_ado(&ado, pool_size, bounds);
         }
         let any = [
             "MSSQL_SERVER",
@@ -1176,6 +1213,7 @@ impl Parser<'_> {
             Some((h, i)) => (h.to_string(), Some(i.to_string())),
             None => (server, None),
         };
+        let port_explicit = port_in_server.is_some() || self.get("MSSQL_PORT").is_some();
         let port = port_in_server.unwrap_or(port_setting);
         let database = self.get("MSSQL_DATABASE").unwrap_or_else(|| {
             self.err("MSSQL_DATABASE", "is required (the Mikro company database)");
@@ -1202,6 +1240,10 @@ impl Parser<'_> {
             trust_cert_ca: ca,
             pool_size,
             source: "MSSQL_* variables".into(),
+            port_explicit,
+            browser_port: bounds.browser_port,
+            connect_timeout: bounds.connect_timeout,
+            query_timeout: bounds.query_timeout,
         })
     }
 
@@ -1223,7 +1265,12 @@ impl Parser<'_> {
         }
     }
 
-    fn erp_from_ado(&mut self, ado: &str, pool_size: u32) -> Option<ErpDbConfig> {
+    fn erp_from_ado(
+        &mut self,
+        ado: &str,
+        pool_size: u32,
+        bounds: ErpBounds,
+    ) -> Option<ErpDbConfig> {
         const VAR: &str = "MIKRO_SYNC_MSSQL_ADO";
         if let Err(e) = tiberius::Config::from_ado_string(ado) {
             self.err(VAR, format!("not a valid ADO.NET connection string: {e}"));
@@ -1242,9 +1289,9 @@ impl Parser<'_> {
         let server = pick(&["server", "datasource", "address", "addr", "networkaddress"])
             .unwrap_or_default();
         let server = server.trim_start_matches("tcp:").to_string();
-        let (server, port) = match server.split_once(',') {
-            Some((h, p)) => (h.to_string(), p.trim().parse().unwrap_or(1433)),
-            None => (server, 1433),
+        let (server, port, port_explicit) = match server.split_once(',') {
+            Some((h, p)) => (h.to_string(), p.trim().parse().unwrap_or(1433), true),
+            None => (server, 1433, false),
         };
         let (host, instance) = match server.split_once('\\') {
             Some((h, i)) => (h.to_string(), Some(i.to_string())),
@@ -1280,8 +1327,19 @@ impl Parser<'_> {
             trust_cert_ca: pick(&["trustservercertificateca"]).map(PathBuf::from),
             pool_size,
             source: VAR.into(),
+            port_explicit,
+            browser_port: bounds.browser_port,
+            connect_timeout: bounds.connect_timeout,
+            query_timeout: bounds.query_timeout,
         })
     }
+}
+
+/// The ERP connection bounds, read once for both ways of configuring the ERP.
+struct ErpBounds {
+    browser_port: u16,
+    connect_timeout: Duration,
+    query_timeout: Duration,
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -1451,6 +1509,21 @@ pub const SETTINGS: &[Setting] = &[
         name: "MIKRO_SYNC_MSSQL_POOL_SIZE",
         default: "4",
         help: "ERP connection pool size",
+    },
+    Setting {
+        name: "MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT",
+        default: "15s",
+        help: "Bound of one SQL Server connection attempt (TCP, TLS, login) and of waiting for a pooled one",
+    },
+    Setting {
+        name: "MIKRO_SYNC_MSSQL_QUERY_TIMEOUT",
+        default: "30s",
+        help: "Longest wait for SQL Server's answer to any statement; then the connection is dropped and the document retried",
+    },
+    Setting {
+        name: "MIKRO_SYNC_MSSQL_BROWSER_PORT",
+        default: "1434",
+        help: "SQL Server Browser UDP port asked for a named instance's port (`host\\INSTANCE` without a port)",
     },
     Setting {
         name: "MIKRO_SYNC_WORKER_CONCURRENCY",

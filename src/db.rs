@@ -1,62 +1,366 @@
 //! Connection pools for the two databases.
 //!
 //! The web side uses deadpool-postgres (every query except the LISTEN connection, which must own
-//! its `Connection` to see notifications); the ERP side uses bb8 + bb8-tiberius, the same code
-//! path in production, in the tests (against the emulator) and against a real SQL Server.
+//! its `Connection` to see notifications); the ERP side uses bb8 with our own connection manager
+//! ([`ErpManager`]: bounded connect, keepalive, SQL Browser), the same code path in production, in
+//! the tests (against the emulator) and against a real SQL Server.
 
-use bb8_tiberius::ConnectionManager;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::erp_net::{ErpNetError, ErpTarget};
 
 /// The pooled ERP client type every ERP-side function takes.
 pub type ErpClient = tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
-/// The ERP pool.
-pub type ErpPool = bb8::Pool<ErpManager>;
 
-/// bb8-tiberius' connection manager with a check-out test that also cleans up.
-///
-/// bb8-tiberius cannot tell a broken connection (`has_broken` is always false), so the pool has
-/// to test every connection it hands out, which costs a round trip anyway. We make that round
-/// trip useful: besides proving the connection alive it rolls back a transaction an interrupted
-/// earlier user may have left open and switches `XACT_ABORT` off again. Every borrower therefore
-/// starts on a clean session, which is what lets a posting send `BEGIN TRAN … COMMIT TRAN` in the
-/// same round trip as its rows (see `crate::posting::erp`).
-pub struct ErpManager {
-    inner: ConnectionManager,
+/// Bounds of ERP connections. `Default` is what the daemon uses when nothing is configured.
+#[derive(Debug, Clone)]
+pub struct ErpOptions {
+    /// TCP connect (after the SQL Browser lookup) + TLS + login, per attempt; also how long a
+    /// borrower waits for a pooled connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for the answer to any ERP statement (see [`erp_query_timeout`]).
+    pub query_timeout: Duration,
 }
 
-/// The statement of the check-out test: clean up, then prove the session answers.
-/// (`SELECT @@TRANCOUNT` rather than `SELECT 1`: the server answers it from session state, and
-/// the emulator too, without a query of its own.)
+impl Default for ErpOptions {
+    fn default() -> Self {
+        ErpOptions {
+            connect_timeout: Duration::from_secs(15),
+            query_timeout: DEFAULT_ERP_QUERY_TIMEOUT,
+        }
+    }
+}
+
+/// SQL Server clients' customary command timeout (ADO.NET's `CommandTimeout`).
+pub const DEFAULT_ERP_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+static ERP_QUERY_TIMEOUT_MS: AtomicU64 = AtomicU64::new(30_000);
+
+/// The longest wait for the answer to one ERP statement, process-wide: the posting and check-out
+/// functions take a bare `&mut ErpClient`, so the bound travels here rather than with the client.
+/// Set by the last ERP pool built (one per process in the daemon).
+pub fn erp_query_timeout() -> Duration {
+    Duration::from_millis(ERP_QUERY_TIMEOUT_MS.load(Ordering::Relaxed))
+}
+
+/// Sets [`erp_query_timeout`].
+pub fn set_erp_query_timeout(d: Duration) {
+    ERP_QUERY_TIMEOUT_MS.store(
+        d.as_millis().clamp(1, u128::from(u64::MAX)) as u64,
+        Ordering::Relaxed,
+    );
+}
+
+/// Why a new ERP connection failed: the network part or the TDS login, always naming the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ErpConnectError {
+    /// Name resolution, SQL Browser or TCP.
+    #[error(transparent)]
+    Net(#[from] ErpNetError),
+    /// TLS or login.
+    #[error("TLS/login with SQL Server at {addr} failed: {message}")]
+    Login { addr: String, message: String },
+    /// TLS or login did not finish in time.
+    #[error("SQL Server at {addr} accepted TCP but did not finish TLS/login within {ms} ms")]
+    LoginTimeout { addr: String, ms: u128 },
+    /// The check-out test failed: the connection is discarded and another one taken.
+    #[error("ERP connection check failed: {0}")]
+    Check(String),
+}
+
+/// Whether the ERP answers, as seen by connection attempts: one WARN when it stops, one INFO when
+/// it is back, and the last connect error for messages that would otherwise say only "timed out".
+#[derive(Debug, Default)]
+pub struct ErpHealth {
+    state: Mutex<HealthState>,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    down_since: Option<Instant>,
+    last_error: Option<String>,
+}
+
+impl ErpHealth {
+    fn failed(&self, target: &str, e: &ErpConnectError) {
+        let Ok(mut s) = self.state.lock() else { return };
+        let msg = e.to_string();
+        if s.down_since.is_none() {
+            s.down_since = Some(Instant::now());
+            tracing::warn!(erp = %target, error = %msg,
+                "ERP (SQL Server) unreachable; documents wait in the queue and are retried");
+        }
+        s.last_error = Some(msg);
+    }
+
+    fn connected(&self, target: &str) {
+        let Ok(mut s) = self.state.lock() else { return };
+        if let Some(t) = s.down_since.take() {
+            tracing::info!(erp = %target, down_for_ms = t.elapsed().as_millis() as u64,
+                "ERP (SQL Server) reachable again");
+        }
+        s.last_error = None;
+    }
+
+    /// The last connect error while the ERP is unreachable; `None` when it is up.
+    pub fn last_error(&self) -> Option<String> {
+        self.state.lock().ok().and_then(|s| s.last_error.clone())
+    }
+
+    /// True while connection attempts fail.
+    pub fn is_down(&self) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.down_since.is_some())
+            .unwrap_or(false)
+    }
+}
+
+/// The ERP connection manager: bounded connect (SQL Browser lookup for a named instance, TCP with
+/// keepalive and user timeout, TLS and login), and a check-out test that also cleans up.
+///
+/// tiberius cannot tell a broken connection, so the pool tests every connection it hands out,
+/// which costs a round trip anyway. We make that round trip useful: besides proving the
+/// connection alive it rolls back a transaction an interrupted earlier user may have left open and
+/// switches `XACT_ABORT` off again. Every borrower therefore starts on a clean session, which is
+/// what lets a posting send `BEGIN TRAN … COMMIT TRAN` in the same round trip as its rows (see
+/// `crate::posting::erp`). The test also echoes a number: a connection whose earlier statement
+/// timed out may still deliver that statement's late answer, and must then be discarded rather
+/// than answer the next borrower with it.
+pub struct ErpManager {
+    cfg: tiberius::Config,
+    target: ErpTarget,
+    opts: ErpOptions,
+    health: Arc<ErpHealth>,
+    nonce: AtomicU32,
+}
+
+/// The check-out statement without its echo number (`SELECT @@TRANCOUNT` rather than `SELECT 1`:
+/// the server answers it from session state, and the emulator too, without a query of its own).
 pub const ERP_CHECKOUT_SQL: &str =
     "IF @@TRANCOUNT > 0 ROLLBACK TRAN; SET XACT_ABORT OFF; SELECT @@TRANCOUNT";
 
 impl ErpManager {
-    /// A manager for connections made from `cfg`.
-    pub fn new(cfg: tiberius::Config) -> Self {
+    /// A manager for connections made from `cfg` to `target`.
+    pub fn new(cfg: tiberius::Config, target: ErpTarget, opts: ErpOptions) -> Self {
         ErpManager {
-            inner: ConnectionManager::new(cfg),
+            cfg,
+            target,
+            opts,
+            health: Arc::new(ErpHealth::default()),
+            nonce: AtomicU32::new(0),
         }
+    }
+
+    async fn connect_once(&self) -> Result<ErpClient, ErpConnectError> {
+        use tokio_util::compat::TokioAsyncWriteCompatExt;
+        let t = &self.target;
+        let port = t.resolve_port().await?;
+        let addr = match &t.instance {
+            Some(i) => format!("{}:{} (instance {})", t.host, port, i),
+            None => format!("{}:{}", t.host, port),
+        };
+        let to = self.opts.connect_timeout;
+        let login = |cfg: tiberius::Config, tcp: tokio::net::TcpStream| async move {
+            match tokio::time::timeout(to, tiberius::Client::connect(cfg, tcp.compat_write())).await
+            {
+                Err(_) => Err(None),
+                Ok(r) => r.map_err(Some),
+            }
+        };
+        let tcp = crate::erp_net::connect_tcp(&t.host, port, to).await?;
+        match login(self.cfg.clone(), tcp).await {
+            Ok(c) => Ok(c),
+            // Azure SQL and availability-group listeners may redirect the login once.
+            Err(Some(tiberius::error::Error::Routing { host, port })) => {
+                let mut cfg = self.cfg.clone();
+                cfg.host(&host);
+                cfg.port(port);
+                let addr = format!("{host}:{port} (redirected from {addr})");
+                let tcp = crate::erp_net::connect_tcp(&host, port, to).await?;
+                login(cfg, tcp).await.map_err(|e| login_error(e, addr, to))
+            }
+            Err(e) => Err(login_error(e, addr, to)),
+        }
+    }
+}
+
+fn login_error(e: Option<tiberius::error::Error>, addr: String, to: Duration) -> ErpConnectError {
+    match e {
+        None => ErpConnectError::LoginTimeout {
+            addr,
+            ms: to.as_millis(),
+        },
+        Some(e) => ErpConnectError::Login {
+            addr,
+            message: error_chain(&e),
+        },
     }
 }
 
 impl bb8::ManageConnection for ErpManager {
     type Connection = ErpClient;
-    type Error = bb8_tiberius::Error;
+    type Error = ErpConnectError;
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
-        bb8::ManageConnection::connect(&self.inner).await
+        match self.connect_once().await {
+            Ok(c) => {
+                self.health.connected(&self.target.display());
+                Ok(c)
+            }
+            Err(e) => {
+                self.health.failed(&self.target.display(), &e);
+                Err(e)
+            }
+        }
     }
 
     async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
-        conn.simple_query(ERP_CHECKOUT_SQL)
-            .await?
-            .into_results()
-            .await?;
+        let n = i64::from(self.nonce.fetch_add(1, Ordering::Relaxed) % 1000) + 1;
+        let sql = format!("{ERP_CHECKOUT_SQL}, {n}");
+        let check = async {
+            let sets = conn.simple_query(sql).await?.into_results().await?;
+            Ok::<_, tiberius::error::Error>(sets)
+        };
+        let sets = tokio::time::timeout(erp_query_timeout(), check)
+            .await
+            .map_err(|_| {
+                ErpConnectError::Check(format!(
+                    "no answer within {} ms",
+                    erp_query_timeout().as_millis()
+                ))
+            })?
+            .map_err(|e| ErpConnectError::Check(error_chain(&e)))?;
+        let echoed = match sets.as_slice() {
+            [rows] if rows.len() == 1 => crate::posting::erp::get_int(&rows[0], 1),
+            _ => None,
+        };
+        if echoed != Some(n) {
+            return Err(ErpConnectError::Check(
+                "the connection answered with something else (a late answer to a statement that \
+                 timed out); discarded"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
     fn has_broken(&self, _conn: &mut Self::Connection) -> bool {
         false
     }
+}
+
+/// The ERP pool: bb8 with [`ErpManager`], and a `get` whose error names the server and the last
+/// connect error (bb8 alone says only "Timed out in bb8").
+#[derive(Clone)]
+pub struct ErpPool {
+    pool: bb8::Pool<ErpManager>,
+    health: Arc<ErpHealth>,
+    target: String,
+    wait: Duration,
+}
+
+impl std::fmt::Debug for ErpPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErpPool")
+            .field("target", &self.target)
+            .field("state", &self.pool.state())
+            .finish()
+    }
+}
+
+/// Why the ERP pool handed out no connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ErpPoolError {
+    /// Connection attempts fail: the cause is the last one's.
+    #[error("SQL Server {target} unreachable (no connection within {waited_ms} ms): {cause}")]
+    Unreachable {
+        target: String,
+        waited_ms: u128,
+        cause: String,
+    },
+    /// The server answers but every connection stayed busy.
+    #[error(
+        "no free ERP connection within {waited_ms} ms (all {size} in use; \
+         MIKRO_SYNC_MSSQL_POOL_SIZE)"
+    )]
+    Busy { waited_ms: u128, size: u32 },
+}
+
+impl ErpPool {
+    /// A connection that passed the check-out test, or why there is none.
+    pub async fn get(&self) -> Result<bb8::PooledConnection<'_, ErpManager>, ErpPoolError> {
+        let t0 = Instant::now();
+        match self.pool.get().await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let waited_ms = t0.elapsed().as_millis();
+                let cause = match e {
+                    bb8::RunError::User(e) => Some(e.to_string()),
+                    bb8::RunError::TimedOut => self.health.last_error(),
+                };
+                Err(match cause {
+                    Some(cause) => ErpPoolError::Unreachable {
+                        target: self.target.clone(),
+                        waited_ms,
+                        cause,
+                    },
+                    None => ErpPoolError::Busy {
+                        waited_ms,
+                        size: self.pool.state().connections,
+                    },
+                })
+            }
+        }
+    }
+
+    /// bb8's counters.
+    pub fn state(&self) -> bb8::State {
+        self.pool.state()
+    }
+
+    /// Whether connection attempts fail now.
+    pub fn health(&self) -> &ErpHealth {
+        &self.health
+    }
+
+    /// The server as configured (`host:port` or `host\INSTANCE`).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// How long `get` waits.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+}
+
+/// Builds the ERP pool; sets the process-wide [`erp_query_timeout`] from `opts`.
+pub async fn erp_pool_with(
+    cfg: tiberius::Config,
+    target: ErpTarget,
+    max_size: u32,
+    opts: ErpOptions,
+) -> Result<ErpPool, PoolError> {
+    set_erp_query_timeout(opts.query_timeout);
+    let wait = opts.connect_timeout;
+    let display = target.display();
+    let mgr = ErpManager::new(cfg, target, opts);
+    let health = mgr.health.clone();
+    let pool = bb8::Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(wait)
+        .build(mgr)
+        .await
+        .map_err(|e| PoolError::ErpConnect(e.to_string()))?;
+    Ok(ErpPool {
+        pool,
+        health,
+        target: display,
+        wait,
+    })
 }
 /// The web pool.
 pub type WebPool = deadpool_postgres::Pool;
@@ -70,6 +374,9 @@ pub enum PoolError {
     ErpConfig(String),
     #[error("cannot connect to SQL Server: {0}")]
     ErpConnect(String),
+    /// A named instance could not be resolved at start (exit code 2: a setting to fix).
+    #[error("cannot find the SQL Server instance: {0}")]
+    ErpInstance(String),
 }
 
 /// Builds the web pool from a libpq-style URL or key=value string (no TLS; TLS is added by the
@@ -91,16 +398,33 @@ pub fn web_pool(url: &str, max_size: usize) -> Result<WebPool, PoolError> {
         .map_err(|e| PoolError::WebConfig(e.to_string()))
 }
 
-/// Builds the ERP pool from an ADO.NET connection string (`server=tcp:host,port;user=…;…`).
+/// Builds the ERP pool from an ADO.NET connection string (`server=tcp:host,port;user=…;…`),
+/// with default bounds.
 pub async fn erp_pool(ado: &str, max_size: u32) -> Result<ErpPool, PoolError> {
+    erp_pool_ado_with(ado, max_size, ErpOptions::default()).await
+}
+
+/// [`erp_pool`] with explicit bounds (tests and benchmarks shorten them).
+pub async fn erp_pool_ado_with(
+    ado: &str,
+    max_size: u32,
+    opts: ErpOptions,
+) -> Result<ErpPool, PoolError> {
     let cfg =
         tiberius::Config::from_ado_string(ado).map_err(|e| PoolError::ErpConfig(e.to_string()))?;
-    let mgr = ErpManager::new(cfg);
-    bb8::Pool::builder()
-        .max_size(max_size)
-        .build(mgr)
-        .await
-        .map_err(|e| PoolError::ErpConnect(e.to_string()))
+    let addr = cfg.get_addr();
+    let (host, port) = match addr.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(1433)),
+        None => (addr, 1433),
+    };
+    let target = ErpTarget {
+        host,
+        port,
+        port_explicit: true,
+        instance: None,
+        browser_port: 1434,
+    };
+    erp_pool_with(cfg, target, max_size, opts).await
 }
 
 /// The connection type of a dedicated web connection (the LISTEN connection, one-off commands):
@@ -200,18 +524,40 @@ pub enum WebConnectError {
     Pg(#[from] tokio_postgres::Error),
 }
 
-/// An error with all its sources (tokio-postgres hides the TLS reason in `source()`), so the
-/// operator sees e.g. "invalid peer certificate: UnknownIssuer" rather than just "TLS handshake".
+/// An error with all its sources on one line (tokio-postgres hides the TLS reason and the whole
+/// server error in `source()`: its own text is just "db error"), so the operator sees e.g.
+/// "invalid peer certificate: UnknownIssuer" or "db error: ERROR 57P01: terminating connection
+/// due to administrator command" rather than just "TLS handshake" or "db error".
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(src) = cur {
-        let t = src.to_string();
+        let t = match src.downcast_ref::<tokio_postgres::error::DbError>() {
+            Some(db) => pg_db_error(db),
+            None => src.to_string(),
+        };
         if !s.contains(&t) {
             s.push_str(": ");
             s.push_str(&t);
         }
         cur = src.source();
+    }
+    s
+}
+
+/// A PostgreSQL server error on one line: severity, SQLSTATE, message, detail, hint, where.
+pub fn pg_db_error(db: &tokio_postgres::error::DbError) -> String {
+    let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    let extra: Vec<String> = [
+        ("detail", db.detail()),
+        ("hint", db.hint()),
+        ("where", db.where_()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| format!("{k}: {}", v.replace('\n', " "))))
+    .collect();
+    if !extra.is_empty() {
+        s.push_str(&format!(" ({})", extra.join("; ")));
     }
     s
 }
@@ -225,15 +571,28 @@ pub async fn connect_web(
     Ok(cfg.pg_config().connect(tls).await?)
 }
 
-/// Builds the ERP pool from the configuration (encryption and certificate trust as configured).
+/// Builds the ERP pool from the configuration (encryption, certificate trust and bounds as
+/// configured). A named instance without a port is looked up once here, so a wrong instance name
+/// or a silent SQL Server Browser stops the program at start with the fix, instead of retrying
+/// documents forever.
 pub async fn erp_pool_from_config(cfg: &crate::config::ErpDbConfig) -> Result<ErpPool, PoolError> {
-    let mgr = ErpManager::new(cfg.tiberius_config());
-    bb8::Pool::builder()
-        .max_size(cfg.pool_size)
-        .connection_timeout(std::time::Duration::from_secs(15))
-        .build(mgr)
-        .await
-        .map_err(|e| PoolError::ErpConnect(e.to_string()))
+    let target = cfg.target();
+    if target.needs_browser() {
+        target
+            .resolve_port()
+            .await
+            .map_err(|e| PoolError::ErpInstance(e.to_string()))?;
+    }
+    erp_pool_with(
+        cfg.tiberius_config(),
+        target,
+        cfg.pool_size,
+        ErpOptions {
+            connect_timeout: cfg.connect_timeout,
+            query_timeout: cfg.query_timeout,
+        },
+    )
+    .await
 }
 
 /// Runs one of the queue's hot statements (claim, complete) as a prepared statement cached per

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod doctor;
+pub mod erp_net;
 pub mod erp_sync;
 pub mod http;
 pub mod metrics;

@@ -36,6 +36,17 @@ pub enum TelemetryError {
     Filter(String),
 }
 
+/// `level` with tiberius' own INFO lines off ("Begin transaction", "Commit transaction", database
+/// and packet-size changes: half of all lines under load, none of them actionable), unless the
+/// directive names tiberius itself. Its warnings and errors stay.
+pub fn quiet_tiberius(level: &str) -> String {
+    if level.contains("tiberius") {
+        level.to_string()
+    } else {
+        format!("{level},tiberius=warn")
+    }
+}
+
 /// Installs the global subscriber. `level` is a `tracing` filter directive (`info`,
 /// `info,mikro_sync=debug`); `RUST_LOG`, when set, wins for the stdout and combined outputs.
 pub fn init(
@@ -68,7 +79,8 @@ pub fn init_with(
             Ok(v) if !v.trim().is_empty() => {
                 EnvFilter::try_new(v).map_err(|e| TelemetryError::Filter(e.to_string()))
             }
-            _ => EnvFilter::try_new(level).map_err(|e| TelemetryError::Filter(e.to_string())),
+            _ => EnvFilter::try_new(quiet_tiberius(level))
+                .map_err(|e| TelemetryError::Filter(e.to_string())),
         }
     };
     use std::io::IsTerminal;

@@ -3,6 +3,7 @@
 //! can be tested over the network without a SQL Server. Also a test harness
 //! ([`harness`]) that starts a throwaway PostgreSQL cluster and the emulator in a few seconds.
 
+pub mod browser;
 pub mod engine;
 pub mod fault_proxy;
 pub mod harness;

@@ -136,7 +136,7 @@ impl From<tiberius::error::Error> for CliError {
 /// A PostgreSQL error with its server message (tokio-postgres' Display hides it behind "db error").
 pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        Some(db) => crate::db::pg_db_error(db),
         None => crate::db::error_chain(e),
     }
 }

@@ -1,0 +1,172 @@
+//! The fault-injection suite, short versions (the long ones: `cargo run --release --example
+//! chaos`). A fault proxy sits between the worker's ERP pool and the emulator; each scenario
+//! checks the books afterwards (see `chaos_support`). Plus the ERP down/up log lines: one WARN
+//! when connections start failing, one INFO when they work again, not one per document.
+
+mod chaos_support;
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chaos_support::*;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_blackhole_erp_mid_posting() {
+    blackhole_erp_mid_posting(16, Duration::from_secs(2))
+        .await
+        .print();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_cut_erp_connection_at_byte_offsets() {
+    cut_erp_at_offsets(12).await.print();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_erp_down_for_a_while() {
+    erp_down(16, Duration::from_secs(5)).await.print();
+}
+
+/// A `MakeWriter` collecting every formatted line.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+    type Writer = Lines;
+    fn make_writer(&'a self) -> Lines {
+        self.clone()
+    }
+}
+
+impl Lines {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// current_thread: the thread-local subscriber then sees the pool's connection tasks too.
+#[tokio::test(flavor = "current_thread")]
+async fn erp_down_logs_one_warn_with_the_cause_and_one_info_when_back() {
+    let ce = chaos_env(2).await;
+    let lines = Lines::default();
+    let sub = tracing_subscriber::fmt()
+        .with_writer(lines.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _g = tracing::subscriber::set_default(sub);
+
+    // Up: a connection works.
+    drop(ce.erp.get().await.expect("ERP up"));
+    ce.proxy.refuse(true);
+    ce.proxy.reset_all();
+    // Five documents' worth of attempts while it is down: every error names the server and the
+    // cause (bb8 alone said "Timed out in bb8").
+    let gets = futures::future::join_all((0..5).map(|_| ce.erp.get())).await;
+    for g in gets {
+        let e = g
+            .err()
+            .expect("no connection while the ERP is down")
+            .to_string();
+        assert!(e.contains(&format!("127.0.0.1:{}", ce.proxy.port())), "{e}");
+        assert!(e.contains("unreachable"), "{e}");
+        assert!(!e.contains("Timed out in bb8"), "{e}");
+    }
+    assert!(ce.erp.health().is_down());
+    ce.proxy.heal();
+    drop(ce.erp.get().await.expect("ERP back"));
+    drop(ce.erp.get().await.expect("ERP still up"));
+    let text = lines.text();
+    let warns = text.matches("ERP (SQL Server) unreachable").count();
+    let infos = text.matches("ERP (SQL Server) reachable again").count();
+    assert_eq!(warns, 1, "one WARN for the outage:\n{text}");
+    assert_eq!(infos, 1, "one INFO when back:\n{text}");
+    let warn_line = text
+        .lines()
+        .find(|l| l.contains("unreachable"))
+        .unwrap_or_default();
+    assert!(warn_line.contains("WARN"), "{warn_line}");
+    assert!(
+        warn_line.contains(&format!("127.0.0.1:{}", ce.proxy.port())),
+        "the WARN names the server: {warn_line}"
+    );
+    assert!(
+        warn_line.contains("reset")
+            || warn_line.contains("refused")
+            || warn_line.contains("closed"),
+        "the WARN names the cause: {warn_line}"
+    );
+    assert!(!ce.erp.health().is_down());
+}
+
+/// A statement that gets no answer is bounded by the query timeout: the posting fails
+/// transient (never `Data`, so the document is not failed), and the connection that timed out is
+/// not handed out again with the late answer in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_erp_bounds_the_posting_and_the_connection_is_replaced() {
+    let ce = chaos_env(1).await;
+    let c = connect(&ce.env.url).await;
+    let sale = insert_sale(&c, 2).await;
+    let cfg = mikro_sync::posting::PostingConfig::default();
+    let doc = mikro_sync::posting::load_document(
+        &ce.env.pool.get().await.unwrap(),
+        &cfg,
+        mikro_sync::posting::DocKind::Satis,
+        sale,
+    )
+    .await
+    .expect("load");
+    {
+        let mut erp = ce.erp.get().await.expect("checkout");
+        ce.proxy.blackhole(true);
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            mikro_sync::posting::post_loaded(&mut erp, &cfg, &doc),
+        )
+        .await
+        .expect("bounded by the query timeout, not hanging");
+        match r {
+            Err(mikro_sync::posting::PostError::Transient(m)) => {
+                assert!(m.contains("no answer from SQL Server"), "{m}")
+            }
+            other => panic!("expected a transient timeout, got {other:?}"),
+        }
+    }
+    // The held batch reaches the server once healed: it commits, and the connection's late
+    // answer must not reach the next borrower.
+    ce.proxy.heal();
+    // As the worker would: retry while transient (the held batch may be committing right now).
+    let mut p = None;
+    for _ in 0..20 {
+        let mut erp = ce.erp.get().await.expect("a connection after the heal");
+        match mikro_sync::posting::post_loaded(&mut erp, &cfg, &doc).await {
+            Ok(x) => {
+                p = Some(x);
+                break;
+            }
+            Err(mikro_sync::posting::PostError::Transient(_)) => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("not transient: {e:?}"),
+        }
+    }
+    let p = p.expect("posted or found within 20 attempts");
+    let postings = erp_postings(&ce.env, &[sale]).await;
+    assert_eq!(
+        (postings[0].1, postings[0].2),
+        (1, 1),
+        "exactly once: {p:?}"
+    );
+}
