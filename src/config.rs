@@ -445,6 +445,10 @@ pub struct Config {
     pub posting: PostingSettings,
     /// ERP → web sync interval in the daemon; `None` disables it.
     pub erp_sync_interval: Option<Duration>,
+    /// How far back every incremental ERP → web run re-reads (clock skew, long transactions).
+    pub erp_sync_overlap: Duration,
+    /// How often the ERP → web sync re-reads each entity in full; `None` = never.
+    pub erp_sync_full_every: Option<Duration>,
     /// Metrics/health HTTP listener; `None` (default) = off.
     pub metrics_listen: Option<SocketAddr>,
     /// `tracing` filter directive (from `LOG_LEVEL`).
@@ -588,6 +592,11 @@ impl Config {
             "MIKRO_SYNC_ERP_SYNC_INTERVAL",
             Some(Duration::from_secs(60)),
         );
+        let erp_sync_overlap = p.duration("MIKRO_SYNC_ERP_SYNC_OVERLAP", Duration::from_secs(300));
+        let erp_sync_full_every = p.optional_duration(
+            "MIKRO_SYNC_ERP_SYNC_FULL_EVERY",
+            Some(Duration::from_secs(24 * 3600)),
+        );
         let metrics_listen = p.metrics_listen();
         let log_level = p.log_level();
         let log_format = match p.get("MIKRO_SYNC_LOG_FORMAT") {
@@ -614,6 +623,8 @@ impl Config {
             worker,
             posting,
             erp_sync_interval,
+            erp_sync_overlap,
+            erp_sync_full_every,
             metrics_listen,
             log_level,
             log_format,
@@ -694,6 +705,16 @@ impl Config {
         out.push((
             "MIKRO_SYNC_ERP_SYNC_INTERVAL".into(),
             self.erp_sync_interval
+                .map(d)
+                .unwrap_or_else(|| "off".into()),
+        ));
+        out.push((
+            "MIKRO_SYNC_ERP_SYNC_OVERLAP".into(),
+            d(self.erp_sync_overlap),
+        ));
+        out.push((
+            "MIKRO_SYNC_ERP_SYNC_FULL_EVERY".into(),
+            self.erp_sync_full_every
                 .map(d)
                 .unwrap_or_else(|| "off".into()),
         ));
@@ -1629,6 +1650,16 @@ pub const SETTINGS: &[Setting] = &[
         name: "MIKRO_SYNC_ERP_SYNC_INTERVAL",
         default: "60s",
         help: "ERP → web sync interval in the daemon (off disables)",
+    },
+    Setting {
+        name: "MIKRO_SYNC_ERP_SYNC_OVERLAP",
+        default: "5m",
+        help: "How far back every incremental ERP → web run re-reads: longer than Mikro's clock skew and longest transaction",
+    },
+    Setting {
+        name: "MIKRO_SYNC_ERP_SYNC_FULL_EVERY",
+        default: "24h",
+        help: "How often ERP → web re-reads everything and warns about rows it corrects (off disables)",
     },
     Setting {
         name: "MIKRO_SYNC_METRICS_LISTEN",

@@ -648,6 +648,31 @@ async fn erp_checks(
                 .with_timezone(&cfg.posting.timezone)
                 .naive_local();
             let skew = (server_now - expected).num_seconds();
+            // Mikro stamps lastup_date with its own clock; the ERP → web overlap must cover the
+            // skew (plus Mikro's longest transaction), so warn well before it is used up.
+            let overlap = cfg.erp_sync_overlap.as_secs() as i64;
+            if skew.abs() * 2 >= overlap {
+                out.push(Check::warn(
+                    "ERP clock skew",
+                    format!(
+                        "SQL Server's clock is {:+} s off this machine's; \
+                         the ERP → web overlap (MIKRO_SYNC_ERP_SYNC_OVERLAP) is {overlap} s",
+                        skew
+                    ),
+                    "synchronise the clocks (NTP on both machines), or raise \
+                     MIKRO_SYNC_ERP_SYNC_OVERLAP to at least twice the skew plus Mikro's longest \
+                     transaction; rows stamped outside the overlap wait for the periodic full \
+                     re-read (MIKRO_SYNC_ERP_SYNC_FULL_EVERY)",
+                ));
+            } else {
+                out.push(Check::ok(
+                    "ERP clock skew",
+                    format!(
+                        "{} s, within half the ERP → web overlap ({overlap} s)",
+                        skew.abs()
+                    ),
+                ));
+            }
             if skew.abs() > 120 {
                 out.push(Check::warn(
                     "time zone",

@@ -3,6 +3,7 @@
 
 use mikro_emulator::harness::{Harness, HarnessOptions};
 
+#[derive(Clone)]
 struct Env {
     vars: Vec<(String, String)>,
 }
@@ -239,4 +240,38 @@ async fn setup_and_doctor() {
         "{text}"
     );
     assert!(!text.contains("wrong-password"), "{text}");
+}
+
+/// SQL Server 1 min behind the company clock (PostgreSQL, behind the emulator, takes whole minutes) with the default 5 min overlap: fine. 10 min behind:
+/// doctor warns that the skew approaches (here exceeds) the overlap and says what to raise.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_warns_when_erp_clock_skew_approaches_the_overlap() {
+    // POSIX zone strings (sign inverted): Istanbul is UTC+3 all year.
+    for (zone, warns) in [("MKR-02:59", false), ("MKR-02:50", true)] {
+        let h = Harness::start(HarnessOptions {
+            erp_timezone: Some(zone.into()),
+            ..HarnessOptions::default()
+        })
+        .await
+        .expect("harness");
+        let env = Env::new(&h);
+        let (code, text) = env.run(&["setup"]).await;
+        assert_eq!(code, 0, "{text}");
+        let (code, text) = env.run(&["setup", "--erp"]).await;
+        assert_eq!(code, 0, "{text}");
+        let (_, text) = env.run(&["doctor"]).await;
+        if warns {
+            assert!(text.contains("[warn] ERP clock skew"), "{text}");
+            assert!(text.contains("MIKRO_SYNC_ERP_SYNC_OVERLAP"), "{text}");
+            // Doing what it says: an overlap of at least twice the skew silences it.
+            let (_, text) = env
+                .clone()
+                .set("MIKRO_SYNC_ERP_SYNC_OVERLAP", "25m")
+                .run(&["doctor"])
+                .await;
+            assert!(text.contains("[ ok ] ERP clock skew"), "{text}");
+        } else {
+            assert!(text.contains("[ ok ] ERP clock skew"), "{text}");
+        }
+    }
 }

@@ -3,8 +3,9 @@
 
 -- One row per entity: the highest (lastup_date, RECno) applied (written in the same transaction
 -- as the rows), Mikro's exact datetime (days since 1900-01-01 + 1/300 s ticks) for exact
--- comparison, and `checked_until`: the company wall-clock time a run started reading minus the overlap,
--- below which every row is assumed committed and seen.
+-- comparison, `checked_until`: the company wall-clock time a run started reading (the next run
+-- re-reads from min(last stamp, checked_until) - overlap), and `last_full_read`: when the
+-- entity was last re-read in full (sync --full or the periodic re-read).
 CREATE TABLE IF NOT EXISTS int_erp_sync_watermark (
     entity            varchar(32) PRIMARY KEY,
     wm_lastup         timestamp,
@@ -15,6 +16,7 @@ CREATE TABLE IF NOT EXISTS int_erp_sync_watermark (
     last_delete_check timestamptz,
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE int_erp_sync_watermark ADD COLUMN IF NOT EXISTS last_full_read timestamptz;
 
 -- Mikro rows that could not be applied (bad value, unknown stock, …): re-read by RECno on every
 -- run until they apply or disappear from Mikro. Operators: SELECT * FROM int_erp_sync_retry;

@@ -61,6 +61,8 @@ pub fn sync_options(cfg: &Config, entities: Vec<Entity>, full: bool) -> SyncOpti
         entities,
         full,
         tz: cfg.posting.timezone,
+        overlap: cfg.erp_sync_overlap,
+        full_every: cfg.erp_sync_full_every,
         progress,
         ..SyncOptions::default()
     }

@@ -153,6 +153,8 @@ pub async fn run(cfg: &Config, args: WorkerArgs) -> Result<(), CliError> {
             let mut sd = controller.subscribe();
             let opts = crate::erp_sync::SyncOptions {
                 tz: cfg.posting.timezone,
+                overlap: cfg.erp_sync_overlap,
+                full_every: cfg.erp_sync_full_every,
                 ..Default::default()
             };
             let (w, e) = (web.clone(), erp.clone());
@@ -173,6 +175,7 @@ pub async fn run(cfg: &Config, args: WorkerArgs) -> Result<(), CliError> {
                                     m.erp_rows(n, "updated", er.updated);
                                     m.erp_rows(n, "deactivated", er.deactivated);
                                     m.erp_rows(n, "deleted", er.deleted);
+                                    m.erp_rows(n, "corrected", er.corrected);
                                     m.erp_rows(n, "rejected", er.rejected);
                                 }
                             }

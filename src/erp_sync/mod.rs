@@ -10,11 +10,14 @@
 //!   `(xxx_lastup_date, xxx_RECno)`. A page is upserted and the watermark (highest pair in the
 //!   page) is written **in the same PostgreSQL transaction**, so a failed run leaves the watermark
 //!   at the last committed page and the next run continues from there ([`watermark`]).
-//! * **Overlap, then settle.** Rows can become visible after rows with later stamps (Mikro stamps
-//!   `lastup_date` when it writes, commits later; clients' clocks differ). Every run records the
-//!   company wall-clock time at which it started reading; the next run re-reads everything stamped after
-//!   `that time − overlap`. Once that point passes the watermark, runs read strictly after the
-//!   watermark, so a run with nothing new is one cheap query per entity.
+//! * **Overlap on every run, full re-read as the safety net.** Rows can become visible after
+//!   rows with later stamps (Mikro stamps `lastup_date` when it writes and commits later; its
+//!   clients' clocks differ from this host's). Every incremental run re-reads from
+//!   `min(last stamp, checked_until) − overlap` (`MIKRO_SYNC_ERP_SYNC_OVERLAP`, 5 min), where
+//!   `checked_until` is when the previous run started reading; upserts skip unchanged rows, so
+//!   this costs reading the rows of that window again. Every `MIKRO_SYNC_ERP_SYNC_FULL_EVERY`
+//!   (24 h) a run also re-reads each entity in full after its incremental pass; rows that
+//!   changes are ones the incremental runs missed: counted (`corrected`) and logged as a WARN.
 //! * **Exact datetime comparison.** Mikro's `datetime` has 1/300 s ticks; page anchors are sent
 //!   back to SQL Server as the same legacy `datetime` value that was read (days + ticks), never as
 //!   a rounded `datetime2`, so `lastup = @anchor` is exact and paging cannot loop or skip.
@@ -218,10 +221,15 @@ pub struct SyncOptions {
     /// How often incremental runs compare keys to find deletes (full runs always do).
     /// `Duration::ZERO` compares on every run.
     pub delete_check_every: Duration,
-    /// How far back from the last settled point a run re-reads, to catch rows committed after
-    /// rows with later stamps and clock skew between Mikro clients. Upserts are idempotent, so
-    /// a larger overlap only costs re-reading a few rows once.
+    /// How far back every incremental run re-reads: from `min(last stamp, checked_until) −
+    /// overlap`, to catch rows committed after rows with later stamps (long Mikro transactions)
+    /// and clock skew between Mikro's clients and this host. Upserts are idempotent and skip
+    /// unchanged rows, so a larger overlap only costs re-reading the rows of that window.
     pub overlap: Duration,
+    /// How often an incremental run also re-reads each entity in full (the safety net for rows
+    /// that slipped past the overlap anyway); `None` = never. Rows that full re-read changes
+    /// were missed: they are counted in [`EntityReport::corrected`] and logged as a warning.
+    pub full_every: Option<Duration>,
     /// The company's time zone. Mikro stamps rows with the company's local wall-clock time
     /// (no zone); the run's "now" in this zone decides when the overlap window has passed.
     pub tz: chrono_tz::Tz,
@@ -237,7 +245,8 @@ impl Default for SyncOptions {
             page_size: 5000,
             delete_policy: DeletePolicy::Deactivate,
             delete_check_every: Duration::from_secs(600),
-            overlap: Duration::from_secs(30),
+            overlap: Duration::from_secs(300),
+            full_every: Some(Duration::from_secs(24 * 3600)),
             tz: chrono_tz::Europe::Istanbul,
             progress: None,
         }
@@ -253,6 +262,7 @@ impl fmt::Debug for SyncOptions {
             .field("delete_policy", &self.delete_policy)
             .field("delete_check_every", &self.delete_check_every)
             .field("overlap", &self.overlap)
+            .field("full_every", &self.full_every)
             .field("tz", &self.tz)
             .field("progress", &self.progress.is_some())
             .finish()
@@ -395,24 +405,147 @@ async fn sync_entity(
     let wm = state.watermarks.get(entity.name()).cloned();
     let start = watermark::start_anchor(wm.as_ref(), opts.full, server_now, opts.overlap);
     debug!(?start, "incremental start anchor");
+    // The periodic full re-read runs after the incremental pass of the same run, so whatever
+    // it still changes is exactly what the incremental runs missed.
+    let resync = !opts.full
+        && !matches!(start, read::Anchor::Start)
+        && opts
+            .full_every
+            .is_some_and(|every| watermark::full_due(wm.as_ref(), every, chrono::Utc::now()));
 
     let total = if opts.full && opts.progress.is_some() {
         read::count(erp, spec).await.ok()
     } else {
         None
     };
-    let checked_until = server_now - chrono::Duration::from_std(opts.overlap).unwrap_or_default();
+    // The time this run started reading (company clock of this host): the next run re-reads
+    // from min(last stamp, this) − overlap.
+    let checked_until = server_now;
 
     let due = opts.full
+        || resync
         || watermark::delete_check_due(wm.as_ref(), opts.delete_check_every, chrono::Utc::now());
     if due {
         upsert::drop_dangling_mappings(ctx, spec).await?;
     }
 
-    // A full run reads every row: its keys are the key set for delete detection, no second read.
-    let mut full_keys: Option<Vec<Vec<read::Val>>> =
-        if opts.full { Some(Vec::new()) } else { None };
+    let mut full_keys = read_pages(
+        ctx,
+        erp,
+        spec,
+        start.clone(),
+        opts.full,
+        checked_until,
+        &mut er,
+        opts,
+        total,
+    )
+    .await?;
+    if resync {
+        let mut again = EntityReport::new(entity);
+        full_keys = read_pages(
+            ctx,
+            erp,
+            spec,
+            read::Anchor::Start,
+            true,
+            checked_until,
+            &mut again,
+            opts,
+            None,
+        )
+        .await?;
+        er.corrected = again.inserted + again.updated;
+        er.read += again.read;
+        er.inserted += again.inserted;
+        er.updated += again.updated;
+        er.skipped += again.skipped;
+        er.retried += again.retried;
+        er.rejected += again.rejected;
+        for r in again.rejects {
+            if !er.rejects.iter().any(|x| x.recno == r.recno) {
+                er.rejects.push(r);
+            }
+        }
+        if er.corrected > 0 {
+            warn!(
+                entity = entity.name(),
+                corrected = er.corrected,
+                overlap_s = opts.overlap.as_secs(),
+                "the periodic full re-read corrected rows the incremental runs had missed; \
+                 raise MIKRO_SYNC_ERP_SYNC_OVERLAP above Mikro's longest transaction and clock skew \
+                 (`mikro-sync doctor` shows the skew)"
+            );
+        } else {
+            info!(
+                entity = entity.name(),
+                "periodic full re-read: nothing missed"
+            );
+        }
+    }
+    if opts.full || resync || matches!(start, read::Anchor::Start) {
+        watermark::mark_full_read(ctx.client(), entity).await?;
+    }
+    // Nothing read: still record that everything up to `checked_until` has been seen.
+    if er.read == 0 {
+        watermark::touch(ctx.client(), entity, checked_until, wm.as_ref()).await?;
+    }
 
+    // Retry list: rows that failed before (or in this run) are re-read by RECno.
+    if er.rejected > 0 || state.retries.get(entity.name()).copied().unwrap_or(0) > 0 {
+        let retry = upsert::retry_pending(ctx, erp, spec).await?;
+        if er.rejected > 0 {
+            // Rows rejected moments ago fail again the same way: report them once.
+            er.rejects.clear();
+            er.rejected = 0;
+        }
+        er.absorb(&retry, 0);
+    }
+
+    // Deletes: periodic key comparison.
+    if due {
+        let d = deletes::reconcile(ctx, erp, spec, opts.delete_policy, full_keys).await?;
+        er.deactivated += d.deactivated;
+        er.deleted += d.deleted;
+        er.missing += d.missing;
+        watermark::mark_delete_check(ctx.client(), entity).await?;
+    }
+    er.seconds = t0.elapsed().as_secs_f64();
+    if let Some(cb) = &opts.progress {
+        cb(&Progress {
+            entity,
+            read: er.read,
+            total,
+            done: true,
+        });
+    }
+    if !er.rejects.is_empty() {
+        warn!(
+            entity = entity.name(),
+            rejected = er.rejects.len(),
+            "some Mikro rows could not be applied; they are retried on the next run"
+        );
+    }
+    Ok(er)
+}
+
+/// Reads an entity from `start` to the end in pages and applies them; with `collect_keys`
+/// (a read from the start) answers every key read, the key set for delete detection.
+#[allow(clippy::too_many_arguments)]
+async fn read_pages(
+    ctx: &mut upsert::Ctx,
+    erp: &mut crate::db::ErpClient,
+    spec: &'static entities::Spec,
+    start: read::Anchor,
+    collect_keys: bool,
+    checked_until: chrono::NaiveDateTime,
+    er: &mut EntityReport,
+    opts: &SyncOptions,
+    total: Option<u64>,
+) -> Result<Option<Vec<Vec<read::Val>>>, SyncError> {
+    let entity = spec.entity;
+    let mut full_keys: Option<Vec<Vec<read::Val>>> =
+        if collect_keys { Some(Vec::new()) } else { None };
     // Pages: read page N+1 from Mikro while page N is written to PostgreSQL.
     let page_size = opts.page_size.max(1);
     let mut anchor = start;
@@ -468,48 +601,7 @@ async fn sync_entity(
             None => None,
         };
     }
-    // Nothing read: still record that everything up to `checked_until` has been seen, so the
-    // next run can read strictly after the watermark (the settle step).
-    if er.read == 0 {
-        watermark::touch(ctx.client(), entity, checked_until, wm.as_ref()).await?;
-    }
-
-    // Retry list: rows that failed before (or in this run) are re-read by RECno.
-    if er.rejected > 0 || state.retries.get(entity.name()).copied().unwrap_or(0) > 0 {
-        let retry = upsert::retry_pending(ctx, erp, spec).await?;
-        if er.rejected > 0 {
-            // Rows rejected moments ago fail again the same way: report them once.
-            er.rejects.clear();
-            er.rejected = 0;
-        }
-        er.absorb(&retry, 0);
-    }
-
-    // Deletes: periodic key comparison.
-    if due {
-        let d = deletes::reconcile(ctx, erp, spec, opts.delete_policy, full_keys).await?;
-        er.deactivated += d.deactivated;
-        er.deleted += d.deleted;
-        er.missing += d.missing;
-        watermark::mark_delete_check(ctx.client(), entity).await?;
-    }
-    er.seconds = t0.elapsed().as_secs_f64();
-    if let Some(cb) = &opts.progress {
-        cb(&Progress {
-            entity,
-            read: er.read,
-            total,
-            done: true,
-        });
-    }
-    if !er.rejects.is_empty() {
-        warn!(
-            entity = entity.name(),
-            rejected = er.rejects.len(),
-            "some Mikro rows could not be applied; they are retried on the next run"
-        );
-    }
-    Ok(er)
+    Ok(full_keys)
 }
 
 /// Runs [`run`] every `every` until `shutdown` completes: the worker's periodic ERP → web sync.

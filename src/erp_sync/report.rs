@@ -46,6 +46,9 @@ pub struct EntityReport {
     pub rejected: u64,
     /// Rows from earlier runs' retry list that applied now.
     pub retried: u64,
+    /// Web rows the periodic full re-read inserted or changed after this run's incremental
+    /// pass: rows the incremental runs had missed (0 when no full re-read was due).
+    pub corrected: u64,
     /// Seconds spent on this entity.
     pub seconds: f64,
     /// The rows that could not be applied.
@@ -66,6 +69,7 @@ impl EntityReport {
             skipped: 0,
             rejected: 0,
             retried: 0,
+            corrected: 0,
             seconds: 0.0,
             rejects: Vec::new(),
         }
@@ -155,6 +159,13 @@ impl fmt::Display for SyncReport {
             self.seconds
         )?;
         for e in &self.entities {
+            if e.corrected > 0 {
+                writeln!(
+                    f,
+                    "{}: the periodic full re-read corrected {} rows the incremental runs had missed (raise MIKRO_SYNC_ERP_SYNC_OVERLAP)",
+                    e.entity, e.corrected
+                )?;
+            }
             if e.missing > 0 {
                 writeln!(
                     f,

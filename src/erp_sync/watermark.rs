@@ -6,10 +6,14 @@
 //! of the data. The stamp is stored twice: as a readable `timestamp`, and as Mikro's exact
 //! `datetime` representation (days + 1/300 s ticks), so the next run's anchor compares exactly.
 //!
-//! `checked_until` is the company wall-clock time at which a run started reading, minus the overlap:
-//! every row stamped before it is assumed committed and seen. While the watermark is above it
-//! (rows were stamped recently), the next run re-reads from `checked_until`; once it is not, the
-//! next run reads strictly after the watermark — one cheap query when nothing changed.
+//! `checked_until` is the company wall-clock time (this host's clock in the company zone) at
+//! which a run started reading. Every incremental run re-reads from `min(last stamp,
+//! checked_until) − overlap`: the last stamp is Mikro's clock, `checked_until` this host's, so
+//! the window is anchored on whichever is earlier and a skew between the two (either way) or a
+//! Mikro transaction that stamped rows before committing them, both shorter than the overlap,
+//! cannot make a row fall behind the anchor. The cost is re-reading the rows stamped within the
+//! overlap before the last change (unchanged rows are not written). Whatever slips anyway is
+//! caught by the periodic full re-read (`last_full_read`, [`full_due`]).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use deadpool_postgres::{Object, Transaction};
@@ -28,6 +32,8 @@ pub struct Watermark {
     pub checked_until: Option<NaiveDateTime>,
     /// When the key comparison for deletes last ran.
     pub last_delete_check: Option<DateTime<Utc>>,
+    /// When the entity was last re-read in full (a `--full` run or the periodic re-read).
+    pub last_full_read: Option<DateTime<Utc>>,
 }
 
 /// What a run needs to know per entity before reading: the watermark and how many rows wait
@@ -46,10 +52,10 @@ pub async fn load_all(client: &Object) -> Result<State, SyncError> {
     let stmt = client
         .prepare_cached(
             "SELECT w.entity::text, w.wm_lastup, w.wm_days, w.wm_ticks, w.wm_recno,
-                    w.checked_until, w.last_delete_check, NULL::bigint
+                    w.checked_until, w.last_delete_check, NULL::bigint, w.last_full_read
                FROM int_erp_sync_watermark w
              UNION ALL
-             SELECT r.entity::text, NULL, NULL, NULL, NULL, NULL, NULL, count(*)
+             SELECT r.entity::text, NULL, NULL, NULL, NULL, NULL, NULL, count(*), NULL
                FROM int_erp_sync_retry r GROUP BY r.entity",
         )
         .await
@@ -92,6 +98,7 @@ fn decode(r: &tokio_postgres::Row) -> Watermark {
             last: stamp.zip(recno),
             checked_until: r.get(5),
             last_delete_check: r.get(6),
+            last_full_read: r.get(8),
         }
     }
 }
@@ -107,7 +114,8 @@ fn schema_hint(e: tokio_postgres::Error, ctx: &str) -> SyncError {
     }
 }
 
-/// Where this run starts reading.
+/// Where this run starts reading: the beginning for a full run or an entity never read,
+/// otherwise `min(last stamp, checked_until) − overlap` (see the module docs).
 pub fn start_anchor(
     wm: Option<&Watermark>,
     full: bool,
@@ -118,16 +126,36 @@ pub fn start_anchor(
     if full {
         return Anchor::Start;
     }
-    let Some((stamp, recno)) = wm.last else {
+    let Some((stamp, _)) = wm.last else {
         return Anchor::Start;
     };
-    match wm.checked_until {
-        Some(c) if c >= stamp.naive() => Anchor::After((stamp, recno)),
-        Some(c) => Anchor::From(c),
-        None => {
-            Anchor::From(stamp.naive() - chrono::Duration::from_std(overlap).unwrap_or_default())
-        }
+    let from = match wm.checked_until {
+        Some(c) => c.min(stamp.naive()),
+        None => stamp.naive(),
+    };
+    Anchor::From(from - chrono::Duration::from_std(overlap).unwrap_or_default())
+}
+
+/// Whether the periodic full re-read of an entity is due.
+pub fn full_due(wm: Option<&Watermark>, every: Duration, now: DateTime<Utc>) -> bool {
+    match wm.and_then(|w| w.last_full_read) {
+        None => true,
+        Some(t) => (now - t).to_std().map(|d| d >= every).unwrap_or(true),
     }
+}
+
+/// Records that an entity was re-read in full.
+pub async fn mark_full_read(client: &Object, entity: Entity) -> Result<(), SyncError> {
+    client
+        .execute(
+            "INSERT INTO int_erp_sync_watermark (entity, last_full_read, updated_at)
+             VALUES ($1, now(), now())
+             ON CONFLICT (entity) DO UPDATE SET last_full_read = now(), updated_at = now()",
+            &[&entity.name()],
+        )
+        .await
+        .map_err(SyncError::web("storing the full re-read time"))?;
+    Ok(())
 }
 
 /// Stores the watermark after a page (inside the page's transaction).
