@@ -102,7 +102,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let engine = match Engine::new(&args.pg).await {
+    let engine = match Engine::with_database(&args.pg, Some(&args.database)).await {
         Ok(e) => e,
         Err(e) => {
             eprintln!("mikro-emulator: cannot use the PostgreSQL database: {e}");

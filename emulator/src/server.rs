@@ -137,7 +137,7 @@ impl EmulatorHandle {
 
 /// Starts the emulator; returns once it is listening.
 pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
-    let engine = Engine::new(&config.pg_url)
+    let engine = Engine::with_database(&config.pg_url, Some(&config.database))
         .await
         .map_err(|e| EmulatorError::Backend(e.message))?;
     start_with_engine(config, engine).await

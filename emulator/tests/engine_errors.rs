@@ -134,7 +134,7 @@ async fn strict_rejection_of_non_tsql() {
         "SELECT id FROM T WHERE code = \"abc\"",
         "SELECT TRUE",
         "CREATE TABLE IF NOT EXISTS Z (a int)",
-        "SELECT string_agg(code, ',') FROM T",
+        "SELECT array_agg(code) FROM T",
         "SELECT E'x'",
         "IF 1 = 1 BEGIN BEGIN TRY SELECT 1 END TRY BEGIN CATCH SELECT 2 END CATCH END",
         "WHILE 1 = 1 SELECT 1",

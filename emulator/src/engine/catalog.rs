@@ -40,6 +40,57 @@ DO $$ BEGIN
   CREATE DOMAIN emu_catalog.emu_tinyint AS smallint
     CONSTRAINT emu_tinyint_range CHECK (VALUE BETWEEN 0 AND 255);
 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+-- REPLACE and CHARINDEX under Turkish_CI_AS: matched on the Turkish lower-case forms (İ/i, I/ı
+-- pairs), the text outside the matches kept as written. Lower-casing that changes a string's
+-- length (no Turkish letter does) is refused rather than answered with shifted positions.
+CREATE OR REPLACE FUNCTION emu_catalog.tr_fold(s text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+DECLARE
+  f text := lower(s COLLATE emu_catalog.tr_det);
+BEGIN
+  IF length(f) <> length(s) THEN
+    RAISE EXCEPTION 'REPLACE/CHARINDEX on text whose lower-case form has another length is not supported by the emulator'
+      USING ERRCODE = '0A000';
+  END IF;
+  RETURN f;
+END $f$;
+CREATE OR REPLACE FUNCTION emu_catalog.ci_charindex(needle text, hay text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
+  SELECT CASE WHEN needle = '' THEN 0
+              ELSE strpos(emu_catalog.tr_fold(hay), emu_catalog.tr_fold(needle)) END
+$f$;
+CREATE OR REPLACE FUNCTION emu_catalog.ci_replace(s text, pat text, rep text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+DECLARE
+  fs text;
+  fp text;
+  n integer := length(pat);
+  pos integer;
+  res text := '';
+BEGIN
+  IF s IS NULL OR pat IS NULL OR rep IS NULL THEN RETURN NULL; END IF;
+  IF pat = '' THEN RETURN s; END IF;
+  fs := emu_catalog.tr_fold(s);
+  fp := emu_catalog.tr_fold(pat);
+  LOOP
+    pos := strpos(fs, fp);
+    EXIT WHEN pos = 0;
+    res := res || substr(s, 1, pos - 1) || rep;
+    s := substr(s, pos + n);
+    fs := substr(fs, pos + n);
+  END LOOP;
+  RETURN res || s;
+END $f$;
+-- A LIKE pattern that is not a literal: T-SQL's [set] classes are refused at run time.
+CREATE OR REPLACE FUNCTION emu_catalog.like_pattern(p text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+BEGIN
+  IF strpos(p, '[') > 0 THEN
+    RAISE EXCEPTION 'LIKE with a [ ] character class is not supported by the emulator (pattern %)', p
+      USING ERRCODE = '0A000';
+  END IF;
+  RETURN p;
+END $f$;
 -- sp_getapplock's wait in one round trip: try, else wait up to timeout_ms (-1 forever)
 -- without aborting the caller's transaction on a timeout (the exception block is a
 -- subtransaction, entered only when the lock is busy). 0 granted at once, 1 after waiting,

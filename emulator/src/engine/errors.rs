@@ -169,6 +169,9 @@ pub fn map_pg_error(e: &tokio_postgres::Error, ctx: &ErrCtx<'_>) -> SqlError {
         };
     }
     if *code == SqlState::NUMERIC_VALUE_OUT_OF_RANGE {
+        if db.message().starts_with("smallint out of range") {
+            return SqlError::new(220, "Arithmetic overflow error for data type smallint.");
+        }
         return SqlError::new(
             8115,
             "Arithmetic overflow error converting expression to data type.",
@@ -230,6 +233,9 @@ pub fn map_pg_error(e: &tokio_postgres::Error, ctx: &ErrCtx<'_>) -> SqlError {
             8120,
             format!("Column '{name}' is invalid in the select list because it is not contained in either an aggregate function or the GROUP BY clause."),
         );
+    }
+    if *code == SqlState::FEATURE_NOT_SUPPORTED {
+        return SqlError::syntax(db.message().to_string());
     }
     if *code == SqlState::QUERY_CANCELED {
         return SqlError::new(3617, "The query was cancelled.");

@@ -91,7 +91,8 @@ const MAX_CACHED_BATCHES: usize = 4096;
 pub struct Engine {
     /// PostgreSQL connection string of the database that stores the emulated SQL Server database.
     pub pg_url: String,
-    /// The PostgreSQL database name, shown as the SQL Server database name in messages.
+    /// The emulated SQL Server database's name (`DB_NAME()`, error messages); the backing
+    /// PostgreSQL database's name when none was given.
     db_name: String,
     catalog: RwLock<Arc<Catalog>>,
     version: AtomicU64,
@@ -127,6 +128,15 @@ impl Engine {
     /// Builds the engine for one emulated database stored in PostgreSQL at `pg_url`: creates the
     /// `dbo`, `emu_catalog` and `sys` schemas if needed and loads the catalog.
     pub async fn new(pg_url: &str) -> Result<Arc<Engine>, SqlError> {
+        Self::with_database(pg_url, None).await
+    }
+
+    /// Like [`Engine::new`], naming the emulated database `database` (what LOGIN7 accepts,
+    /// `DB_NAME()` returns and error messages show) instead of the backing database's name.
+    pub async fn with_database(
+        pg_url: &str,
+        database: Option<&str>,
+    ) -> Result<Arc<Engine>, SqlError> {
         let client = connect(pg_url).await?;
         client
             .batch_execute(BOOTSTRAP_SQL)
@@ -137,6 +147,7 @@ impl Engine {
             .await
             .map_err(backing_error)?
             .get(0);
+        let db_name = database.map(str::to_string).unwrap_or(db_name);
         let cat = Catalog::load(&client, 1).await?;
         Ok(Arc::new(Engine {
             pg_url: pg_url.to_string(),
@@ -152,7 +163,10 @@ impl Engine {
     pub async fn session(self: &Arc<Self>) -> Result<Session, SqlError> {
         let client = connect(&self.pg_url).await?;
         client
-            .batch_execute("SET search_path TO dbo, public; SET lock_timeout = 0")
+            .batch_execute(&format!(
+                "SET search_path TO dbo, public; SET lock_timeout = 0; SET emu.database TO {}",
+                catalog::quote_lit(&self.db_name)
+            ))
             .await
             .map_err(backing_error)?;
         Ok(Session {

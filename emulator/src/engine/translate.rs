@@ -33,6 +33,10 @@ use super::catalog::{
 };
 use crate::value::{SqlError, SqlType};
 
+/// `@@VERSION`: SQL Server 2022 16.0.1000, the version PRELOGIN and LOGINACK announce.
+pub const SERVER_VERSION_TEXT: &str =
+    "Microsoft SQL Server 2022 (RTM) - 16.0.1000.6 (X64) \n\tmikro-emulator (TDS on PostgreSQL)";
+
 /// Where the value of a `$n` parameter comes from at execution time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Bind {
@@ -1572,7 +1576,7 @@ impl<'a> Translator<'a> {
             "@@error" => (Bind::Error, SqlType::Int),
             "@@version" => {
                 return Ok(TExpr::new(
-                    quote_lit("Microsoft SQL Server 2019 (mikro-emulator on PostgreSQL)"),
+                    quote_lit(SERVER_VERSION_TEXT),
                     SqlType::NVarChar(Some(300)),
                 ))
             }
@@ -1689,10 +1693,17 @@ impl<'a> Translator<'a> {
                 negated,
                 global: false,
             } => {
-                let a = self.expr(expr)?;
+                let mut a = self.expr(expr)?;
+                let strings = a.ty.as_ref().is_some_and(is_string);
+                if strings {
+                    pad_insensitive(expr, &mut a);
+                }
                 let mut items = Vec::new();
                 for x in list {
-                    let t = self.expr(x)?;
+                    let mut t = self.expr(x)?;
+                    if strings && t.ty.as_ref().is_some_and(is_string) {
+                        pad_insensitive(x, &mut t);
+                    }
                     items.push(coerce_pair(&a, &t).1.sql);
                 }
                 let not = if *negated { " NOT" } else { "" };
@@ -1733,7 +1744,20 @@ impl<'a> Translator<'a> {
                 escape_char,
             } => {
                 let a = self.expr(expr)?;
-                let p = self.expr(pattern)?;
+                let mut p = self.expr(pattern)?;
+                // T-SQL's [set] / [^set] classes have no PostgreSQL LIKE equivalent: refused
+                // rather than matched literally.
+                if let Expr::Value(v) = pattern.as_ref() {
+                    if let AV::SingleQuotedString(s) | AV::NationalStringLiteral(s) = &v.value {
+                        if s.contains('[') {
+                            return Err(unsupported(
+                                "LIKE with a [ ] character class (not supported by the emulator; use OR of LIKEs or IN)",
+                            ));
+                        }
+                    }
+                } else {
+                    p.sql = format!("emu_catalog.like_pattern(({})::text)", p.sql);
+                }
                 let not = if *negated { " NOT" } else { "" };
                 let esc = match escape_char {
                     None => String::new(),
@@ -1937,10 +1961,23 @@ impl<'a> Translator<'a> {
         ) {
             self.identity_as_bigint(&mut a, &b);
             self.identity_as_bigint(&mut b, &a);
+            if a.ty.as_ref().is_some_and(is_string) && b.ty.as_ref().is_some_and(is_string) {
+                pad_insensitive(l, &mut a);
+                pad_insensitive(r, &mut b);
+            }
         }
+        // Two strings compare under the database collation even when neither is a column
+        // (PostgreSQL would compare literals and parameters case-sensitively).
+        let both_strings =
+            a.ty.as_ref().is_some_and(is_string) && b.ty.as_ref().is_some_and(is_string);
         let cmp = |s: &str, a: &TExpr, b: &TExpr| {
             let (a, b) = coerce_pair(a, b);
-            TExpr::new(format!("({} {s} {})", a.sql, b.sql), SqlType::Bit)
+            let coll = if both_strings {
+                " COLLATE emu_catalog.tr_ci"
+            } else {
+                ""
+            };
+            TExpr::new(format!("({} {s} {}{coll})", a.sql, b.sql), SqlType::Bit)
         };
         Ok(match op {
             BinaryOperator::Eq => cmp("=", &a, &b),
@@ -2086,6 +2123,10 @@ impl<'a> Translator<'a> {
                 format!("CAST(to_char({}, '{fmt}') AS {pgt})", t.sql)
             }
             (_, SqlType::DateTime) => format!("emu_catalog.dt300(CAST({} AS timestamp))", t.sql),
+            // SQL Server writes a uniqueidentifier as upper-case text.
+            (Some(SqlType::UniqueIdentifier), tg) if is_string(tg) => {
+                format!("CAST(upper(({})::text) AS {pgt})", t.sql)
+            }
             (Some(s), tg) if is_string(s) && is_string(tg) => format!("CAST({} AS {pgt})", t.sql),
             _ => format!("CAST({} AS {pgt})", t.sql),
         };
@@ -2121,7 +2162,10 @@ impl<'a> Translator<'a> {
         if f.over.is_some() {
             return Err(unsupported("window functions (OVER)"));
         }
-        if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
+        if f.filter.is_some()
+            || (!f.within_group.is_empty() && !name_is(&f.name, "string_agg"))
+            || f.null_treatment.is_some()
+        {
             return Err(unsupported(&f.name));
         }
         let parts = name_parts(&f.name);
@@ -2287,6 +2331,45 @@ impl<'a> Translator<'a> {
                 need(0)?;
                 t("gen_random_uuid()".into(), SqlType::UniqueIdentifier)
             }
+            "string_agg" => {
+                need(2)?;
+                let sep = &a[1];
+                if !sep.literal {
+                    return Err(unsupported(
+                        "STRING_AGG with a separator that is not a literal (not supported by the emulator)",
+                    ));
+                }
+                let order = if f.within_group.is_empty() {
+                    String::new()
+                } else {
+                    let mut keys = Vec::new();
+                    for o in &f.within_group {
+                        let k = self.expr(&o.expr)?;
+                        let dir = match o.options.sort {
+                            Some(ast::OrderBySort::Desc) => " DESC NULLS LAST",
+                            Some(ast::OrderBySort::Asc) | None => " NULLS FIRST",
+                            Some(_) => return Err(unsupported("ORDER BY … USING")),
+                        };
+                        keys.push(format!("{}{dir}", k.sql));
+                    }
+                    format!(" ORDER BY {}", keys.join(", "))
+                };
+                // SQL Server: nvarchar(4000)/varchar(8000), or (n)varchar(max) for max input.
+                let ty = match &a[0].ty {
+                    Some(SqlType::NVarChar(None) | SqlType::VarChar(None)) => {
+                        a[0].ty.clone().unwrap_or(SqlType::NVarChar(None))
+                    }
+                    Some(SqlType::VarChar(_) | SqlType::Char(_)) => SqlType::VarChar(Some(8000)),
+                    _ => SqlType::NVarChar(Some(4000)),
+                };
+                t(
+                    format!(
+                        "string_agg(({})::text, ({})::text{order})",
+                        a[0].sql, sep.sql
+                    ),
+                    ty,
+                )
+            }
             "error_number" | "error_message" | "error_severity" | "error_state" | "error_line"
             | "error_procedure" | "xact_state" => {
                 need(0)?;
@@ -2380,7 +2463,7 @@ impl<'a> Translator<'a> {
                 Ok(r)
             }
             "db_name" => t(
-                "current_database()::text".into(),
+                "current_setting('emu.database')".into(),
                 SqlType::NVarChar(Some(128)),
             ),
             "len" => {
@@ -2424,9 +2507,10 @@ impl<'a> Translator<'a> {
             }
             "replace" => {
                 need(3)?;
+                // Turkish_CI_AS: the pattern matches case-insensitively with Turkish casing.
                 t(
                     format!(
-                        "replace(({})::text, ({})::text, ({})::text)",
+                        "emu_catalog.ci_replace(({})::text, ({})::text, ({})::text)",
                         a[0].sql, a[1].sql, a[2].sql
                     ),
                     a[0].ty_or(SqlType::NVarChar(Some(4000))),
@@ -2435,7 +2519,10 @@ impl<'a> Translator<'a> {
             "charindex" => {
                 need(2)?;
                 t(
-                    format!("strpos(({})::text, ({})::text)", a[1].sql, a[0].sql),
+                    format!(
+                        "emu_catalog.ci_charindex(({})::text, ({})::text)",
+                        a[0].sql, a[1].sql
+                    ),
                     SqlType::Int,
                 )
             }
@@ -2517,14 +2604,40 @@ impl<'a> Translator<'a> {
                 };
                 t(sql, SqlType::Int)
             }
-            "now" | "current_date" | "string_agg" | "array_agg" | "to_char" | "to_date"
-            | "nextval" | "currval" | "generate_series" | "concat_ws" | "strpos" | "ilike"
-            | "date_trunc" => Err(unsupported(format!(
-                "{name}() (PostgreSQL function, not T-SQL)"
-            ))),
+            "now" | "current_date" | "array_agg" | "to_char" | "to_date" | "nextval"
+            | "currval" | "generate_series" | "concat_ws" | "strpos" | "ilike" | "date_trunc" => {
+                Err(unsupported(format!(
+                    "{name}() (PostgreSQL function, not T-SQL)"
+                )))
+            }
             _ => Err(unsupported(format!("{name}()"))),
         }
     }
+}
+
+/// SQL Server compares strings as if the shorter were padded with spaces, so trailing spaces
+/// never matter. Literals lose theirs here and other expressions (parameters, variables,
+/// functions) are wrapped in `rtrim`; a bare column is left alone so that its index still serves
+/// the comparison — a difference the README lists (a stored value with trailing spaces).
+fn pad_insensitive(e: &Expr, x: &mut TExpr) {
+    match e {
+        Expr::Identifier(i) if !i.value.starts_with('@') => {}
+        Expr::CompoundIdentifier(_) => {}
+        Expr::Nested(inner) => pad_insensitive(inner, x),
+        Expr::Value(v) => {
+            if let AV::SingleQuotedString(s) | AV::NationalStringLiteral(s) = &v.value {
+                x.sql = quote_lit(s.trim_end_matches(' '));
+            }
+        }
+        _ => x.sql = format!("rtrim({}, ' ')", x.sql),
+    }
+}
+
+/// Whether an object name's last part is `name` (case-insensitive).
+fn name_is(n: &ObjectName, name: &str) -> bool {
+    name_parts(n)
+        .last()
+        .is_some_and(|p| p.eq_ignore_ascii_case(name))
 }
 
 fn date_part(p: &str) -> Result<&'static str, SqlError> {

@@ -636,6 +636,18 @@ fn overflow(ty: &SqlType) -> SqlError {
     )
 }
 
+/// SQL Server reports an integer that does not fit tinyint/smallint as error 220 with the value
+/// (`CAST(300 AS tinyint)`), and int/bigint overflow as 8115.
+fn small_int_overflow(ty: &SqlType, value: i64) -> SqlError {
+    SqlError::new(
+        220,
+        format!(
+            "Arithmetic overflow error for data type {}, value = {value}.",
+            type_name(ty)
+        ),
+    )
+}
+
 fn conversion(v: &Value, ty: &SqlType) -> SqlError {
     let what = match v {
         Value::String(s) => format!(
@@ -871,12 +883,12 @@ pub fn write_value(dst: &mut Vec<u8>, ty: &SqlType, v: &Value) -> Result<(), Sql
         }
         SqlType::TinyInt => {
             let i = to_i64(v, &ty)?;
-            let x = u8::try_from(i).map_err(|_| overflow(&ty))?;
+            let x = u8::try_from(i).map_err(|_| small_int_overflow(&ty, i))?;
             dst.extend_from_slice(&[1, x]);
         }
         SqlType::SmallInt => {
             let i = to_i64(v, &ty)?;
-            let x = i16::try_from(i).map_err(|_| overflow(&ty))?;
+            let x = i16::try_from(i).map_err(|_| small_int_overflow(&ty, i))?;
             dst.push(2);
             dst.extend_from_slice(&x.to_le_bytes());
         }
@@ -1185,9 +1197,15 @@ mod tests {
     }
 
     #[test]
-    fn int_out_of_range_is_8115() {
+    fn int_out_of_range_is_220_for_small_types_and_8115_for_int() {
         let mut v = Vec::new();
         let e = write_value(&mut v, &SqlType::SmallInt, &Value::Int(40_000)).unwrap_err();
+        assert_eq!(e.number, 220);
+        assert_eq!(
+            e.message,
+            "Arithmetic overflow error for data type smallint, value = 40000."
+        );
+        let e = write_value(&mut v, &SqlType::Int, &Value::Int(3_000_000_000)).unwrap_err();
         assert_eq!(e.number, 8115);
     }
 

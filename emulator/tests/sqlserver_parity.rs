@@ -1,0 +1,269 @@
+//! Where the emulator used to answer differently from SQL Server (issue 17): each case here is
+//! what SQL Server 2022 with `Turkish_CI_AS` answers, checked through tiberius over TDS (so the
+//! TDS encoding's errors, such as 220, are included). Against a real server
+//! (`MIKRO_TEST_MSSQL`) the same assertions hold.
+
+use mikro_emulator::harness::{Harness, HarnessOptions};
+
+async fn harness() -> Harness {
+    Harness::start(HarnessOptions {
+        web_schema: false,
+        web_seed: false,
+        ..HarnessOptions::default()
+    })
+    .await
+    .expect("harness")
+}
+
+async fn one_string(c: &mut mikro_emulator::harness::ErpClient, sql: &str) -> Option<String> {
+    let row = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_row()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .expect("one row");
+    row.get::<&str, _>(0).map(str::to_string)
+}
+
+async fn one_int(c: &mut mikro_emulator::harness::ErpClient, sql: &str) -> Option<i32> {
+    let row = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_row()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .expect("one row");
+    row.get::<i32, _>(0)
+}
+
+async fn server_error(c: &mut mikro_emulator::harness::ErpClient, sql: &str) -> (u32, String) {
+    let r = match c.simple_query(sql).await {
+        Ok(s) => s.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match r {
+        Err(tiberius::error::Error::Server(t)) => (t.code(), t.message().to_string()),
+        other => panic!("{sql}: expected a server error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_and_charindex_follow_turkish_ci_as() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    assert_eq!(
+        one_string(&mut c, "SELECT REPLACE(N'İİ', N'i', N'x')")
+            .await
+            .as_deref(),
+        Some("xx")
+    );
+    assert_eq!(
+        one_string(&mut c, "SELECT REPLACE(N'IşIk ışık', N'ı', N'-')")
+            .await
+            .as_deref(),
+        Some("-ş-k -ş-k"),
+        "dotless ı matches I, not i"
+    );
+    assert_eq!(
+        one_string(&mut c, "SELECT REPLACE(N'şişe', N'S', N'x')")
+            .await
+            .as_deref(),
+        Some("şişe"),
+        "accent-sensitive: s is not ş"
+    );
+    assert_eq!(
+        one_string(
+            &mut c,
+            "SELECT REPLACE(N'Kırşehir KIRŞEHİR', N'ŞEHİR', N'')"
+        )
+        .await
+        .as_deref(),
+        Some("Kır KIR"),
+        "text outside the matches keeps its case"
+    );
+    assert_eq!(
+        one_int(&mut c, "SELECT CHARINDEX(N'ŞEHİR', N'kırşehir')").await,
+        Some(4)
+    );
+    assert_eq!(
+        one_int(&mut c, "SELECT CHARINDEX(N'İ', N'abi')").await,
+        Some(3)
+    );
+    assert_eq!(
+        one_int(&mut c, "SELECT CHARINDEX(N'I', N'abi')").await,
+        Some(0)
+    );
+    assert_eq!(
+        one_int(&mut c, "SELECT CHARINDEX(N'', N'abc')").await,
+        Some(0)
+    );
+    // LIKE already followed the collation; pinned alongside.
+    assert_eq!(
+        one_int(
+            &mut c,
+            "SELECT CASE WHEN N'İSTANBUL' LIKE N'%stan%' THEN 1 ELSE 0 END"
+        )
+        .await,
+        Some(1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comparisons_ignore_trailing_spaces() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    assert_eq!(
+        one_int(
+            &mut c,
+            "SELECT CASE WHEN N'şt' = N'ŞT   ' THEN 1 ELSE 0 END"
+        )
+        .await,
+        Some(1)
+    );
+    assert_eq!(
+        one_int(
+            &mut c,
+            "SELECT CASE WHEN N'abc ' <> N'abc' THEN 1 ELSE 0 END"
+        )
+        .await,
+        Some(0)
+    );
+    // A parameter with trailing spaces finds the stored code (an index lookup on the column).
+    let row = c
+        .query(
+            "SELECT cari_kod FROM CARI_HESAPLAR WHERE cari_kod = @P1",
+            &[&"120.01.001   "],
+        )
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .expect("found with trailing spaces");
+    assert_eq!(row.get::<&str, _>(0), Some("120.01.001"));
+    let n: i32 = c
+        .query(
+            "SELECT COUNT(*) FROM CARI_HESAPLAR WHERE cari_kod IN (@P1, @P2)",
+            &[&"120.01.001 ", &"120.01.002  "],
+        )
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_versions_guids_and_overflow_errors() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    assert_eq!(
+        one_string(&mut c, "SELECT DB_NAME()").await.as_deref(),
+        Some(h.database())
+    );
+    let (n, msg) = server_error(
+        &mut c,
+        "CREATE TABLE par_t (id int NOT NULL, ad nvarchar(10) NOT NULL); INSERT INTO par_t (id, ad) VALUES (1, NULL)",
+    )
+    .await;
+    assert_eq!(n, 515);
+    assert!(
+        msg.contains(&format!("table '{}.dbo.par_t'", h.database())),
+        "{msg}"
+    );
+
+    let g = one_string(&mut c, "SELECT CAST(NEWID() AS nvarchar(36))")
+        .await
+        .unwrap();
+    assert_eq!(g.len(), 36);
+    assert_eq!(g, g.to_uppercase(), "NEWID() as text is upper case: {g}");
+
+    let v = one_string(&mut c, "SELECT @@VERSION").await.unwrap();
+    assert!(
+        v.contains("SQL Server 2022") && v.contains("16.0.1000"),
+        "{v}"
+    );
+
+    let (n, msg) = server_error(&mut c, "SELECT CAST(300 AS tinyint)").await;
+    assert_eq!(
+        (n, msg.as_str()),
+        (
+            220,
+            "Arithmetic overflow error for data type tinyint, value = 300."
+        )
+    );
+    let (n, _) = server_error(&mut c, "SELECT CAST(40000 AS smallint)").await;
+    assert_eq!(n, 220);
+    let (n, _) = server_error(
+        &mut c,
+        "DECLARE @b bigint = 3000000000; SELECT CAST(@b AS int)",
+    )
+    .await;
+    assert_eq!(n, 8115);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_agg_is_t_sql() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    let s = one_string(
+        &mut c,
+        "SELECT STRING_AGG(cari_kod, N',') WITHIN GROUP (ORDER BY cari_kod DESC) FROM CARI_HESAPLAR WHERE cari_kod IN (N'120.01.001', N'120.01.002', N'120.01.003')",
+    )
+    .await;
+    assert_eq!(s.as_deref(), Some("120.01.003,120.01.002,120.01.001"));
+    let (n, msg) = server_error(&mut c, "SELECT array_agg(cari_kod) FROM CARI_HESAPLAR").await;
+    assert_eq!(n, 102);
+    assert!(msg.contains("PostgreSQL function, not T-SQL"), "{msg}");
+}
+
+/// T-SQL's LIKE character classes would match literally in PostgreSQL: refused instead, for a
+/// literal pattern at compile time and for a parameter at run time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn like_character_classes_are_refused_not_misread() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    let (n, msg) = server_error(
+        &mut c,
+        "SELECT COUNT(*) FROM CARI_HESAPLAR WHERE cari_kod LIKE N'120.01.00[123]'",
+    )
+    .await;
+    assert_eq!(n, 102);
+    assert!(msg.contains("not supported by the emulator"), "{msg}");
+    let err = match c
+        .query(
+            "SELECT COUNT(*) FROM CARI_HESAPLAR WHERE cari_kod LIKE @P1",
+            &[&"120.01.00[123]"],
+        )
+        .await
+    {
+        Ok(_) => panic!("LIKE with a [ ] parameter pattern was accepted"),
+        Err(e) => e,
+    };
+    match err {
+        tiberius::error::Error::Server(t) => {
+            assert_eq!(t.code(), 102);
+            assert!(
+                t.message().contains("not supported by the emulator"),
+                "{}",
+                t.message()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        one_int(
+            &mut c,
+            "SELECT COUNT(*) FROM CARI_HESAPLAR WHERE cari_unvan1 LIKE N'%şti.'"
+        )
+        .await,
+        Some(1)
+    );
+}
