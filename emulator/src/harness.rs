@@ -338,6 +338,12 @@ impl Harness {
         self.erp.real
     }
 
+    /// Parameter counts of the RPC calls the emulator received (`None` against a real SQL
+    /// Server), e.g. to assert that a client stays a margin below SQL Server's 2,100.
+    pub fn erp_rpc_stats(&self) -> Option<&crate::server::RpcStats> {
+        self.emulator.as_ref().map(|e| e.rpc_stats())
+    }
+
     /// The throwaway PostgreSQL cluster (for extra databases or direct inspection).
     pub fn pg(&self) -> &PgCluster {
         &self.pg

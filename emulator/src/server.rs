@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -95,9 +95,15 @@ pub struct EmulatorHandle {
     accept_task: Option<JoinHandle<()>>,
     engine: Arc<Engine>,
     tls: Option<TlsIdentity>,
+    rpc_stats: Arc<RpcStats>,
 }
 
 impl EmulatorHandle {
+    /// Parameter counts of the RPC calls this server received (see [`RpcStats`]).
+    pub fn rpc_stats(&self) -> &RpcStats {
+        &self.rpc_stats
+    }
+
     /// Stops accepting connections, lets every connection finish its current request and
     /// close its session (rolling back open transactions), and returns when all are gone.
     pub async fn shutdown(self) {
@@ -169,11 +175,13 @@ pub async fn start_with_engine(
     let (notify_shutdown, _) = broadcast::channel(1);
     let (stop_tx, stop_rx) = oneshot::channel();
     let (shutdown_complete_tx, shutdown_complete_rx) = mpsc::channel(1);
+    let rpc_stats = Arc::new(RpcStats::default());
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         config,
         tls: tls.clone(),
         next_spid: AtomicU16::new(51),
+        rpc_stats: rpc_stats.clone(),
     });
     let listener_state = Listener {
         listener,
@@ -194,6 +202,7 @@ pub async fn start_with_engine(
         accept_task: Some(accept_task),
         engine,
         tls,
+        rpc_stats,
     })
 }
 
@@ -224,6 +233,7 @@ struct Shared {
     config: EmulatorConfig,
     tls: Option<TlsIdentity>,
     next_spid: AtomicU16,
+    rpc_stats: Arc<RpcStats>,
 }
 
 struct Listener {
@@ -369,7 +379,10 @@ async fn handle_connection(
         _ = shutdown.recv() => return,
     };
     let (mut conn, mut session) = established;
-    let mut state = ConnState::default();
+    let mut state = ConnState {
+        stats: shared.rpc_stats.clone(),
+        ..ConnState::default()
+    };
     loop {
         let msg = tokio::select! {
             r = read_message(&mut conn.io) => r,
@@ -639,6 +652,32 @@ fn check_login(login: &Login7, cfg: &EmulatorConfig) -> Result<(), Vec<SqlError>
 struct ConnState {
     prepared: HashMap<i32, Prepared>,
     next_handle: i32,
+    stats: Arc<RpcStats>,
+}
+
+/// How many parameters RPC calls carried, over the server's life (every connection), so tests
+/// can assert a client stays a margin below SQL Server's 2,100.
+#[derive(Debug, Default)]
+pub struct RpcStats {
+    calls: AtomicU64,
+    max_params: AtomicUsize,
+}
+
+impl RpcStats {
+    fn record(&self, params: usize) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.max_params.fetch_max(params, Ordering::Relaxed);
+    }
+
+    /// RPC calls received so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The most parameters one RPC call carried (sp_executesql's @stmt and @params included).
+    pub fn max_params(&self) -> usize {
+        self.max_params.load(Ordering::Relaxed)
+    }
 }
 
 struct Prepared {
@@ -689,6 +728,7 @@ async fn handle_message(
                 Ok(req) => {
                     check_descriptor(session, req.tx_descriptor);
                     for call in req.calls {
+                        state.stats.record(call.params.len());
                         run_rpc(session, state, call, &mut w).await;
                     }
                 }
