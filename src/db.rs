@@ -83,10 +83,19 @@ struct HealthState {
     last_error: Option<String>,
 }
 
+static ERP_UNREACHABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True while the ERP is unreachable (an outage already announced by one WARN): per-document
+/// retry lines caused by it can then stay below WARN.
+pub fn erp_unreachable() -> bool {
+    ERP_UNREACHABLE.load(Ordering::Relaxed)
+}
+
 impl ErpHealth {
     fn failed(&self, target: &str, e: &ErpConnectError) {
         let Ok(mut s) = self.state.lock() else { return };
         let msg = e.to_string();
+        ERP_UNREACHABLE.store(true, Ordering::Relaxed);
         if s.down_since.is_none() {
             s.down_since = Some(Instant::now());
             tracing::warn!(erp = %target, error = %msg,
@@ -96,6 +105,7 @@ impl ErpHealth {
     }
 
     fn connected(&self, target: &str) {
+        ERP_UNREACHABLE.store(false, Ordering::Relaxed);
         let Ok(mut s) = self.state.lock() else { return };
         if let Some(t) = s.down_since.take() {
             tracing::info!(erp = %target, down_for_ms = t.elapsed().as_millis() as u64,

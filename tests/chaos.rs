@@ -85,7 +85,27 @@ async fn erp_down_logs_one_warn_with_the_cause_and_one_info_when_back() {
         assert!(!e.contains("Timed out in bb8"), "{e}");
     }
     assert!(ce.erp.health().is_down());
+    // Documents arriving during the outage are retried without a WARN each.
+    let c = connect(&ce.env.url).await;
+    let mut opts = fast_opts();
+    opts.concurrency = 2;
+    let w = spawn_worker(&ce.env.pool, &ce.env.url, ce.sink(), opts);
+    let ids = ce.insert_docs(&c, 4).await;
+    for id in &ids {
+        wait_for(
+            "each document tried during the outage",
+            Duration::from_secs(60),
+            || async {
+                let (_, _, err) = queue_row(&c, *id).await?;
+                err.map(|_| ())
+            },
+        )
+        .await;
+    }
     ce.proxy.heal();
+    wait_drained(&c, Duration::from_secs(60)).await;
+    w.stop().await;
+    assert_books(&ce.env, &c, &ids).await;
     drop(ce.erp.get().await.expect("ERP back"));
     drop(ce.erp.get().await.expect("ERP still up"));
     let text = lines.text();
@@ -93,6 +113,14 @@ async fn erp_down_logs_one_warn_with_the_cause_and_one_info_when_back() {
     let infos = text.matches("ERP (SQL Server) reachable again").count();
     assert_eq!(warns, 1, "one WARN for the outage:\n{text}");
     assert_eq!(infos, 1, "one INFO when back:\n{text}");
+    let per_doc = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("attempt failed"))
+        .count();
+    assert_eq!(
+        per_doc, 0,
+        "no WARN per document during the outage:\n{text}"
+    );
     let warn_line = text
         .lines()
         .find(|l| l.contains("unreachable"))

@@ -304,8 +304,14 @@ impl FailCtx<'_> {
                     PostError::Data(_) => "data",
                     PostError::NotReady(_) => "not ready",
                 };
-                tracing::warn!(error = %err, class, retry_in_ms = delay.as_millis() as u64,
-                    "attempt failed; retrying later");
+                if matches!(err, PostError::Transient(_)) && crate::db::erp_unreachable() {
+                    // The outage has its own WARN (crate::db::ErpHealth); not one per document.
+                    tracing::debug!(error = %err, class, retry_in_ms = delay.as_millis() as u64,
+                        "attempt failed while the ERP is unreachable; retrying later");
+                } else {
+                    tracing::warn!(error = %err, class, retry_in_ms = delay.as_millis() as u64,
+                        "attempt failed; retrying later");
+                }
                 ("pending", delay.as_secs_f64(), err.to_string())
             }
             Decision::Fail { message } => {
