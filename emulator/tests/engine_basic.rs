@@ -550,3 +550,20 @@ async fn catalog_persists_across_engine_restarts() {
     let out = ok(&mut s2, "INSERT INTO Typed (t_tiny, t_small, t_int, t_float, t_dt, t_name) VALUES (1, 2, 3, 4, GETDATE(), N'y'); SELECT SCOPE_IDENTITY() AS id").await;
     assert_eq!(scalar(&out).1, Value::Decimal(2.into()));
 }
+
+/// A 400-term expression (a client summing many parameters) is answered, not a stack overflow
+/// that would take the whole server process down; on a tokio worker's 2 MiB stack as the
+/// server runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_expressions_do_not_overflow_the_stack() {
+    let db = db().await;
+    let mut s = db.session().await;
+    let task = tokio::spawn(async move {
+        let terms: Vec<String> = (1..=400).map(|i| i.to_string()).collect();
+        let sql = format!("SELECT {} AS total", terms.join(" + "));
+        let out = ok(&mut s, &sql).await;
+        let (_, rows) = rowset(&out, 0);
+        rows[0][0].clone()
+    });
+    assert_eq!(task.await.expect("no stack overflow"), Value::Int(80_200));
+}

@@ -267,3 +267,116 @@ async fn like_character_classes_are_refused_not_misread() {
         Some(1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_and_delete_output_deleted_and_inserted() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    c.simple_query(
+        "CREATE TABLE par_o (id int NOT NULL PRIMARY KEY, kod nvarchar(10) NOT NULL, n int NOT NULL); \
+         INSERT INTO par_o (id, kod, n) VALUES (1, N'şt', 10), (2, N'İST', 20), (3, N'x', 30)",
+    )
+    .await
+    .unwrap()
+    .into_results()
+    .await
+    .unwrap();
+    let rows = c
+        .query(
+            "UPDATE par_o SET n = n + @P1, kod = UPPER(kod) OUTPUT DELETED.n AS old_n, INSERTED.n AS new_n, DELETED.kod, INSERTED.kod WHERE id <= 2",
+            &[&5i32],
+        )
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    let mut got: Vec<(i32, i32, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<i32, _>(0).unwrap(),
+                r.get::<i32, _>(1).unwrap(),
+                r.get::<&str, _>(2).unwrap().to_string(),
+                r.get::<&str, _>(3).unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (10, 15, "şt".into(), "ŞT".into()),
+            (20, 25, "İST".into(), "İST".into())
+        ]
+    );
+    let row = c
+        .query(
+            "DELETE FROM par_o OUTPUT DELETED.id, DELETED.n WHERE kod = @P1",
+            &[&"X"],
+        )
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .expect("deleted row");
+    assert_eq!(
+        (row.get::<i32, _>(0), row.get::<i32, _>(1)),
+        (Some(3), Some(30))
+    );
+    let (n, _) = server_error(&mut c, "DELETE FROM par_o OUTPUT INSERTED.id WHERE id = 1").await;
+    assert_ne!(n, 0, "DELETE has no INSERTED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sp_executesql_in_batch_text() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    assert_eq!(
+        one_int(
+            &mut c,
+            "EXEC sp_executesql N'SELECT @a + 1 AS x', N'@a int', @a = 41"
+        )
+        .await,
+        Some(42)
+    );
+    assert_eq!(
+        one_int(
+            &mut c,
+            "EXEC sp_executesql N'SELECT @a * @b', N'@a int, @b int', 6, 7"
+        )
+        .await,
+        Some(42)
+    );
+    // Turkish text through a declared nvarchar parameter, a variable as the value, and the
+    // statement's own scope for SCOPE_IDENTITY().
+    let rows = c
+        .simple_query(
+            "CREATE TABLE par_x (id int IDENTITY(1,1) NOT NULL PRIMARY KEY, ad nvarchar(20) NOT NULL); \
+             DECLARE @ad nvarchar(20) = N'şt İST'; \
+             EXEC sp_executesql N'INSERT INTO par_x (ad) VALUES (@p); SELECT CAST(SCOPE_IDENTITY() AS int) AS id', N'@p nvarchar(20)', @p = @ad; \
+             SELECT ad FROM par_x WHERE ad = N'ŞT İst'",
+        )
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    assert_eq!(rows[0][0].get::<i32, _>(0), Some(1));
+    assert_eq!(rows[1][0].get::<&str, _>(0), Some("şt İST"));
+    // The dynamic statement does not see the caller's variables (error 137), and that error
+    // ends only the dynamic batch: the caller's next statement runs.
+    let (n, msg) = server_error(
+        &mut c,
+        "DECLARE @v int = 5; EXEC sp_executesql N'SELECT @v'; INSERT INTO par_x (ad) VALUES (N'after')",
+    )
+    .await;
+    assert_eq!(n, 137, "{msg}");
+    assert_eq!(
+        one_int(&mut c, "SELECT COUNT(*) FROM par_x WHERE ad = N'AFTER'").await,
+        Some(1)
+    );
+    let (n, msg) = server_error(&mut c, "EXEC sp_executesql N'SELECT @a', N'@a int'").await;
+    assert_eq!(n, 8178, "{msg}");
+}

@@ -559,6 +559,17 @@ impl Session {
                         self.applock(*release, args, ret_var.as_deref(), params, out)
                             .await
                     }
+                    (Ok(()), Node::ExecSql { id, args }) => {
+                        match self.exec_sql(batch, *id, args, params, out).await {
+                            Ok(Flow::Continue) => continue,
+                            // An error that ended the dynamic batch ends only it, as on SQL
+                            // Server, unless XACT_ABORT rolled the transaction back; a CATCH
+                            // block of the caller takes over a caught error.
+                            Ok(Flow::Abort) if !self.xact_abort => continue,
+                            Ok(flow) => return flow,
+                            Err(f) => Err(f),
+                        }
+                    }
                 };
                 match r {
                     Err(f) => {
@@ -577,6 +588,118 @@ impl Session {
             }
             Flow::Continue
         })
+    }
+
+    /// `EXEC sp_executesql` in batch text: evaluates the arguments, binds the declared
+    /// parameters (named or in declaration order) and runs the statement in its own scope
+    /// (its own variables and SCOPE_IDENTITY(), as SQL Server does).
+    async fn exec_sql(
+        &mut self,
+        batch: &Arc<Batch>,
+        id: usize,
+        args: &[(Option<String>, Expr)],
+        params: &[Param],
+        out: &mut Vec<Output>,
+    ) -> Result<Flow, Fail> {
+        if args.len() > 64 {
+            return Err(SqlError::syntax(
+                "EXEC sp_executesql with more than 64 arguments in batch text is not supported by the emulator (send it as an RPC).",
+            )
+            .into());
+        }
+        let mut named: Vec<(String, Value)> = Vec::new();
+        let mut positional: Vec<Value> = Vec::new();
+        for (k, (name, e)) in args.iter().enumerate() {
+            let (v, _) = self.eval(batch, id * 64 + k, e, params).await?;
+            match name {
+                Some(n) => named.push((n.clone(), v)),
+                None if named.is_empty() => positional.push(v),
+                None => {
+                    return Err(SqlError::new(
+                        119,
+                        "Must pass parameter number 2 and subsequent parameters as '@name = value'. After the form '@name = value' has been used, all subsequent parameters must be passed in the form '@name = value'.",
+                    )
+                    .into())
+                }
+            }
+        }
+        let mut take = |name: &str, pos: usize| -> Option<Value> {
+            match named.iter().position(|(n, _)| n == name) {
+                Some(i) => Some(named.remove(i).1),
+                None => positional.get(pos).cloned(),
+            }
+        };
+        let stmt = match take("@stmt", 0).or_else(|| take("@statement", 0)) {
+            Some(Value::String(s)) => s,
+            _ => {
+                return Err(SqlError::new(
+                    214,
+                    "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'.",
+                )
+                .into())
+            }
+        };
+        let decl = match take("@params", 1) {
+            Some(Value::String(s)) => s,
+            None | Some(Value::Null) => String::new(),
+            Some(_) => {
+                return Err(SqlError::new(
+                    214,
+                    "Procedure expects parameter '@params' of type 'ntext/nchar/nvarchar'.",
+                )
+                .into())
+            }
+        };
+        let declared = crate::tds::rpc::parse_declarations(&decl)
+            .map_err(|e| SqlError::syntax(e.to_string()))?;
+        let mut inner = Vec::with_capacity(declared.len());
+        for (i, d) in declared.iter().enumerate() {
+            let v = match take(&d.name.to_lowercase(), i + 2) {
+                Some(v) => v,
+                None => {
+                    return Err(SqlError::new(
+                        8178,
+                        format!(
+                            "The parameterized query '({decl})' expects the parameter '{}', which was not supplied.",
+                            d.name
+                        ),
+                    )
+                    .into())
+                }
+            };
+            inner.push(Param {
+                name: d.name.clone(),
+                ty: d.ty.clone(),
+                value: coerce(v, &d.ty),
+            });
+        }
+        self.flush(out).await?;
+        let inner_batch = self.engine.batch(&stmt)?;
+        let vars = std::mem::take(&mut self.vars);
+        let scope_identity = self.scope_identity.take();
+        let sig = self.param_sig;
+        self.param_sig = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for p in &inner {
+                p.name.hash(&mut h);
+                p.ty.hash(&mut h);
+            }
+            h.finish()
+        };
+        let mut flow = self
+            .run_nodes(&inner_batch, &inner_batch.nodes, &inner, out)
+            .await;
+        if let Err(f) = self.flush(out).await {
+            self.last_error = f.err.number;
+            if flow == Flow::Continue {
+                flow = self.fail(f, out).await;
+            }
+        }
+        self.vars = vars;
+        self.scope_identity = scope_identity;
+        self.param_sig = sig;
+        Ok(flow)
     }
 
     /// Handles a failed statement: statement rollback, XACT_ABORT, deadlock, batch abort.

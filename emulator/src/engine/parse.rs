@@ -50,6 +50,13 @@ pub enum Node {
         args: Vec<(String, Expr)>,
         ret_var: Option<String>,
     },
+    /// `EXEC sp_executesql @stmt, @params, @a = …, …` in batch text: the statement runs in its
+    /// own scope with its parameters bound, as an RPC `sp_executesql` would.
+    ExecSql {
+        id: usize,
+        /// Arguments in order: `(Some(lower-cased @name), value)` or `(None, value)`.
+        args: Vec<(Option<String>, Expr)>,
+    },
 }
 
 const RETURN_MARK: &str = "@__emu_return";
@@ -489,6 +496,32 @@ fn convert(stmts: Vec<Statement>, id: &mut usize) -> Result<Vec<Node>, SqlError>
                 name: Some(name),
                 parameters,
                 ..
+            } if is_proc(&name.to_string(), "sp_executesql") => {
+                let mut args = Vec::new();
+                for p in parameters {
+                    match p {
+                        Expr::BinaryOp {
+                            left,
+                            op: sqlparser::ast::BinaryOperator::Eq,
+                            right,
+                        } if matches!(&*left, Expr::Identifier(i) if i.value.starts_with('@')) => {
+                            let Expr::Identifier(i) = *left else {
+                                continue;
+                            };
+                            if i.value == RETURN_MARK {
+                                return Err(unsupported_exec_return());
+                            }
+                            args.push((Some(i.value.to_lowercase()), *right));
+                        }
+                        other => args.push((None, other)),
+                    }
+                }
+                out.push(Node::ExecSql { id: my, args });
+            }
+            Statement::Execute {
+                name: Some(name),
+                parameters,
+                ..
             } if is_applock(&name.to_string()) => {
                 let release = name
                     .to_string()
@@ -551,6 +584,17 @@ fn convert(stmts: Vec<Statement>, id: &mut usize) -> Result<Vec<Node>, SqlError>
         }
     }
     Ok(out)
+}
+
+fn unsupported_exec_return() -> SqlError {
+    SqlError::syntax(
+        "Incorrect syntax near 'EXEC @rc = sp_executesql': the return code of sp_executesql is not supported by the emulator.",
+    )
+}
+
+fn is_proc(name: &str, proc_name: &str) -> bool {
+    let n = name.to_lowercase();
+    n.rsplit('.').next() == Some(proc_name)
 }
 
 fn is_applock(name: &str) -> bool {

@@ -180,8 +180,8 @@ pub struct Translator<'a> {
     bind_ix: HashMap<Bind, usize>,
     pub locks: Vec<String>,
     scopes: Vec<Vec<ScopeTable>>,
-    /// Inside OUTPUT: the pseudo-table names allowed (`inserted`/`deleted`).
-    output_alias: Option<&'static str>,
+    /// Inside OUTPUT: the pseudo-table names allowed (`inserted`/`deleted`); empty elsewhere.
+    output_alias: &'static [&'static str],
     /// Emit bare column names (CHECK constraints, index filters).
     unqualified: bool,
     /// Common table expressions in scope (innermost last): name key → columns.
@@ -219,7 +219,7 @@ impl<'a> Translator<'a> {
             bind_ix: HashMap::new(),
             locks: Vec::new(),
             scopes: vec![Vec::new()],
-            output_alias: None,
+            output_alias: &[],
             unqualified: false,
             ctes: Vec::new(),
         }
@@ -409,7 +409,7 @@ impl<'a> Translator<'a> {
         &mut self,
         out: &Option<OutputClause>,
         def: &Arc<TableDef>,
-        alias: &'static str,
+        aliases: &'static [&'static str],
     ) -> Result<(Vec<String>, Vec<OutCol>), SqlError> {
         let Some(o) = out else {
             return Ok((Vec::new(), Vec::new()));
@@ -427,13 +427,18 @@ impl<'a> Translator<'a> {
                 ))
             }
         };
-        self.scopes.push(vec![ScopeTable {
-            alias: alias.to_string(),
-            def: def.clone(),
-        }]);
-        self.output_alias = Some(alias);
+        self.scopes.push(
+            aliases
+                .iter()
+                .map(|a| ScopeTable {
+                    alias: a.to_string(),
+                    def: def.clone(),
+                })
+                .collect(),
+        );
+        self.output_alias = aliases;
         let r = self.projection(items);
-        self.output_alias = None;
+        self.output_alias = &[];
         self.scopes.pop();
         let (sqls, cols) = r?;
         Ok((sqls, cols))
@@ -484,7 +489,7 @@ impl<'a> Translator<'a> {
             .iter()
             .find(|c| c.identity)
             .map(|c| (def.pg_ref(), c.lc.clone()));
-        let (out_sql, out_cols) = self.output_items(&ins.output, &def, "inserted")?;
+        let (out_sql, out_cols) = self.output_items(&ins.output, &def, &["inserted"])?;
         let mut sql = format!(
             "INSERT INTO {} AS {} ",
             def.pg_ref(),
@@ -801,6 +806,22 @@ impl<'a> Translator<'a> {
             quote_ident(&alias),
             sets.join(", ")
         );
+        // OUTPUT DELETED.x: PostgreSQL 15's RETURNING sees only the new row, so the target is
+        // joined to itself by ctid; that copy is read before the update (the old values).
+        let uses_deleted = u
+            .output
+            .as_ref()
+            .is_some_and(|o| o.to_string().to_lowercase().contains("deleted."));
+        let mut extra = extra;
+        let mut from_sql = from_sql;
+        if uses_deleted {
+            let old = format!("{} AS \"deleted\"", def.pg_ref());
+            from_sql = Some(match from_sql {
+                Some(f) => format!("{f}, {old}"),
+                None => old,
+            });
+            extra.push(format!("\"deleted\".ctid = {}.ctid", quote_ident(&alias)));
+        }
         if let Some(f) = from_sql {
             sql.push_str(" FROM ");
             sql.push_str(&f);
@@ -812,7 +833,7 @@ impl<'a> Translator<'a> {
             &u.output,
             def,
             &alias,
-            "inserted",
+            &["inserted", "deleted"],
             Kind::Update,
         )
     }
@@ -861,7 +882,7 @@ impl<'a> Translator<'a> {
             &d.output,
             def,
             &alias,
-            "deleted",
+            &["deleted"],
             Kind::Delete,
         )
     }
@@ -879,7 +900,7 @@ impl<'a> Translator<'a> {
         output: &Option<OutputClause>,
         def: Arc<TableDef>,
         alias: &str,
-        pseudo: &'static str,
+        pseudo: &'static [&'static str],
         kind: Kind,
     ) -> Result<SqlPlan, SqlError> {
         if let Some(w) = selection {
@@ -890,7 +911,9 @@ impl<'a> Translator<'a> {
             sql.push_str(&conds.join(" AND "));
         }
         let (mut out_sql, out_cols) = self.output_items(output, &def, pseudo)?;
-        let from = format!("{}.", quote_ident(pseudo));
+        // The first pseudo-table is the target row itself (INSERTED of an UPDATE, DELETED of a
+        // DELETE); UPDATE's DELETED is the self-joined copy named "deleted".
+        let from = format!("{}.", quote_ident(pseudo[0]));
         let to = format!("{}.", quote_ident(alias));
         for s in &mut out_sql {
             *s = s.replace(&from, &to);
@@ -1486,9 +1509,9 @@ impl<'a> Translator<'a> {
                 ident_key(q)
             }
         });
-        if let Some(oa) = self.output_alias {
+        if !self.output_alias.is_empty() {
             match &qual_lc {
-                Some(q) if q == oa => {}
+                Some(q) if self.output_alias.contains(&q.as_str()) => {}
                 Some(q) if q == "inserted" || q == "deleted" => {
                     return Err(unsupported(format!(
                         "{}.{col} in this statement",
@@ -1604,7 +1627,9 @@ impl<'a> Translator<'a> {
         })
     }
 
-    /// Translates an expression.
+    /// Translates an expression. The stack grows on demand (`recursive`): a client's
+    /// `@P1 + @P2 + … + @P400` nests 400 levels deep, and an overflow would abort the process.
+    #[recursive::recursive]
     pub fn expr(&mut self, e: &Expr) -> Result<TExpr, SqlError> {
         match e {
             Expr::Identifier(id) => {
