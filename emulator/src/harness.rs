@@ -340,7 +340,7 @@ impl Harness {
 
     /// Parameter counts of the RPC calls the emulator received (`None` against a real SQL
     /// Server), e.g. to assert that a client stays a margin below SQL Server's 2,100.
-    pub fn erp_rpc_stats(&self) -> Option<&crate::server::RpcStats> {
+    pub fn erp_rpc_stats(&self) -> Option<std::sync::Arc<crate::server::RpcStats>> {
         self.emulator.as_ref().map(|e| e.rpc_stats())
     }
 

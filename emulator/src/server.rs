@@ -100,8 +100,8 @@ pub struct EmulatorHandle {
 
 impl EmulatorHandle {
     /// Parameter counts of the RPC calls this server received (see [`RpcStats`]).
-    pub fn rpc_stats(&self) -> &RpcStats {
-        &self.rpc_stats
+    pub fn rpc_stats(&self) -> Arc<RpcStats> {
+        self.rpc_stats.clone()
     }
 
     /// Stops accepting connections, lets every connection finish its current request and
@@ -383,6 +383,8 @@ async fn handle_connection(
         stats: shared.rpc_stats.clone(),
         ..ConnState::default()
     };
+    // Requests that ended with a transaction open, since it began.
+    let mut tx_requests = 0usize;
     loop {
         let msg = tokio::select! {
             r = read_message(&mut conn.io) => r,
@@ -402,7 +404,14 @@ async fn handle_connection(
                 break;
             }
         };
-        match handle_message(&mut conn, &mut session, &mut state, msg).await {
+        let r = handle_message(&mut conn, &mut session, &mut state, msg).await;
+        if session.trancount() > 0 {
+            tx_requests += 1;
+        } else if tx_requests > 0 {
+            state.stats.record_transaction(tx_requests + 1);
+            tx_requests = 0;
+        }
+        match r {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
@@ -410,6 +419,10 @@ async fn handle_connection(
                 break;
             }
         }
+    }
+    if tx_requests > 0 {
+        // Left open until the connection ended (rolled back by close).
+        state.stats.record_transaction(tx_requests);
     }
     session.close().await;
     debug!("connection closed");
@@ -655,12 +668,15 @@ struct ConnState {
     stats: Arc<RpcStats>,
 }
 
-/// How many parameters RPC calls carried, over the server's life (every connection), so tests
-/// can assert a client stays a margin below SQL Server's 2,100.
+/// How many parameters RPC calls carried, and how many requests a transaction stayed open
+/// across, over the server's life (every connection): tests assert that a client stays a margin
+/// below SQL Server's 2,100 parameters, and that it does not hold a transaction open across
+/// round trips (on SQL Server, readers of the rows it wrote wait that long).
 #[derive(Debug, Default)]
 pub struct RpcStats {
     calls: AtomicU64,
     max_params: AtomicUsize,
+    max_tx_requests: AtomicUsize,
 }
 
 impl RpcStats {
@@ -677,6 +693,17 @@ impl RpcStats {
     /// The most parameters one RPC call carried (sp_executesql's @stmt and @params included).
     pub fn max_params(&self) -> usize {
         self.max_params.load(Ordering::Relaxed)
+    }
+
+    /// The most requests (SQLBatch, RPC, Transaction Manager) one transaction stayed open
+    /// across, counting the one that began it and the one that ended it; 0 while every
+    /// transaction began and ended inside a single request.
+    pub fn max_requests_per_transaction(&self) -> usize {
+        self.max_tx_requests.load(Ordering::Relaxed)
+    }
+
+    fn record_transaction(&self, requests: usize) {
+        self.max_tx_requests.fetch_max(requests, Ordering::Relaxed);
     }
 }
 

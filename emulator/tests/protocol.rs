@@ -917,3 +917,63 @@ async fn more_than_2100_rpc_parameters_is_error_8003() {
         .unwrap();
     assert_eq!(row.get::<i32, _>(0), Some(7));
 }
+
+/// The two server modes of issue 19 as a client sees them: a server that refuses encryption
+/// (`TlsMode::Off`, PRELOGIN ENCRYPT_NOT_SUP, like an old SQL Server without a certificate) and
+/// one that requires it (`TlsMode::Required`, ENCRYPT_REQ, "Force Encryption" on).
+#[tokio::test]
+async fn servers_that_refuse_or_require_encryption() {
+    let off = env(TlsMode::Off).await;
+    // Only a plaintext client (ADO encrypt=DANGER_PLAINTEXT) logs in. tiberius with
+    // encrypt=true refuses, and with encrypt=false it still starts a TLS handshake for the login
+    // after ENCRYPT_NOT_SUP, which the server drops: "tls handshake eof", the error operators of
+    // old SQL Servers report.
+    for enc in [EncryptionLevel::Required, EncryptionLevel::Off] {
+        let e = connect_with(config(off.addr(), enc, USER, PASSWORD, Some(DB)))
+            .await
+            .err()
+            .map(|e| e.to_string());
+        let Some(e) = e else {
+            panic!("{enc:?} logged in to a server without TLS");
+        };
+        if enc == EncryptionLevel::Off {
+            assert!(e.contains("tls handshake eof"), "{e}");
+        }
+    }
+    let mut c = connect_with(config(
+        off.addr(),
+        EncryptionLevel::NotSupported,
+        USER,
+        PASSWORD,
+        Some(DB),
+    ))
+    .await
+    .expect("plaintext login");
+    c.simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+
+    let req = env(TlsMode::Required).await;
+    // ENCRYPT_REQ makes tiberius encrypt whatever it was configured with (even
+    // DANGER_PLAINTEXT), so every level is served — over TLS; a client that really sends a
+    // plaintext LOGIN7 is dropped (prelogin_encryption_answers_follow_the_mode).
+    for enc in [
+        EncryptionLevel::NotSupported,
+        EncryptionLevel::Off,
+        EncryptionLevel::On,
+        EncryptionLevel::Required,
+    ] {
+        let mut c = connect_with(config(req.addr(), enc, USER, PASSWORD, Some(DB)))
+            .await
+            .unwrap_or_else(|e| panic!("{enc:?} against a server requiring TLS: {e}"));
+        c.simple_query("SELECT 1")
+            .await
+            .unwrap()
+            .into_results()
+            .await
+            .unwrap();
+    }
+}
