@@ -1,0 +1,1150 @@
+//! Expressions: columns, literals, parameters and variables, operators, CASE, CAST/CONVERT and
+//! the T-SQL functions, each typed as SQL Server types it.
+
+use super::*;
+
+impl<'a> Translator<'a> {
+    pub(super) fn resolve_column(&mut self, qual: &[String], col: &str) -> Result<TExpr, SqlError> {
+        let lc = ident_key(col);
+        let qual_lc = qual.last().map(|q| {
+            if q.eq_ignore_ascii_case("inserted") || q.eq_ignore_ascii_case("deleted") {
+                q.to_ascii_lowercase()
+            } else {
+                ident_key(q)
+            }
+        });
+        if !self.output_alias.is_empty() {
+            match &qual_lc {
+                Some(q) if self.output_alias.contains(&q.as_str()) => {}
+                Some(q) if q == "inserted" || q == "deleted" => {
+                    return Err(unsupported(format!(
+                        "{}.{col} in this statement",
+                        q.to_uppercase()
+                    )))
+                }
+                _ => {
+                    return Err(SqlError::new(
+                        4104,
+                        format!("The multi-part identifier \"{col}\" could not be bound."),
+                    ))
+                }
+            }
+        }
+        for scope in self.scopes.iter().rev() {
+            let mut found: Option<(&ScopeTable, &ColumnDef)> = None;
+            for t in scope {
+                if let Some(q) = &qual_lc {
+                    if &t.alias != q {
+                        continue;
+                    }
+                }
+                if let Some(c) = t.def.column(&lc) {
+                    if found.is_some() {
+                        return Err(SqlError::new(
+                            209,
+                            format!("Ambiguous column name '{col}'."),
+                        ));
+                    }
+                    found = Some((t, c));
+                }
+            }
+            if let Some((t, c)) = found {
+                let sql = if self.unqualified {
+                    quote_ident(&c.lc)
+                } else {
+                    format!("{}.{}", quote_ident(&t.alias), quote_ident(&c.lc))
+                };
+                return Ok(TExpr {
+                    sql,
+                    ty: Some(c.ty.clone()),
+                    literal: false,
+                    nullable: c.nullable,
+                    name: col.to_string(),
+                });
+            }
+            if let Some(q) = &qual_lc {
+                if scope.iter().any(|t| &t.alias == q) {
+                    return Err(invalid_column(col));
+                }
+            }
+        }
+        if let Some(q) = qual_lc {
+            if !self.scopes.iter().flatten().any(|t| t.alias == q) {
+                return Err(SqlError::new(
+                    4104,
+                    format!(
+                        "The multi-part identifier \"{}.{col}\" could not be bound.",
+                        qual.join(".")
+                    ),
+                ));
+            }
+        }
+        Err(invalid_column(col))
+    }
+
+    pub(super) fn variable(&mut self, name: &str) -> Result<TExpr, SqlError> {
+        let lc = name.to_lowercase();
+        let (src, ty) = match lc.as_str() {
+            "@@rowcount" => (Bind::RowCount, SqlType::Int),
+            "@@trancount" => (Bind::TranCount, SqlType::Int),
+            "@@identity" => (
+                Bind::Identity,
+                SqlType::Decimal {
+                    precision: 38,
+                    scale: 0,
+                },
+            ),
+            "@@spid" => {
+                return Ok(TExpr::new(
+                    "pg_backend_pid()::smallint".into(),
+                    SqlType::SmallInt,
+                ))
+            }
+            "@@error" => (Bind::Error, SqlType::Int),
+            "@@version" => {
+                return Ok(TExpr::new(
+                    quote_lit(SERVER_VERSION_TEXT),
+                    SqlType::NVarChar(Some(300)),
+                ))
+            }
+            _ if lc.starts_with("@@") => return Err(unsupported(name)),
+            _ => {
+                if let Some(i) = self.params.iter().position(|(n, _)| n.to_lowercase() == lc) {
+                    (Bind::Param(i), self.params[i].1.clone())
+                } else if let Some(t) = self.vars.get(&lc) {
+                    (Bind::Var(lc.clone()), t.clone())
+                } else {
+                    return Err(SqlError::new(
+                        137,
+                        format!("Must declare the scalar variable \"{name}\"."),
+                    ));
+                }
+            }
+        };
+        let p = self.bind(src, ty.clone());
+        Ok(TExpr {
+            sql: p,
+            ty: Some(ty),
+            literal: false,
+            nullable: true,
+            name: String::new(),
+        })
+    }
+
+    /// Translates an expression. The stack grows on demand (`recursive`): a client's
+    /// `@P1 + @P2 + … + @P400` nests 400 levels deep, and an overflow would abort the process.
+    #[recursive::recursive]
+    pub fn expr(&mut self, e: &Expr) -> Result<TExpr, SqlError> {
+        match e {
+            Expr::Identifier(id) => {
+                if id.value.starts_with('@') {
+                    return self.variable(&id.value);
+                }
+                if id.quote_style.is_none() {
+                    match id.value.to_uppercase().as_str() {
+                        "CURRENT_TIMESTAMP" => {
+                            return Ok(TExpr::new(
+                                "emu_catalog.dt300(localtimestamp)".into(),
+                                SqlType::DateTime,
+                            ))
+                        }
+                        "NULL" => return Ok(null_lit()),
+                        _ => {}
+                    }
+                }
+                self.resolve_column(&[], &id.value)
+            }
+            Expr::CompoundIdentifier(parts) => {
+                let names: Vec<String> = parts.iter().map(|p| p.value.clone()).collect();
+                let (col, qual) = names.split_last().ok_or_else(|| unsupported(e))?;
+                let qual: Vec<String> = if qual.len() > 1 {
+                    qual[qual.len() - 1..].to_vec()
+                } else {
+                    qual.to_vec()
+                };
+                self.resolve_column(&qual, col)
+            }
+            Expr::Value(v) => self.literal(&v.value),
+            Expr::Nested(inner) => {
+                let mut t = self.expr(inner)?;
+                t.sql = format!("({})", t.sql);
+                Ok(t)
+            }
+            Expr::IsNull(x) | Expr::IsNotNull(x) => {
+                let t = self.expr(x)?;
+                let not = if matches!(e, Expr::IsNotNull(_)) {
+                    " NOT"
+                } else {
+                    ""
+                };
+                Ok(TExpr::new(
+                    format!("({} IS{not} NULL)", t.sql),
+                    SqlType::Bit,
+                ))
+            }
+            Expr::UnaryOp { op, expr } => {
+                let t = self.expr(expr)?;
+                let s = match op {
+                    UnaryOperator::Not => format!("(NOT {})", t.sql),
+                    UnaryOperator::Minus => format!("(-{})", t.sql),
+                    UnaryOperator::Plus => t.sql.clone(),
+                    other => return Err(unsupported(other)),
+                };
+                Ok(TExpr {
+                    sql: s,
+                    ty: t.ty.clone().or(Some(SqlType::Int)),
+                    literal: false,
+                    nullable: t.nullable,
+                    name: String::new(),
+                })
+            }
+            Expr::BinaryOp { left, op, right } => self.binary(left, op, right),
+            Expr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
+                let a = self.expr(expr)?;
+                let l = self.expr(low)?;
+                let h = self.expr(high)?;
+                let (a1, l) = coerce_pair(&a, &l);
+                let (_, h) = coerce_pair(&a, &h);
+                let not = if *negated { " NOT" } else { "" };
+                Ok(TExpr::new(
+                    format!("({}{not} BETWEEN {} AND {})", a1.sql, l.sql, h.sql),
+                    SqlType::Bit,
+                ))
+            }
+            Expr::In {
+                expr,
+                target: ast::InTarget::List(list),
+                negated,
+                global: false,
+            } => {
+                let mut a = self.expr(expr)?;
+                let strings = a.ty.as_ref().is_some_and(is_string);
+                if strings {
+                    pad_insensitive(expr, &mut a);
+                }
+                let mut items = Vec::new();
+                for x in list {
+                    let mut t = self.expr(x)?;
+                    if strings && t.ty.as_ref().is_some_and(is_string) {
+                        pad_insensitive(x, &mut t);
+                    }
+                    items.push(coerce_pair(&a, &t).1.sql);
+                }
+                let not = if *negated { " NOT" } else { "" };
+                Ok(TExpr::new(
+                    format!("({}{not} IN ({}))", a.sql, items.join(", ")),
+                    SqlType::Bit,
+                ))
+            }
+            Expr::In {
+                expr,
+                target: ast::InTarget::Subquery(subquery),
+                negated,
+                global: false,
+            } => {
+                let a = self.expr(expr)?;
+                let (q, _) = self.query(subquery)?;
+                let not = if *negated { " NOT" } else { "" };
+                Ok(TExpr::new(
+                    format!("({}{not} IN ({q}))", a.sql),
+                    SqlType::Bit,
+                ))
+            }
+            Expr::Exists { subquery, negated } => {
+                let (q, _) = self.query(subquery)?;
+                let not = if *negated { "NOT " } else { "" };
+                Ok(TExpr::new(format!("({not}EXISTS ({q}))"), SqlType::Bit))
+            }
+            Expr::Subquery(q) => {
+                let (s, cols) = self.query(q)?;
+                let ty = cols.first().map(|c| c.ty.clone()).unwrap_or(SqlType::Int);
+                Ok(TExpr::new(format!("({s})"), ty))
+            }
+            Expr::Like {
+                negated,
+                any: false,
+                expr,
+                pattern,
+                escape_char,
+            } => {
+                let a = self.expr(expr)?;
+                let mut p = self.expr(pattern)?;
+                // T-SQL's [set] / [^set] classes have no PostgreSQL LIKE equivalent: refused
+                // rather than matched literally.
+                if let Expr::Value(v) = pattern.as_ref() {
+                    if let AV::SingleQuotedString(s) | AV::NationalStringLiteral(s) = &v.value {
+                        if s.contains('[') {
+                            return Err(unsupported(
+                                "LIKE with a [ ] character class (not supported by the emulator; use OR of LIKEs or IN)",
+                            ));
+                        }
+                    }
+                } else {
+                    p.sql = format!("emu_catalog.like_pattern(({})::text)", p.sql);
+                }
+                let not = if *negated { " NOT" } else { "" };
+                let esc = match escape_char {
+                    None => String::new(),
+                    Some(c) => format!(" ESCAPE {}", self.expr(c)?.sql),
+                };
+                // Nondeterministic collations reject LIKE in PostgreSQL 15: compare the
+                // Turkish lower-case forms under a deterministic collation instead.
+                Ok(TExpr::new(
+                    format!(
+                        "(lower(({})::text COLLATE emu_catalog.tr_det){not} LIKE lower(({})::text COLLATE emu_catalog.tr_det){esc})",
+                        a.sql, p.sql
+                    ),
+                    SqlType::Bit,
+                ))
+            }
+            Expr::ILike { .. } => Err(unsupported(
+                "ILIKE (PostgreSQL; use LIKE, comparisons are case-insensitive)",
+            )),
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                let mut sql = String::from("CASE");
+                if let Some(o) = operand {
+                    sql.push(' ');
+                    sql.push_str(&self.expr(o)?.sql);
+                }
+                let mut ty: Option<SqlType> = None;
+                let mut results = Vec::new();
+                for w in conditions {
+                    let c = self.expr(&w.condition)?;
+                    let r = self.expr(&w.result)?;
+                    ty = higher(ty, r.ty.clone());
+                    results.push((c.sql, r));
+                }
+                let els = match else_result {
+                    Some(x) => {
+                        let r = self.expr(x)?;
+                        ty = higher(ty, r.ty.clone());
+                        Some(r)
+                    }
+                    None => None,
+                };
+                let target = ty.clone().unwrap_or(SqlType::Int);
+                for (c, r) in results {
+                    sql.push_str(&format!(" WHEN {c} THEN {}", cast_if_needed(&r, &target)));
+                }
+                if let Some(r) = els {
+                    sql.push_str(&format!(" ELSE {}", cast_if_needed(&r, &target)));
+                }
+                sql.push_str(" END");
+                Ok(TExpr::new(sql, target))
+            }
+            Expr::Cast {
+                kind,
+                expr,
+                data_type,
+                format,
+            } => {
+                if format.is_some() {
+                    return Err(unsupported("CAST … FORMAT"));
+                }
+                match kind {
+                    CastKind::Cast => {}
+                    CastKind::DoubleColon => {
+                        return Err(unsupported(":: (PostgreSQL cast; use CAST)"))
+                    }
+                    _ => return Err(unsupported("TRY_CAST/SAFE_CAST")),
+                }
+                let t = self.expr(expr)?;
+                let target = data_type_to_sql(data_type, 30)?;
+                Ok(self.cast(&t, &target, None))
+            }
+            Expr::Convert {
+                is_try: false,
+                expr,
+                data_type: Some(dt),
+                charset: None,
+                styles,
+                ..
+            } => {
+                let t = self.expr(expr)?;
+                let target = data_type_to_sql(dt, 30)?;
+                let style = match styles.first() {
+                    None => None,
+                    Some(Expr::Value(v)) => match &v.value {
+                        AV::Number(n, _) => n.parse::<i32>().ok(),
+                        _ => return Err(unsupported("CONVERT style")),
+                    },
+                    Some(_) => return Err(unsupported("CONVERT style expression")),
+                };
+                Ok(self.cast(&t, &target, style))
+            }
+            Expr::Collate { expr, .. } => self.expr(expr),
+            Expr::Function(f) => self.function(f),
+            Expr::Trim {
+                trim_where: None,
+                trim_what: None,
+                expr,
+                trim_characters: None,
+            } => {
+                let t = self.expr(expr)?;
+                Ok(TExpr::new(
+                    format!("btrim({}, ' ')", t.sql),
+                    t.ty_or(SqlType::NVarChar(Some(4000))),
+                ))
+            }
+            Expr::Substring {
+                expr,
+                substring_from: Some(from),
+                substring_for: Some(len),
+                ..
+            } => {
+                let t = self.expr(expr)?;
+                let f = self.expr(from)?;
+                let l = self.expr(len)?;
+                Ok(TExpr::new(
+                    format!("substr({}, ({}), greatest(({}), 0))", t.sql, f.sql, l.sql),
+                    t.ty_or(SqlType::NVarChar(Some(4000))),
+                ))
+            }
+            other => Err(unsupported(first_words(&other.to_string()))),
+        }
+    }
+
+    pub(super) fn literal(&mut self, v: &AV) -> Result<TExpr, SqlError> {
+        let lit = |sql: String, ty: SqlType| TExpr {
+            sql,
+            ty: Some(ty),
+            literal: true,
+            nullable: false,
+            name: String::new(),
+        };
+        Ok(match v {
+            AV::Number(n, _) => {
+                if n.contains(['e', 'E']) {
+                    lit(format!("({n})::double precision"), SqlType::Float)
+                } else if let Some(dot) = n.find('.') {
+                    let digits = n.chars().filter(|c| c.is_ascii_digit()).count();
+                    let scale = n.len() - dot - 1;
+                    let precision = digits.max(scale).max(1);
+                    lit(
+                        n.clone(),
+                        SqlType::Decimal {
+                            precision: precision.min(38) as u8,
+                            scale: scale.min(38) as u8,
+                        },
+                    )
+                } else {
+                    match n.parse::<i64>() {
+                        Ok(i) if i32::try_from(i).is_ok() => lit(n.clone(), SqlType::Int),
+                        _ => lit(
+                            format!("({n})::numeric"),
+                            SqlType::Decimal {
+                                precision: n.len().min(38) as u8,
+                                scale: 0,
+                            },
+                        ),
+                    }
+                }
+            }
+            AV::SingleQuotedString(s) => lit(
+                quote_lit(s),
+                SqlType::VarChar(Some(s.chars().count().clamp(1, 8000) as u16)),
+            ),
+            AV::NationalStringLiteral(s) => lit(
+                quote_lit(s),
+                SqlType::NVarChar(Some(s.chars().count().clamp(1, 4000) as u16)),
+            ),
+            AV::Null => null_lit(),
+            AV::Placeholder(p) => {
+                return Err(unsupported(format!(
+                    "{p} (PostgreSQL placeholder; use @P1 parameters)"
+                )))
+            }
+            AV::DoubleQuotedString(s) => {
+                return Err(unsupported(format!(
+                    "\"{s}\" (double-quoted string literal; use '…')"
+                )))
+            }
+            AV::Boolean(b) => return Err(unsupported(format!("{b} (boolean literal; use 1/0)"))),
+            AV::DollarQuotedString(_) => return Err(unsupported("$$ (dollar-quoted string)")),
+            AV::EscapedStringLiteral(_) => return Err(unsupported("E'…' (escaped string)")),
+            other => return Err(unsupported(other)),
+        })
+    }
+
+    pub(super) fn binary(
+        &mut self,
+        l: &Expr,
+        op: &BinaryOperator,
+        r: &Expr,
+    ) -> Result<TExpr, SqlError> {
+        let mut a = self.expr(l)?;
+        let mut b = self.expr(r)?;
+        if matches!(
+            op,
+            BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq
+        ) {
+            self.identity_as_bigint(&mut a, &b);
+            self.identity_as_bigint(&mut b, &a);
+            if a.ty.as_ref().is_some_and(is_string) && b.ty.as_ref().is_some_and(is_string) {
+                pad_insensitive(l, &mut a);
+                pad_insensitive(r, &mut b);
+            }
+        }
+        // Two strings compare under the database collation even when neither is a column
+        // (PostgreSQL would compare literals and parameters case-sensitively).
+        let both_strings =
+            a.ty.as_ref().is_some_and(is_string) && b.ty.as_ref().is_some_and(is_string);
+        let cmp = |s: &str, a: &TExpr, b: &TExpr| {
+            let (a, b) = coerce_pair(a, b);
+            let coll = if both_strings {
+                " COLLATE emu_catalog.tr_ci"
+            } else {
+                ""
+            };
+            TExpr::new(format!("({} {s} {}{coll})", a.sql, b.sql), SqlType::Bit)
+        };
+        Ok(match op {
+            BinaryOperator::Eq => cmp("=", &a, &b),
+            BinaryOperator::NotEq => cmp("<>", &a, &b),
+            BinaryOperator::Lt => cmp("<", &a, &b),
+            BinaryOperator::LtEq => cmp("<=", &a, &b),
+            BinaryOperator::Gt => cmp(">", &a, &b),
+            BinaryOperator::GtEq => cmp(">=", &a, &b),
+            BinaryOperator::And => TExpr::new(format!("({} AND {})", a.sql, b.sql), SqlType::Bit),
+            BinaryOperator::Or => TExpr::new(format!("({} OR {})", a.sql, b.sql), SqlType::Bit),
+            BinaryOperator::Plus
+            | BinaryOperator::Minus
+            | BinaryOperator::Multiply
+            | BinaryOperator::Divide
+            | BinaryOperator::Modulo => {
+                let at = a.ty.clone();
+                let bt = b.ty.clone();
+                let is_str = |t: &Option<SqlType>| t.as_ref().is_some_and(is_string);
+                if matches!(op, BinaryOperator::Plus) && (is_str(&at) || is_str(&bt)) {
+                    // T-SQL string concatenation; NULL + 'x' is NULL as in PostgreSQL's ||.
+                    let len = |t: &Option<SqlType>| match t {
+                        Some(SqlType::NVarChar(Some(n)) | SqlType::VarChar(Some(n))) => {
+                            Some(*n as u32)
+                        }
+                        Some(SqlType::NChar(n) | SqlType::Char(n)) => Some(*n as u32),
+                        None => Some(0),
+                        _ => Some(30),
+                    };
+                    let n = match (len(&at), len(&bt)) {
+                        (Some(x), Some(y)) if x + y <= 4000 => Some((x + y).max(1) as u16),
+                        _ => None,
+                    };
+                    let nat = matches!(at, Some(SqlType::NVarChar(_) | SqlType::NChar(_)))
+                        || matches!(bt, Some(SqlType::NVarChar(_) | SqlType::NChar(_)));
+                    let ty = if nat {
+                        SqlType::NVarChar(n)
+                    } else {
+                        SqlType::VarChar(n)
+                    };
+                    return Ok(TExpr::new(
+                        format!("(({})::text || ({})::text)", a.sql, b.sql),
+                        ty,
+                    ));
+                }
+                let temporal = |t: &Option<SqlType>| t.as_ref().is_some_and(is_temporal);
+                if matches!(op, BinaryOperator::Plus | BinaryOperator::Minus)
+                    && temporal(&at)
+                    && !temporal(&bt)
+                {
+                    let sign = if matches!(op, BinaryOperator::Plus) {
+                        "+"
+                    } else {
+                        "-"
+                    };
+                    return Ok(TExpr::new(
+                        format!("({} {sign} ({}) * interval '1 day')", a.sql, b.sql),
+                        at.unwrap_or(SqlType::DateTime),
+                    ));
+                }
+                let ty = arith_type(&at, &bt, op);
+                let o = match op {
+                    BinaryOperator::Plus => "+",
+                    BinaryOperator::Minus => "-",
+                    BinaryOperator::Multiply => "*",
+                    BinaryOperator::Divide => "/",
+                    _ => "%",
+                };
+                let (a2, b2) = (numeric_operand(&a), numeric_operand(&b));
+                TExpr::new(format!("({a2} {o} {b2})"), ty)
+            }
+            BinaryOperator::BitwiseAnd => {
+                TExpr::new(format!("({} & {})", a.sql, b.sql), a.ty_or(SqlType::Int))
+            }
+            BinaryOperator::BitwiseOr => {
+                TExpr::new(format!("({} | {})", a.sql, b.sql), a.ty_or(SqlType::Int))
+            }
+            BinaryOperator::BitwiseXor => {
+                TExpr::new(format!("({} # {})", a.sql, b.sql), a.ty_or(SqlType::Int))
+            }
+            BinaryOperator::StringConcat => {
+                return Err(unsupported("|| (PostgreSQL concatenation; use +)"))
+            }
+            other => return Err(unsupported(other)),
+        })
+    }
+
+    /// `x` is `SCOPE_IDENTITY()` / `@@IDENTITY` (decimal(38,0) in T-SQL, a `numeric` parameter
+    /// here) compared with an integer expression: compare as `bigint` instead. PostgreSQL would
+    /// otherwise cast the integer column to `numeric`, which no btree index on the column can
+    /// serve, so `WHERE RECno = SCOPE_IDENTITY()` scanned the whole table on every call. The
+    /// value is always an identity read as `i64`, so the cast is exact (NULL stays NULL) and the
+    /// comparison's result is unchanged; the expression's T-SQL type stays decimal(38,0).
+    pub(super) fn identity_as_bigint(&self, x: &mut TExpr, other: &TExpr) {
+        if !other.ty.as_ref().is_some_and(|t| {
+            matches!(
+                t,
+                SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt
+            )
+        }) {
+            return;
+        }
+        let is_identity_bind = [Bind::ScopeIdentity, Bind::Identity].iter().any(|b| {
+            self.bind_ix
+                .get(b)
+                .is_some_and(|i| x.sql == format!("${}", i + 1))
+        });
+        if is_identity_bind {
+            x.sql = format!("CAST({} AS bigint)", x.sql);
+        }
+    }
+
+    pub(super) fn cast(&mut self, t: &TExpr, target: &SqlType, style: Option<i32>) -> TExpr {
+        let src = t.ty.clone();
+        let pgt = pg_type_name(target);
+        let sql = match (&src, target) {
+            (_, _) if t.ty.is_none() => format!("CAST(NULL AS {pgt})"),
+            (Some(s), tg)
+                if is_integer(tg)
+                    && matches!(
+                        s,
+                        SqlType::Float | SqlType::Real | SqlType::Decimal { .. } | SqlType::Money
+                    ) =>
+            {
+                format!("CAST(trunc({}) AS {pgt})", t.sql)
+            }
+            (Some(s), SqlType::Bit) if is_numeric(s) => {
+                format!("CAST(({} <> 0)::int AS smallint)", t.sql)
+            }
+            (Some(s), tg) if is_temporal(s) && is_string(tg) => {
+                let fmt = match (style, s) {
+                    (Some(112), _) => "YYYYMMDD",
+                    (Some(23), _) | (None, SqlType::Date) => "YYYY-MM-DD",
+                    (Some(104), _) => "DD.MM.YYYY",
+                    (Some(103), _) => "DD/MM/YYYY",
+                    (Some(101), _) => "MM/DD/YYYY",
+                    (Some(108), _) => "HH24:MI:SS",
+                    (Some(120), _) | (Some(20), _) => "YYYY-MM-DD HH24:MI:SS",
+                    (Some(126), _) => "YYYY-MM-DD\"T\"HH24:MI:SS.MS",
+                    (Some(127), _) => "YYYY-MM-DD\"T\"HH24:MI:SS.MS",
+                    (_, SqlType::DateTime2(_)) => "YYYY-MM-DD HH24:MI:SS.US",
+                    _ => "YYYY-MM-DD HH24:MI:SS.MS",
+                };
+                format!("CAST(to_char({}, '{fmt}') AS {pgt})", t.sql)
+            }
+            (_, SqlType::DateTime) => format!("emu_catalog.dt300(CAST({} AS timestamp))", t.sql),
+            // SQL Server writes a uniqueidentifier as upper-case text.
+            (Some(SqlType::UniqueIdentifier), tg) if is_string(tg) => {
+                format!("CAST(upper(({})::text) AS {pgt})", t.sql)
+            }
+            (Some(s), tg) if is_string(s) && is_string(tg) => format!("CAST({} AS {pgt})", t.sql),
+            _ => format!("CAST({} AS {pgt})", t.sql),
+        };
+        TExpr {
+            sql,
+            ty: Some(target.clone()),
+            literal: false,
+            nullable: t.nullable,
+            name: String::new(),
+        }
+    }
+
+    pub(super) fn args(&mut self, f: &ast::Function) -> Result<Vec<FunctionArgExpr>, SqlError> {
+        match &f.args {
+            FunctionArguments::None => Ok(Vec::new()),
+            FunctionArguments::List(l) => {
+                if !l.clauses.is_empty() {
+                    return Err(unsupported(format!("{} clauses", f.name)));
+                }
+                l.args
+                    .iter()
+                    .map(|a| match a {
+                        FunctionArg::Unnamed(x) => Ok(x.clone()),
+                        _ => Err(unsupported("named function arguments")),
+                    })
+                    .collect()
+            }
+            FunctionArguments::Subquery(_) => Err(unsupported("function(subquery)")),
+        }
+    }
+
+    pub(super) fn function(&mut self, f: &ast::Function) -> Result<TExpr, SqlError> {
+        if f.over.is_some() {
+            return Err(unsupported("window functions (OVER)"));
+        }
+        if f.filter.is_some()
+            || (!f.within_group.is_empty() && !name_is(&f.name, "string_agg"))
+            || f.null_treatment.is_some()
+        {
+            return Err(unsupported(&f.name));
+        }
+        let parts = name_parts(&f.name);
+        let name = parts.last().cloned().unwrap_or_default().to_lowercase();
+        let distinct = matches!(
+            &f.args,
+            FunctionArguments::List(l) if matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct))
+        );
+        let raw = self.args(f)?;
+        let star = raw.len() == 1 && matches!(raw[0], FunctionArgExpr::Wildcard);
+        let mut a = Vec::new();
+        if !star {
+            for x in &raw {
+                match x {
+                    FunctionArgExpr::Expr(e) => {
+                        // DATEADD(day, …) / DATEDIFF(day, …): the first argument is a keyword.
+                        if (name == "dateadd" || name == "datediff" || name == "datepart")
+                            && a.is_empty()
+                        {
+                            if let Expr::Identifier(i) = e {
+                                a.push(TExpr::new(i.value.to_lowercase(), SqlType::Int));
+                                continue;
+                            }
+                        }
+                        a.push(self.expr(e)?)
+                    }
+                    _ => return Err(unsupported(format!("{name}(*)"))),
+                }
+            }
+        }
+        let n = a.len();
+        let need = |k: usize| -> Result<(), SqlError> {
+            if n == k {
+                Ok(())
+            } else {
+                Err(SqlError::new(
+                    174,
+                    format!("The {name} function requires {k} argument(s)."),
+                ))
+            }
+        };
+        let d = if distinct { "DISTINCT " } else { "" };
+        let t = |sql: String, ty: SqlType| Ok(TExpr::new(sql, ty));
+        match name.as_str() {
+            "count" | "count_big" => {
+                let ty = if name == "count" {
+                    SqlType::Int
+                } else {
+                    SqlType::BigInt
+                };
+                let inner = if star {
+                    "*".to_string()
+                } else {
+                    need(1)?;
+                    format!("{d}{}", a[0].sql)
+                };
+                let mut r = TExpr::new(format!("count({inner})"), ty);
+                r.nullable = false;
+                Ok(r)
+            }
+            "sum" => {
+                need(1)?;
+                let ty = match a[0].ty_or(SqlType::Int) {
+                    SqlType::Bit | SqlType::TinyInt | SqlType::SmallInt | SqlType::Int => {
+                        SqlType::Int
+                    }
+                    SqlType::BigInt => SqlType::BigInt,
+                    SqlType::Real | SqlType::Float => SqlType::Float,
+                    SqlType::Decimal { scale, .. } => SqlType::Decimal {
+                        precision: 38,
+                        scale,
+                    },
+                    SqlType::Money => SqlType::Money,
+                    _ => {
+                        return Err(SqlError::new(
+                            8117,
+                            "Operand data type is invalid for sum operator.",
+                        ))
+                    }
+                };
+                t(format!("sum({d}{})", a[0].sql), ty)
+            }
+            "avg" => {
+                need(1)?;
+                let at = a[0].ty_or(SqlType::Int);
+                if is_integer(&at) {
+                    let ty = if at == SqlType::BigInt {
+                        SqlType::BigInt
+                    } else {
+                        SqlType::Int
+                    };
+                    t(format!("trunc(avg({d}{}))", a[0].sql), ty)
+                } else {
+                    let ty = match at {
+                        SqlType::Decimal { scale, .. } => SqlType::Decimal {
+                            precision: 38,
+                            scale: scale.max(6),
+                        },
+                        SqlType::Money => SqlType::Money,
+                        _ => SqlType::Float,
+                    };
+                    t(format!("avg({d}{})", a[0].sql), ty)
+                }
+            }
+            "max" | "min" => {
+                need(1)?;
+                t(format!("{name}({d}{})", a[0].sql), a[0].ty_or(SqlType::Int))
+            }
+            "isnull" => {
+                need(2)?;
+                let ty = a[0].ty.clone().or(a[1].ty.clone()).unwrap_or(SqlType::Int);
+                let second = cast_if_needed(&a[1], &ty);
+                let mut r = TExpr::new(format!("COALESCE({}, {second})", a[0].sql), ty);
+                r.nullable = a[1].nullable;
+                Ok(r)
+            }
+            "coalesce" => {
+                if n < 2 {
+                    return Err(SqlError::new(
+                        174,
+                        "The coalesce function requires 2 or more arguments.",
+                    ));
+                }
+                let mut ty = None;
+                for x in &a {
+                    ty = higher(ty, x.ty.clone());
+                }
+                let ty = ty.unwrap_or(SqlType::Int);
+                let items: Vec<String> = a.iter().map(|x| cast_if_needed(x, &ty)).collect();
+                t(format!("COALESCE({})", items.join(", ")), ty)
+            }
+            "nullif" => {
+                need(2)?;
+                let (x, y) = coerce_pair(&a[0], &a[1]);
+                t(
+                    format!("NULLIF({}, {})", x.sql, y.sql),
+                    a[0].ty_or(SqlType::Int),
+                )
+            }
+            "getdate" | "current_timestamp" => {
+                need(0)?;
+                t(
+                    "emu_catalog.dt300(localtimestamp)".into(),
+                    SqlType::DateTime,
+                )
+            }
+            "getutcdate" => {
+                need(0)?;
+                t(
+                    "emu_catalog.dt300((now() AT TIME ZONE 'UTC'))".into(),
+                    SqlType::DateTime,
+                )
+            }
+            "sysdatetime" => {
+                need(0)?;
+                t("localtimestamp".into(), SqlType::DateTime2(7))
+            }
+            "sysutcdatetime" => {
+                need(0)?;
+                t("(now() AT TIME ZONE 'UTC')".into(), SqlType::DateTime2(7))
+            }
+            "newid" => {
+                need(0)?;
+                t("gen_random_uuid()".into(), SqlType::UniqueIdentifier)
+            }
+            "string_agg" => {
+                need(2)?;
+                let sep = &a[1];
+                if !sep.literal {
+                    return Err(unsupported(
+                        "STRING_AGG with a separator that is not a literal (not supported by the emulator)",
+                    ));
+                }
+                let order = if f.within_group.is_empty() {
+                    String::new()
+                } else {
+                    let mut keys = Vec::new();
+                    for o in &f.within_group {
+                        let k = self.expr(&o.expr)?;
+                        let dir = match o.options.sort {
+                            Some(ast::OrderBySort::Desc) => " DESC NULLS LAST",
+                            Some(ast::OrderBySort::Asc) | None => " NULLS FIRST",
+                            Some(_) => return Err(unsupported("ORDER BY … USING")),
+                        };
+                        keys.push(format!("{}{dir}", k.sql));
+                    }
+                    format!(" ORDER BY {}", keys.join(", "))
+                };
+                // SQL Server: nvarchar(4000)/varchar(8000), or (n)varchar(max) for max input.
+                let ty = match &a[0].ty {
+                    Some(SqlType::NVarChar(None) | SqlType::VarChar(None)) => {
+                        a[0].ty.clone().unwrap_or(SqlType::NVarChar(None))
+                    }
+                    Some(SqlType::VarChar(_) | SqlType::Char(_)) => SqlType::VarChar(Some(8000)),
+                    _ => SqlType::NVarChar(Some(4000)),
+                };
+                t(
+                    format!(
+                        "string_agg(({})::text, ({})::text{order})",
+                        a[0].sql, sep.sql
+                    ),
+                    ty,
+                )
+            }
+            "error_number" | "error_message" | "error_severity" | "error_state" | "error_line"
+            | "error_procedure" | "xact_state" => {
+                need(0)?;
+                let (b, ty) = match name.as_str() {
+                    "error_number" => (Bind::ErrNumber, SqlType::Int),
+                    "error_message" => (Bind::ErrMessage, SqlType::NVarChar(Some(4000))),
+                    "error_severity" => (Bind::ErrSeverity, SqlType::Int),
+                    "error_state" => (Bind::ErrState, SqlType::Int),
+                    "error_line" => (Bind::ErrLine, SqlType::Int),
+                    "xact_state" => (Bind::XactState, SqlType::SmallInt),
+                    _ => return t("CAST(NULL AS text)".into(), SqlType::NVarChar(Some(128))),
+                };
+                let p = self.bind(b, ty.clone());
+                t(p, ty)
+            }
+            "scope_identity" => {
+                need(0)?;
+                let ty = SqlType::Decimal {
+                    precision: 38,
+                    scale: 0,
+                };
+                let p = self.bind(Bind::ScopeIdentity, ty.clone());
+                t(p, ty)
+            }
+            "object_id" => {
+                if n == 0 || n > 2 {
+                    return Err(SqlError::new(
+                        174,
+                        "The object_id function requires 1 to 2 arguments.",
+                    ));
+                }
+                let second = if n == 2 {
+                    format!("({})::text", a[1].sql)
+                } else {
+                    "NULL".into()
+                };
+                // A literal name is resolved here with the Turkish identifier rules.
+                if a[0].literal && a[0].sql.len() >= 2 && a[0].sql.starts_with('\'') {
+                    let raw = a[0].sql[1..a[0].sql.len() - 1].replace("''", "'");
+                    let last = raw
+                        .rsplit('.')
+                        .next()
+                        .unwrap_or("")
+                        .replace(['[', ']', '"'], "");
+                    return t(
+                        format!(
+                            "(SELECT object_id FROM emu_catalog.tables WHERE name_lc = {} AND ({second} IS NULL OR upper(btrim({second})) = 'U'))",
+                            quote_lit(&ident_key(&last))
+                        ),
+                        SqlType::Int,
+                    );
+                }
+                t(
+                    format!("emu_catalog.object_id(({})::text, {second})", a[0].sql),
+                    SqlType::Int,
+                )
+            }
+            "iif" => {
+                need(3)?;
+                let ty = higher(a[1].ty.clone(), a[2].ty.clone()).unwrap_or(SqlType::Int);
+                t(
+                    format!(
+                        "CASE WHEN {} THEN {} ELSE {} END",
+                        a[0].sql,
+                        cast_if_needed(&a[1], &ty),
+                        cast_if_needed(&a[2], &ty)
+                    ),
+                    ty,
+                )
+            }
+            "concat" => {
+                if n < 2 {
+                    return Err(SqlError::new(
+                        189,
+                        "The concat function requires 2 to 254 arguments.",
+                    ));
+                }
+                let nat = a
+                    .iter()
+                    .any(|x| matches!(x.ty, Some(SqlType::NVarChar(_) | SqlType::NChar(_))));
+                let items: Vec<String> = a.iter().map(|x| format!("({})::text", x.sql)).collect();
+                let mut r = TExpr::new(
+                    format!("concat({})", items.join(", ")),
+                    if nat {
+                        SqlType::NVarChar(Some(4000))
+                    } else {
+                        SqlType::VarChar(Some(8000))
+                    },
+                );
+                r.nullable = false;
+                Ok(r)
+            }
+            "db_name" => t(
+                "current_setting('emu.database')".into(),
+                SqlType::NVarChar(Some(128)),
+            ),
+            "len" => {
+                need(1)?;
+                let ty = match a[0].ty {
+                    Some(SqlType::NVarChar(None) | SqlType::VarChar(None)) => SqlType::BigInt,
+                    _ => SqlType::Int,
+                };
+                t(format!("length(rtrim(({})::text, ' '))", a[0].sql), ty)
+            }
+            "upper" | "lower" => {
+                need(1)?;
+                t(
+                    format!("{name}(({})::text COLLATE emu_catalog.tr_det)", a[0].sql),
+                    a[0].ty_or(SqlType::NVarChar(Some(4000))),
+                )
+            }
+            "ltrim" | "rtrim" => {
+                need(1)?;
+                t(
+                    format!("{name}(({})::text, ' ')", a[0].sql),
+                    a[0].ty_or(SqlType::NVarChar(Some(4000))),
+                )
+            }
+            "left" | "right" => {
+                need(2)?;
+                t(
+                    format!("{name}(({})::text, {})", a[0].sql, a[1].sql),
+                    a[0].ty_or(SqlType::NVarChar(Some(4000))),
+                )
+            }
+            "substring" => {
+                need(3)?;
+                t(
+                    format!(
+                        "substr(({})::text, {}, greatest({}, 0))",
+                        a[0].sql, a[1].sql, a[2].sql
+                    ),
+                    a[0].ty_or(SqlType::NVarChar(Some(4000))),
+                )
+            }
+            "replace" => {
+                need(3)?;
+                // Turkish_CI_AS: the pattern matches case-insensitively with Turkish casing.
+                t(
+                    format!(
+                        "emu_catalog.ci_replace(({})::text, ({})::text, ({})::text)",
+                        a[0].sql, a[1].sql, a[2].sql
+                    ),
+                    a[0].ty_or(SqlType::NVarChar(Some(4000))),
+                )
+            }
+            "charindex" => {
+                need(2)?;
+                t(
+                    format!(
+                        "emu_catalog.ci_charindex(({})::text, ({})::text)",
+                        a[0].sql, a[1].sql
+                    ),
+                    SqlType::Int,
+                )
+            }
+            "abs" => {
+                need(1)?;
+                t(format!("abs({})", a[0].sql), a[0].ty_or(SqlType::Int))
+            }
+            "round" => {
+                if n != 2 && n != 3 {
+                    return Err(SqlError::new(
+                        174,
+                        "The round function requires 2 or 3 arguments.",
+                    ));
+                }
+                let ty = a[0].ty_or(SqlType::Float);
+                t(
+                    format!(
+                        "CAST(round(({})::numeric, {}) AS {})",
+                        a[0].sql,
+                        a[1].sql,
+                        pg_type_name(&ty)
+                    ),
+                    ty,
+                )
+            }
+            "ceiling" | "floor" => {
+                need(1)?;
+                let f = if name == "ceiling" { "ceil" } else { "floor" };
+                t(format!("{f}({})", a[0].sql), a[0].ty_or(SqlType::Float))
+            }
+            "year" | "month" | "day" => {
+                need(1)?;
+                t(
+                    format!("CAST(extract({name} FROM {}) AS integer)", a[0].sql),
+                    SqlType::Int,
+                )
+            }
+            "datepart" => {
+                need(2)?;
+                let p = date_part(&a[0].sql)?;
+                t(
+                    format!("CAST(extract({p} FROM {}) AS integer)", a[1].sql),
+                    SqlType::Int,
+                )
+            }
+            "dateadd" => {
+                need(3)?;
+                let p = date_part(&a[0].sql)?;
+                let ty = a[2].ty_or(SqlType::DateTime);
+                let ty = if is_string(&ty) {
+                    SqlType::DateTime
+                } else {
+                    ty
+                };
+                let base = format!("CAST({} AS timestamp)", a[2].sql);
+                let sql = format!("({base} + ({}) * interval '1 {p}')", a[1].sql);
+                let sql = match ty {
+                    SqlType::Date => format!("CAST({sql} AS date)"),
+                    SqlType::DateTime => format!("emu_catalog.dt300({sql})"),
+                    _ => sql,
+                };
+                t(sql, ty)
+            }
+            "datediff" => {
+                need(3)?;
+                let p = date_part(&a[0].sql)?;
+                let (x, y) = (
+                    format!("CAST({} AS timestamp)", a[1].sql),
+                    format!("CAST({} AS timestamp)", a[2].sql),
+                );
+                let sql = match p {
+                    "day" => format!("(CAST({y} AS date) - CAST({x} AS date))"),
+                    "year" => format!("CAST(extract(year FROM {y}) - extract(year FROM {x}) AS integer)"),
+                    "month" => format!("CAST((extract(year FROM {y}) - extract(year FROM {x})) * 12 + extract(month FROM {y}) - extract(month FROM {x}) AS integer)"),
+                    "hour" => format!("CAST(floor(extract(epoch FROM date_trunc('hour', {y}) - date_trunc('hour', {x})) / 3600) AS integer)"),
+                    "minute" => format!("CAST(floor(extract(epoch FROM date_trunc('minute', {y}) - date_trunc('minute', {x})) / 60) AS integer)"),
+                    "second" => format!("CAST(floor(extract(epoch FROM date_trunc('second', {y}) - date_trunc('second', {x}))) AS integer)"),
+                    _ => format!("CAST(floor(extract(epoch FROM {y} - {x}) * 1000) AS integer)"),
+                };
+                t(sql, SqlType::Int)
+            }
+            "now" | "current_date" | "array_agg" | "to_char" | "to_date" | "nextval"
+            | "currval" | "generate_series" | "concat_ws" | "strpos" | "ilike" | "date_trunc" => {
+                Err(unsupported(format!(
+                    "{name}() (PostgreSQL function, not T-SQL)"
+                )))
+            }
+            _ => Err(unsupported(format!("{name}()"))),
+        }
+    }
+}
