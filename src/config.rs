@@ -429,6 +429,12 @@ pub struct PostingSettings {
     pub depot_no: i32,
     /// How long a posting waits for the per-series numbering lock.
     pub number_lock_timeout: Duration,
+    /// Document dates before this are refused.
+    pub earliest_date: chrono::NaiveDate,
+    /// Document dates more than this many days after today (company zone) are refused.
+    pub max_days_ahead: i64,
+    /// Post sale lines whose product is passive in Mikro.
+    pub allow_passive_products: bool,
 }
 
 /// The whole effective configuration.
@@ -499,6 +505,9 @@ impl Config {
                 .number_lock_timeout
                 .as_millis()
                 .min(i32::MAX as u128) as i32,
+            earliest_date: self.posting.earliest_date,
+            max_days_ahead: self.posting.max_days_ahead,
+            allow_passive_products: self.posting.allow_passive_products,
         }
     }
 
@@ -587,6 +596,9 @@ impl Config {
             depot_no: p.num("MIKRO_SYNC_DEPO_NO", 1i32, 0, 32_767),
             number_lock_timeout: p
                 .duration("MIKRO_SYNC_NUMBER_LOCK_TIMEOUT", Duration::from_secs(10)),
+            earliest_date: p.date("MIKRO_SYNC_EARLIEST_DATE", (2000, 1, 1)),
+            max_days_ahead: p.num("MIKRO_SYNC_MAX_DAYS_AHEAD", 1i64, 0, 36_500),
+            allow_passive_products: p.bool("MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS", false),
         };
         let erp_sync_interval = p.optional_duration(
             "MIKRO_SYNC_ERP_SYNC_INTERVAL",
@@ -701,6 +713,18 @@ impl Config {
         out.push((
             "MIKRO_SYNC_NUMBER_LOCK_TIMEOUT".into(),
             d(p.number_lock_timeout),
+        ));
+        out.push((
+            "MIKRO_SYNC_EARLIEST_DATE".into(),
+            p.earliest_date.to_string(),
+        ));
+        out.push((
+            "MIKRO_SYNC_MAX_DAYS_AHEAD".into(),
+            p.max_days_ahead.to_string(),
+        ));
+        out.push((
+            "MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS".into(),
+            p.allow_passive_products.to_string(),
         ));
         out.push((
             "MIKRO_SYNC_ERP_SYNC_INTERVAL".into(),
@@ -960,6 +984,21 @@ impl Parser<'_> {
                 );
                 default.to_string()
             }
+        }
+    }
+
+    fn date(&mut self, k: &str, default: (i32, u32, u32)) -> chrono::NaiveDate {
+        let d =
+            chrono::NaiveDate::from_ymd_opt(default.0, default.1, default.2).unwrap_or_default();
+        match self.get(k) {
+            None => d,
+            Some(v) => match chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d") {
+                Ok(x) => x,
+                Err(_) => {
+                    self.err(k, format!("`{v}`: expected a date like 2000-01-01"));
+                    d
+                }
+            },
         }
     }
 
@@ -1625,6 +1664,21 @@ pub const SETTINGS: &[Setting] = &[
         name: "MIKRO_SYNC_DEFAULT_CARI",
         default: "off",
         help: "Mikro account (CARI_HESAPLAR code) for customers made on the web (kaynak not erp) with no int_kodmap_cari row",
+    },
+    Setting {
+        name: "MIKRO_SYNC_EARLIEST_DATE",
+        default: "2000-01-01",
+        help: "Documents dated before this are refused (failed, naming the document and date)",
+    },
+    Setting {
+        name: "MIKRO_SYNC_MAX_DAYS_AHEAD",
+        default: "1",
+        help: "Documents dated more than this many days after today (company time zone) are refused",
+    },
+    Setting {
+        name: "MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS",
+        default: "false",
+        help: "Post sale lines whose product is passive in Mikro (sto_pasif_fl; stoklar.aktif = false)",
     },
     Setting {
         name: "MIKRO_SYNC_CEK_KASA",

@@ -346,6 +346,7 @@ async fn text_is_stored_verbatim_or_truncated() {
         &T {
             cek_no: Some(cek.into()),
             banka_adi: Some("İş Bankası".into()),
+            vade: Some(chrono::NaiveDate::from_ymd_opt(2026, 2, 1).unwrap()),
             ..T::new("cek", "10")
         },
     )

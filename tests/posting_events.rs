@@ -322,6 +322,11 @@ async fn collections_write_mikro_rows() {
                     t.banka_adi = Some("Ziraat Bankası".into());
                     t.vade = Some(due);
                 }
+                // A note needs its number and due date (refused without them).
+                "senet" => {
+                    t.cek_no = Some("SN-0042".into());
+                    t.vade = Some(due);
+                }
                 _ => {}
             }
             t.aciklama = Some("tahsilat-açıklama".into());
@@ -355,7 +360,11 @@ async fn collections_write_mikro_rows() {
             assert_eq!(h.float("cha_aratoplam"), 1250.75);
             assert_eq!(h.float("cha_karsid_kur"), 1.0);
             assert_eq!(h.text("cha_uuid"), "");
-            let want_vade = if c.tipi == "cek" { 20260115 } else { 20251112 };
+            let want_vade = if matches!(c.tipi, "cek" | "senet") {
+                20260115
+            } else {
+                20251112
+            };
             assert_eq!(
                 h.int("cha_vade"),
                 want_vade,
@@ -401,7 +410,11 @@ async fn collections_write_mikro_rows() {
                         s.dt("sck_son_hareket_tarihi"),
                         doc_date.and_hms_opt(0, 0, 0).unwrap()
                     );
-                    let want_due = if c.tipi == "cek" { due } else { doc_date };
+                    let want_due = if matches!(c.tipi, "cek" | "senet") {
+                        due
+                    } else {
+                        doc_date
+                    };
                     assert_eq!(s.dt("sck_vade"), want_due.and_hms_opt(0, 0, 0).unwrap());
                     if c.tipi == "cek" {
                         assert_eq!(s.text("sck_no"), "ÇK-778899");
@@ -409,6 +422,8 @@ async fn collections_write_mikro_rows() {
                         assert_eq!(h.text("cha_aciklama"), "/ÇK-778899/Ziraat Bankası//");
                     }
                     if c.tipi == "senet" {
+                        assert_eq!(s.text("sck_no"), "SN-0042");
+                        assert_eq!(h.text("cha_aciklama"), "/SN-0042///");
                         assert_eq!(
                             s.dt("sck_duzen_tarih"),
                             doc_date.and_hms_opt(0, 0, 0).unwrap()
@@ -440,5 +455,87 @@ async fn collections_write_mikro_rows() {
     assert_eq!(
         env.count("SELECT COUNT(*) FROM dbo.STOK_HAREKETLERI").await,
         0
+    );
+}
+
+/// `cha_aciklama` of closed invoices and `sck_borclu` are the account's `cari_unvan1` as Mikro
+/// has it when the document is posted (CARI_HESAP_HAREKETLERI.tsv: "bank/cash-closed invoices
+/// carry the customer title (cari_unvan1)"; ODEME_EMIRLERI.tsv: sck_borclu "customer title on
+/// collections"), not the web's `cari_adi` (unvan1 + unvan2 after the import).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn titles_are_mikros_cari_unvan1_at_posting_time() {
+    let mut env = Env::start().await;
+    let unvan1 = "Yılmaz Gıda Tic. ve San. Ltd. Şti.";
+    let set_title = |t: &str| {
+        format!(
+            "UPDATE dbo.CARI_HESAPLAR SET cari_unvan1 = N'{t}', cari_unvan2 = N'Kadıköy Şubesi' \
+             WHERE cari_kod = N'120.01.001'"
+        )
+    };
+    env.erp
+        .simple_query(set_title(unvan1))
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    env.web
+        .execute(
+            "UPDATE cari_hesaplar SET cari_adi = $1 WHERE id = $2",
+            &[&format!("{unvan1} Kadıköy Şubesi"), &cari(1)],
+        )
+        .await
+        .unwrap();
+    let line = [L::new(1, 1, "10", "20")];
+    let post_sale = |odeme: &'static str, banka_k: Option<&str>, kasa_k: Option<u32>| S {
+        odeme,
+        banka: banka_k.map(banka),
+        kasa: kasa_k.map(kasa),
+        notlar: Some("web notu".into()),
+        ..S::open()
+    };
+    for (name, s, want) in [
+        (
+            "S-banka",
+            post_sale("kredi_karti", Some("01"), None),
+            unvan1,
+        ),
+        ("S-kasa", post_sale("nakit", None, Some(1)), unvan1),
+        ("S-açık", post_sale("vadeli", None, None), "web notu"),
+    ] {
+        let id = insert_sale(&env.web, &s, &line).await;
+        let p = env.post(DocKind::Satis, id).await.unwrap();
+        assert_eq!(
+            env.cha(p.cha_recno).await.text("cha_aciklama"),
+            want,
+            "{name}"
+        );
+    }
+    for (tipi, extra) in [("cek", true), ("senet", true), ("havale", false)] {
+        let t = T {
+            cek_no: extra.then(|| "ÇK-1".to_string()),
+            vade: extra.then(|| NaiveDate::from_ymd_opt(2026, 1, 15).unwrap()),
+            banka: (tipi == "havale").then(|| banka("10")),
+            ..T::new(tipi, "100")
+        };
+        let id = insert_collection(&env.web, &t).await;
+        let p = env.post(DocKind::Tahsilat, id).await.unwrap();
+        let refno = env.cha(p.cha_recno).await.text("cha_trefno");
+        let s = env.sck_by_refno(&refno).await;
+        assert_eq!(s[0].text("sck_borclu"), unvan1, "T-{tipi}");
+    }
+    // Renamed in Mikro, not yet synced to the web: the posting takes Mikro's title of now.
+    env.erp
+        .simple_query(set_title("Yeni Unvan A.Ş."))
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    let id = insert_sale(&env.web, &post_sale("nakit", None, Some(1)), &line).await;
+    let p = env.post(DocKind::Satis, id).await.unwrap();
+    assert_eq!(
+        env.cha(p.cha_recno).await.text("cha_aciklama"),
+        "Yeni Unvan A.Ş."
     );
 }

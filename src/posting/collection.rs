@@ -5,7 +5,8 @@
 //! instruments).
 //!
 //! Values taken from the T-* captures: `cha_karsid_kur 1`; `cha_vade` = due date (or document date)
-//! as `YYYYMMDD`; `cha_trefno = sck_refno`; `sck_borclu` = customer title; `sck_vdaire_no` = tax office
+//! as `YYYYMMDD`; `cha_trefno = sck_refno`; `sck_borclu` = the account's `cari_unvan1` read from Mikro
+//! inside the posting batch; `sck_vdaire_no` = tax office
 //! and tax number joined by a space; `sck_nerede_cari_cins` 4 (portfolio box) for cheque/note and 2
 //! (bank) for transfer/card; bank group numbers 9 (incoming transfer) and 7 (customer card) in
 //! `sck_nerede_cari_grupno` and `cha_karsidgrupno`; `sck_sonpoz` 2 for transfer/card, 0 otherwise;
@@ -26,7 +27,7 @@ use super::master::{self, Codes};
 use super::numbering::{self, Head, HeadOutcome, RefnoRequest};
 use super::text::{truncate, ACIKLAMA_MAX, BELGE_NO_MAX, TEXT50_MAX};
 use super::time::{document_date, vade_int};
-use super::{ledger, DocKind, Outcome, PostError, Posted, PostingConfig};
+use super::{ledger, validate, DocKind, Outcome, PostError, Posted, PostingConfig};
 use crate::db::ErpClient;
 use crate::mikro::{Batch, Row, SqlParam, CARI_HESAP_HAREKETLERI, ODEME_EMIRLERI};
 
@@ -121,13 +122,40 @@ pub async fn post(
     cfg: &PostingConfig,
     c: &Collection,
 ) -> Result<Posted, PostError> {
-    let doc = format!("collection {}", c.id);
+    let doc = super::describe("collection", &c.no, c.id);
     let k = kind(&c.tipi, &doc)?;
+    validate::document_date(&doc, "tahsilatlar.tahsilat_tarihi", c.date, cfg)?;
     if c.tutar <= Decimal::ZERO {
         return Err(PostError::Data(format!(
-            "{doc} has amount {} (tutar); a collection must be positive",
+            "{doc}: tahsilatlar.tutar is {}; a collection amount must be positive: correct tutar",
             c.tutar
         )));
+    }
+    if matches!(k.name, "cek" | "senet") {
+        let what = if k.name == "cek" { "cheque" } else { "note" };
+        if c.cek_no.trim().is_empty() {
+            return Err(PostError::Data(format!(
+                "{doc}: a {what} ({}) needs its number, and tahsilatlar.cek_no is empty: set cek_no",
+                k.name
+            )));
+        }
+        let Some(vade) = c.vade else {
+            return Err(PostError::Data(format!(
+                "{doc}: a {what} ({}) needs its due date, and tahsilatlar.vade_tarihi is empty: \
+                 set vade_tarihi",
+                k.name
+            )));
+        };
+        validate::storable(&doc, "tahsilatlar.vade_tarihi", vade)?;
+        if vade < c.date {
+            return Err(PostError::Data(format!(
+                "{doc}: tahsilatlar.vade_tarihi {vade} is before the document date \
+                 tahsilat_tarihi {}: correct vade_tarihi (or tahsilat_tarihi)",
+                c.date
+            )));
+        }
+    } else if let Some(vade) = c.vade {
+        validate::storable(&doc, "tahsilatlar.vade_tarihi", vade)?;
     }
     let seri = super::series(
         c.seri.as_deref(),
@@ -202,11 +230,6 @@ pub async fn post(
             let mut r = Row::new(&ODEME_EMIRLERI);
             r.set("sck_tip", sck_tip).map_err(m)?;
             r.set(
-                "sck_borclu",
-                truncate("sck_borclu", &c.customer.name, TEXT50_MAX),
-            )
-            .map_err(m)?;
-            r.set(
                 "sck_vdaire_no",
                 truncate(
                     "sck_vdaire_no",
@@ -272,6 +295,7 @@ pub async fn post(
                 refno: refno_req,
                 codes: &codes,
                 lock_timeout_ms: cfg.lock_timeout_ms,
+                title: sck_row.is_some(),
             },
         );
         match &sck_row {
@@ -288,7 +312,12 @@ pub async fn post(
             }
             Some(r) => {
                 // INSERT SCK → its RECid → INSERT CHA → UPDATE SCK owner/location → CHA RECid.
-                b.insert(r, now, &[("sck_refno", "@refno")]).map_err(m)?;
+                b.insert(
+                    r,
+                    now,
+                    &[("sck_refno", "@refno"), ("sck_borclu", numbering::TITLE)],
+                )
+                .map_err(m)?;
                 b.stmt("SET @sck = CAST(SCOPE_IDENTITY() AS int)");
                 b.stmt(
                     "UPDATE dbo.ODEME_EMIRLERI SET sck_RECid_RECno = sck_RECno \

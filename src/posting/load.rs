@@ -76,6 +76,8 @@ pub struct SaleLine {
     pub iskonto: [Decimal; 6],
     /// Free text.
     pub notlar: String,
+    /// `stoklar.aktif` (false = passive in Mikro, `sto_pasif_fl = 1`).
+    pub aktif: bool,
 }
 
 /// A sale with its lines.
@@ -83,6 +85,8 @@ pub struct SaleLine {
 pub struct Sale {
     /// `satislar.id`.
     pub id: Uuid,
+    /// `satislar.satis_no` (the web shop's number; empty when none).
+    pub no: String,
     /// Document date.
     pub date: NaiveDate,
     /// `satis_tipi = 'iade'`.
@@ -114,6 +118,8 @@ pub struct Sale {
 pub struct Collection {
     /// `tahsilatlar.id`.
     pub id: Uuid,
+    /// `tahsilatlar.tahsilat_no` (the web shop's number; empty when none).
+    pub no: String,
     /// Document date.
     pub date: NaiveDate,
     /// `tahsilat_tipi` as stored.
@@ -293,9 +299,9 @@ pub fn missing_customer(id: Uuid) -> PostError {
 }
 
 /// The actionable message for a product without a usable Mikro code.
-pub fn missing_product(id: Uuid) -> PostError {
+pub fn missing_product(doc: &str, id: Uuid) -> PostError {
     PostError::Data(format!(
-        "product {id} (stoklar) has no Mikro code: add a row to int_kodmap_stok \
+        "{doc}: product {id} (stoklar) has no Mikro code: add a row to int_kodmap_stok \
          (web_stok_id='{id}', erp_stok_kod='<code in STOKLAR>') or set stoklar.stok_kodu"
     ))
 }
@@ -391,40 +397,43 @@ pub async fn sale(
     cfg: &PostingConfig,
     id: Uuid,
 ) -> Result<Option<Sale>, PostError> {
-    static HEAD: OnceLock<Prepared> = OnceLock::new();
-    static LINES: OnceLock<Prepared> = OnceLock::new();
-    let head_q = HEAD.get_or_init(|| {
+    static SALE: OnceLock<Prepared> = OnceLock::new();
+    // Header and lines in ONE statement, so both come from one snapshot: a web app that commits
+    // its lines after the header (or edits them) is seen either before or after, never half.
+    // The header columns repeat on every line row; a sale without lines gives one row of NULL
+    // line columns.
+    let q = SALE.get_or_init(|| {
         Prepared::new(
             "sale",
             format!(
                 "SELECT d.satis_tarihi, d.satis_tipi, d.odeme_sekli, d.ara_toplam, d.kdv_tutari, \
                  d.toplam_tutar, d.notlar, d.fatura_seri_no, d.belge_no, \
                  d.iskonto1, d.iskonto2, d.iskonto3, d.iskonto4, d.iskonto5, d.iskonto6, \
-                 d.cari_hesap_id, {PAY_COLS}, {CUSTOMER_COLS} \
-                 FROM satislar d {PAY_JOIN} {CUSTOMER_JOIN} WHERE d.id = $1"
+                 d.cari_hesap_id, {PAY_COLS}, {CUSTOMER_COLS}, d.satis_no, \
+                 l.id, l.stok_id, ms.erp_stok_kod, s.stok_kodu, l.miktar, l.birim_fiyat, \
+                 l.kdv_orani, l.kdv_tutari, l.toplam_tutar, l.notlar, \
+                 l.iskonto1, l.iskonto2, l.iskonto3, l.iskonto4, l.iskonto5, l.iskonto6, s.aktif \
+                 FROM satislar d {PAY_JOIN} {CUSTOMER_JOIN} \
+                 LEFT JOIN satis_kalemleri l ON l.satis_id = d.id \
+                 LEFT JOIN stoklar s ON s.id = l.stok_id \
+                 LEFT JOIN int_kodmap_stok ms ON ms.web_stok_id = l.stok_id \
+                 WHERE d.id = $1 ORDER BY l.sira_no NULLS LAST, l.olusturma_tarihi, l.id"
             ),
         )
     });
-    let lines_q = LINES.get_or_init(|| {
-        Prepared::new(
-            "sale_lines",
-            "SELECT l.id, l.stok_id, ms.erp_stok_kod, s.stok_kodu, l.miktar, l.birim_fiyat, \
-             l.kdv_orani, l.kdv_tutari, l.toplam_tutar, l.notlar, \
-             l.iskonto1, l.iskonto2, l.iskonto3, l.iskonto4, l.iskonto5, l.iskonto6 \
-             FROM satis_kalemleri l LEFT JOIN stoklar s ON s.id = l.stok_id \
-             LEFT JOIN int_kodmap_stok ms ON ms.web_stok_id = l.stok_id \
-             WHERE l.satis_id = $1 ORDER BY l.sira_no NULLS LAST, l.olusturma_tarihi, l.id"
-                .to_string(),
-        )
-    });
-    // Both statements are pipelined on the one connection.
-    let (head, lines) = futures::join!(read(web, head_q, id), read(web, lines_q, id));
-    let head = head.map_err(|e| pg(e, "the sale"))?;
-    let lines = lines.map_err(|e| pg(e, "the sale lines"))?;
-    let Some(h) = head.first() else {
+    let rows = read(web, q, id).await.map_err(|e| pg(e, "the sale"))?;
+    let Some(h) = rows.first() else {
         return Ok(None);
     };
-    let doc = format!("sale {id}");
+    // Header columns 0..=30 (PAY_COLS from 16, CUSTOMER_COLS from 22, satis_no 30); the line's
+    // from 31.
+    const L0: usize = 31;
+    let no = opt_text(h, 30).trim().to_string();
+    let lines: Vec<&tokio_postgres::Row> = rows
+        .iter()
+        .filter(|r| matches!(r.try_get::<_, Option<Uuid>>(L0), Ok(Some(_))))
+        .collect();
+    let doc = super::describe("sale", &no, id);
     let date: NaiveDate = h
         .try_get(0)
         .map_err(|e| PostError::Data(format!("{doc}: satis_tarihi: {e}")))?;
@@ -464,21 +473,25 @@ pub async fn sale(
     let mut out_lines = Vec::with_capacity(lines.len());
     for (n, l) in lines.iter().enumerate() {
         let lid: Uuid = l
-            .try_get(0)
+            .try_get(L0)
             .map_err(|e| PostError::Data(format!("{doc} line {}: {e}", n + 1)))?;
-        let stok_id: Option<Uuid> = l.try_get(1).ok().flatten();
+        let stok_id: Option<Uuid> = l.try_get(L0 + 1).ok().flatten();
         let Some(stok_id) = stok_id else {
             return Err(PostError::Data(format!(
                 "{doc} line {} ({lid}) has no product (satis_kalemleri.stok_id is empty)",
                 n + 1
             )));
         };
-        let mapped = non_empty(l.try_get(2).ok().flatten());
-        let own = non_empty(l.try_get(3).ok().flatten());
+        let mapped = non_empty(l.try_get(L0 + 2).ok().flatten());
+        let own = non_empty(l.try_get(L0 + 3).ok().flatten());
         let Some(raw) = mapped.or(own) else {
-            return Err(missing_product(stok_id));
+            return Err(missing_product(&doc, stok_id));
         };
-        let miktar: i32 = l.try_get::<_, Option<i32>>(4).ok().flatten().unwrap_or(0);
+        let miktar: i32 = l
+            .try_get::<_, Option<i32>>(L0 + 4)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
         out_lines.push(SaleLine {
             id: lid,
             stok_id,
@@ -488,16 +501,23 @@ pub async fn sale(
                 CODE_MAX,
             )?,
             miktar,
-            birim_fiyat: dec(l, 5),
-            kdv_orani: dec(l, 6),
-            kdv_tutari: dec(l, 7),
-            toplam_tutar: dec(l, 8),
-            notlar: opt_text(l, 9),
-            iskonto: six(l, 10),
+            birim_fiyat: dec(l, L0 + 5),
+            kdv_orani: dec(l, L0 + 6),
+            kdv_tutari: dec(l, L0 + 7),
+            toplam_tutar: dec(l, L0 + 8),
+            notlar: opt_text(l, L0 + 9),
+            iskonto: six(l, L0 + 10),
+            // A line whose product row is gone reads as active: its code check in Mikro decides.
+            aktif: l
+                .try_get::<_, Option<bool>>(L0 + 16)
+                .ok()
+                .flatten()
+                .unwrap_or(true),
         });
     }
     Ok(Some(Sale {
         id,
+        no,
         date,
         iade,
         settlement,
@@ -526,7 +546,7 @@ pub async fn collection(
             format!(
                 "SELECT d.tahsilat_tarihi, d.tahsilat_tipi, d.tutar, d.cek_no, d.vade_tarihi, \
                  d.banka_adi, d.aciklama, d.tahsilat_seri_no, d.belge_no, d.cari_hesap_id, \
-                 {PAY_COLS}, {CUSTOMER_COLS} \
+                 {PAY_COLS}, {CUSTOMER_COLS}, d.tahsilat_no \
                  FROM tahsilatlar d {PAY_JOIN} {CUSTOMER_JOIN} WHERE d.id = $1"
             ),
         )
@@ -537,7 +557,9 @@ pub async fn collection(
     let Some(h) = rows.first() else {
         return Ok(None);
     };
-    let doc = format!("collection {id}");
+    // PAY_COLS start at 10, CUSTOMER_COLS at 16, tahsilat_no is 24.
+    let no = opt_text(h, 24).trim().to_string();
+    let doc = super::describe("collection", &no, id);
     let date: NaiveDate = h
         .try_get(0)
         .map_err(|e| PostError::Data(format!("{doc}: tahsilat_tarihi: {e}")))?;
@@ -553,6 +575,7 @@ pub async fn collection(
     };
     Ok(Some(Collection {
         id,
+        no,
         date,
         tipi: opt_text(h, 1),
         tutar: dec(h, 2),
@@ -609,7 +632,11 @@ mod tests {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(
+            names.len(),
+            1,
+            "header and lines are one statement: {names:?}"
+        );
         web.batch_execute("DEALLOCATE ALL")
             .await
             .expect("deallocate");

@@ -8,7 +8,9 @@
 //!
 //! Errors are classified for the retry policy: [`PostError::Transient`] (connection, timeout,
 //! deadlock, lock timeout), [`PostError::Data`] (fix the data or a mapping; the message says how) and
-//! [`PostError::NotReady`] (a sale whose lines are not committed yet).
+//! [`PostError::NotReady`] (a sale whose lines are not committed yet, or do not add up to its
+//! header yet: [`validate::balance`]). A document that fails either way is first looked up in the
+//! ledger, so one already in Mikro is completed with its number (`ledger_first`).
 
 pub mod collection;
 pub mod erp;
@@ -20,6 +22,7 @@ pub mod refno;
 pub mod sale;
 pub mod text;
 pub mod time;
+pub mod validate;
 pub mod vat;
 
 use tracing::Instrument;
@@ -80,6 +83,14 @@ pub struct PostingConfig {
     pub depot_no: i32,
     /// How long a posting waits for the per-series numbering lock before it gives up (transient).
     pub lock_timeout_ms: i32,
+    /// Document dates before this are refused (`MIKRO_SYNC_EARLIEST_DATE`, 2000-01-01).
+    pub earliest_date: chrono::NaiveDate,
+    /// Document dates more than this many days after today (company zone) are refused
+    /// (`MIKRO_SYNC_MAX_DAYS_AHEAD`, 1).
+    pub max_days_ahead: i64,
+    /// Post sale lines whose product is passive in Mikro (`MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS`,
+    /// false: refused).
+    pub allow_passive_products: bool,
 }
 
 impl Default for PostingConfig {
@@ -95,6 +106,9 @@ impl Default for PostingConfig {
             senet_box_code: "SENET".into(),
             depot_no: 1,
             lock_timeout_ms: 10_000,
+            earliest_date: chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(),
+            max_days_ahead: 1,
+            allow_passive_products: false,
         }
     }
 }
@@ -333,6 +347,16 @@ pub(crate) async fn finish(
             erp::rollback_quietly(erp).await;
             Err(e)
         }
+    }
+}
+
+/// How messages name a web document: its kind, the web shop's number and its id
+/// (`sale WEB-S-0007 (id 5f0c…)`), or the id alone when the row has no number.
+pub fn describe(kind: &str, no: &str, id: Uuid) -> String {
+    if no.is_empty() {
+        format!("{kind} (id {id}, no number)")
+    } else {
+        format!("{kind} {no} (id {id})")
     }
 }
 

@@ -54,7 +54,15 @@ pub struct Head<'a> {
     pub codes: &'a Codes,
     /// Lock wait limit.
     pub lock_timeout_ms: i32,
+    /// Read the customer's title (`cari_unvan1`) from Mikro into `@unvan`, for the columns the
+    /// Mikro program fills with it ([`TITLE`]).
+    pub title: bool,
 }
+
+/// The customer's title as the Mikro program writes it (`cha_aciklama` of closed invoices,
+/// `sck_borclu`): `CARI_HESAPLAR.cari_unvan1` as Mikro has it at posting time (the web's
+/// `cari_adi` is unvan1 + unvan2 after the import), cut to the 50 characters of those columns.
+pub const TITLE: &str = "LEFT(ISNULL(@unvan, N''), 50)";
 
 /// Placeholders of head parameters the caller reuses (ledger INSERT).
 #[derive(Debug, Clone)]
@@ -95,6 +103,7 @@ pub fn open(b: &mut Batch, h: &Head<'_>) -> HeadParams {
         "@sck int",
         "@n int",
         "@refno nvarchar(25)",
+        "@unvan nvarchar(200)",
         "@maxref nvarchar(25)",
     ] {
         b.stmt(&format!("DECLARE {v}"));
@@ -112,6 +121,11 @@ pub fn open(b: &mut Batch, h: &Head<'_>) -> HeadParams {
         "@c_cari = (SELECT COUNT(*) FROM dbo.CARI_HESAPLAR WHERE cari_kod = {cari})"
     ));
     gate.push("@c_cari > 0".into());
+    if h.title {
+        assigns.push(format!(
+            "@unvan = (SELECT MAX(cari_unvan1) FROM dbo.CARI_HESAPLAR WHERE cari_kod = {cari})"
+        ));
+    }
     if !h.codes.stoks.is_empty() {
         let mut parts = Vec::new();
         for list in h.codes.in_lists() {

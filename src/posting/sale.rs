@@ -14,7 +14,8 @@
 //!   discounts go to `sth_iskonto1..6`, the line VAT amount to `sth_vergi`.
 //! - `cha_meblag` = `toplam_tutar`, `cha_aratoplam` = `ara_toplam` of the web row.
 //! - `cha_aciklama`: open-account invoices carry the web notes (the program writes what the user
-//!   typed; the traced user typed nothing); closed invoices carry the customer's title, as traced.
+//!   typed; the traced user typed nothing); closed invoices carry the account's `cari_unvan1`
+//!   read from Mikro inside the posting batch ([`super::numbering::TITLE`]), as traced.
 //! - `sth_belge_no` repeats `cha_belge_no` (both `N''` in the traces).
 //! - header VAT buckets: see [`super::vat`].
 
@@ -27,7 +28,7 @@ use super::master::{self, Codes};
 use super::numbering::{self, Head, HeadOutcome};
 use super::text::{truncate, ACIKLAMA_MAX, BELGE_NO_MAX};
 use super::time::document_date;
-use super::{ledger, vat, DocKind, Outcome, PostError, Posted, PostingConfig};
+use super::{ledger, validate, vat, DocKind, Outcome, PostError, Posted, PostingConfig};
 use crate::db::ErpClient;
 use crate::mikro::{Batch, Row, SqlParam, CARI_HESAP_HAREKETLERI, STOK_HAREKETLERI};
 
@@ -50,19 +51,29 @@ fn money(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(0.0)
 }
 
-/// Checks amounts and resolves VAT pointers; returns the lines and header VAT buckets.
-fn validate(s: &Sale) -> Result<(Vec<Line>, [Decimal; 10]), PostError> {
-    let doc = format!("sale {}", s.id);
+/// Checks the sale (see [`super::validate`]) and resolves VAT pointers; returns the lines and
+/// header VAT buckets. Data errors first (they do not go away by waiting), then the balance
+/// (not ready: lines may still be coming).
+fn validate(
+    s: &Sale,
+    cfg: &PostingConfig,
+    doc: &str,
+) -> Result<(Vec<Line>, [Decimal; 10]), PostError> {
+    validate::document_date(doc, "satislar.satis_tarihi", s.date, cfg)?;
     if s.lines.is_empty() {
-        return Err(PostError::NotReady(format!("{doc} has no lines yet")));
+        // Not ready: the header may have been committed before its lines.
+        return validate::balance(doc, s.toplam_tutar, Decimal::ZERO, [])
+            .map(|()| (vec![], [Decimal::ZERO; 10]));
     }
     let mut lines = Vec::with_capacity(s.lines.len());
     let mut vat_pairs = Vec::with_capacity(s.lines.len());
+    let mut line_totals = Vec::with_capacity(s.lines.len());
     for (n, l) in s.lines.iter().enumerate() {
-        let what = format!("{doc} line {} ({})", n + 1, l.id);
+        let what = format!("{doc} line {} (satis_kalemleri.id {})", n + 1, l.id);
         if l.miktar <= 0 {
             return Err(PostError::Data(format!(
-                "{what} has quantity {}; quantities must be positive",
+                "{what}: miktar is {}; a quantity must be positive: correct miktar (a return is \
+                 a sale with satis_tipi = 'iade')",
                 l.miktar
             )));
         }
@@ -75,16 +86,28 @@ fn validate(s: &Sale) -> Result<(Vec<Line>, [Decimal; 10]), PostError> {
         .chain(l.iskonto.iter().enumerate().map(|(i, v)| (ISK[i], *v)))
         {
             if v < Decimal::ZERO {
-                return Err(PostError::Data(format!("{what} has negative {name} {v}")));
+                return Err(PostError::Data(format!(
+                    "{what}: {name} is {v}; amounts must not be negative: correct {name}"
+                )));
             }
+        }
+        if !l.aktif && !cfg.allow_passive_products {
+            return Err(PostError::Data(format!(
+                "{what}: product {} (Mikro code {}) is passive in Mikro (stoklar.aktif = false, \
+                 from sto_pasif_fl): put an active product on the line (stok_id), or set \
+                 MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS=true to post passive products",
+                l.stok_id, l.stok_code
+            )));
         }
         let pntr = vat::pointer(l.kdv_orani, &what)?;
         vat_pairs.push((pntr, l.kdv_tutari));
+        let gross = Decimal::from(l.miktar) * l.birim_fiyat;
+        line_totals.push(gross - l.iskonto.iter().sum::<Decimal>() + l.kdv_tutari);
         lines.push(Line {
             stok_id: l.stok_id,
             stok_code: l.stok_code.clone(),
             miktar: f64::from(l.miktar),
-            tutar: money(Decimal::from(l.miktar) * l.birim_fiyat),
+            tutar: money(gross),
             iskonto: l.iskonto.map(money),
             vergi_pntr: pntr,
             vergi: money(l.kdv_tutari),
@@ -93,8 +116,8 @@ fn validate(s: &Sale) -> Result<(Vec<Line>, [Decimal; 10]), PostError> {
     }
     if s.toplam_tutar <= Decimal::ZERO {
         return Err(PostError::Data(format!(
-            "{doc} has total {} (toplam_tutar); a sale must have a positive total (returns are \
-             marked with satis_tipi = 'iade', not with negative amounts)",
+            "{doc}: satislar.toplam_tutar is {}; a sale must have a positive total: correct \
+             toplam_tutar (a return is a positive sale with satis_tipi = 'iade')",
             s.toplam_tutar
         )));
     }
@@ -103,9 +126,17 @@ fn validate(s: &Sale) -> Result<(Vec<Line>, [Decimal; 10]), PostError> {
         .chain(s.iskonto.iter().enumerate().map(|(i, v)| (ISK[i], *v)))
     {
         if v < Decimal::ZERO {
-            return Err(PostError::Data(format!("{doc} has negative {name} {v}")));
+            return Err(PostError::Data(format!(
+                "{doc}: satislar.{name} is {v}; amounts must not be negative: correct {name}"
+            )));
         }
     }
+    validate::balance(
+        doc,
+        s.toplam_tutar,
+        s.iskonto.iter().sum::<Decimal>(),
+        line_totals,
+    )?;
     Ok((lines, vat::buckets(vat_pairs)))
 }
 
@@ -120,8 +151,8 @@ const MAX_PARAMS: usize = 2_000;
 /// head, the header and as many lines as fit (the ledger row too when all lines fit); one more
 /// batch per further ~16 lines; COMMIT.
 pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<Posted, PostError> {
-    let doc = format!("sale {}", s.id);
-    let (lines, buckets) = validate(s)?;
+    let doc = super::describe("sale", &s.no, s.id);
+    let (lines, buckets) = validate(s, cfg, &doc)?;
     let seri = super::series(
         s.seri.as_deref(),
         &cfg.sale_series,
@@ -142,25 +173,11 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
             None,
             None,
         ),
-        Settlement::Bank(b) => (
-            1,
-            2,
-            b.clone(),
-            1,
-            truncate("cha_aciklama", &s.customer.name, ACIKLAMA_MAX),
-            Some(b.clone()),
-            None,
-        ),
-        Settlement::CashBox(k) => (
-            1,
-            4,
-            k.clone(),
-            0,
-            truncate("cha_aciklama", &s.customer.name, ACIKLAMA_MAX),
-            None,
-            Some(k.clone()),
-        ),
+        // Closed invoices carry the customer's title as Mikro has it (numbering::TITLE).
+        Settlement::Bank(b) => (1, 2, b.clone(), 1, String::new(), Some(b.clone()), None),
+        Settlement::CashBox(k) => (1, 4, k.clone(), 0, String::new(), None, Some(k.clone())),
     };
+    let closed = !matches!(s.settlement, Settlement::Open);
     let belge_no = truncate("cha_belge_no", &s.belge_no, BELGE_NO_MAX);
     let codes = Codes {
         cari: s.customer.code.clone(),
@@ -259,10 +276,14 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
                 refno: None,
                 codes: &codes,
                 lock_timeout_ms: cfg.lock_timeout_ms,
+                title: closed,
             },
         );
-        b.insert(&h, now, &[("cha_evrakno_sira", "@sira")])
-            .map_err(m)?;
+        let mut exprs = vec![("cha_evrakno_sira", "@sira")];
+        if closed {
+            exprs.push(("cha_aciklama", numbering::TITLE));
+        }
+        b.insert(&h, now, &exprs).map_err(m)?;
         b.stmt("SET @cha = CAST(SCOPE_IDENTITY() AS int)");
         b.stmt(
             "UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno, \

@@ -274,6 +274,8 @@ pub struct S {
     pub seri: Option<&'static str>,
     pub date: NaiveDate,
     pub belge_no: Option<String>,
+    /// `satis_no`, the number the web shop shows.
+    pub no: Option<String>,
 }
 
 impl S {
@@ -288,6 +290,7 @@ impl S {
             seri: None,
             date: NaiveDate::from_ymd_opt(2025, 11, 12).unwrap(),
             belge_no: None,
+            no: None,
         }
     }
 }
@@ -314,8 +317,8 @@ pub async fn insert_sale(web: &tokio_postgres::Client, s: &S, lines: &[L]) -> Uu
     web.batch_execute("BEGIN").await.unwrap();
     web.execute(
         "INSERT INTO satislar (id, cari_hesap_id, satis_tarihi, satis_tipi, odeme_sekli, ara_toplam, \
-         kdv_tutari, toplam_tutar, notlar, kasa_id, banka_id, fatura_seri_no, belge_no) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         kdv_tutari, toplam_tutar, notlar, kasa_id, banka_id, fatura_seri_no, belge_no, satis_no) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         &[
             &id,
             &s.cari,
@@ -330,6 +333,7 @@ pub async fn insert_sale(web: &tokio_postgres::Client, s: &S, lines: &[L]) -> Uu
             &s.banka,
             &s.seri,
             &s.belge_no,
+            &s.no,
         ],
     )
     .await
@@ -370,6 +374,8 @@ pub struct T {
     pub banka_adi: Option<String>,
     pub aciklama: Option<String>,
     pub date: NaiveDate,
+    /// `tahsilat_no`, the number the web shop shows.
+    pub no: Option<String>,
 }
 
 impl T {
@@ -385,6 +391,7 @@ impl T {
             banka_adi: None,
             aciklama: None,
             date: NaiveDate::from_ymd_opt(2025, 11, 12).unwrap(),
+            no: None,
         }
     }
 }
@@ -393,8 +400,8 @@ pub async fn insert_collection(web: &tokio_postgres::Client, t: &T) -> Uuid {
     let id = Uuid::new_v4();
     web.execute(
         "INSERT INTO tahsilatlar (id, cari_hesap_id, tahsilat_tarihi, tahsilat_tipi, tutar, banka_id, \
-         kasa_id, cek_no, vade_tarihi, banka_adi, aciklama) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         kasa_id, cek_no, vade_tarihi, banka_adi, aciklama, tahsilat_no) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
             &id,
             &t.cari,
@@ -407,6 +414,7 @@ pub async fn insert_collection(web: &tokio_postgres::Client, t: &T) -> Uuid {
             &t.vade,
             &t.banka_adi,
             &t.aciklama,
+            &t.no,
         ],
     )
     .await
