@@ -404,6 +404,10 @@ pub struct WorkerSettings {
     pub settle_window: Duration,
     /// How often queue statistics are logged.
     pub stats_interval: Duration,
+    /// Longest one posting may take before it counts as a transient failure.
+    pub posting_timeout: Duration,
+    /// Lease expiries (the worker crashed or hung holding it) before a document ends `failed`.
+    pub max_lease_expiries: u32,
 }
 
 /// Posting settings (how documents are written into Mikro).
@@ -564,7 +568,15 @@ impl Config {
             backoff_max: p.duration("MIKRO_SYNC_BACKOFF_MAX", Duration::from_secs(600)),
             settle_window: p.duration("MIKRO_SYNC_SETTLE_WINDOW", Duration::from_secs(60)),
             stats_interval: p.duration("MIKRO_SYNC_STATS_INTERVAL", Duration::from_secs(30)),
+            posting_timeout: p.duration("MIKRO_SYNC_POSTING_TIMEOUT", Duration::from_secs(120)),
+            max_lease_expiries: p.num("MIKRO_SYNC_MAX_LEASE_EXPIRIES", 3u32, 0, 1000),
         };
+        if worker.posting_timeout.is_zero() {
+            p.err(
+                "MIKRO_SYNC_POSTING_TIMEOUT",
+                "must be greater than 0 (e.g. 2m): every posting needs a bound",
+            );
+        }
         if worker.poll_interval.is_zero() {
             p.err(
                 "MIKRO_SYNC_POLL_INTERVAL",
@@ -688,6 +700,11 @@ impl Config {
         out.push(("MIKRO_SYNC_BACKOFF_MAX".into(), d(w.backoff_max)));
         out.push(("MIKRO_SYNC_SETTLE_WINDOW".into(), d(w.settle_window)));
         out.push(("MIKRO_SYNC_STATS_INTERVAL".into(), d(w.stats_interval)));
+        out.push(("MIKRO_SYNC_POSTING_TIMEOUT".into(), d(w.posting_timeout)));
+        out.push((
+            "MIKRO_SYNC_MAX_LEASE_EXPIRIES".into(),
+            w.max_lease_expiries.to_string(),
+        ));
         let p = &self.posting;
         out.push(("MIKRO_SYNC_TIMEZONE".into(), p.timezone.name().to_string()));
         out.push(("MIKRO_SYNC_SERIES_SATIS".into(), p.sale_series.clone()));
@@ -1634,6 +1651,16 @@ pub const SETTINGS: &[Setting] = &[
         name: "MIKRO_SYNC_STATS_INTERVAL",
         default: "30s",
         help: "Queue statistics log interval",
+    },
+    Setting {
+        name: "MIKRO_SYNC_POSTING_TIMEOUT",
+        default: "2m",
+        help: "Longest one posting may take; then it is a transient failure, retried (the ledger keeps it exactly-once)",
+    },
+    Setting {
+        name: "MIKRO_SYNC_MAX_LEASE_EXPIRIES",
+        default: "3",
+        help: "Times a document may crash or hang the worker (lease expired) before it ends failed; 0 = never",
     },
     Setting {
         name: "MIKRO_SYNC_TIMEZONE",

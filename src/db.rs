@@ -389,12 +389,51 @@ pub enum PoolError {
     ErpInstance(String),
 }
 
+/// TCP keepalive, TCP user timeout and connect timeout on every web socket, so a peer that
+/// vanished silently (no RST: a dead NAT entry, a pulled cable) is noticed within about 30 s
+/// instead of the kernel's ~15 minutes of retransmissions: keepalive probes after 15 s idle,
+/// every 5 s, 3 unanswered ones end the connection; unacknowledged data ends it after 30 s.
+/// Values already set in a URL (`connect_timeout`, `keepalives_idle`, …) win for the first two.
+pub fn harden_web_config(c: &mut tokio_postgres::Config) {
+    if c.get_connect_timeout().is_none() {
+        c.connect_timeout(WEB_CONNECT_TIMEOUT);
+    }
+    if c.get_tcp_user_timeout().is_none() {
+        c.tcp_user_timeout(std::time::Duration::from_secs(30));
+    }
+    c.keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(15))
+        .keepalives_interval(std::time::Duration::from_secs(5))
+        .keepalives_retries(3);
+}
+
+/// Bound of opening one web connection.
+pub const WEB_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The pool's own bounds: waiting for a free connection, opening one, recycling one.
+fn bounded_web_pool(
+    mgr: deadpool_postgres::Manager,
+    max_size: usize,
+) -> Result<WebPool, PoolError> {
+    deadpool_postgres::Pool::builder(mgr)
+        .max_size(max_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(std::time::Duration::from_secs(30)))
+        .create_timeout(Some(
+            WEB_CONNECT_TIMEOUT + std::time::Duration::from_secs(5),
+        ))
+        .recycle_timeout(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .map_err(|e| PoolError::WebConfig(e.to_string()))
+}
+
 /// Builds the web pool from a libpq-style URL or key=value string (no TLS; TLS is added by the
 /// configuration layer).
 pub fn web_pool(url: &str, max_size: usize) -> Result<WebPool, PoolError> {
-    let pg: tokio_postgres::Config = url
+    let mut pg: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| PoolError::WebConfig(e.to_string()))?;
+    harden_web_config(&mut pg);
     let mgr = deadpool_postgres::Manager::from_config(
         pg,
         tokio_postgres::NoTls,
@@ -402,10 +441,7 @@ pub fn web_pool(url: &str, max_size: usize) -> Result<WebPool, PoolError> {
             recycling_method: deadpool_postgres::RecyclingMethod::Fast,
         },
     );
-    deadpool_postgres::Pool::builder(mgr)
-        .max_size(max_size)
-        .build()
-        .map_err(|e| PoolError::WebConfig(e.to_string()))
+    bounded_web_pool(mgr, max_size)
 }
 
 /// Builds the ERP pool from an ADO.NET connection string (`server=tcp:host,port;user=…;…`),
@@ -512,17 +548,16 @@ pub fn pg_tls_connector(
 /// Builds the web pool from the configuration, with TLS as configured (verify by default).
 pub fn web_pool_from_config(cfg: &crate::config::WebDbConfig) -> Result<WebPool, PoolError> {
     let tls = pg_tls_connector(&cfg.tls).map_err(|e| PoolError::WebConfig(e.to_string()))?;
+    let mut pg = cfg.pg_config();
+    harden_web_config(&mut pg);
     let mgr = deadpool_postgres::Manager::from_config(
-        cfg.pg_config(),
+        pg,
         tls,
         deadpool_postgres::ManagerConfig {
             recycling_method: deadpool_postgres::RecyclingMethod::Fast,
         },
     );
-    deadpool_postgres::Pool::builder(mgr)
-        .max_size(cfg.pool_size)
-        .build()
-        .map_err(|e| PoolError::WebConfig(e.to_string()))
+    bounded_web_pool(mgr, cfg.pool_size)
 }
 
 /// Why a dedicated web connection could not be opened.
@@ -578,7 +613,9 @@ pub async fn connect_web(
     cfg: &crate::config::WebDbConfig,
 ) -> Result<(tokio_postgres::Client, WebConnection), WebConnectError> {
     let tls = pg_tls_connector(&cfg.tls)?;
-    Ok(cfg.pg_config().connect(tls).await?)
+    let mut pg = cfg.pg_config();
+    harden_web_config(&mut pg);
+    Ok(pg.connect(tls).await?)
 }
 
 /// Builds the ERP pool from the configuration (encryption, certificate trust and bounds as

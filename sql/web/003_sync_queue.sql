@@ -38,6 +38,11 @@ ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS first_attempt_at timestamptz;
 ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS claimed_by       text;
 ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS claimed_at       timestamptz;
 ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS lease_until      timestamptz;
+-- Lease expiries charged to the row (its worker crashed or hung while posting it; the first
+-- expiry is charged to every row the worker held, later ones only while it was being posted,
+-- which the worker marks in posting_started_at); past a limit the row ends failed.
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS lease_expiries     integer NOT NULL DEFAULT 0;
+ALTER TABLE sync_queue ADD COLUMN IF NOT EXISTS posting_started_at timestamptz;
 
 -- Defaults the old table may lack (only set when none exists, so a web app's own default stays).
 DO $$

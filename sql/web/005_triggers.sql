@@ -70,6 +70,8 @@ BEGIN
     NEW.claimed_by := NULL;
     NEW.claimed_at := NULL;
     NEW.lease_until := NULL;
+    NEW.lease_expiries := 0;
+    NEW.posting_started_at := NULL;
     NEW.processed_at := NULL;
     PERFORM pg_notify('mikro_sync_queue', '');
     RETURN NEW;

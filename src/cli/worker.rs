@@ -2,9 +2,9 @@
 //!
 //! Wires the parts together: the web pool and LISTEN connector (TLS as configured), the ERP
 //! pool, the web → ERP worker, the periodic ERP → web sync, the optional metrics/health
-//! listener, a health loop that refreshes the pool/queue gauges and feeds the systemd
-//! watchdog, `READY=1` once the LISTEN connection is up, and SIGTERM/SIGINT → graceful stop
-//! (stop claiming, finish in-flight documents, exit 0).
+//! listener, a health loop that refreshes the pool/queue gauges, the systemd watchdog fed by the
+//! worker loop's progress (`queue::watchdog`), `READY=1` once the LISTEN connection is up, and
+//! SIGTERM/SIGINT → graceful stop (stop claiming, finish in-flight documents, exit 0).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,6 +42,8 @@ pub fn worker_options(cfg: &Config) -> WorkerOptions {
         prefetch: w.prefetch,
         poll_interval: w.poll_interval,
         stats_interval: w.stats_interval,
+        posting_timeout: w.posting_timeout,
+        max_lease_expiries: w.max_lease_expiries,
         retry: RetryPolicy {
             initial_interval: w.backoff_initial,
             max_interval: w.backoff_max,
@@ -197,14 +199,24 @@ pub async fn run(cfg: &Config, args: WorkerArgs) -> Result<(), CliError> {
             None
         }
     };
-    // Health loop: gauges + watchdog; READY=1 once the listener is up.
+    // The watchdog, fed while the worker loop progresses: pinged every third of WatchdogSec,
+    // no longer once the loop made no progress for half of it.
     let mut watchdog_usec = 0u64;
-    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
-    let health_every = if watchdog {
-        Duration::from_micros(watchdog_usec / 3).min(Duration::from_secs(10))
+    let watchdog = if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {
+        let period = Duration::from_micros(watchdog_usec);
+        Some(
+            crate::queue::watchdog::spawn_systemd_watchdog_feeder(
+                qm.clone(),
+                (period / 3).min(Duration::from_secs(10)),
+                period / 2,
+            )
+            .map_err(|e| CliError::Failed(format!("cannot start the watchdog thread: {e}")))?,
+        )
     } else {
-        Duration::from_secs(10)
+        None
     };
+    // Health loop: gauges; READY=1 once the listener is up.
+    let health_every = Duration::from_secs(10);
     let mut health_sd = controller.subscribe();
     let (hw, he, hq) = (web.clone(), erp.clone(), qm.clone());
     let poll_only = args.poll_only;
@@ -225,9 +237,6 @@ pub async fn run(cfg: &Config, args: WorkerArgs) -> Result<(), CliError> {
             if last_round.elapsed() >= health_every {
                 last_round = tokio::time::Instant::now();
                 health_round(&hw, &he, &hq).await;
-                if watchdog {
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                }
             }
         }
     });
@@ -250,6 +259,9 @@ pub async fn run(cfg: &Config, args: WorkerArgs) -> Result<(), CliError> {
         let _ = t.await;
     }
     let _ = health_task.await;
+    if let Some(w) = watchdog {
+        w.stop();
+    }
     if let Some(h) = http {
         h.shutdown().await;
     }

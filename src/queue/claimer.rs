@@ -68,7 +68,7 @@ WITH moved AS (
       FROM moved m LEFT JOIN picked p ON p.id = m.id
     ON CONFLICT DO NOTHING
     RETURNING id, entity_type, entity_id, retry_count, created_at, first_attempt_at, claimed_at,
-              (status = 'processing' AND claimed_by = $2) AS claimed
+              lease_expiries, (status = 'processing' AND claimed_by = $2) AS claimed
 ), upd AS (
     UPDATE ONLY sync_queue q
        SET status = 'processing',
@@ -80,12 +80,14 @@ WITH moved AS (
       FROM picked p
      WHERE q.id = p.id
     RETURNING q.id, q.entity_type, q.entity_id, q.retry_count, q.created_at,
-              q.first_attempt_at, q.claimed_at
+              q.first_attempt_at, q.claimed_at, q.lease_expiries
 )
-SELECT id, entity_type, entity_id, retry_count, created_at::timestamptz, first_attempt_at, claimed_at
+SELECT id, entity_type, entity_id, retry_count, created_at::timestamptz, first_attempt_at, claimed_at,
+       lease_expiries
   FROM ins WHERE claimed
 UNION ALL
-SELECT id, entity_type, entity_id, retry_count, created_at::timestamptz, first_attempt_at, claimed_at
+SELECT id, entity_type, entity_id, retry_count, created_at::timestamptz, first_attempt_at, claimed_at,
+       lease_expiries
   FROM upd";
 
 /// Claims up to `limit` due rows for `worker`, leased for `lease`, moving the inbox into
@@ -137,6 +139,7 @@ pub async fn claim(
             first_attempt_at: r.try_get(5).map_err(QueueError::Web)?,
             claimed_at,
             claimed_instant: std::time::Instant::now(),
+            lease_expiries: r.try_get::<_, i32>(7).map_err(QueueError::Web)?.max(0) as u32,
         });
     }
     Ok(jobs)

@@ -10,11 +10,22 @@
 //! If the process dies between the ERP commit and the web completion, the row is retried (lease
 //! expiry); posting finds its ledger row, returns `already_posted`, and only the web side is
 //! completed. [`ExecHooks::fail_after_erp_commit`] injects exactly that failure in tests.
+//!
+//! The worker finishes what it holds: a row stays in the worker's [`Held`] set (its lease
+//! renewed) until its outcome is written — the completion, or the failed attempt. A completion
+//! or failure record that cannot be written is retried by this worker with backoff, never marked
+//! `failed` (the document is in Mikro). Each posting runs under a timeout (a timed-out posting
+//! is a transient failure: the ledger makes the retry exactly-once) and a panic in it is caught
+//! and recorded as a failed attempt of that document.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -93,6 +104,68 @@ pub struct ExecHooks {
     /// While > 0: each successful posting is treated as failing right after the ERP commit
     /// (before the web side is marked), and the counter is decremented.
     pub fail_after_erp_commit: Option<Arc<AtomicUsize>>,
+    /// While > 0: each completion statement fails (as if the web database restarted), and the
+    /// counter is decremented.
+    pub fail_completion: Option<Arc<AtomicUsize>>,
+}
+
+fn take_one(hook: &Option<Arc<AtomicUsize>>) -> bool {
+    hook.as_ref().is_some_and(|h| {
+        h.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    })
+}
+
+/// The rows a worker holds (claimed, in flight, or posted and waiting for their completion):
+/// the heartbeat renews their leases. Shared by the worker loop, the job tasks and the
+/// completer. Each entry also says since when its posting runs (if it does), so the loop can
+/// tell a posting stuck past its timeout (a sink blocking its thread) from progress.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Held(Arc<Mutex<HashMap<Uuid, Option<Instant>>>>);
+
+impl Held {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<Uuid, Option<Instant>>) -> T) -> T {
+        // Every use is a single map call, so a poisoned lock still holds a consistent map.
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+    pub(crate) fn insert(&self, id: Uuid) {
+        self.with(|s| s.insert(id, None));
+    }
+    pub(crate) fn remove(&self, id: &Uuid) {
+        self.with(|s| s.remove(id));
+    }
+    pub(crate) fn ids(&self) -> Vec<Uuid> {
+        self.with(|s| s.keys().copied().collect())
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.with(|s| s.is_empty())
+    }
+    fn posting(&self, id: Uuid, since: Option<Instant>) {
+        self.with(|s| {
+            if let Some(v) = s.get_mut(&id) {
+                *v = since;
+            }
+        });
+    }
+    /// When the longest-running posting started.
+    pub(crate) fn oldest_posting(&self) -> Option<Instant> {
+        self.with(|s| s.values().flatten().min().copied())
+    }
+}
+
+/// Bound of one web statement of the executor (completion, failure record).
+const WEB_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Backoff of a completion or failure record that could not be written: 100 ms doubling, at
+/// most 5 s apart.
+fn rewrite_delay(attempt: u32) -> Duration {
+    let p = RetryPolicy {
+        initial_interval: Duration::from_millis(100),
+        max_interval: Duration::from_secs(5),
+        ..RetryPolicy::default()
+    };
+    p.delay(attempt, p.max_interval)
 }
 
 /// A finished posting waiting for its web completion.
@@ -111,14 +184,53 @@ pub(crate) struct ExecCtx<S> {
     pub metrics: Arc<Metrics>,
     pub hooks: ExecHooks,
     pub completions: mpsc::UnboundedSender<Completion>,
+    /// Longest a posting may take before it counts as a transient failure.
+    pub posting_timeout: Duration,
+    /// Rows held by this worker.
+    pub held: Held,
+    /// How long a failed attempt's record is retried before the row is left to its lease.
+    pub record_retry_for: Duration,
 }
 
 /// What a job task reports back to the worker loop.
 #[derive(Debug)]
 pub(crate) struct JobDone {
-    pub id: Uuid,
     /// Set when the job was scheduled for a retry: when it becomes due.
     pub retry_at: Option<Instant>,
+}
+
+/// Marks in the row that its posting starts (a row whose lease expired before: if this worker
+/// dies now, the rescuer charges the expiry to this row). Best effort: on failure the expiry is
+/// just not charged.
+async fn mark_posting<S>(ctx: &ExecCtx<S>, job: &Job) {
+    let mark = async {
+        let c = ctx
+            .web
+            .get()
+            .await
+            .map_err(|e| QueueError::Pool(e.to_string()))?;
+        c.execute(
+            "UPDATE ONLY sync_queue SET posting_started_at = clock_timestamp() \
+              WHERE id = $1 AND status = 'processing' AND claimed_by = $2",
+            &[&job.id, &ctx.worker_name],
+        )
+        .await
+        .map_err(QueueError::Web)
+    };
+    if let Err(e) = bounded(mark).await {
+        tracing::warn!(error = %e, "cannot mark the posting of a row that crashed a worker before");
+    }
+}
+
+/// The text of a panic payload.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".into()
+    }
 }
 
 /// Runs one job to its outcome (posted → completer; failed attempt → retry or failed).
@@ -127,17 +239,39 @@ pub(crate) async fn execute<S: Sink>(ctx: Arc<ExecCtx<S>>, job: Job) -> JobDone 
         web_id = %job.entity_id, attempt = job.attempt);
     async move {
         let id = job.id;
-        let mut result = ctx.sink.post(&job).await;
-        if result.is_ok() {
-            if let Some(h) = &ctx.hooks.fail_after_erp_commit {
-                if h.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    result = Err(PostError::Transient(
-                        "injected failure after the ERP commit (test hook)".into(),
-                    ));
-                }
+        if job.lease_expiries > 0 {
+            mark_posting(&ctx, &job).await;
+        }
+        let posting = AssertUnwindSafe(ctx.sink.post(&job)).catch_unwind();
+        ctx.held.posting(id, Some(Instant::now()));
+        let outcome = tokio::time::timeout(ctx.posting_timeout, posting).await;
+        ctx.held.posting(id, None);
+        let mut result = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(panic)) => {
+                let what = panic_text(panic.as_ref());
+                tracing::error!(panic = %what, "posting panicked");
+                Metrics::inc(&ctx.metrics.panics);
+                // Counted like a data error (a few attempts, then failed): a panic that depends
+                // on the document would recur on every attempt.
+                Err(PostError::Data(format!(
+                    "mikro-sync panicked while posting this document: {what} (a bug: report it \
+                     with this queue row; after an upgrade set status = 'pending' to retry)"
+                )))
             }
+            Err(_) => {
+                Metrics::inc(&ctx.metrics.posting_timeouts);
+                Err(PostError::Transient(format!(
+                    "posting did not finish within {:?} (MIKRO_SYNC_POSTING_TIMEOUT); retried, \
+                     the ERP ledger keeps it exactly-once",
+                    ctx.posting_timeout
+                )))
+            }
+        };
+        if result.is_ok() && take_one(&ctx.hooks.fail_after_erp_commit) {
+            result = Err(PostError::Transient(
+                "injected failure after the ERP commit (test hook)".into(),
+            ));
         }
         match result {
             Ok(posted) => {
@@ -148,9 +282,10 @@ pub(crate) async fn execute<S: Sink>(ctx: Arc<ExecCtx<S>>, job: Job) -> JobDone 
                 tracing::debug!(seri = %posted.seri, sira = posted.sira,
                     already_posted = posted.already_posted, "posted");
                 if ctx.completions.send(Completion { job, posted }).is_err() {
+                    ctx.held.remove(&id);
                     tracing::error!("completer gone; the lease will expire and the row be retried");
                 }
-                JobDone { id, retry_at: None }
+                JobDone { retry_at: None }
             }
             Err(err) => {
                 let elapsed = (job.claimed_at - job.first_attempt_at)
@@ -166,10 +301,27 @@ pub(crate) async fn execute<S: Sink>(ctx: Arc<ExecCtx<S>>, job: Job) -> JobDone 
                     worker_name: &ctx.worker_name,
                     metrics: &ctx.metrics,
                 };
-                if let Err(e) = fail.record(&job, &err, &decision).await {
-                    tracing::error!(error = %e, "cannot record the failed attempt; the lease will expire and the row be retried");
+                // Keep the row (and renew its lease) until its outcome is written.
+                let give_up = Instant::now() + ctx.record_retry_for;
+                let mut n = 0;
+                loop {
+                    match bounded(fail.record(&job, &err, &decision)).await {
+                        Ok(()) => break,
+                        Err(e) if Instant::now() >= give_up => {
+                            tracing::error!(error = %e, "cannot record the failed attempt; the lease will expire and the row be retried");
+                            break;
+                        }
+                        Err(e) => {
+                            n += 1;
+                            if n == 1 {
+                                tracing::warn!(error = %e, "cannot record the failed attempt; retrying");
+                            }
+                            tokio::time::sleep(rewrite_delay(n)).await;
+                        }
+                    }
                 }
-                JobDone { id, retry_at }
+                ctx.held.remove(&id);
+                JobDone { retry_at }
             }
         }
     }
@@ -209,16 +361,20 @@ const COMPLETE_LINGER: std::time::Duration = std::time::Duration::from_millis(2)
 const MAX_BATCH: usize = 1000;
 
 /// The completer task: writes completions in batches until the channel closes (all job tasks
-/// and the worker dropped their senders), so a graceful shutdown flushes everything.
+/// and the worker dropped their senders), so a graceful shutdown flushes everything. A
+/// completion that cannot be written is retried by this worker with backoff (its row stays
+/// held, so its lease is renewed); after the channel closed, for at most `finish_for`.
 pub(crate) async fn run_completer(
     web: WebPool,
-    policy: RetryPolicy,
-    worker_name: String,
+    held: Held,
+    finish_for: Duration,
     metrics: Arc<Metrics>,
+    hooks: ExecHooks,
     mut rx: mpsc::UnboundedReceiver<Completion>,
 ) {
     let mut batch: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut own: Option<deadpool_postgres::ClientWrapper> = None;
+    let mut retrying: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
         // Under load documents finish every few milliseconds: waiting briefly for the next ones
@@ -233,42 +389,104 @@ pub(crate) async fn run_completer(
                 Ok(None) | Err(_) => break,
             }
         }
-        let first_try = match own_client(&web, &mut own).await {
-            Ok(client) => complete_batch(client, &batch).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = first_try {
-            // Broken or not: the next batch starts on a fresh connection.
-            own = None;
-            tracing::warn!(error = %e, rows = batch.len(), "batched completion failed; completing one by one");
-            for c in &batch {
-                if let Err(e) = complete_pooled(&web, std::slice::from_ref(c)).await {
-                    let span = tracing::info_span!("job", queue_id = %c.job.id,
-                        kind = c.job.kind.as_str(), web_id = %c.job.entity_id);
-                    let _g = span.enter();
-                    tracing::error!(error = %e, "cannot mark the posted document completed; it will be retried and completed from the ledger");
-                    let err = PostError::Transient(format!("web completion failed: {e}"));
-                    let elapsed = (c.job.claimed_at - c.job.first_attempt_at)
-                        .to_std()
-                        .unwrap_or_default();
-                    let decision = policy.decide(&err, c.job.attempt, elapsed);
-                    let fail = FailCtx {
-                        web: &web,
-                        worker_name: &worker_name,
-                        metrics: &metrics,
-                    };
-                    let _ = fail.record(&c.job, &err, &decision).await;
-                    continue;
-                }
-                count_done(&metrics, c);
-            }
+        let first_try = if take_one(&hooks.fail_completion) {
+            Err(QueueError::Pool(
+                "injected completion failure (test hook)".into(),
+            ))
         } else {
-            for c in &batch {
-                count_done(&metrics, c);
+            match bounded(own_client(&web, &mut own)).await {
+                Ok(client) => bounded(complete_batch(client, &batch)).await,
+                Err(e) => Err(e),
+            }
+        };
+        match first_try {
+            Ok(_) => {
+                for c in batch.drain(..) {
+                    count_done(&metrics, &c);
+                    held.remove(&c.job.id);
+                }
+            }
+            Err(e) => {
+                // Broken or not: the next batch starts on a fresh connection.
+                own = None;
+                tracing::warn!(error = %e, rows = batch.len(),
+                    "batched completion failed; completing one by one, retrying with backoff");
+                for c in batch.drain(..) {
+                    retrying.spawn(complete_until_written(
+                        web.clone(),
+                        c,
+                        held.clone(),
+                        metrics.clone(),
+                        hooks.clone(),
+                    ));
+                }
             }
         }
-        batch.clear();
+        while retrying.try_join_next().is_some() {}
     }
+    if !retrying.is_empty() {
+        let all = async { while retrying.join_next().await.is_some() {} };
+        if tokio::time::timeout(finish_for, all).await.is_err() {
+            tracing::error!(rows = retrying.len(),
+                "stopping with completions not written; their rows return after their lease and are completed from the ERP ledger");
+            retrying.abort_all();
+        }
+    }
+}
+
+/// A web call of the executor, bounded by [`WEB_CALL_TIMEOUT`].
+async fn bounded<T>(f: impl Future<Output = Result<T, QueueError>>) -> Result<T, QueueError> {
+    match tokio::time::timeout(WEB_CALL_TIMEOUT, f).await {
+        Ok(r) => r,
+        Err(_) => Err(QueueError::Pool(format!(
+            "no answer from the web database within {WEB_CALL_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// Writes one completion, retrying with backoff until it is written (the document is in Mikro:
+/// it is never marked failed). The row stays held meanwhile.
+async fn complete_until_written(
+    web: WebPool,
+    c: Completion,
+    held: Held,
+    metrics: Arc<Metrics>,
+    hooks: ExecHooks,
+) {
+    let span = tracing::info_span!("job", queue_id = %c.job.id, kind = c.job.kind.as_str(),
+        web_id = %c.job.entity_id);
+    async move {
+        let mut n = 0u32;
+        loop {
+            let r = if take_one(&hooks.fail_completion) {
+                Err(QueueError::Pool("injected completion failure (test hook)".into()))
+            } else {
+                bounded(complete_pooled(&web, std::slice::from_ref(&c))).await
+            };
+            match r {
+                Ok(_) => {
+                    if n > 0 {
+                        tracing::info!(attempts = n + 1, "completion written after retrying");
+                    }
+                    count_done(&metrics, &c);
+                    held.remove(&c.job.id);
+                    return;
+                }
+                Err(e) => {
+                    n += 1;
+                    Metrics::inc(&metrics.completion_retries);
+                    let delay = rewrite_delay(n);
+                    if n == 1 || n.is_multiple_of(20) {
+                        tracing::warn!(error = %e, attempt = n, retry_in_ms = delay.as_millis() as u64,
+                            "cannot mark the posted document completed; retrying (it is in Mikro)");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
 }
 
 fn count_done(metrics: &Metrics, c: &Completion) {
@@ -297,6 +515,22 @@ impl FailCtx<'_> {
             .await
             .map_err(|e| QueueError::Pool(e.to_string()))?;
         let (status, delay, msg) = match d {
+            Decision::Retry { delay } => ("pending", delay.as_secs_f64(), err.to_string()),
+            Decision::Fail { message } => ("failed", 0.0, message.clone()),
+        };
+        client
+            .execute(
+                "UPDATE ONLY sync_queue SET status = $2::text, \
+                   next_attempt_at = clock_timestamp() + make_interval(secs => $3), \
+                   processed_at = CASE WHEN $2::text = 'failed' THEN now() END, \
+                   error_message = $4, claimed_by = NULL, claimed_at = NULL, lease_until = NULL, \
+                   posting_started_at = NULL \
+                 WHERE id = $1 AND status = 'processing' AND claimed_by = $5",
+                &[&job.id, &status, &delay, &msg, &self.worker_name],
+            )
+            .await
+            .map_err(QueueError::Web)?;
+        match d {
             Decision::Retry { delay } => {
                 Metrics::inc(&self.metrics.retries);
                 let class = match err {
@@ -312,26 +546,13 @@ impl FailCtx<'_> {
                     tracing::warn!(error = %err, class, retry_in_ms = delay.as_millis() as u64,
                         "attempt failed; retrying later");
                 }
-                ("pending", delay.as_secs_f64(), err.to_string())
             }
             Decision::Fail { message } => {
                 Metrics::inc(&self.metrics.failed);
                 tracing::error!(error = %message,
                     "document failed; fix it, then set status = 'pending' to retry");
-                ("failed", 0.0, message.clone())
             }
-        };
-        client
-            .execute(
-                "UPDATE ONLY sync_queue SET status = $2::text, \
-                   next_attempt_at = clock_timestamp() + make_interval(secs => $3), \
-                   processed_at = CASE WHEN $2::text = 'failed' THEN now() END, \
-                   error_message = $4, claimed_by = NULL, claimed_at = NULL, lease_until = NULL \
-                 WHERE id = $1 AND status = 'processing' AND claimed_by = $5",
-                &[&job.id, &status, &delay, &msg, &self.worker_name],
-            )
-            .await
-            .map_err(QueueError::Web)?;
+        }
         Ok(())
     }
 }

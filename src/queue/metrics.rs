@@ -82,6 +82,17 @@ pub struct Metrics {
     pub idle_other_worker: AtomicU64,
     /// Times going idle found writers still inside their transactions (looked again shortly).
     pub idle_writers_busy: AtomicU64,
+    /// Postings that panicked (caught; recorded as a failed attempt).
+    pub panics: AtomicU64,
+    /// Postings that ran past the posting timeout (a transient failure).
+    pub posting_timeouts: AtomicU64,
+    /// Completions that could not be written and were tried again.
+    pub completion_retries: AtomicU64,
+    /// Rows failed by the rescuer: their lease expired too often (the worker crashed or hung).
+    pub poison_pills: AtomicU64,
+    /// Turns of the worker loop that found no posting stuck past its timeout: the systemd
+    /// watchdog is fed only while this grows (see `queue::watchdog`).
+    pub loop_turns: AtomicU64,
     /// 1 while the LISTEN connection is up, 0 otherwise (for /healthz).
     pub listener_up: AtomicU64,
     /// Enqueue → claimed (`created_at` to the claim, database clock).

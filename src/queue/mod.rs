@@ -11,6 +11,7 @@
 //! * [`retry`] — the backoff and give-up policy;
 //! * [`stats`](mod@stats) — queue statistics and the operator retry;
 //! * [`worker`] — the run loop and graceful shutdown;
+//! * [`watchdog`] — the systemd watchdog, fed by the loop's progress;
 //! * [`metrics`] — counters and latency histograms for the exporter.
 //!
 //! ## Design decisions
@@ -69,6 +70,7 @@ pub mod notifier;
 pub mod rescuer;
 pub mod retry;
 pub mod stats;
+pub mod watchdog;
 pub mod worker;
 
 use chrono::{DateTime, Utc};
@@ -102,6 +104,9 @@ pub struct Job {
     pub claimed_at: DateTime<Utc>,
     /// When this attempt claimed it (local monotonic clock).
     pub claimed_instant: std::time::Instant,
+    /// Lease expiries charged to the row so far (see [`rescuer`]); above 0 the worker marks
+    /// the start of the posting in the row, so a crash during it is charged to it.
+    pub lease_expiries: u32,
 }
 
 /// Queue failures (not document failures: those are [`crate::posting::PostError`]).

@@ -47,14 +47,12 @@ pub struct PgListenConnector<T> {
 }
 
 impl<T> PgListenConnector<T> {
-    /// Wraps a config; TCP keepalives are switched on so a silently dead peer is noticed even
-    /// when no query runs (the worker also pings the connection on every poll tick).
+    /// Wraps a config; TCP keepalives and a TCP user timeout are switched on so a silently dead
+    /// peer is noticed even when no query runs (the worker also pings the connection on every
+    /// poll tick, and bounds every call with its `listen_timeout`).
     pub fn new(mut config: tokio_postgres::Config, tls: T) -> Self {
-        config.keepalives(true);
+        crate::db::harden_web_config(&mut config);
         config.keepalives_idle(Duration::from_secs(10));
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
         config.application_name("mikro-sync listener");
         PgListenConnector { config, tls }
     }
@@ -108,13 +106,28 @@ pub(crate) struct Listener {
     task: tokio::task::JoinHandle<()>,
     /// True while this session holds [`IDLE_LOCK_KEY`] exclusively.
     pub(crate) holds_idle_lock: bool,
+    /// Bound of each call (a silently dead connection must not freeze the worker loop).
+    timeout: Duration,
+}
+
+/// Runs one call on the LISTEN connection within `timeout`.
+async fn bounded<T>(
+    timeout: Duration,
+    f: impl Future<Output = Result<T, QueueError>>,
+) -> Result<T, QueueError> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .unwrap_or(Err(QueueError::ListenTimeout))
 }
 
 impl Listener {
     /// Connects, starts polling the connection, runs LISTEN. `notifications` counts arrivals.
+    /// Every later call on it is bounded by `timeout` (the connect itself is bounded by the
+    /// caller).
     pub(crate) async fn connect(
         connector: &dyn ListenConnect,
         metrics: Arc<super::Metrics>,
+        timeout: Duration,
     ) -> Result<Listener, QueueError> {
         let (client, mut stream) = connector.connect().await.map_err(QueueError::Listen)?;
         let wake = Arc::new(Notify::new());
@@ -145,6 +158,7 @@ impl Listener {
             wake,
             task,
             holds_idle_lock: false,
+            timeout,
         };
         listener
             .client
@@ -174,6 +188,11 @@ impl Listener {
         if self.holds_idle_lock {
             return Ok(IdleOutcome::Held);
         }
+        let timeout = self.timeout;
+        bounded(timeout, self.try_become_idle()).await
+    }
+
+    async fn try_become_idle(&mut self) -> Result<IdleOutcome, QueueError> {
         let row = self
             .client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&IDLE_LOCK_KEY])
@@ -220,10 +239,13 @@ impl Listener {
     /// Stops being the idle worker (about to drain): writers skip the notify from now on.
     pub(crate) async fn become_busy(&mut self) -> Result<(), QueueError> {
         if self.holds_idle_lock {
-            self.client
-                .execute("SELECT pg_advisory_unlock($1)", &[&IDLE_LOCK_KEY])
-                .await
-                .map_err(QueueError::Listen)?;
+            let unlock = async {
+                self.client
+                    .execute("SELECT pg_advisory_unlock($1)", &[&IDLE_LOCK_KEY])
+                    .await
+                    .map_err(QueueError::Listen)
+            };
+            bounded(self.timeout, unlock).await?;
             self.holds_idle_lock = false;
         }
         Ok(())

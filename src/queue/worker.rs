@@ -19,8 +19,12 @@
 //!   statistics are logged.
 //! * On shutdown the worker stops claiming, lets in-flight documents finish (renewing their
 //!   leases), flushes the completions and returns.
+//! * Nothing in the loop waits without a bound: every listener call has `listen_timeout`, every
+//!   web call of the loop (claim, lease renewal, rescue, statistics) [`LOOP_WEB_TIMEOUT`], every
+//!   posting `posting_timeout`. Each turn of the loop that finds no posting stuck past its
+//!   timeout counts in `Metrics::loop_turns`, which feeds the systemd watchdog.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::executor::{self, ExecCtx, ExecHooks, JobDone, Sink};
+use super::executor::{self, ExecCtx, ExecHooks, Held, JobDone, Sink};
 use super::metrics::Metrics;
 use super::notifier::{IdleOutcome, ListenConnect, Listener};
 use super::retry::RetryPolicy;
@@ -71,6 +75,14 @@ pub struct WorkerOptions {
     pub stats_interval: Duration,
     /// Upper bound of the LISTEN reconnect backoff.
     pub reconnect_max: Duration,
+    /// Longest wait for one call on the LISTEN connection (going idle or busy, the idle ping);
+    /// past it the connection counts as dead and is reopened.
+    pub listen_timeout: Duration,
+    /// Longest one posting may take; past it the attempt is a transient failure.
+    pub posting_timeout: Duration,
+    /// Lease expiries (the worker crashed or hung while holding the row) after which a document
+    /// ends `failed` instead of being re-queued again. 0 = never.
+    pub max_lease_expiries: u32,
     /// Backoff and give-up policy for failed attempts.
     pub retry: RetryPolicy,
     /// Test hooks (off in production).
@@ -94,6 +106,9 @@ impl Default for WorkerOptions {
             rescue_interval: Duration::from_secs(5),
             stats_interval: Duration::from_secs(30),
             reconnect_max: Duration::from_secs(30),
+            listen_timeout: Duration::from_secs(10),
+            posting_timeout: Duration::from_secs(120),
+            max_lease_expiries: 3,
             retry: RetryPolicy::default(),
             hooks: ExecHooks::default(),
             metrics: Arc::new(Metrics::default()),
@@ -191,11 +206,13 @@ impl<S: Sink> Worker<S> {
         let metrics = opts.metrics.clone();
         let start = snapshot(&metrics);
         let (ctx_tx, ctx_rx) = mpsc::unbounded_channel();
-        let completer = tokio::spawn(executor::run_completer(
+        let held = Held::default();
+        let mut completer = tokio::spawn(executor::run_completer(
             web.clone(),
-            opts.retry.clone(),
-            opts.name.clone(),
+            held.clone(),
+            opts.lease,
             metrics.clone(),
+            opts.hooks.clone(),
             ctx_rx,
         ));
         let ctx = Arc::new(ExecCtx {
@@ -206,13 +223,18 @@ impl<S: Sink> Worker<S> {
             metrics: metrics.clone(),
             hooks: opts.hooks.clone(),
             completions: ctx_tx,
+            posting_timeout: opts.posting_timeout.max(Duration::from_millis(10)),
+            held: held.clone(),
+            record_retry_for: opts.lease * 4,
         });
         tracing::info!(worker = %opts.name, concurrency = opts.concurrency,
             listen = listen.is_some(), "worker started");
 
         let mut st = LoopState {
             inflight: JoinSet::new(),
-            inflight_ids: HashSet::new(),
+            tasks: HashMap::new(),
+            isolated: None,
+            held,
             ready: VecDeque::new(),
             listener: None,
             ever_connected: false,
@@ -237,6 +259,7 @@ impl<S: Sink> Worker<S> {
             if shutdown.is_shutdown() {
                 break;
             }
+            st.count_turn(&opts, &metrics);
             // LISTEN connection upkeep: on every (re)connect, drain.
             if let Some(connector) = &listen {
                 if st.listener.as_ref().is_some_and(|l| l.is_closed()) {
@@ -244,7 +267,11 @@ impl<S: Sink> Worker<S> {
                     st.drop_listener(&metrics);
                 }
                 if st.listener.is_none() && Instant::now() >= st.reconnect_at {
-                    match Listener::connect(connector.as_ref(), metrics.clone()).await {
+                    let connect =
+                        Listener::connect(connector.as_ref(), metrics.clone(), opts.listen_timeout);
+                    let connect = tokio::time::timeout(opts.listen_timeout, connect);
+                    let connect = async { connect.await.unwrap_or(Err(QueueError::ListenTimeout)) };
+                    match connect.await {
                         Ok(l) => {
                             if st.ever_connected {
                                 Metrics::inc(&metrics.listener_reconnects);
@@ -272,7 +299,17 @@ impl<S: Sink> Worker<S> {
             if need_drain {
                 need_drain = false;
                 Metrics::inc(&metrics.drains);
-                match drain(&web, &opts, &ctx, &mut st, &metrics).await {
+                let drained = tokio::time::timeout(
+                    LOOP_WEB_TIMEOUT,
+                    drain(&web, &opts, &ctx, &mut st, &metrics),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(QueueError::Pool(format!(
+                        "no answer from the web database within {LOOP_WEB_TIMEOUT:?}"
+                    )))
+                });
+                match drained {
                     Ok(ex) => exhausted = ex,
                     Err(e) if e.is_missing_queue() => {
                         result = Err(e);
@@ -293,9 +330,9 @@ impl<S: Sink> Worker<S> {
             let reconnect_due = listen.is_some() && listener_ref.is_none();
             tokio::select! {
                 _ = shutdown.recv() => break,
-                Some(done) = st.inflight.join_next(), if !st.inflight.is_empty() => {
+                Some(done) = st.inflight.join_next_with_id(), if !st.inflight.is_empty() => {
                     st.job_done(done);
-                    while let Some(done) = st.inflight.try_join_next() {
+                    while let Some(done) = st.inflight.try_join_next_with_id() {
                         st.job_done(done);
                     }
                     st.start_ready(&opts, &ctx, &metrics);
@@ -311,7 +348,7 @@ impl<S: Sink> Worker<S> {
                     st.next_wake = Instant::now() + opts.poll_interval;
                     let lingering = st.linger_until.is_some();
                     if let Some(l) = st.listener.as_ref().filter(|_| !lingering) {
-                        if let Err(e) = l.ping(Duration::from_secs(10)).await {
+                        if let Err(e) = l.ping(opts.listen_timeout).await {
                             tracing::warn!(error = %e, "LISTEN connection unresponsive; reconnecting");
                             st.drop_listener(&metrics);
                         }
@@ -320,11 +357,15 @@ impl<S: Sink> Worker<S> {
                 _ = tokio::time::sleep_until(st.reconnect_at.into()), if reconnect_due => {}
                 _ = heartbeat.tick() => st.heartbeat(&web, &opts).await,
                 _ = rescue.tick() => {
-                    if rescue_now(&web, &metrics).await > 0 {
+                    if rescue_now(&web, &opts, &metrics).await > 0 {
                         need_drain = true;
                     }
                 }
-                _ = stats_tick.tick() => log_stats(&web).await,
+                _ = stats_tick.tick() => {
+                    if tokio::time::timeout(LOOP_WEB_TIMEOUT, log_stats(&web)).await.is_err() {
+                        tracing::warn!("cannot read queue statistics: no answer from the web database");
+                    }
+                }
             }
         }
 
@@ -338,8 +379,9 @@ impl<S: Sink> Worker<S> {
             );
         }
         while !st.inflight.is_empty() {
+            st.count_turn(&opts, &metrics);
             tokio::select! {
-                Some(done) = st.inflight.join_next() => st.job_done(done),
+                Some(done) = st.inflight.join_next_with_id() => st.job_done(done),
                 _ = heartbeat.tick() => st.heartbeat(&web, &opts).await,
             }
         }
@@ -347,8 +389,16 @@ impl<S: Sink> Worker<S> {
         metrics
             .listener_up
             .store(0, std::sync::atomic::Ordering::Relaxed);
+        // The completer writes what is left (retrying failed completions for at most a lease);
+        // the leases of those rows are renewed until it is done.
         drop(ctx);
-        let _ = completer.await;
+        loop {
+            st.count_turn(&opts, &metrics);
+            tokio::select! {
+                _ = &mut completer => break,
+                _ = heartbeat.tick() => st.heartbeat(&web, &opts).await,
+            }
+        }
         let end = snapshot(&metrics);
         let report = WorkerReport {
             claimed: end.claimed - start.claimed,
@@ -361,10 +411,24 @@ impl<S: Sink> Worker<S> {
     }
 }
 
+/// Bound of each web call of the loop (a drain's claims, lease renewal, rescue, statistics).
+pub const LOOP_WEB_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A posting running this much longer than `posting_timeout` means its timeout could not fire
+/// (a sink blocking its thread): the loop stops counting turns, so the watchdog starves.
+const STUCK_GRACE: Duration = Duration::from_secs(5);
+
 struct LoopState {
     inflight: JoinSet<JobDone>,
-    /// Rows this worker holds: in flight and buffered (their leases are renewed).
-    inflight_ids: HashSet<Uuid>,
+    /// Queue row of each job task (a task that failed has no `JobDone` to say it).
+    tasks: HashMap<tokio::task::Id, Uuid>,
+    /// The job task of a row that crashed or hung a worker before, while it runs: such a row is
+    /// posted alone, so a crash during it is charged to it and not to bystanders (see
+    /// `rescuer`).
+    isolated: Option<tokio::task::Id>,
+    /// Rows this worker holds: buffered, in flight, posted and not yet completed (their leases
+    /// are renewed).
+    held: Held,
     /// Claimed rows waiting for a free slot (see [`WorkerOptions::prefetch`]).
     ready: VecDeque<Job>,
     listener: Option<Listener>,
@@ -385,17 +449,40 @@ impl LoopState {
             .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn job_done(&mut self, done: Result<JobDone, tokio::task::JoinError>) {
+    /// One turn of the loop; not counted while a posting is stuck past its timeout.
+    fn count_turn(&self, opts: &WorkerOptions, metrics: &Metrics) {
+        let stuck = self
+            .held
+            .oldest_posting()
+            .is_some_and(|t| t.elapsed() > opts.posting_timeout + STUCK_GRACE);
+        if !stuck {
+            Metrics::inc(&metrics.loop_turns);
+        }
+    }
+
+    fn job_done(&mut self, done: Result<(tokio::task::Id, JobDone), tokio::task::JoinError>) {
         match done {
-            Ok(d) => {
-                self.inflight_ids.remove(&d.id);
+            Ok((task, d)) => {
+                self.tasks.remove(&task);
+                if self.isolated == Some(task) {
+                    self.isolated = None;
+                }
                 if let Some(at) = d.retry_at {
                     self.next_wake = self.next_wake.min(at);
                 }
             }
             Err(e) => {
-                // A panicking job: its lease expires and the rescuer re-queues it.
-                tracing::error!(error = %e, "job task failed");
+                // The posting's own panics are caught in the job; this is one outside it. The
+                // row is no longer renewed: its lease expires and the rescuer re-queues it.
+                if self.isolated == Some(e.id()) {
+                    self.isolated = None;
+                }
+                let id = self.tasks.remove(&e.id());
+                if let Some(id) = id {
+                    self.held.remove(&id);
+                }
+                let queue_id = id.map(|i| i.to_string()).unwrap_or_default();
+                tracing::error!(error = %e, queue_id, "job task failed; the row returns after its lease");
             }
         }
     }
@@ -407,7 +494,14 @@ impl LoopState {
         ctx: &Arc<ExecCtx<S>>,
         metrics: &Metrics,
     ) {
-        while self.inflight.len() < opts.concurrency {
+        while self.inflight.len() < opts.concurrency && self.isolated.is_none() {
+            let suspect = match self.ready.front() {
+                Some(job) => job.lease_expiries > 0,
+                None => break,
+            };
+            if suspect && !self.inflight.is_empty() {
+                break;
+            }
             let Some(job) = self.ready.pop_front() else {
                 break;
             };
@@ -417,7 +511,12 @@ impl LoopState {
                 .unwrap_or_default()
                 + job.claimed_instant.elapsed();
             metrics.pickup_latency.observe(pickup);
-            self.inflight.spawn(executor::execute(ctx.clone(), job));
+            let id = job.id;
+            let task = self.inflight.spawn(executor::execute(ctx.clone(), job));
+            self.tasks.insert(task.id(), id);
+            if suspect {
+                self.isolated = Some(task.id());
+            }
         }
     }
 
@@ -429,12 +528,17 @@ impl LoopState {
         }
         let ids: Vec<Uuid> = self.ready.drain(..).map(|j| j.id).collect();
         for id in &ids {
-            self.inflight_ids.remove(id);
+            self.held.remove(id);
         }
-        let r = match web.get().await {
-            Ok(c) => claimer::release(&c, &opts.name, &ids).await,
-            Err(e) => Err(QueueError::Pool(e.to_string())),
+        let release = async {
+            match web.get().await {
+                Ok(c) => claimer::release(&c, &opts.name, &ids).await,
+                Err(e) => Err(QueueError::Pool(e.to_string())),
+            }
         };
+        let r = tokio::time::timeout(LOOP_WEB_TIMEOUT, release)
+            .await
+            .unwrap_or_else(|_| Err(QueueError::Pool("no answer from the web database".into())));
         match r {
             Ok(n) => tracing::info!(rows = n, "released claimed rows that had not started"),
             Err(e) => tracing::warn!(error = %e, rows = ids.len(),
@@ -443,17 +547,23 @@ impl LoopState {
     }
 
     async fn heartbeat(&mut self, web: &WebPool, opts: &WorkerOptions) {
-        if self.inflight_ids.is_empty() {
+        if self.held.is_empty() {
             return;
         }
-        let ids: Vec<Uuid> = self.inflight_ids.iter().copied().collect();
-        match web.get().await {
-            Ok(c) => {
-                if let Err(e) = claimer::extend_leases(&c, &opts.name, &ids, opts.lease).await {
-                    tracing::warn!(error = %e, "cannot renew leases");
-                }
+        let ids: Vec<Uuid> = self.held.ids();
+        let renew = async {
+            match web.get().await {
+                Ok(c) => claimer::extend_leases(&c, &opts.name, &ids, opts.lease).await,
+                Err(e) => Err(QueueError::Pool(e.to_string())),
             }
-            Err(e) => tracing::warn!(error = %e, "cannot renew leases (web pool)"),
+        };
+        match tokio::time::timeout(LOOP_WEB_TIMEOUT.min(opts.lease), renew).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, rows = ids.len(), "cannot renew leases"),
+            Err(_) => tracing::warn!(
+                rows = ids.len(),
+                "cannot renew leases: no answer from the web database"
+            ),
         }
     }
 }
@@ -567,7 +677,10 @@ async fn fill<S: Sink>(
         if free == 0 && (prefetch == 0 || st.ready.len() * 2 >= prefetch) {
             return Ok(false);
         }
-        let want = (free + prefetch.saturating_sub(st.ready.len())).min(opts.batch_size.max(1));
+        // (Rows can wait in `ready` with slots free while a suspect row runs alone.)
+        let want = (free + prefetch)
+            .saturating_sub(st.ready.len())
+            .min(opts.batch_size.max(1));
         if want == 0 {
             return Ok(false);
         }
@@ -575,7 +688,7 @@ async fn fill<S: Sink>(
         let got = jobs.len();
         for job in jobs {
             Metrics::inc(&metrics.claimed);
-            st.inflight_ids.insert(job.id);
+            st.held.insert(job.id);
             st.ready.push_back(job);
         }
         st.start_ready(opts, ctx, metrics);
@@ -585,27 +698,42 @@ async fn fill<S: Sink>(
     }
 }
 
-async fn rescue_now(web: &WebPool, metrics: &Metrics) -> usize {
-    let client = match web.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "rescuer: web pool unavailable");
+async fn rescue_now(web: &WebPool, opts: &WorkerOptions, metrics: &Metrics) -> usize {
+    let delays = rescuer::RescueBackoff {
+        initial: opts.retry.initial_interval,
+        max: opts.retry.max_interval,
+    };
+    let run = async {
+        let client = web
+            .get()
+            .await
+            .map_err(|e| QueueError::Pool(e.to_string()))?;
+        rescuer::rescue_expired(&client, opts.max_lease_expiries, delays).await
+    };
+    let rescued = match tokio::time::timeout(LOOP_WEB_TIMEOUT, run).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "rescuer failed");
+            return 0;
+        }
+        Err(_) => {
+            tracing::warn!("rescuer: no answer from the web database");
             return 0;
         }
     };
-    match rescuer::rescue_expired(&client).await {
-        Ok(ids) => {
-            for id in &ids {
-                Metrics::inc(&metrics.rescued);
-                tracing::warn!(queue_id = %id, "lease expired (worker died?); re-queued");
-            }
-            ids.len()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "rescuer failed");
-            0
+    for r in &rescued {
+        let span = tracing::info_span!("job", queue_id = %r.id, web_id = %r.entity_id);
+        let _g = span.enter();
+        if r.failed {
+            Metrics::inc(&metrics.poison_pills);
+            Metrics::inc(&metrics.failed);
+            tracing::error!(error = %r.message, "document failed: it crashed or hung the worker");
+        } else {
+            Metrics::inc(&metrics.rescued);
+            tracing::warn!(reason = %r.message, "lease expired; re-queued");
         }
     }
+    rescued.len()
 }
 
 async fn log_stats(web: &WebPool) {
