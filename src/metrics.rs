@@ -237,7 +237,7 @@ pub fn attach_worker(m: Arc<crate::queue::Metrics>) {
 }
 
 fn render_worker(out: &mut String, w: &crate::queue::Metrics) {
-    let counters: [(&str, &str, &AtomicU64); 9] = [
+    let counters: [(&str, &str, &AtomicU64); 13] = [
         (
             "mikro_sync_documents_posted_total",
             "Documents completed (posted into Mikro, or found already posted)",
@@ -275,6 +275,26 @@ fn render_worker(out: &mut String, w: &crate::queue::Metrics) {
             &w.notifications,
         ),
         ("mikro_sync_drains_total", "Queue drains started", &w.drains),
+        (
+            "mikro_sync_posting_panics_total",
+            "Postings that panicked (caught, recorded as a failed attempt)",
+            &w.panics,
+        ),
+        (
+            "mikro_sync_posting_timeouts_total",
+            "Postings that ran past MIKRO_SYNC_POSTING_TIMEOUT (retried)",
+            &w.posting_timeouts,
+        ),
+        (
+            "mikro_sync_completion_retries_total",
+            "Completions that could not be written and were tried again",
+            &w.completion_retries,
+        ),
+        (
+            "mikro_sync_poison_pills_total",
+            "Documents failed because they crashed or hung the worker too often",
+            &w.poison_pills,
+        ),
     ];
     for (name, help, v) in counters {
         let _ = writeln!(out, "# HELP {name} {help}");
