@@ -650,13 +650,19 @@ async fn insert_section(env: &Env) {
     let rounds = env_usize("PIPELINE_BENCH_INSERT_ROUNDS", 5).max(1);
     let writers = 16;
     let c = connect(&env.url).await;
+    // "mikro-sync triggers" = the enqueue trigger and the line divergence trigger
+    // (sql/web/006_divergence.sql), the only one of ours on the INSERT path of satis_kalemleri.
     let triggers = |on: bool| {
         if on {
-            "ALTER TABLE satislar ENABLE TRIGGER satis_sync_trigger"
+            "ALTER TABLE satislar ENABLE TRIGGER satis_sync_trigger;
+             ALTER TABLE satis_kalemleri ENABLE TRIGGER satis_kalemi_divergence_trigger"
         } else {
-            "ALTER TABLE satislar DISABLE TRIGGER satis_sync_trigger"
+            "ALTER TABLE satislar DISABLE TRIGGER satis_sync_trigger;
+             ALTER TABLE satis_kalemleri DISABLE TRIGGER satis_kalemi_divergence_trigger"
         }
     };
+    const NO_LINE_TRIGGER: &str =
+        "ALTER TABLE satis_kalemleri DISABLE TRIGGER satis_kalemi_divergence_trigger";
     let postmaster = postmaster_pid(&c).await;
     // One run: reset, triggers on/off; tx/s and PostgreSQL's CPU per transaction (µs).
     let run = |on: bool, mode: Writer, lines: usize| {
@@ -673,21 +679,35 @@ async fn insert_section(env: &Env) {
     let (mut empty, mut direct) = (Vec::new(), Vec::new());
     let (notify_only_sql, direct_row_sql) = (notify_only_trigger(), direct_row_trigger());
     let (mut posted, mut txs, mut notifies) = (0u64, 0f64, 0u64);
+    let (mut no_line, mut dno_line, mut no_line3) = (Vec::new(), Vec::new(), Vec::new());
+    // The enqueue trigger alone (the line divergence trigger off): before issue 15's item 3.
+    let run_no_line = |mode: Writer, lines: usize| {
+        let c = &c;
+        async move {
+            env.reset().await;
+            c.batch_execute(triggers(true)).await.unwrap();
+            c.batch_execute(NO_LINE_TRIGGER).await.unwrap();
+            insert_rate(&env.url, writers, secs, mode, lines).await
+        }
+    };
     for _ in 0..rounds {
         Runs::add(&mut base, run(false, Writer::OneRoundTrip, 1).await);
+        no_line.push(run_no_line(Writer::OneRoundTrip, 1).await);
         Runs::add(&mut trig, run(true, Writer::OneRoundTrip, 1).await);
         c.batch_execute(EMPTY_TRIGGER).await.unwrap();
-        empty.push(run(true, Writer::OneRoundTrip, 1).await.0);
+        empty.push(run_no_line(Writer::OneRoundTrip, 1).await);
         c.batch_execute(&notify_only_sql).await.unwrap();
-        notify_only.push(run(true, Writer::OneRoundTrip, 1).await.0);
+        notify_only.push(run_no_line(Writer::OneRoundTrip, 1).await);
         c.batch_execute(&direct_row_sql).await.unwrap();
-        direct.push(run(true, Writer::OneRoundTrip, 1).await.0);
+        direct.push(run_no_line(Writer::OneRoundTrip, 1).await);
         c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
             .await
             .unwrap();
         Runs::add(&mut dbase, run(false, Writer::Driver, 1).await);
+        dno_line.push(run_no_line(Writer::Driver, 1).await);
         Runs::add(&mut dtrig, run(true, Writer::Driver, 1).await);
         base3.push(run(false, Writer::Driver, 3).await.0);
+        no_line3.push(run_no_line(Writer::Driver, 3).await);
         trig3.push(run(true, Writer::Driver, 3).await.0);
         env.reset().await;
         c.batch_execute(triggers(true)).await.unwrap();
@@ -759,6 +779,7 @@ async fn insert_section(env: &Env) {
         spread(&trig.tps)
     );
     print_cpu(&base, &trig);
+    let nl = median(&mut no_line.clone());
     println!("      where the triggers' cost goes (each step adds to the one above):");
     println!(
         "        an empty AFTER INSERT trigger        {em:>8.0} tx/s  {:>3.0} %  [{}]  (the trigger call alone)",
@@ -771,7 +792,12 @@ async fn insert_section(env: &Env) {
         spread(&notify_only)
     );
     println!(
-        "        + its row, in sync_queue_inbox       {t:>8.0} tx/s  {:>3.0} %  (= mikro-sync triggers)",
+        "        + its row, in sync_queue_inbox       {nl:>8.0} tx/s  {:>3.0} %  [{}]  (the enqueue trigger alone: before edits were detected)",
+        pc(nl, base_m),
+        spread(&no_line)
+    );
+    println!(
+        "        + the line divergence trigger        {t:>8.0} tx/s  {:>3.0} %  (= mikro-sync triggers)",
         pc(t, base_m)
     );
     println!(
@@ -799,11 +825,19 @@ async fn insert_section(env: &Env) {
         spread(&dtrig.tps)
     );
     print_cpu(&dbase, &dtrig);
+    let dnl = median(&mut dno_line.clone());
     println!(
-        "      3-line sales: {b3:.0} -> {t3:.0} tx/s = {:.0} %  [{} -> {}]",
+        "      the enqueue trigger alone              {dnl:>8.0} tx/s  {:>3.0} %  [{}]  (without the line divergence trigger)",
+        pc(dnl, db),
+        spread(&dno_line)
+    );
+    let nl3 = median(&mut no_line3.clone());
+    println!(
+        "      3-line sales: {b3:.0} -> {t3:.0} tx/s = {:.0} %  [{} -> {}]; the enqueue trigger alone {nl3:.0} tx/s = {:.0} %",
         pc(t3, b3),
         spread(&base3),
-        spread(&trig3)
+        spread(&trig3),
+        pc(nl3, b3)
     );
     println!(
         "      1-line sales, durable PostgreSQL (fsync, synchronous_commit on): {durable_base:.0} -> {durable_trig:.0} tx/s = {:.0} %",

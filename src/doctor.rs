@@ -319,6 +319,33 @@ async fn web_checks(
                     .filter(|c| c.1 == "pending")
                     .map(|c| c.2)
                     .sum();
+                let diverged: i64 = st
+                    .counts
+                    .iter()
+                    .filter(|c| c.1 == "diverged")
+                    .map(|c| c.2)
+                    .sum();
+                if diverged > 0 {
+                    let first = st
+                        .diverged
+                        .first()
+                        .map(|(t, id, op, _)| format!("; latest: {t} {id} ({op})"))
+                        .unwrap_or_default();
+                    out.push(Check::warn(
+                        "divergences",
+                        format!(
+                            "{diverged} document(s) edited or deleted on the web after posting; \
+                             Mikro was not changed{first}"
+                        ),
+                        "`mikro-sync status` prints each one with what changed; make the change in \
+                         the Mikro program, then close it with the UPDATE its message gives",
+                    ));
+                } else {
+                    out.push(Check::ok(
+                        "divergences",
+                        "no document edited or deleted after posting",
+                    ));
+                }
                 let detail = format!(
                     "{pending} pending (oldest {}), {failed} failed, listener {}",
                     st.oldest_pending_secs
@@ -385,9 +412,12 @@ async fn web_checks(
         .query(
             "SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
               WHERE NOT t.tgisinternal AND c.relname IN ('satislar', 'tahsilatlar')
-                AND t.tgname NOT IN ('satis_sync_trigger', 'tahsilat_sync_trigger')
+                AND t.tgname <> ALL($1::text[])
                 AND pg_get_triggerdef(t.oid) ILIKE '%sync%'",
-            &[],
+            &[&crate::setup::OUR_TRIGGERS
+                .iter()
+                .map(|(t, _)| *t)
+                .collect::<Vec<_>>()],
         )
         .await
     {

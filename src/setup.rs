@@ -43,6 +43,7 @@ pub const WEB_MIGRATIONS: &[Migration] = &[
     web_migration!(3, "003_sync_queue.sql"),
     web_migration!(4, "004_kodmap.sql"),
     web_migration!(5, "005_triggers.sql"),
+    web_migration!(6, "006_divergence.sql"),
     web_migration!(10, "010_erp_sync.sql"),
 ];
 
@@ -68,6 +69,11 @@ pub const OUR_TRIGGERS: &[(&str, &str)] = &[
     ("satis_sync_trigger", "satislar"),
     ("tahsilat_sync_trigger", "tahsilatlar"),
     ("sync_queue_requeue_trigger", "sync_queue"),
+    ("satis_divergence_update_trigger", "satislar"),
+    ("satis_divergence_delete_trigger", "satislar"),
+    ("tahsilat_divergence_update_trigger", "tahsilatlar"),
+    ("tahsilat_divergence_delete_trigger", "tahsilatlar"),
+    ("satis_kalemi_divergence_trigger", "satis_kalemleri"),
 ];
 
 /// Setup failures, each naming what to check.

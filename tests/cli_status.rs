@@ -79,10 +79,10 @@ async fn status_and_retry_failed() {
             .map(str::to_string)
             .collect()
     };
-    // type, pending, processing, completed, failed
-    assert_eq!(line("satis")[1..], ["1", "0", "0", "2"], "{text}");
-    assert_eq!(line("tahsilat")[1..], ["1", "0", "0", "1"], "{text}");
-    assert_eq!(line("total")[1..], ["2", "0", "0", "3"], "{text}");
+    // type, pending, processing, completed, failed, diverged
+    assert_eq!(line("satis")[1..], ["1", "0", "0", "2", "0"], "{text}");
+    assert_eq!(line("tahsilat")[1..], ["1", "0", "0", "1", "0"], "{text}");
+    assert_eq!(line("total")[1..], ["2", "0", "0", "3", "0"], "{text}");
     assert!(
         text.contains("Oldest pending:") && !text.contains("Oldest pending: none"),
         "{text}"
@@ -155,7 +155,11 @@ async fn status_and_retry_failed() {
     let (ok, text) = mikro_sync(&url, &["retry-failed"]).await;
     assert!(ok && text.contains("nothing re-queued"), "{text}");
     let (_, text) = mikro_sync(&url, &["status"]).await;
-    assert_eq!(line_of(&text, "total")[1..], ["5", "0", "0", "0"], "{text}");
+    assert_eq!(
+        line_of(&text, "total")[1..],
+        ["5", "0", "0", "0", "0"],
+        "{text}"
+    );
     assert!(text.contains("Failed documents: none"), "{text}");
 
     // A claimed row shows who works on it.

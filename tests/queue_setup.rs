@@ -31,7 +31,18 @@ async fn setup_is_idempotent_and_reports() {
     assert!(!second.changed(), "{second}");
     assert!(second.to_string().contains("nothing to do"));
     assert_eq!(schema_fingerprint(&c).await, schema_before);
-    // Exactly one trigger per table.
+    // Exactly one enqueue trigger per table, plus the two divergence triggers (UPDATE, DELETE).
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid \
+             WHERE NOT t.tgisinternal AND r.relname IN ('satislar', 'tahsilatlar') \
+               AND t.tgname LIKE '%sync_trigger'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
     let n: i64 = c
         .query_one(
             "SELECT count(*) FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid \
@@ -41,7 +52,7 @@ async fn setup_is_idempotent_and_reports() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 2);
+    assert_eq!(n, 6);
 }
 
 /// The first (text) column of every row of `sql`.
@@ -243,7 +254,8 @@ async fn enqueue_contract() {
     );
     assert_eq!(count_status(&c, "processing").await, 2);
 
-    // UPDATE of a document never enqueues it.
+    // UPDATE of a document never enqueues it (an edit after posting is recorded as a
+    // divergence instead, tests/queue_divergence.rs).
     c.execute(
         "UPDATE satislar SET notlar = 'x', fatura_sira_no = 5 WHERE id = $1",
         &[&s],
@@ -260,6 +272,7 @@ async fn enqueue_contract() {
         "only the collection is open"
     );
     assert_eq!(count_status(&c, "pending").await, 0);
+    assert_eq!(count_status(&c, "diverged").await, 1);
 
     // ERP-origin rows are not enqueued: kaynak = 'erp', or the session marked as ERP.
     c.batch_execute(&format!(
@@ -273,7 +286,10 @@ async fn enqueue_contract() {
     .await
     .unwrap();
     let n: i64 = c
-        .query_one("SELECT count(*) FROM sync_queue", &[])
+        .query_one(
+            "SELECT count(*) FROM sync_queue WHERE status <> 'diverged'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -447,7 +463,10 @@ async fn enqueue_path_stays_lean() {
     for (table, want_indexes) in [
         (
             "sync_queue",
+            // sync_queue_diverged_idx: a partial index on the rare 'diverged' rows, paid by the
+            // worker's move (its predicate is false for every moved row), never by the web app.
             vec![
+                "sync_queue_diverged_idx",
                 "sync_queue_one_open_idx",
                 "sync_queue_pkey",
                 "sync_queue_ready_idx",

@@ -101,7 +101,7 @@ UPDATE sync_queue
    SET error_message = 'unknown status ''' || status || ''' left by the old tool'
                        || coalesce(': ' || error_message, ''),
        status = 'failed'
- WHERE status NOT IN ('pending', 'processing', 'completed', 'failed');
+ WHERE status NOT IN ('pending', 'processing', 'completed', 'failed', 'diverged');
 UPDATE sync_queue SET entity_type = lower(btrim(entity_type))
  WHERE entity_type IS DISTINCT FROM lower(btrim(entity_type)) AND entity_type IS NOT NULL;
 UPDATE sync_queue SET entity_type = 'satis' WHERE entity_type IN ('satislar', 'sale', 'sales', 'satış', 'invoice');
@@ -139,7 +139,8 @@ ALTER TABLE sync_queue ALTER COLUMN retry_count SET NOT NULL;
 ALTER TABLE sync_queue ALTER COLUMN created_at SET NOT NULL;
 ALTER TABLE sync_queue ALTER COLUMN next_attempt_at SET NOT NULL;
 
--- The row CHECK: status is one of the four, entity_type one of the two mikro-sync posts.
+-- The row CHECK: status is one of the four, or 'diverged' (an edit after posting, see
+-- 006_divergence.sql), entity_type one of the two mikro-sync posts.
 -- It calls a small IMMUTABLE plpgsql function instead of spelling the lists inline: PostgreSQL
 -- re-reads (stringToNode) and re-plans every CHECK expression once per INSERT statement, and an
 -- inline `IN (...)` list over varchar costs ~100k instructions per web sale that way (measured
@@ -151,7 +152,7 @@ CREATE OR REPLACE FUNCTION mikro_sync_queue_row_ok(p_status varchar, p_entity_ty
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-    RETURN coalesce(p_status IN ('pending', 'processing', 'completed', 'failed')
+    RETURN coalesce(p_status IN ('pending', 'processing', 'completed', 'failed', 'diverged')
                     AND p_entity_type IN ('satis', 'tahsilat'), false);
 END
 $$;

@@ -65,6 +65,11 @@ BEGIN
                  AND o.id <> NEW.id AND o.status IN ('pending', 'processing')) THEN
         RETURN NULL;
     END IF;
+    -- A posted document re-queued: it is not posted again, and that is recorded
+    -- (006_divergence.sql).
+    IF OLD.status = 'completed' THEN
+        PERFORM mikro_sync_requeue_check(NEW.entity_type, NEW.entity_id);
+    END IF;
     NEW.next_attempt_at := now();
     NEW.first_attempt_at := NULL;
     NEW.claimed_by := NULL;

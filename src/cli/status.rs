@@ -27,6 +27,9 @@ pub struct QueueStatus {
     pub pending_backing_off: i64,
     /// (entity_type, error_message, count, last seen) for failed rows, most recent first.
     pub errors: Vec<(String, String, i64, String)>,
+    /// (entity_type, entity_id, operation, error_message) of documents edited or deleted after
+    /// posting (status `diverged`), most recent first.
+    pub diverged: Vec<(String, String, String, String)>,
     /// Sessions named `mikro-sync listener` connected to the web database.
     pub listeners: i64,
     /// (claimed_by, rows in processing, seconds since the oldest claim): who works on what.
@@ -100,6 +103,18 @@ pub async fn gather(
             r.get::<_, Option<String>>(3).unwrap_or_default(),
         ));
     }
+    for r in client
+        .query(
+            "SELECT coalesce(entity_type, '?'), entity_id::text, coalesce(operation, '?'),
+                    coalesce(error_message, '(no message)')
+               FROM sync_queue WHERE status = 'diverged'
+              ORDER BY coalesce(processed_at, created_at) DESC LIMIT $1",
+            &[&max_errors],
+        )
+        .await?
+    {
+        st.diverged.push((r.get(0), r.get(1), r.get(2), r.get(3)));
+    }
     let has_claims: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM information_schema.columns
@@ -152,14 +167,14 @@ pub fn age(secs: f64) -> String {
 pub fn render(st: &QueueStatus) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let statuses = ["pending", "processing", "completed", "failed"];
+    let statuses = ["pending", "processing", "completed", "failed", "diverged"];
     let mut types: Vec<&str> = st.counts.iter().map(|c| c.0.as_str()).collect();
     types.dedup();
     let _ = writeln!(out, "Queue (sync_queue)");
     let _ = writeln!(
         out,
-        "  {:<10} {:>9} {:>11} {:>10} {:>7}",
-        "type", "pending", "processing", "completed", "failed"
+        "  {:<10} {:>9} {:>11} {:>10} {:>7} {:>9}",
+        "type", "pending", "processing", "completed", "failed", "diverged"
     );
     let count = |t: Option<&str>, s: &str| -> i64 {
         st.counts
@@ -172,12 +187,13 @@ pub fn render(st: &QueueStatus) -> String {
         let tt = (t != "total").then_some(t);
         let _ = writeln!(
             out,
-            "  {:<10} {:>9} {:>11} {:>10} {:>7}",
+            "  {:<10} {:>9} {:>11} {:>10} {:>7} {:>9}",
             t,
             count(tt, statuses[0]),
             count(tt, statuses[1]),
             count(tt, statuses[2]),
-            count(tt, statuses[3])
+            count(tt, statuses[3]),
+            count(tt, statuses[4])
         );
     }
     let other: Vec<_> = st
@@ -234,6 +250,16 @@ pub fn render(st: &QueueStatus) -> String {
             out,
             "Fix the cause, then `mikro-sync retry-failed` (or --type / --id) to retry them."
         );
+    }
+    let diverged = count(None, "diverged");
+    if diverged > 0 {
+        let _ = writeln!(
+            out,
+            "Edited or deleted on the web after posting ({diverged}; Mikro was not changed), most recent first:"
+        );
+        for (t, id, op, msg) in &st.diverged {
+            let _ = writeln!(out, "  {t} {id} [{op}]: {msg}");
+        }
     }
     out
 }

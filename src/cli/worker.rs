@@ -67,6 +67,7 @@ async fn health_round(web: &WebPool, erp: &ErpPool, qm: &QueueMetrics) {
                     ("processing", st.processing),
                     ("completed", st.completed),
                     ("failed", st.failed),
+                    ("diverged", st.diverged),
                 ] {
                     m.set_gauge("mikro_sync_queue_depth", &[("status", s)], n as f64);
                 }

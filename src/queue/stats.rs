@@ -20,6 +20,8 @@ pub struct QueueStats {
     pub completed: i64,
     /// Given up; see `error_message`.
     pub failed: i64,
+    /// Edited or deleted on the web after posting (a record for the operator, not work).
+    pub diverged: i64,
     /// Of `pending`: due now (not backing off).
     pub due: i64,
     /// Age of the oldest pending row (None when nothing is pending).
@@ -30,8 +32,8 @@ impl fmt::Display for QueueStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "pending={} (due {}) processing={} completed={} failed={}",
-            self.pending, self.due, self.processing, self.completed, self.failed
+            "pending={} (due {}) processing={} completed={} failed={} diverged={}",
+            self.pending, self.due, self.processing, self.completed, self.failed, self.diverged
         )?;
         if let Some(a) = self.oldest_pending_age {
             write!(f, " oldest_pending={:.1}s", a.as_secs_f64())?;
@@ -49,7 +51,8 @@ pub async fn stats(client: &tokio_postgres::Client) -> Result<QueueStats, QueueE
                     count(*) FILTER (WHERE status = 'completed'),
                     count(*) FILTER (WHERE status = 'failed'),
                     count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()),
-                    extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending'))::float8
+                    extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending'))::float8,
+                    count(*) FILTER (WHERE status = 'diverged')
                FROM sync_queue",
             &[],
         )
@@ -62,6 +65,7 @@ pub async fn stats(client: &tokio_postgres::Client) -> Result<QueueStats, QueueE
         completed: row.get(2),
         failed: row.get(3),
         due: row.get(4),
+        diverged: row.get(6),
         oldest_pending_age: age.map(|s| Duration::from_secs_f64(s.max(0.0))),
     })
 }

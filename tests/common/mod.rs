@@ -353,7 +353,8 @@ pub async fn erp_postings(env: &FullEnv, ids: &[Uuid]) -> Vec<(Uuid, i64, i64)> 
 }
 
 /// Edits an already posted sale the way a web app would, then counts the queue rows that are not
-/// `completed`: the caller asserts 0, because an UPDATE must never post a document again.
+/// `completed` (nor the `diverged` record of the edit): the caller asserts 0, because an UPDATE
+/// must never post a document again.
 pub async fn edit_posted_sale_then_count_open(c: &tokio_postgres::Client, sale: Uuid) -> i64 {
     c.execute(
         "UPDATE satislar SET notlar = 'edited after posting' WHERE id = $1",
@@ -362,7 +363,7 @@ pub async fn edit_posted_sale_then_count_open(c: &tokio_postgres::Client, sale: 
     .await
     .unwrap();
     c.query_one(
-        "SELECT count(*) FROM sync_queue WHERE status <> 'completed'",
+        "SELECT count(*) FROM sync_queue WHERE status NOT IN ('completed', 'diverged')",
         &[],
     )
     .await

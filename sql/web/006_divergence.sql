@@ -1,0 +1,315 @@
+-- mikro-sync web install, step 006: edits and deletes after posting are recorded, never silent.
+--
+-- Model. A document is *posted* once its Mikro number is written back (satislar.fatura_sira_no,
+-- tahsilatlar.tahsilat_sira_no: the worker writes it in the same statement that completes the
+-- queue row). After that, the web app can still change it; mikro-sync never writes such a
+-- change into Mikro (there are no captures of how the Mikro program edits or cancels a
+-- document), so each one is recorded as a *divergence*: a sync_queue row with
+-- status = 'diverged' and operation 'update' / 'delete' / 'lines' / 'reinsert' / 'requeue', whose
+-- error_message says what changed (old -> new of the business fields, lines added, removed or
+-- changed, deleted, re-inserted with other content) and what to do in Mikro. There is at most
+-- one such row per document (unique index below): further events are appended to its message.
+-- The operator fixes Mikro, then closes it:
+--   UPDATE sync_queue SET status = 'completed' WHERE status = 'diverged' AND entity_id = '<id>';
+-- 'diverged' rows are not open (the one-open-row index and the claim ignore them), and the
+-- operators' retry query (status = 'failed') does not touch them.
+--
+-- Not edits: writing the Mikro number back, and every column that is not a business field
+-- (guncelleme_tarihi, kaynak, the number columns, columns the web app adds for itself): only the
+-- fields posting reads are compared (mikro_sync_business below).
+--
+-- Cost on the web app's write path: nothing new on INSERT into satislar / tahsilatlar. The
+-- UPDATE triggers have a WHEN clause on the number columns, so an UPDATE of a document that
+-- was not posted does not call plpgsql. A new line (INSERT into satis_kalemleri) pays one
+-- primary-key probe of its sale (is it posted?); see docs/operations.md for the measured rate.
+
+-- One open divergence per document; also the lookup the re-insert check and status use.
+CREATE UNIQUE INDEX IF NOT EXISTS sync_queue_diverged_idx
+    ON sync_queue (entity_type, entity_id) WHERE status = 'diverged';
+
+-- A deleted posted document's content, kept so a re-insert with the same id can be compared.
+CREATE TABLE IF NOT EXISTS int_divergence_snapshot (
+    entity_type varchar(20) NOT NULL,
+    entity_id   uuid NOT NULL,
+    header      jsonb NOT NULL,
+    lines       jsonb,
+    taken_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (entity_type, entity_id)
+);
+
+-- The business fields of a row (those posting reads), from its jsonb form. Missing columns are
+-- skipped, so a web schema without some of them keeps working.
+CREATE OR REPLACE FUNCTION mikro_sync_business(p_kind text, p_row jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(jsonb_object_agg(k, p_row -> k), '{}'::jsonb)
+      FROM unnest(CASE p_kind
+          WHEN 'satis' THEN ARRAY['cari_hesap_id', 'satis_tarihi', 'satis_tipi', 'odeme_sekli',
+              'ara_toplam', 'indirim_tutari', 'kdv_tutari', 'toplam_tutar', 'notlar', 'kasa_id',
+              'banka_id', 'belge_no', 'iskonto1', 'iskonto2', 'iskonto3', 'iskonto4', 'iskonto5',
+              'iskonto6']
+          WHEN 'tahsilat' THEN ARRAY['cari_hesap_id', 'tahsilat_tarihi', 'tahsilat_tipi', 'tutar',
+              'banka_id', 'kasa_id', 'cek_no', 'vade_tarihi', 'banka_adi', 'aciklama', 'belge_no']
+          ELSE ARRAY['stok_id', 'miktar', 'birim_fiyat', 'kdv_orani', 'kdv_tutari', 'toplam_tutar',
+              'sira_no', 'notlar', 'iskonto1', 'iskonto2', 'iskonto3', 'iskonto4', 'iskonto5',
+              'iskonto6']
+      END) AS k
+     WHERE p_row ? k
+$$;
+
+-- "field old -> new, ..." for the fields that differ; NULL when none does.
+CREATE OR REPLACE FUNCTION mikro_sync_diff(p_old jsonb, p_new jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT string_agg(format('%s %s → %s', k, coalesce(p_old ->> k, 'NULL'),
+                             coalesce(p_new ->> k, 'NULL')), ', ' ORDER BY k)
+      FROM (SELECT DISTINCT jsonb_object_keys(p_old || p_new) AS k) x
+     WHERE p_old -> k IS DISTINCT FROM p_new -> k
+$$;
+
+-- One line, as an operator recognises it: "line 2 (STK-0001, 3 × 10.00)".
+CREATE OR REPLACE FUNCTION mikro_sync_line_text(p_line jsonb) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('line %s (%s, %s × %s)', coalesce(p_line ->> 'sira_no', '?'),
+                  coalesce((SELECT st.stok_kodu FROM stoklar st
+                             WHERE st.id = (p_line ->> 'stok_id')::uuid),
+                           p_line ->> 'stok_id', 'no product'),
+                  coalesce(p_line ->> 'miktar', '?'), coalesce(p_line ->> 'birim_fiyat', '?'))
+$$;
+
+-- Lines added, removed or changed between two jsonb arrays of lines (keyed by line id).
+CREATE OR REPLACE FUNCTION mikro_sync_lines_diff(p_old jsonb, p_new jsonb) RETURNS text
+LANGUAGE sql STABLE AS $$
+    WITH o AS (SELECT e ->> 'id' AS id, e AS l FROM jsonb_array_elements(coalesce(p_old, '[]')) e),
+         n AS (SELECT e ->> 'id' AS id, e AS l FROM jsonb_array_elements(coalesce(p_new, '[]')) e)
+    SELECT string_agg(t, '; ' ORDER BY t) FROM (
+        SELECT 'added ' || mikro_sync_line_text(n.l) AS t
+          FROM n WHERE NOT EXISTS (SELECT 1 FROM o WHERE o.id = n.id)
+        UNION ALL
+        SELECT 'removed ' || mikro_sync_line_text(o.l)
+          FROM o WHERE NOT EXISTS (SELECT 1 FROM n WHERE n.id = o.id)
+        UNION ALL
+        SELECT 'changed ' || mikro_sync_line_text(o.l) || ': '
+               || mikro_sync_diff(mikro_sync_business('line', o.l), mikro_sync_business('line', n.l))
+          FROM o JOIN n ON n.id = o.id
+         WHERE mikro_sync_business('line', o.l) IS DISTINCT FROM mikro_sync_business('line', n.l)
+    ) x
+$$;
+
+-- Records the document's divergence row, or adds this event to it: the message lists every
+-- event in order, and ends with what to do about the latest one.
+CREATE OR REPLACE FUNCTION mikro_sync_diverge(p_kind text, p_id uuid, p_doc_no text,
+                                              p_number text, p_op text, p_what text,
+                                              p_todo text) RETURNS void
+-- Runs with setup's rights: the web app's role need not be allowed to update sync_queue.
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    v_before text;
+    v_what text := p_what;
+BEGIN
+    SELECT substring(q.error_message FROM 'posted to Mikro as [^:]*: (.*)\. mikro-sync writes no change')
+      INTO v_before
+      FROM sync_queue q
+     WHERE q.status = 'diverged' AND q.entity_type = p_kind AND q.entity_id = p_id
+       FOR UPDATE;
+    IF v_before IS NOT NULL THEN
+        v_what := left(v_before, 3000) || ' | then ' || p_what;
+    END IF;
+    v_what := format('%s %s (web id %s), posted to Mikro as %s: %s. mikro-sync writes no change '
+                     'into Mikro: %s, then close this row: UPDATE sync_queue SET status = '
+                     '''completed'' WHERE status = ''diverged'' AND entity_id = ''%s''',
+                     CASE p_kind WHEN 'satis' THEN 'sale' ELSE 'collection' END,
+                     coalesce(nullif(p_doc_no, ''), '(no number)'), p_id, p_number, v_what,
+                     p_todo, p_id);
+    INSERT INTO sync_queue (entity_type, entity_id, operation, status, error_message, processed_at)
+    VALUES (p_kind, p_id, p_op, 'diverged', v_what, now())
+    ON CONFLICT (entity_type, entity_id) WHERE status = 'diverged' DO UPDATE
+       SET operation = EXCLUDED.operation,
+           error_message = EXCLUDED.error_message,
+           processed_at = now();
+END
+$$;
+
+-- satislar / tahsilatlar: UPDATE (WHEN the number is or becomes set) and BEFORE DELETE.
+-- TG_ARGV: kind, number-series column, number column, document-number column.
+CREATE OR REPLACE FUNCTION mikro_sync_doc_changed() RETURNS trigger
+-- Runs with setup's rights (it keeps int_divergence_snapshot); only on UPDATEs of posted or
+-- just-posted documents and on DELETEs, never on the INSERT path.
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    v_kind text := TG_ARGV[0];
+    o jsonb := to_jsonb(OLD);
+    n jsonb;
+    v_num text;
+    v_diff text;
+    v_lines jsonb;
+    snap record;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF o ->> TG_ARGV[2] IS NULL THEN
+            RETURN OLD;
+        END IF;
+        v_num := coalesce(o ->> TG_ARGV[1], '') || '-' || (o ->> TG_ARGV[2]);
+        IF v_kind = 'satis' THEN
+            SELECT jsonb_agg(to_jsonb(k) ORDER BY k.sira_no, k.id) INTO v_lines
+              FROM satis_kalemleri k WHERE k.satis_id = OLD.id;
+        END IF;
+        INSERT INTO int_divergence_snapshot (entity_type, entity_id, header, lines)
+        VALUES (v_kind, OLD.id, o, v_lines)
+        ON CONFLICT (entity_type, entity_id) DO UPDATE
+           SET header = EXCLUDED.header, lines = EXCLUDED.lines, taken_at = now();
+        PERFORM mikro_sync_diverge(v_kind, OLD.id, o ->> TG_ARGV[3], v_num, 'delete',
+                                   'deleted on the web',
+                                   format('cancel %s in the Mikro program (or delete it there)', v_num));
+        RETURN OLD;
+    END IF;
+    n := to_jsonb(NEW);
+    IF o ->> TG_ARGV[2] IS NOT NULL THEN
+        -- Posted before this UPDATE: did a business field change?
+        v_num := coalesce(o ->> TG_ARGV[1], '') || '-' || (o ->> TG_ARGV[2]);
+        v_diff := mikro_sync_diff(mikro_sync_business(v_kind, o), mikro_sync_business(v_kind, n));
+        IF v_diff IS NOT NULL THEN
+            PERFORM mikro_sync_diverge(v_kind, NEW.id, n ->> TG_ARGV[3], v_num, 'update',
+                                       'changed on the web: ' || v_diff,
+                                       format('change %s in the Mikro program to match', v_num));
+        END IF;
+        RETURN NULL;
+    END IF;
+    -- The number is being written back now. A document deleted after posting and inserted
+    -- again with the same id was completed from the ledger: compare it with what was posted.
+    SELECT * INTO snap FROM int_divergence_snapshot
+     WHERE entity_type = v_kind AND entity_id = NEW.id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM int_divergence_snapshot WHERE entity_type = v_kind AND entity_id = NEW.id;
+    v_num := coalesce(n ->> TG_ARGV[1], '') || '-' || (n ->> TG_ARGV[2]);
+    v_diff := mikro_sync_diff(mikro_sync_business(v_kind, snap.header), mikro_sync_business(v_kind, n));
+    IF v_kind = 'satis' THEN
+        SELECT jsonb_agg(to_jsonb(k) ORDER BY k.sira_no, k.id) INTO v_lines
+          FROM satis_kalemleri k WHERE k.satis_id = NEW.id;
+        -- Re-inserted lines have new ids: compare them by position instead.
+        v_diff := concat_ws('; ', v_diff, (
+            SELECT string_agg(t, '; ' ORDER BY t) FROM (
+                SELECT CASE
+                    WHEN o.l IS NULL THEN 'added ' || mikro_sync_line_text(n.l)
+                    WHEN n.l IS NULL THEN 'removed ' || mikro_sync_line_text(o.l)
+                    ELSE 'changed ' || mikro_sync_line_text(o.l) || ': '
+                         || mikro_sync_diff(mikro_sync_business('line', o.l) - 'sira_no',
+                                            mikro_sync_business('line', n.l) - 'sira_no')
+                    END AS t
+                  FROM (SELECT e AS l, row_number() OVER () AS i
+                          FROM jsonb_array_elements(coalesce(snap.lines, '[]')) e) o
+                  FULL JOIN (SELECT e AS l, row_number() OVER () AS i
+                               FROM jsonb_array_elements(coalesce(v_lines, '[]')) e) n ON n.i = o.i
+                 WHERE o.l IS NULL OR n.l IS NULL
+                    OR mikro_sync_business('line', o.l) - 'sira_no'
+                       IS DISTINCT FROM mikro_sync_business('line', n.l) - 'sira_no') x));
+        v_diff := nullif(v_diff, '');
+    END IF;
+    PERFORM mikro_sync_diverge(v_kind, NEW.id, n ->> TG_ARGV[3], v_num, 'reinsert',
+        CASE WHEN v_diff IS NULL
+             THEN 're-inserted on the web with the same content it was posted with'
+             ELSE 're-inserted on the web with other content than it was posted with: ' || v_diff END,
+        CASE WHEN v_diff IS NULL
+             THEN format('%s in Mikro matches the web document; nothing to change in Mikro', v_num)
+             ELSE format('change %s in the Mikro program to match', v_num) END);
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS satis_divergence_update_trigger ON satislar;
+CREATE TRIGGER satis_divergence_update_trigger
+    AFTER UPDATE ON satislar
+    FOR EACH ROW
+    WHEN (OLD.fatura_sira_no IS NOT NULL OR NEW.fatura_sira_no IS NOT NULL)
+    EXECUTE FUNCTION mikro_sync_doc_changed('satis', 'fatura_seri_no', 'fatura_sira_no', 'satis_no');
+DROP TRIGGER IF EXISTS satis_divergence_delete_trigger ON satislar;
+CREATE TRIGGER satis_divergence_delete_trigger
+    BEFORE DELETE ON satislar
+    FOR EACH ROW
+    WHEN (OLD.fatura_sira_no IS NOT NULL)
+    EXECUTE FUNCTION mikro_sync_doc_changed('satis', 'fatura_seri_no', 'fatura_sira_no', 'satis_no');
+DROP TRIGGER IF EXISTS tahsilat_divergence_update_trigger ON tahsilatlar;
+CREATE TRIGGER tahsilat_divergence_update_trigger
+    AFTER UPDATE ON tahsilatlar
+    FOR EACH ROW
+    WHEN (OLD.tahsilat_sira_no IS NOT NULL OR NEW.tahsilat_sira_no IS NOT NULL)
+    EXECUTE FUNCTION mikro_sync_doc_changed('tahsilat', 'tahsilat_seri_no', 'tahsilat_sira_no', 'tahsilat_no');
+DROP TRIGGER IF EXISTS tahsilat_divergence_delete_trigger ON tahsilatlar;
+CREATE TRIGGER tahsilat_divergence_delete_trigger
+    BEFORE DELETE ON tahsilatlar
+    FOR EACH ROW
+    WHEN (OLD.tahsilat_sira_no IS NOT NULL)
+    EXECUTE FUNCTION mikro_sync_doc_changed('tahsilat', 'tahsilat_seri_no', 'tahsilat_sira_no', 'tahsilat_no');
+
+-- satis_kalemleri: a line added to, changed in or removed from a posted sale. The INSERT path
+-- is the web app's hot path: one probe of the sale by primary key, nothing else unless posted.
+-- A line removed because its sale is being deleted (ON DELETE CASCADE) finds no sale: the
+-- sale's own trigger records the delete.
+CREATE OR REPLACE FUNCTION mikro_sync_line_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_sale uuid;
+    s jsonb;
+    v_num text;
+    v_what text;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        v_sale := OLD.satis_id;
+    ELSE
+        v_sale := NEW.satis_id;
+    END IF;
+    SELECT to_jsonb(h) INTO s FROM satislar h WHERE h.id = v_sale AND h.fatura_sira_no IS NOT NULL;
+    IF s IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_num := coalesce(s ->> 'fatura_seri_no', '') || '-' || (s ->> 'fatura_sira_no');
+    IF TG_OP = 'INSERT' THEN
+        v_what := 'added ' || mikro_sync_line_text(to_jsonb(NEW));
+    ELSIF TG_OP = 'DELETE' THEN
+        v_what := 'removed ' || mikro_sync_line_text(to_jsonb(OLD));
+    ELSE
+        v_what := mikro_sync_diff(mikro_sync_business('line', to_jsonb(OLD)),
+                                  mikro_sync_business('line', to_jsonb(NEW)));
+        IF v_what IS NULL AND OLD.satis_id = NEW.satis_id THEN
+            RETURN NULL;
+        END IF;
+        v_what := 'changed ' || mikro_sync_line_text(to_jsonb(OLD)) || ': ' || coalesce(v_what, 'moved to another sale');
+    END IF;
+    PERFORM mikro_sync_diverge('satis', v_sale, s ->> 'satis_no', v_num, 'lines',
+                               'line ' || v_what || ' on the web',
+                               format('change the lines of %s in the Mikro program to match', v_num));
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS satis_kalemi_divergence_trigger ON satis_kalemleri;
+CREATE TRIGGER satis_kalemi_divergence_trigger
+    AFTER INSERT OR UPDATE OR DELETE ON satis_kalemleri
+    FOR EACH ROW
+    EXECUTE FUNCTION mikro_sync_line_changed();
+
+-- An operator re-queue (completed -> pending) of a document that is posted: the worker finds
+-- its ledger row and completes it again without writing to Mikro; recorded so it is not silent.
+-- Called by mikro_sync_requeued (005_triggers.sql).
+CREATE OR REPLACE FUNCTION mikro_sync_requeue_check(p_kind text, p_id uuid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    d jsonb;
+    v_num text;
+BEGIN
+    IF p_kind = 'satis' THEN
+        SELECT to_jsonb(s) INTO d FROM satislar s WHERE s.id = p_id AND s.fatura_sira_no IS NOT NULL;
+        v_num := coalesce(d ->> 'fatura_seri_no', '') || '-' || (d ->> 'fatura_sira_no');
+    ELSE
+        SELECT to_jsonb(t) INTO d FROM tahsilatlar t WHERE t.id = p_id AND t.tahsilat_sira_no IS NOT NULL;
+        v_num := coalesce(d ->> 'tahsilat_seri_no', '') || '-' || (d ->> 'tahsilat_sira_no');
+    END IF;
+    IF d IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM mikro_sync_diverge(p_kind, p_id,
+        d ->> CASE p_kind WHEN 'satis' THEN 'satis_no' ELSE 'tahsilat_no' END, v_num, 'requeue',
+        're-queued by an operator; it is not posted again (dbo.MIKROSYNC_LEDGER has it)',
+        format('if %s in Mikro must change, change it in the Mikro program', v_num));
+END
+$$;
