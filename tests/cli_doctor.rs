@@ -105,8 +105,8 @@ async fn setup_and_doctor() {
              INSERT INTO satislar (satis_no, cari_hesap_id, odeme_sekli, toplam_tutar)
              VALUES ('DOC-1', 'd0000000-0000-4000-8000-0000000000aa', 'acik_hesap', 12)
              RETURNING id)
-         INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, toplam_tutar)
-         SELECT s.id, (SELECT id FROM stoklar ORDER BY stok_kodu LIMIT 1), 1, 10, 12 FROM s;",
+         INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, kdv_tutari, toplam_tutar)
+         SELECT s.id, (SELECT id FROM stoklar ORDER BY stok_kodu LIMIT 1), 1, 10, 20, 2, 12 FROM s;",
     )
     .await
     .unwrap();
