@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use mikro_emulator::harness::{Harness, HarnessOptions};
+use mikro_emulator::TlsMode;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -212,10 +213,11 @@ async fn python_tds_login_params_turkish_dupkey_transactions() {
 
 const MSSQL_INSTALL: &str = "apt-get install nodejs npm && npm install --prefix emulator/tests/external (.ci/install-deps does both)";
 
-/// npm `mssql` (tedious) with the given `encrypt` option; see `external/mssql_check.js`.
-async fn node_mssql(encrypt: bool) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external");
-    let probe = format!("require('{dir}/node_modules/mssql')");
+const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external");
+
+/// A harness for the tedious tests, or `None` (after the loud skip message) without Node.
+async fn node_harness(tls: TlsMode) -> Option<Harness> {
+    let probe = format!("require('{NODE_DIR}/node_modules/mssql')");
     if !available(
         "npm mssql (tedious)",
         "node",
@@ -224,13 +226,22 @@ async fn node_mssql(encrypt: bool) {
     )
     .await
     {
-        return;
+        return None;
     }
-    let h = Harness::start(HarnessOptions::default())
+    Some(
+        Harness::start(HarnessOptions {
+            emulator_tls: tls,
+            ..HarnessOptions::default()
+        })
         .await
-        .expect("harness");
+        .expect("harness"),
+    )
+}
+
+/// Runs `external/mssql_check.js`; (passed, stdout, stderr).
+async fn run_mssql_check(h: &Harness, encrypt: bool, connect_only: bool) -> (bool, String, String) {
     let child = Command::new("node")
-        .arg(format!("{dir}/mssql_check.js"))
+        .arg(format!("{NODE_DIR}/mssql_check.js"))
         .args([
             h.host(),
             &h.port().to_string(),
@@ -238,6 +249,7 @@ async fn node_mssql(encrypt: bool) {
             h.password(),
             h.database(),
             if encrypt { "true" } else { "false" },
+            if connect_only { "connect-only" } else { "full" },
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -249,12 +261,24 @@ async fn node_mssql(encrypt: bool) {
         .await
         .expect("mssql check did not finish within 60 s")
         .expect("node output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (
         out.status.success() && stdout.contains("ALL OK"),
-        "npm mssql check (encrypt={encrypt}) failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        out.status
+        stdout,
+        stderr,
+    )
+}
+
+/// npm `mssql` (tedious) with the given `encrypt` option against the default server.
+async fn node_mssql(encrypt: bool) {
+    let Some(h) = node_harness(TlsMode::Optional).await else {
+        return;
+    };
+    let (ok, stdout, stderr) = run_mssql_check(&h, encrypt, false).await;
+    assert!(
+        ok,
+        "npm mssql check (encrypt={encrypt}) failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
     );
 }
 
@@ -266,4 +290,34 @@ async fn node_mssql_encrypt_true_trust_server_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_mssql_encrypt_false() {
     node_mssql(false).await;
+}
+
+/// tedious against a server that requires encryption (`--tls required`) and one that refuses it
+/// (`--tls off`), as in the README's compatibility matrix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_mssql_against_servers_that_require_or_refuse_encryption() {
+    let Some(req) = node_harness(TlsMode::Required).await else {
+        return;
+    };
+    let (ok, stdout, stderr) = run_mssql_check(&req, true, true).await;
+    assert!(
+        ok,
+        "encrypt=true against --tls required\n{stdout}\n{stderr}"
+    );
+    // tedious refuses by itself, as against SQL Server with Force Encryption.
+    let (ok, stdout, _) = run_mssql_check(&req, false, true).await;
+    assert!(
+        !ok && stdout.contains("Server requires encryption"),
+        "encrypt=false against --tls required\n{stdout}"
+    );
+    drop(req);
+    let Some(off) = node_harness(TlsMode::Off).await else {
+        return;
+    };
+    let (ok, stdout, stderr) = run_mssql_check(&off, false, true).await;
+    assert!(ok, "encrypt=false against --tls off\n{stdout}\n{stderr}");
+    // tedious does not insist on encrypt=true (only 'strict' would): against ENCRYPT_NOT_SUP
+    // it logs in in plaintext, as it would against such a SQL Server.
+    let (ok, stdout, stderr) = run_mssql_check(&off, true, true).await;
+    assert!(ok, "encrypt=true against --tls off\n{stdout}\n{stderr}");
 }

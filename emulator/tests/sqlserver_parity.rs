@@ -237,6 +237,15 @@ async fn like_character_classes_are_refused_not_misread() {
     .await;
     assert_eq!(n, 102);
     assert!(msg.contains("not supported by the emulator"), "{msg}");
+    // The remedy the message names: IN (or OR of LIKEs).
+    assert_eq!(
+        one_int(
+            &mut c,
+            "SELECT COUNT(*) FROM CARI_HESAPLAR WHERE cari_kod IN (N'120.01.001', N'120.01.002', N'120.01.003')"
+        )
+        .await,
+        Some(3)
+    );
     let err = match c
         .query(
             "SELECT COUNT(*) FROM CARI_HESAPLAR WHERE cari_kod LIKE @P1",

@@ -4,7 +4,8 @@
 // Turkish queries, a transaction with SCOPE_IDENTITY(), error 2627, a 150-parameter request,
 // datetime and decimal round trips, and error 8003 beyond 2,100 parameters.
 //
-// Usage: node mssql_check.js HOST PORT USER PASSWORD DATABASE ENCRYPT(true|false)
+// Usage: node mssql_check.js HOST PORT USER PASSWORD DATABASE ENCRYPT(true|false) [connect-only]
+// (connect-only: log in, SELECT 1, "ALL OK"; for the server TLS modes)
 // Prints one "ok: ..." line per check and "ALL OK" at the end; exits 1 on the first failure.
 // Run by emulator/tests/external_clients.rs; mssql is installed here by .ci/install-deps.
 'use strict';
@@ -19,7 +20,7 @@ function fail(msg) {
 }
 
 async function main() {
-  const [host, port, user, password, database, encrypt] = process.argv.slice(2);
+  const [host, port, user, password, database, encrypt, only] = process.argv.slice(2);
   if (!encrypt) fail('usage: mssql_check.js HOST PORT USER PASSWORD DATABASE ENCRYPT');
   const table = `ext_node_${encrypt === 'true' ? 'tls' : 'plain'}`;
   const pool = new sql.ConnectionPool({
@@ -37,6 +38,11 @@ async function main() {
   const one = await pool.request().query('SELECT 1 AS one');
   if (one.recordset[0].one !== 1) fail(`SELECT 1 returned ${JSON.stringify(one.recordset)}`);
   console.log(`ok: login (encrypt=${encrypt})`);
+  if (only === 'connect-only') {
+    await pool.close();
+    console.log('ALL OK');
+    return;
+  }
 
   // Parameterised queries (RPC sp_executesql) on the Turkish seed data.
   let r = await pool
