@@ -4,7 +4,10 @@
 #   docker run -d --name mikro-sync --restart unless-stopped \
 #       --env-file /etc/mikro-sync/mikro-sync.env mikro-sync
 #
-# Same build steps as CI: `cargo build --release --locked`.
+# Same build steps as CI: `cargo build --release --locked`. The image has no `demo` subcommand:
+# the demo needs the TDS emulator (built only with `--features demo`) and PostgreSQL's server
+# binaries (initdb, postgres), neither of which belongs in a production image. `.ci/docker-test`
+# builds this file and runs the demo in a test-only image derived from it.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
@@ -13,8 +16,9 @@ RUN cargo build --release --locked --bin mikro-sync \
  && install -m 0755 target/release/mikro-sync /usr/local/bin/mikro-sync
 
 FROM debian:bookworm-slim
+# libssl3: TLS to SQL Server goes through OpenSSL (README, "Dependencies and TLS").
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates tzdata \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/mikro-sync --create-home \
         --shell /usr/sbin/nologin mikro-sync

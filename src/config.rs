@@ -1091,6 +1091,26 @@ impl Parser<'_> {
         }
     }
 
+    /// The SQL Server CA file: the TLS library tells PEM from DER by the file name only, so any
+    /// other name is refused here, with the fix, instead of at every connection attempt.
+    fn erp_ca_file(&mut self, var: &str, value: Option<String>) -> Option<PathBuf> {
+        let path = PathBuf::from(value?);
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        if !matches!(ext.as_deref(), Some("pem" | "crt" | "der")) {
+            self.err(
+                var,
+                format!(
+                    "CA file `{}`: name it *.pem or *.crt (PEM) or *.der (DER); the file type is \
+                     read from the name",
+                    path.display()
+                ),
+            );
+        }
+        Some(path)
+    }
+
     fn pg_tls(&mut self, url_mode: Option<PgSslMode>) -> PgTls {
         let mode = match (self.get("PG_SSL"), url_mode) {
             (Some(v), _) => match v.to_ascii_lowercase().as_str() {
@@ -1259,7 +1279,7 @@ impl Parser<'_> {
         .any(|k| self.get(k).is_some());
         let encrypt = self.erp_encrypt("MSSQL_ENCRYPT", None);
         let trust = self.bool("MSSQL_TRUST_SERVER_CERTIFICATE", false);
-        let ca = self.get("MSSQL_TRUST_CERT_CA").map(PathBuf::from);
+        let ca = self.erp_ca_file("MSSQL_TRUST_CERT_CA", self.get("MSSQL_TRUST_CERT_CA"));
         // Validated even when unused: a bad value is reported, never silently ignored.
         let port_setting = self.num("MSSQL_PORT", 1433u16, 1, u16::MAX);
         if !any {
@@ -1401,7 +1421,7 @@ impl Parser<'_> {
             password: Secret::new(pick(&["password", "pwd"]).unwrap_or_default()),
             encrypt,
             trust_server_certificate: trust,
-            trust_cert_ca: pick(&["trustservercertificateca"]).map(PathBuf::from),
+            trust_cert_ca: self.erp_ca_file(VAR, pick(&["trustservercertificateca"])),
             pool_size,
             source: VAR.into(),
             port_explicit,

@@ -477,7 +477,9 @@ pub async fn erp_pool_ado_with(
 /// TLS or not is decided at connect time by the `sslmode`, so one type covers both.
 pub type WebConnection = tokio_postgres::Connection<
     tokio_postgres::Socket,
-    tokio_postgres_rustls::RustlsStream<tokio_postgres::Socket>,
+    <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+        tokio_postgres::Socket,
+    >>::Stream,
 >;
 
 /// Errors setting up TLS for PostgreSQL; they name the setting to fix.
@@ -485,63 +487,114 @@ pub type WebConnection = tokio_postgres::Connection<
 pub enum TlsSetupError {
     #[error("cannot read PG_SSL_ROOT_CERT {path}: {message}")]
     RootCert { path: String, message: String },
+    #[error("cannot set up TLS for PostgreSQL: {0}")]
+    Provider(String),
 }
 
 /// Accepts any server certificate. Used only with the explicit opt-out
-/// `PG_SSL_INSECURE_SKIP_VERIFY=true`; traffic is still encrypted.
-struct NoVerify;
+/// `PG_SSL_INSECURE_SKIP_VERIFY=true`; traffic is still encrypted and the handshake signatures
+/// are still checked, so the peer at least holds the key of the certificate it shows.
+#[derive(Debug)]
+struct NoVerify(std::sync::Arc<rustls::crypto::CryptoProvider>);
 
-impl rustls::client::ServerCertVerifier for NoVerify {
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
     fn verify_server_cert(
         &self,
-        _end_entity: &rustls::Certificate,
-        _intermediates: &[rustls::Certificate],
-        _server_name: &rustls::ServerName,
-        _scts: &mut dyn Iterator<Item = &[u8]>,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: std::time::SystemTime,
-    ) -> Result<rustls::client::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::ServerCertVerified::assertion())
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Reads the extra CA file: every PEM certificate in it must parse and be usable as a root.
+fn load_root_cert(
+    path: &std::path::Path,
+    roots: &mut rustls::RootCertStore,
+) -> Result<(), TlsSetupError> {
+    use rustls::pki_types::pem::PemObject;
+    let err = |message: String| TlsSetupError::RootCert {
+        path: path.display().to_string(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let mut found = 0usize;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| err(format!("not a PEM certificate file ({e})")))?;
+        roots.add(cert).map_err(|e| err(e.to_string()))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(err("no PEM certificate found in the file".into()));
+    }
+    Ok(())
 }
 
 /// Builds the rustls connector for PostgreSQL: the system trust store plus the configured extra
 /// CA, verifying chain and host name unless verification was explicitly switched off.
+///
+/// The crypto provider is ring, named here rather than installed process-wide, so nothing depends
+/// on which provider another crate might have installed first. (rustls now prefers aws-lc-rs for
+/// its post-quantum key exchange; ring keeps the build free of aws-lc's C toolchain and is what
+/// the rest of the dependency tree already links.)
+#[allow(deprecated)]
 pub fn pg_tls_connector(
     tls: &crate::config::PgTls,
 ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, TlsSetupError> {
     let mut roots = rustls::RootCertStore::empty();
     // A missing or partly unreadable system store is not fatal: an explicit root cert may suffice.
-    if let Ok(native) = rustls_native_certs::load_native_certs() {
-        for c in native {
-            let _ = roots.add(&rustls::Certificate(c.0));
-        }
-    }
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
     if let Some(path) = &tls.root_cert {
-        let err = |message: String| TlsSetupError::RootCert {
-            path: path.display().to_string(),
-            message,
-        };
-        let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-        let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(f))
-            .map_err(|e| err(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(err("no PEM certificate found in the file".into()));
-        }
-        for c in certs {
-            roots
-                .add(&rustls::Certificate(c))
-                .map_err(|e| err(e.to_string()))?;
-        }
+        load_root_cert(path, &mut roots)?;
     }
-    let mut cfg = rustls::ClientConfig::builder()
-        .with_safe_defaults()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    if !tls.verify {
-        cfg.dangerous()
-            .set_certificate_verifier(std::sync::Arc::new(NoVerify));
-    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsSetupError::Provider(e.to_string()))?;
+    let cfg = if tls.verify {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    };
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(cfg))
 }
 

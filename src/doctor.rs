@@ -133,6 +133,18 @@ async fn erp_now(client: &mut Erp) -> Result<Option<chrono::NaiveDateTime>, Stri
     Ok(row.and_then(|r| r.try_get::<chrono::NaiveDateTime, _>(0).ok().flatten()))
 }
 
+/// OpenSSL's ways of saying that client and server found no common TLS version.
+fn tls_version_refused(msg: &str) -> bool {
+    let m = msg.to_lowercase();
+    [
+        "unsupported protocol",
+        "protocol version",
+        "no protocols available",
+    ]
+    .iter()
+    .any(|s| m.contains(s))
+}
+
 fn is_local_host(h: &str) -> bool {
     h == "localhost"
         || h.starts_with('/')
@@ -189,6 +201,10 @@ pub async fn checks(cfg: &Config, quick: bool) -> Vec<Check> {
                 let fix = if msg.to_lowercase().contains("certificate") {
                     "the SQL Server certificate is not trusted: set MSSQL_TRUST_CERT_CA to its CA file, \
                      or explicitly MSSQL_TRUST_SERVER_CERTIFICATE=true (self-signed servers)"
+                } else if tls_version_refused(&msg) {
+                    "the server and mikro-sync share no TLS version: enable TLS 1.2 on the SQL Server, \
+                     or for a server that only speaks TLS 1.0/1.1 set OPENSSL_CONF to the file \
+                     docs/configuration.md shows (The Mikro database → Encryption)"
                 } else if msg.to_lowercase().contains("login failed") {
                     "check MSSQL_USER / MSSQL_PASSWORD and that the login may use MSSQL_DATABASE"
                 } else {

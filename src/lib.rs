@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
 pub mod erp_net;

@@ -234,3 +234,163 @@ async fn sql_server_that_requires_encryption() {
     drop(client);
     emu.shutdown().await;
 }
+
+/// The SQL Server CA file: a name the TLS library cannot type is refused with the fix; renamed as
+/// the message says, the emulator's own certificate verifies the encrypted session (no blind trust).
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_server_ca_file_verifies_the_certificate() {
+    use mikro_emulator::{EmulatorConfig, TlsMode};
+    let pg = PgCluster::start().await.expect("cluster");
+    pg.create_database("erp").await.unwrap();
+    let emu = mikro_emulator::start(EmulatorConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        pg_url: pg.url("erp"),
+        user: "sa".into(),
+        password: "Ca.File-1".into(),
+        database: "MikroDB".into(),
+        tls: TlsMode::Required,
+    })
+    .await
+    .expect("emulator");
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = |ca: &std::path::Path| {
+        let m: BTreeMap<String, String> = [
+            ("MSSQL_SERVER", "127.0.0.1".to_string()),
+            ("MSSQL_PORT", emu.addr.port().to_string()),
+            ("MSSQL_DATABASE", "MikroDB".into()),
+            ("MSSQL_USER", "sa".into()),
+            ("MSSQL_PASSWORD", "Ca.File-1".into()),
+            ("MSSQL_ENCRYPT", "true".into()),
+            ("MSSQL_TRUST_CERT_CA", ca.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Config::from_map(&m)
+    };
+    let pem = emu.certificate_pem().expect("TLS identity").to_string();
+    let txt = dir.path().join("mikro-ca.txt");
+    std::fs::write(&txt, &pem).unwrap();
+    let err = pairs(&txt).expect_err("a CA file the TLS library cannot type");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("MSSQL_TRUST_CERT_CA") && msg.contains("*.pem"),
+        "{msg}"
+    );
+    assert_eq!(msg.trim().lines().count(), 1, "one line: {msg}");
+
+    // Doing what the message says: the same file named *.pem.
+    let ca = dir.path().join("mikro-ca.pem");
+    std::fs::rename(&txt, &ca).unwrap();
+    let ok = pairs(&ca).expect("valid config");
+    let mut client = mikro_sync::doctor::connect_erp(ok.erp().unwrap())
+        .await
+        .expect("verified against the configured CA");
+    let row = client
+        .simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .expect("row");
+    assert_eq!(row.get::<i32, _>(0), Some(1));
+    drop(client);
+
+    // A CA that did not sign the server's certificate is a verification failure, not a pass.
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, pg_cluster_ca(&pg).await).unwrap();
+    let err = mikro_sync::doctor::connect_erp(pairs(&other).unwrap().erp().unwrap())
+        .await
+        .expect_err("a foreign CA must not verify the server");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    emu.shutdown().await;
+}
+
+/// Any CA that is not the emulator's: a TLS PostgreSQL cluster's self-signed certificate.
+async fn pg_cluster_ca(_keep_alive: &PgCluster) -> String {
+    let tls = PgCluster::start_with(PgClusterOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("TLS cluster");
+    tls.ca_cert_pem().expect("ca pem").to_string()
+}
+
+/// A TLS version the server refuses (a client held to TLS 1.1 against the emulator's TLS 1.2+):
+/// `doctor` says so in one line and names OPENSSL_CONF; the file docs/configuration.md shows for
+/// old servers, given as OPENSSL_CONF exactly as documented, is valid and still connects.
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_server_tls_version_refused_names_openssl_conf() {
+    let h = Harness::start(HarnessOptions {
+        force_emulator: true,
+        web_schema: false,
+        web_seed: false,
+        mikro_seed: false,
+        ..Default::default()
+    })
+    .await
+    .expect("harness");
+    let dir = tempfile::tempdir().unwrap();
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let legacy = docs
+        .split("```ini\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("docs/configuration.md shows the OPENSSL_CONF file");
+    assert!(legacy.contains("MinProtocol = TLSv1"), "{legacy}");
+    let legacy_path = dir.path().join("openssl-legacy.cnf");
+    std::fs::write(&legacy_path, legacy).unwrap();
+    // A client capped below what the server speaks: the same file with a maximum of TLS 1.1.
+    let old_path = dir.path().join("openssl-tls11.cnf");
+    std::fs::write(&old_path, format!("{legacy}MaxProtocol = TLSv1.1\n")).unwrap();
+
+    let doctor = |conf: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mikro-sync"))
+            .args(["doctor", "--quick"])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("OPENSSL_CONF", conf)
+            .env("MIKRO_SYNC_PG_URL", h.web_url())
+            .env("MSSQL_SERVER", h.host())
+            .env("MSSQL_PORT", h.port().to_string())
+            .env("MSSQL_DATABASE", h.database())
+            .env("MSSQL_USER", h.user())
+            .env("MSSQL_PASSWORD", h.password())
+            .env("MSSQL_ENCRYPT", "true")
+            .env("MSSQL_TRUST_SERVER_CERTIFICATE", "true")
+            .output()
+            .expect("run mikro-sync doctor")
+    };
+    let out = doctor(&old_path);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("OPENSSL_CONF"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line names the remedy: {text}");
+    assert!(lines[0].contains("TLS"), "{text}");
+    assert!(
+        !text.contains(h.password()),
+        "no secret in the output: {text}"
+    );
+
+    let out = doctor(&legacy_path);
+    assert!(
+        out.status.success(),
+        "the documented OPENSSL_CONF connects: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

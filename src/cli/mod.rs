@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{Config, ConfigError, LogFormat};
 
 pub mod config_cmd;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
 pub mod retry_failed;
@@ -83,6 +84,8 @@ pub enum Command {
     Config(config_cmd::ConfigArgs),
     /// Show it working: a throwaway PostgreSQL and the Mikro emulator, setup, master data import,
     /// the worker, a realistic mix of sales and collections, a table of what was posted.
+    /// (Built with `--features demo`, as `.ci/demo` does; release builds leave the emulator out.)
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
 }
 
@@ -176,6 +179,7 @@ pub async fn run(cli: Cli, cfg: Config) -> Result<(), CliError> {
         Command::RetryFailed(a) => retry_failed::run(&cfg, a).await,
         Command::Doctor(a) => doctor::run(&cfg, a).await,
         Command::Config(a) => config_cmd::run(&cfg, a),
+        #[cfg(feature = "demo")]
         Command::Demo(a) => demo::run(&cfg, a).await,
     }
 }
