@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use mikro_sync::queue::rescuer::{rescue_expired, RescueBackoff};
-use mikro_sync::queue::{claimer, Job, Metrics};
+use mikro_sync::queue::{claimer, Job, Metrics, IDLE_LOCK_KEY};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -315,10 +315,13 @@ async fn a_listen_connection_that_stops_answering_does_not_freeze_the_worker() {
     opts.poll_interval = Duration::from_millis(500);
     opts.listen_timeout = Duration::from_secs(1);
     let w = spawn_worker(&env.pool, &env.url, sink.clone(), opts);
-    let pid: i32 = wait_for("the listener session", T, || async {
+    // The listener once it is idle: LISTEN done, the idle lock held.
+    let pid: i32 = wait_for("the idle listener session", T, || async {
         c.query_opt(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'mikro-sync listener'",
-            &[],
+            "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l USING (pid) \
+              WHERE a.application_name = 'mikro-sync listener' AND l.locktype = 'advisory' \
+                AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.granted",
+            &[&(IDLE_LOCK_KEY >> 32), &(IDLE_LOCK_KEY & 0xFFFF_FFFF)],
         )
         .await
         .unwrap()

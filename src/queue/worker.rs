@@ -269,7 +269,9 @@ impl<S: Sink> Worker<S> {
                 if st.listener.is_none() && Instant::now() >= st.reconnect_at {
                     let connect =
                         Listener::connect(connector.as_ref(), metrics.clone(), opts.listen_timeout);
-                    let connect = tokio::time::timeout(opts.listen_timeout, connect);
+                    // Opening a session (fork, authentication) may take longer than a call.
+                    let bound = opts.listen_timeout.max(crate::db::WEB_CONNECT_TIMEOUT);
+                    let connect = tokio::time::timeout(bound, connect);
                     let connect = async { connect.await.unwrap_or(Err(QueueError::ListenTimeout)) };
                     match connect.await {
                         Ok(l) => {
