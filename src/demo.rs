@@ -305,7 +305,12 @@ async fn insert_collection(
                 &amount,
                 &matches!(kind, "havale" | "kredi_karti").then_some(m.bank),
                 &(kind == "nakit").then_some(m.kasa),
-                &(kind == "cek").then(|| format!("CK-{no}")),
+                // A cheque and a note both carry their paper's number.
+                &match kind {
+                    "cek" => Some(format!("CK-{no}")),
+                    "senet" => Some(format!("SN-{no}")),
+                    _ => None,
+                },
                 &matches!(kind, "cek" | "senet"),
                 &(kind == "cek").then_some("Demo Bankası"),
             ],
