@@ -236,7 +236,7 @@ async fn bad_documents_fail_with_actionable_messages() {
         &mut env,
         DocKind::Satis,
         id,
-        &["banka_id", "default_bank_code"],
+        &["banka_id", "MIKRO_SYNC_DEFAULT_BANKA"],
     )
     .await;
 

@@ -311,7 +311,9 @@ fn bank(
     row: &tokio_postgres::Row,
     at: usize,
     cfg: &PostingConfig,
+    table: &str,
 ) -> Result<Result<String, String>, PostError> {
+    let column = format!("{table}.banka_id");
     let id: Option<Uuid> = row.try_get(at).ok().flatten();
     let mapped = non_empty(row.try_get(at + 1).ok().flatten());
     let own = non_empty(row.try_get(at + 2).ok().flatten());
@@ -321,8 +323,8 @@ fn bank(
         cfg.default_bank_code.as_deref(),
         "bank",
         "int_kodmap_banka (web_banka_id='{id}', erp_banka_kod='<code in BANKALAR>') or set bankalar.ban_kod",
-        "banka_id",
-        "default_bank_code",
+        &column,
+        "MIKRO_SYNC_DEFAULT_BANKA=<code in BANKALAR>",
     )
 }
 
@@ -331,7 +333,9 @@ fn kasa(
     row: &tokio_postgres::Row,
     at: usize,
     cfg: &PostingConfig,
+    table: &str,
 ) -> Result<Result<String, String>, PostError> {
+    let column = format!("{table}.kasa_id");
     let id: Option<Uuid> = row.try_get(at).ok().flatten();
     let mapped = non_empty(row.try_get(at + 1).ok().flatten());
     let own = non_empty(row.try_get(at + 2).ok().flatten());
@@ -341,8 +345,8 @@ fn kasa(
         cfg.default_kasa_code.as_deref(),
         "cash box",
         "int_kodmap_kasa (web_kasa_id='{id}', erp_kasa_kod='<code in KASALAR>') or set kasalar.kasa_kodu",
-        "kasa_id",
-        "default_kasa_code",
+        &column,
+        "MIKRO_SYNC_DEFAULT_KASA=<code in KASALAR>",
     )
 }
 
@@ -367,8 +371,8 @@ fn resolve(
             Some(c) => c,
             None => {
                 return Ok(Err(format!(
-                    "no {what} given ({column} is empty) and no default configured: set {column} \
-                     or the posting setting {setting}"
+                    "no {what} given ({column} is empty) and no default configured: set {column}, \
+                     or set {setting}"
                 )))
             }
         },
@@ -446,7 +450,7 @@ pub async fn sale(
         "" | "vadeli" | "acik_hesap" | "açık_hesap" | "veresiye" | "cek" | "senet" => {
             Settlement::Open
         }
-        "kredi_karti" | "havale" => match bank(h, 16, cfg)? {
+        "kredi_karti" | "havale" => match bank(h, 16, cfg, "satislar")? {
             Ok(c) => Settlement::Bank(c),
             Err(why) => {
                 return Err(PostError::Data(format!(
@@ -454,7 +458,7 @@ pub async fn sale(
                 )))
             }
         },
-        "nakit" => match kasa(h, 19, cfg)? {
+        "nakit" => match kasa(h, 19, cfg, "satislar")? {
             Ok(c) => Settlement::CashBox(c),
             Err(why) => {
                 return Err(PostError::Data(format!(
@@ -565,11 +569,11 @@ pub async fn collection(
         .map_err(|e| PostError::Data(format!("{doc}: tahsilat_tarihi: {e}")))?;
     let cari_hesap_id: Option<Uuid> = h.try_get(9).ok().flatten();
     // PAY_COLS start at 10, CUSTOMER_COLS at 16.
-    let (bank_code, bank_problem) = match bank(h, 10, cfg)? {
+    let (bank_code, bank_problem) = match bank(h, 10, cfg, "tahsilatlar")? {
         Ok(c) => (Some(c), String::new()),
         Err(why) => (None, why),
     };
-    let (kasa_code, kasa_problem) = match kasa(h, 13, cfg)? {
+    let (kasa_code, kasa_problem) = match kasa(h, 13, cfg, "tahsilatlar")? {
         Ok(c) => (Some(c), String::new()),
         Err(why) => (None, why),
     };

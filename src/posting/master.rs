@@ -205,7 +205,7 @@ impl Codes {
             if count(sets.get(i)) == 0 {
                 return Err(PostError::Data(format!(
                     "{doc}: bank code {b:?} is not in Mikro's BANKALAR: fix int_kodmap_banka \
-                     (erp_banka_kod), bankalar.ban_kod or the default bank setting"
+                     (erp_banka_kod), bankalar.ban_kod or MIKRO_SYNC_DEFAULT_BANKA"
                 )));
             }
             i += 1;
@@ -214,7 +214,8 @@ impl Codes {
             if count(sets.get(i)) == 0 {
                 return Err(PostError::Data(format!(
                     "{doc}: cash-box code {k:?} is not in Mikro's KASALAR: fix int_kodmap_kasa \
-                     (erp_kasa_kod), kasalar.kasa_kodu or the cash-box / portfolio-box setting"
+                     (erp_kasa_kod), kasalar.kasa_kodu, or MIKRO_SYNC_DEFAULT_KASA / \
+                     MIKRO_SYNC_CEK_KASA / MIKRO_SYNC_SENET_KASA"
                 )));
             }
         }

@@ -24,7 +24,7 @@ pub fn pointer(rate: Decimal, what: &str) -> Result<i32, PostError> {
         }
     }
     Err(PostError::Data(format!(
-        "{what} has VAT rate {norm} %, which has no Mikro VAT pointer; allowed rates: 0, 1, 10, 20, 26 %"
+        "{what} has VAT rate {norm} %, which has no Mikro VAT pointer; allowed rates: 0, 1, 10, 20, 26 %: correct kdv_orani"
     )))
 }
 
