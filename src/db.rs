@@ -643,6 +643,30 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The one text of a PostgreSQL error for messages and logs: a server error in full (severity,
+/// SQLSTATE, message, detail, hint), anything else with its causes (tokio-postgres' own Display
+/// says only "db error" or "error communicating with the server").
+pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => pg_db_error(db),
+        None => error_chain(e),
+    }
+}
+
+/// [`pg_error_text`] for the web pool's errors (deadpool wraps the connect error as "Error
+/// occurred while creating a new object: db error").
+pub fn pool_error_text(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(pg) => {
+            format!(
+                "cannot open a web database connection: {}",
+                pg_error_text(pg)
+            )
+        }
+        other => error_chain(other),
+    }
+}
+
 /// A PostgreSQL server error on one line: severity, SQLSTATE, message, detail, hint, where.
 pub fn pg_db_error(db: &tokio_postgres::error::DbError) -> String {
     let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());

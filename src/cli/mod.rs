@@ -126,7 +126,10 @@ impl From<tokio_postgres::Error> for CliError {
 
 impl From<deadpool_postgres::PoolError> for CliError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        CliError::Web(format!("cannot get a connection: {e}"))
+        CliError::Web(format!(
+            "cannot get a connection: {}",
+            crate::db::pool_error_text(&e)
+        ))
     }
 }
 
@@ -138,10 +141,7 @@ impl From<tiberius::error::Error> for CliError {
 
 /// A PostgreSQL error with its server message (tokio-postgres' Display hides it behind "db error").
 pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => crate::db::pg_db_error(db),
-        None => crate::db::error_chain(e),
-    }
+    crate::db::pg_error_text(e)
 }
 
 impl Cli {

@@ -25,7 +25,7 @@ impl SyncLock {
         let conn = pool
             .get()
             .await
-            .map_err(|e| SyncError::WebPool(e.to_string()))?;
+            .map_err(|e| SyncError::WebPool(crate::db::pool_error_text(&e)))?;
         let got: bool = conn
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
             .await

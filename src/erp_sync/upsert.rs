@@ -377,13 +377,7 @@ pub fn is_data_error(e: &tokio_postgres::Error) -> bool {
 }
 
 fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => match d.detail() {
-            Some(det) => format!("{} ({det})", d.message()),
-            None => d.message().to_string(),
-        },
-        None => e.to_string(),
-    }
+    crate::db::pg_error_text(e)
 }
 
 /// The web side of one run: a dedicated connection and the schema (read lazily, so a run with
@@ -399,7 +393,7 @@ impl Ctx {
         let client = pool
             .get()
             .await
-            .map_err(|e| SyncError::WebPool(e.to_string()))?;
+            .map_err(|e| SyncError::WebPool(crate::db::pool_error_text(&e)))?;
         Ok(Ctx {
             client,
             schema: None,

@@ -60,11 +60,9 @@ impl Sink for MikroSink {
         // Read first, then take an ERP connection: with more documents in flight than ERP
         // connections, the next document's web reads overlap the current ERP transaction.
         let doc = {
-            let web = self
-                .web
-                .get()
-                .await
-                .map_err(|e| PostError::Transient(format!("web pool: {e}")))?;
+            let web = self.web.get().await.map_err(|e| {
+                PostError::Transient(format!("web pool: {}", crate::db::pool_error_text(&e)))
+            })?;
             crate::posting::load_document(&web, &self.cfg, job.kind, job.entity_id).await?
         };
         let mut erp = self
@@ -513,7 +511,7 @@ impl FailCtx<'_> {
             .web
             .get()
             .await
-            .map_err(|e| QueueError::Pool(e.to_string()))?;
+            .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
         let (status, delay, msg) = match d {
             Decision::Retry { delay } => ("pending", delay.as_secs_f64(), err.to_string()),
             Decision::Fail { message } => ("failed", 0.0, message.clone()),
@@ -577,7 +575,7 @@ async fn own_client<'a>(
             let pooled = web
                 .get()
                 .await
-                .map_err(|e| QueueError::Pool(e.to_string()))?;
+                .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
             let client = deadpool_postgres::Object::take(pooled);
             client
                 .batch_execute(
@@ -597,7 +595,7 @@ async fn complete_pooled(web: &WebPool, batch: &[Completion]) -> Result<u64, Que
     let client = web
         .get()
         .await
-        .map_err(|e| QueueError::Pool(e.to_string()))?;
+        .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
     complete_batch(&client, batch).await
 }
 

@@ -137,17 +137,7 @@ impl QueueError {
 }
 
 /// The server's message (and detail) of a PostgreSQL error; tokio-postgres' Display says only
-/// "db error", which tells an operator nothing.
+/// "db error", which tells an operator nothing. (One helper for the whole crate.)
 pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!("{} ({})", db.message(), db.code().code());
-            if let Some(d) = db.detail() {
-                s.push_str(": ");
-                s.push_str(d);
-            }
-            s
-        }
-        None => e.to_string(),
-    }
+    crate::db::pg_error_text(e)
 }

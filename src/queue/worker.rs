@@ -535,7 +535,7 @@ impl LoopState {
         let release = async {
             match web.get().await {
                 Ok(c) => claimer::release(&c, &opts.name, &ids).await,
-                Err(e) => Err(QueueError::Pool(e.to_string())),
+                Err(e) => Err(QueueError::Pool(crate::db::pool_error_text(&e))),
             }
         };
         let r = tokio::time::timeout(LOOP_WEB_TIMEOUT, release)
@@ -582,7 +582,7 @@ async fn drain<S: Sink>(
     let client = web
         .get()
         .await
-        .map_err(|e| QueueError::Pool(e.to_string()))?;
+        .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
     let before = Metrics::get(&metrics.claimed);
     // Release the idle lock and claim at the same time (two connections, one round trip):
     // a writer that still saw the lock notifies (and we drain again), one that did not holds

@@ -306,3 +306,291 @@ pub async fn erp_down(docs: usize, down: Duration) -> Outcome {
         notes: format!("down {:.1} s", downtime.as_secs_f64()),
     }
 }
+
+/// The web database "restarts" as the worker sees it: every connection (pool, LISTEN,
+/// completer) reset and new ones refused for `down`, through a proxy in front of PostgreSQL;
+/// documents keep being written (directly) meanwhile.
+pub async fn web_restart(docs: usize, down: Duration) -> Outcome {
+    let env = full_env().await;
+    let pg: std::net::SocketAddr = format!("127.0.0.1:{}", env.h.pg().port())
+        .parse()
+        .expect("pg address");
+    let web_proxy = FaultProxy::start(pg).await.expect("web proxy");
+    let url = env.url.replace(
+        &format!(":{}/", env.h.pg().port()),
+        &format!(":{}/", web_proxy.port()),
+    );
+    assert!(url.contains(&web_proxy.port().to_string()), "{url}");
+    let pool = mikro_sync::db::web_pool(&url, 8).expect("web pool through the proxy");
+    let sink = MikroSink {
+        web: pool.clone(),
+        erp: mikro_sink(&env, 2).await.erp,
+        cfg: mikro_sync::posting::PostingConfig::default(),
+    };
+    let c = connect(&env.url).await;
+    let mut opts = fast_opts();
+    opts.concurrency = 2;
+    let w = spawn_worker(&pool, &url, sink, opts);
+    let mut ids = insert_mixed(&c, docs / 2).await;
+    wait_for("some documents posted", Duration::from_secs(60), || async {
+        (count_status(&c, "completed").await >= 2).then_some(())
+    })
+    .await;
+    web_proxy.refuse(true);
+    web_proxy.reset_all();
+    let t_down = Instant::now();
+    ids.extend(insert_mixed(&c, docs - docs / 2).await);
+    if let Some(rest) = down.checked_sub(t_down.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    let downtime = t_down.elapsed();
+    web_proxy.heal();
+    let bound = Duration::from_secs(90);
+    let recovery = recover(&c, bound).await;
+    w.stop().await;
+    assert_books(&env, &c, &ids).await;
+    Outcome {
+        scenario: "web PostgreSQL restart".into(),
+        documents: ids.len(),
+        faults: 1,
+        recovery,
+        bound,
+        notes: format!("down {:.1} s", downtime.as_secs_f64()),
+    }
+}
+
+/// `n` documents, one collection in four, the rest 3-line sales.
+pub async fn insert_mixed(c: &tokio_postgres::Client, n: usize) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(if i % 4 == 3 {
+            insert_collection(c, "75.50").await
+        } else {
+            insert_sale(c, 3).await
+        });
+    }
+    ids
+}
+
+/// Four workers post concurrently while the ERP link resets every connection every `every`.
+pub async fn four_workers_with_resets(docs: usize, every: Duration) -> Outcome {
+    let ce = chaos_env(8).await;
+    let c = connect(&ce.env.url).await;
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let mut opts = fast_opts();
+            opts.name = format!("chaos-{i}");
+            opts.concurrency = 2;
+            spawn_worker(&ce.env.pool, &ce.env.url, ce.sink(), opts)
+        })
+        .collect();
+    let ids = ce.insert_docs(&c, docs).await;
+    let mut resets = 0;
+    loop {
+        let open: i64 = c
+            .query_one(
+                "SELECT count(*) FROM sync_queue WHERE status IN ('pending', 'processing')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 || resets >= 200 {
+            break;
+        }
+        tokio::time::sleep(every).await;
+        ce.proxy.reset_all();
+        resets += 1;
+    }
+    let bound = Duration::from_secs(60);
+    let recovery = recover(&c, bound).await;
+    for w in workers {
+        w.stop().await;
+    }
+    assert_books(&ce.env, &c, &ids).await;
+    Outcome {
+        scenario: "4 workers, ERP connections reset".into(),
+        documents: ids.len(),
+        faults: resets,
+        recovery,
+        bound,
+        notes: format!("reset every {} ms", every.as_millis()),
+    }
+}
+
+/// Environment variables of a chaos child worker.
+pub const CHILD_WEB: &str = "CHAOS_CHILD_WEB";
+pub const CHILD_ERP: &str = "CHAOS_CHILD_ERP";
+
+/// The child side of [`kill9_while_busy`]: a production worker until killed. Returns at once
+/// when the variables are not set.
+pub async fn child_worker() {
+    let (Ok(web), Ok(erp)) = (std::env::var(CHILD_WEB), std::env::var(CHILD_ERP)) else {
+        return;
+    };
+    let pool = mikro_sync::db::web_pool(&web, 8).expect("child web pool");
+    let erp = mikro_sync::db::erp_pool(&erp, 4)
+        .await
+        .expect("child ERP pool");
+    let sink = MikroSink {
+        web: pool.clone(),
+        erp,
+        cfg: mikro_sync::posting::PostingConfig::default(),
+    };
+    let mut opts = fast_opts();
+    opts.name = format!("chaos-child-{}", std::process::id());
+    opts.concurrency = 4;
+    opts.lease = Duration::from_secs(2);
+    let ctl = mikro_sync::shutdown::ShutdownController::new();
+    let listen = std::sync::Arc::new(
+        mikro_sync::queue::PgListenConnector::from_url_notls(&web).expect("listen url"),
+    );
+    let _ = mikro_sync::queue::Worker::new(pool, listen, sink, opts)
+        .run(ctl.subscribe())
+        .await;
+}
+
+/// Starts a child worker process (`spawn` builds the command: the test binary or the example
+/// re-invoked in child mode), lets it post, kills it with SIGKILL; `kills` times, then a normal
+/// worker finishes. The books must be exact.
+pub async fn kill9_while_busy(
+    docs: usize,
+    kills: usize,
+    spawn: impl Fn() -> std::process::Command,
+) -> Outcome {
+    let env = full_env().await;
+    let c = connect(&env.url).await;
+    let ids = insert_mixed(&c, docs).await;
+    let mut killed = 0;
+    for _ in 0..kills {
+        let before = count_status(&c, "completed").await;
+        if before as usize >= docs {
+            break;
+        }
+        let mut child = spawn()
+            .env(CHILD_WEB, &env.url)
+            .env(CHILD_ERP, env.h.erp_ado())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn child worker");
+        // Kill it while it is busy: at least one more document done, one in flight.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(60),
+            wait_for("child busy", Duration::from_secs(60), || async {
+                let done = count_status(&c, "completed").await;
+                let busy = count_status(&c, "processing").await;
+                (done > before && busy > 0 || done as usize >= docs).then_some(())
+            }),
+        )
+        .await;
+        child.kill().expect("kill -9");
+        child.wait().expect("reap child");
+        killed += 1;
+    }
+    let t0 = Instant::now();
+    let w = spawn_worker(&env.pool, &env.url, mikro_sink(&env, 4).await, fast_opts());
+    let bound = Duration::from_secs(120);
+    wait_drained(&c, bound).await;
+    let recovery = t0.elapsed();
+    w.stop().await;
+    assert_books(&env, &c, &ids).await;
+    Outcome {
+        scenario: "kill -9 while busy".into(),
+        documents: ids.len(),
+        faults: killed,
+        recovery,
+        bound,
+        notes: "recovery includes lease expiry".into(),
+    }
+}
+
+/// A production sink that panics on the first attempt of every third document.
+#[derive(Clone)]
+pub struct PanickySink {
+    inner: MikroSink,
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+    pub panics: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl mikro_sync::queue::Sink for PanickySink {
+    async fn post(
+        &self,
+        job: &mikro_sync::queue::Job,
+    ) -> Result<mikro_sync::posting::Posted, mikro_sync::posting::PostError> {
+        let first = self.seen.lock().unwrap().insert(job.entity_id);
+        if first && job.entity_id.as_bytes()[15] % 3 == 0 {
+            self.panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            panic!("chaos: the sink panics on document {}", job.entity_id);
+        }
+        self.inner.post(job).await
+    }
+}
+
+/// A sink that panics on some documents' first attempt: each is posted once in the end.
+pub async fn panicking_sink(docs: usize) -> Outcome {
+    let ce = chaos_env(2).await;
+    let c = connect(&ce.env.url).await;
+    let sink = PanickySink {
+        inner: ce.sink(),
+        seen: Default::default(),
+        panics: Default::default(),
+    };
+    let panics = sink.panics.clone();
+    let w = spawn_worker(&ce.env.pool, &ce.env.url, sink, fast_opts());
+    let t0 = Instant::now();
+    let ids = ce.insert_docs(&c, docs).await;
+    let bound = Duration::from_secs(60);
+    wait_drained(&c, bound).await;
+    let recovery = t0.elapsed();
+    w.stop().await;
+    assert_books(&ce.env, &c, &ids).await;
+    Outcome {
+        scenario: "panicking sink".into(),
+        documents: ids.len(),
+        faults: panics.load(std::sync::atomic::Ordering::Relaxed),
+        recovery,
+        bound,
+        notes: "recovery = all posted from the first insert".into(),
+    }
+}
+
+/// Blackholes only the worker's LISTEN connection (its pool goes direct) for `hold`, while
+/// documents keep arriving: the worker must notice and keep posting (poll, reconnect).
+pub async fn blackhole_listen(docs: usize, hold: Duration) -> Outcome {
+    let ce = chaos_env(2).await;
+    let pg: std::net::SocketAddr = format!("127.0.0.1:{}", ce.env.h.pg().port())
+        .parse()
+        .expect("pg address");
+    let listen_proxy = FaultProxy::start(pg).await.expect("listen proxy");
+    let listen_url = ce.env.url.replace(
+        &format!(":{}/", ce.env.h.pg().port()),
+        &format!(":{}/", listen_proxy.port()),
+    );
+    let c = connect(&ce.env.url).await;
+    let w = spawn_worker(&ce.env.pool, &listen_url, ce.sink(), fast_opts());
+    let mut ids = ce.insert_docs(&c, docs / 2).await;
+    wait_drained(&c, Duration::from_secs(60)).await;
+    listen_proxy.blackhole(true);
+    let t0 = Instant::now();
+    ids.extend(ce.insert_docs(&c, docs - docs / 2).await);
+    let bound = hold.max(Duration::from_secs(60));
+    // Posted while the LISTEN connection is still blackholed: the worker is not frozen.
+    wait_drained(&c, bound).await;
+    let recovery = t0.elapsed();
+    if let Some(rest) = hold.checked_sub(t0.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    listen_proxy.heal();
+    w.stop().await;
+    assert_books(&ce.env, &c, &ids).await;
+    Outcome {
+        scenario: "LISTEN connection blackholed".into(),
+        documents: ids.len(),
+        faults: 1,
+        recovery,
+        bound,
+        notes: "recovery = drained while still blackholed".into(),
+    }
+}
