@@ -248,3 +248,34 @@ async fn a_silent_erp_bounds_the_posting_and_the_connection_is_replaced() {
         "exactly once: {p:?}"
     );
 }
+
+/// PostgreSQL errors read in full wherever they are reported (tokio-postgres alone says "db
+/// error"; deadpool adds "Error occurred while creating a new object").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_errors_carry_code_message_and_detail() {
+    let env = web_env(false).await;
+    let c = env.client().await;
+    c.batch_execute("CREATE TEMP TABLE şt (id int PRIMARY KEY); INSERT INTO şt VALUES (1)")
+        .await
+        .unwrap();
+    let e = c
+        .execute("INSERT INTO şt VALUES (1)", &[])
+        .await
+        .expect_err("duplicate");
+    let t = mikro_sync::db::pg_error_text(&e);
+    assert!(t.contains("23505"), "{t}");
+    assert!(t.contains("duplicate key value"), "{t}");
+    assert!(t.contains("detail: Key (id)=(1) already exists"), "{t}");
+    assert_eq!(mikro_sync::queue::pg_error_text(&e), t, "one helper");
+
+    // A pool whose server is gone: the cause, not "db error".
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let pool =
+        mikro_sync::db::web_pool(&format!("postgres://postgres@127.0.0.1:{port}/web"), 1).unwrap();
+    let e = pool.get().await.expect_err("nothing listens");
+    let t = mikro_sync::db::pool_error_text(&e);
+    assert!(t.contains("cannot open a web database connection"), "{t}");
+    assert!(t.to_lowercase().contains("refused"), "{t}");
+}
