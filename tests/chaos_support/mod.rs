@@ -519,7 +519,7 @@ impl mikro_sync::queue::Sink for PanickySink {
         job: &mikro_sync::queue::Job,
     ) -> Result<mikro_sync::posting::Posted, mikro_sync::posting::PostError> {
         let first = self.seen.lock().unwrap().insert(job.entity_id);
-        if first && job.entity_id.as_bytes()[15] % 3 == 0 {
+        if first && matches!(job.entity_id.as_bytes()[15] % 3, 0) {
             self.panics
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             panic!("chaos: the sink panics on document {}", job.entity_id);
