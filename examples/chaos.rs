@@ -2,8 +2,7 @@
 //! scenarios of `tests/chaos_support` at full size (SCALE 1.0: 200 documents, 200 cut offsets,
 //! the ERP down 60 s, kill -9 × 20, …; 0.1 for a quick look) and prints a table: documents,
 //! faults injected, recovery time and its bound. Every scenario asserts the books (exactly once,
-//! gap-free numbers, nothing left open or failed) and panics otherwise. `CHAOS_PENDING=1` also
-//! runs the scenarios that wait for fixes elsewhere (listed as pending otherwise).
+//! gap-free numbers, nothing left open or failed) and panics otherwise.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -26,7 +25,6 @@ async fn main() {
     let scale: f64 = arg.parse().unwrap_or(1.0);
     let n = |full: f64| ((full * scale).round() as usize).max(2);
     let secs = |full: f64| Duration::from_secs_f64((full * scale).max(1.0));
-    let pending = std::env::var_os("CHAOS_PENDING").is_some();
     let mut rows = Vec::new();
     let mut push = |o: Outcome| {
         o.print();
@@ -45,10 +43,8 @@ async fn main() {
         })
         .await,
     );
-    if pending {
-        push(blackhole_listen(n(100.0), secs(30.0)).await);
-        push(panicking_sink(n(100.0)).await);
-    }
+    push(blackhole_listen(n(100.0), secs(30.0)).await);
+    push(panicking_sink(n(100.0)).await);
     println!();
     println!(
         "{:<36} {:>6} {:>7} {:>14} {:>8}  notes",
@@ -65,24 +61,4 @@ async fn main() {
             r.notes
         );
     }
-    if !pending {
-        for (name, why) in PENDING {
-            println!(
-                "{name:<36} {:>6} {:>7} {:>14} {:>8}  pending: {why}",
-                "—", "—", "—", "—"
-            );
-        }
-    }
 }
-
-/// Scenarios of issue 16 that fail on main until fixes elsewhere land, and why.
-const PENDING: &[(&str, &str)] = &[
-    (
-        "LISTEN connection blackholed",
-        "the worker loop waits on it (listener timeouts: queue-liveness)",
-    ),
-    (
-        "panicking sink",
-        "the job stays processing (panic release: queue-liveness)",
-    ),
-];

@@ -41,17 +41,11 @@ async fn chaos_four_workers_with_erp_resets() {
         .print();
 }
 
-// Fails on main today: the panicking job stays `processing` (issue 16.3). Un-ignore when the
-// queue-liveness fix lands.
-#[ignore = "pending: panic release (queue-liveness, issue 16 item 3)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_panicking_sink() {
     panicking_sink(12).await.print();
 }
 
-// Fails on main today: the worker loop waits on the blackholed LISTEN connection (issue 16.3,
-// listener timeouts). Un-ignore when the queue-liveness fix lands.
-#[ignore = "pending: listener timeouts (queue-liveness, issue 16 item 3)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_blackhole_listen_connection() {
     blackhole_listen(8, Duration::from_secs(5)).await.print();

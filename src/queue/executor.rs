@@ -206,7 +206,7 @@ async fn mark_posting<S>(ctx: &ExecCtx<S>, job: &Job) {
             .web
             .get()
             .await
-            .map_err(|e| QueueError::Pool(e.to_string()))?;
+            .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
         c.execute(
             "UPDATE ONLY sync_queue SET posting_started_at = clock_timestamp() \
               WHERE id = $1 AND status = 'processing' AND claimed_by = $2",

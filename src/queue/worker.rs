@@ -556,7 +556,7 @@ impl LoopState {
         let renew = async {
             match web.get().await {
                 Ok(c) => claimer::extend_leases(&c, &opts.name, &ids, opts.lease).await,
-                Err(e) => Err(QueueError::Pool(e.to_string())),
+                Err(e) => Err(QueueError::Pool(crate::db::pool_error_text(&e))),
             }
         };
         match tokio::time::timeout(LOOP_WEB_TIMEOUT.min(opts.lease), renew).await {
@@ -709,7 +709,7 @@ async fn rescue_now(web: &WebPool, opts: &WorkerOptions, metrics: &Metrics) -> u
         let client = web
             .get()
             .await
-            .map_err(|e| QueueError::Pool(e.to_string()))?;
+            .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
         rescuer::rescue_expired(&client, opts.max_lease_expiries, delays).await
     };
     let rescued = match tokio::time::timeout(LOOP_WEB_TIMEOUT, run).await {
