@@ -244,6 +244,35 @@ async fn web_checks(
     quick: bool,
     out: &mut Vec<Check>,
 ) -> bool {
+    // First, because behind a transaction pooler the checks below would report false findings
+    // (their prepared statements run on whichever backend the pooler picks).
+    if !quick {
+        use crate::pooler::SessionMode;
+        match crate::pooler::detect(w).await {
+            Ok(SessionMode::Session) => out.push(Check::ok(
+                "web pooler",
+                "session (direct or session pooler): ok, LISTEN and advisory locks work",
+            )),
+            Ok(mode) => {
+                out.push(Check::fail(
+                    "web pooler",
+                    format!(
+                        "transaction pooler: not supported ({}); the other web checks were skipped",
+                        match mode {
+                            SessionMode::Transaction { first, second, other } => format!(
+                                "one connection ran on backends {first} and {second}, \
+                                 another's transaction on {other}"
+                            ),
+                            SessionMode::Session => String::new(),
+                        }
+                    ),
+                    crate::pooler::FIX,
+                ));
+                return false;
+            }
+            Err(e) => out.push(Check::warn("web pooler", e.to_string(), "")),
+        }
+    }
     let version = match client
         .query_one("SELECT current_setting('server_version')", &[])
         .await

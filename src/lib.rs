@@ -15,6 +15,7 @@ pub mod erp_sync;
 pub mod http;
 pub mod metrics;
 pub mod mikro;
+pub mod pooler;
 pub mod posting;
 pub mod queue;
 pub mod setup;

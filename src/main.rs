@@ -55,7 +55,9 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(cli::run(cli, cfg)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(
-            e @ (CliError::Config(_) | CliError::Pool(mikro_sync::db::PoolError::ErpInstance(_))),
+            e @ (CliError::Config(_)
+            | CliError::Unsupported(_)
+            | CliError::Pool(mikro_sync::db::PoolError::ErpInstance(_))),
         ) => {
             eprintln!("mikro-sync: {e}");
             std::process::ExitCode::from(2)

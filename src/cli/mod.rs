@@ -113,6 +113,9 @@ pub enum CliError {
     /// Logging could not be set up.
     #[error(transparent)]
     Telemetry(#[from] crate::telemetry::TelemetryError),
+    /// The environment cannot be supported as configured (e.g. a transaction pooler); exit 2.
+    #[error("{0}")]
+    Unsupported(String),
     /// A check or run failed; the details were already printed.
     #[error("{0}")]
     Failed(String),

@@ -70,6 +70,7 @@ pub fn sync_options(cfg: &Config, entities: Vec<Entity>, full: bool) -> SyncOpti
 
 /// Runs ERP → web once and prints the summary table.
 pub async fn run(cfg: &Config, args: SyncArgs) -> Result<(), CliError> {
+    crate::pooler::require_session(cfg.web()?).await?;
     let web = crate::db::web_pool_from_config(cfg.web()?)?;
     let erp = crate::db::erp_pool_from_config(cfg.erp()?).await?;
     let opts = sync_options(cfg, args.entity, args.full);
@@ -86,6 +87,7 @@ pub async fn run(cfg: &Config, args: SyncArgs) -> Result<(), CliError> {
 
 /// Runs ERP → web, then drains pending web → ERP documents, and reports both.
 pub async fn run_bidirectional(cfg: &Config, args: BidiArgs) -> Result<(), CliError> {
+    crate::pooler::require_session(cfg.web()?).await?;
     let web = crate::db::web_pool_from_config(cfg.web()?)?;
     let erp = crate::db::erp_pool_from_config(cfg.erp()?).await?;
     let opts = sync_options(cfg, Vec::new(), args.full);

@@ -28,7 +28,7 @@ pub struct WorkerArgs {
     /// it is not wanted).
     #[arg(long)]
     pub no_erp_sync: bool,
-    /// Poll only (no LISTEN): for web databases behind a transaction pooler that cannot LISTEN.
+    /// Poll only (no LISTEN). A transaction pooler is still refused: the worker needs a session.
     #[arg(long)]
     pub poll_only: bool,
 }
@@ -111,6 +111,8 @@ async fn health_round(web: &WebPool, erp: &ErpPool, qm: &QueueMetrics) {
 pub async fn run(cfg: &Config, args: WorkerArgs) -> Result<(), CliError> {
     let wcfg = cfg.web()?;
     let ecfg = cfg.erp()?;
+    // Before any LISTEN, SET, lock or prepared statement could reach a shared server connection.
+    crate::pooler::require_session(wcfg).await?;
     let web = crate::db::web_pool_from_config(wcfg)?;
     let erp = crate::db::erp_pool_from_config(ecfg).await?;
     let tls = crate::db::pg_tls_connector(&wcfg.tls)

@@ -1,0 +1,297 @@
+//! The daemon behind a real PgBouncer (Debian's `pgbouncer`): in session mode it works as on a
+//! direct connection (LISTEN included); in transaction mode `worker`, `worker --poll-only` and
+//! `sync` refuse at start with exit code 2 and one line saying what to use, `doctor` says
+//! "transaction pooler: not supported", and no other client's session settings change.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::FullEnv;
+
+const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
+
+/// A PgBouncer process in front of the harness's PostgreSQL; killed on drop.
+struct PgBouncer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer in `mode` with 4 server connections per pool (so four concurrent
+    /// transactions of a test client visit every server connection the daemon could have used).
+    async fn start(pg_port: u16, mode: &str) -> PgBouncer {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let port = free_port();
+        let p = |f: &str| dir.path().join(f).display().to_string();
+        std::fs::write(p("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
+        std::fs::write(
+            p("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host=127.0.0.1 port={pg_port}\n\n[pgbouncer]\n\
+                 listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {}\npool_mode = {mode}\n\
+                 default_pool_size = 4\nmax_client_conn = 200\nlogfile = {}\n\
+                 ignore_startup_parameters = extra_float_digits,options\n",
+                p("userlist.txt"),
+                p("pgbouncer.log"),
+            ),
+        )
+        .unwrap();
+        for f in ["userlist.txt", "pgbouncer.ini"] {
+            std::fs::set_permissions(p(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        // PgBouncer refuses to run as root.
+        let mut cmd = if unsafe_is_root() {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups", PGBOUNCER]);
+            c
+        } else {
+            std::process::Command::new(PGBOUNCER)
+        };
+        let child = cmd
+            .arg(p("pgbouncer.ini"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .expect("start pgbouncer (apt-get install pgbouncer; .ci/install-deps does)");
+        let t0 = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "pgbouncer did not listen: {}",
+                std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        PgBouncer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/web", self.port)
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn ado(env: &FullEnv) -> String {
+    let h = &env.h;
+    format!(
+        "server=tcp:{},{};database={};user={};password={{{}}};encrypt=DANGER_PLAINTEXT",
+        h.host(),
+        h.port(),
+        h.database(),
+        h.user(),
+        h.password()
+    )
+}
+
+fn command(env: &FullEnv, pg_url: &str, dir: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_mikro-sync"));
+    c.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MIKRO_SYNC_PG_URL", pg_url)
+        .env("MIKRO_SYNC_MSSQL_ADO", ado(env))
+        .env("LOG_LEVEL", "info")
+        .kill_on_drop(true);
+    c
+}
+
+/// Runs a command to its end (bounded: a hang fails the test); exit code and all output.
+async fn run(env: &FullEnv, pg_url: &str, args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        command(env, pg_url, dir.path(), args).output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("`mikro-sync {}` did not end within 90 s", args.join(" ")))
+    .expect("run mikro-sync");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// application_name, statement_timeout, lock_timeout and plan_cache_mode as seen by `n`
+/// concurrent transactions of plain clients through the pooler (one per server connection).
+async fn sessions_seen(url: &str, n: usize) -> Vec<String> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let c = common::connect(url).await;
+        c.simple_query("BEGIN").await.unwrap();
+        clients.push(c);
+    }
+    let mut seen = Vec::new();
+    for c in &clients {
+        let rows = c
+            .simple_query(
+                "SELECT pg_backend_pid()::text, current_setting('application_name') || ' / ' || \
+                 current_setting('statement_timeout') || ' / ' || current_setting('lock_timeout') \
+                 || ' / ' || current_setting('plan_cache_mode')",
+            )
+            .await
+            .unwrap();
+        for m in rows {
+            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                seen.push(r.get(1).unwrap_or_default().to_string());
+            }
+        }
+    }
+    for c in &clients {
+        c.simple_query("ROLLBACK").await.unwrap();
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transaction_pooler_is_refused_without_touching_other_sessions() {
+    let env = common::full_env().await;
+    let bouncer = PgBouncer::start(env.h.pg().port(), "transaction").await;
+    let url = bouncer.url();
+    let before = sessions_seen(&url, 4).await;
+    assert_eq!(before.len(), 4);
+
+    for args in [
+        &["worker"][..],
+        &["worker", "--poll-only"][..],
+        &["sync"][..],
+        &["sync-bidirectional"][..],
+    ] {
+        let (code, out) = run(&env, &url, args).await;
+        assert_eq!(code, 2, "`mikro-sync {}`: {out}", args.join(" "));
+        let line = out
+            .lines()
+            .find(|l| l.contains("transaction-mode pooler"))
+            .unwrap_or_else(|| panic!("no refusal line in: {out}"));
+        for part in [
+            &format!("127.0.0.1:{}", bouncer.port)[..],
+            "needs a session",
+            "session pooler",
+            "5432",
+            "6543",
+            "docs/install.md",
+        ] {
+            assert!(line.contains(part), "{part:?} missing from: {line}");
+        }
+        assert!(!out.contains("ready: listening"), "{out}");
+    }
+
+    let (code, out) = run(&env, &url, &["doctor"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("transaction pooler: not supported"), "{out}");
+    assert!(out.contains("session pooler"), "{out}");
+    assert!(!out.contains("no sync_queue table"), "{out}");
+
+    // The shop's own clients through the same pooler see their defaults unchanged.
+    let after = sessions_seen(&url, 4).await;
+    assert_eq!(before, after);
+    for s in &after {
+        assert!(!s.contains("mikro-sync"), "{s}");
+    }
+    // And nothing was posted or claimed.
+    let c = common::connect(&env.url).await;
+    assert_eq!(common::count_status(&c, "processing").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_pooler_works_like_a_direct_connection() {
+    let env = common::full_env().await;
+    let bouncer = PgBouncer::start(env.h.pg().port(), "session").await;
+    let url = bouncer.url();
+
+    let (_, out) = run(&env, &url, &["doctor"]).await;
+    assert!(
+        out.contains("session (direct or session pooler): ok"),
+        "{out}"
+    );
+    assert!(!out.contains("no sync_queue table"), "{out}");
+    assert!(!out.contains("transaction pooler"), "{out}");
+
+    // A poll interval far beyond the test's bounds: only LISTEN can bring the documents in.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let _worker = command(&env, &url, dir.path(), &["worker"])
+        .env("MIKRO_SYNC_METRICS_LISTEN", port.to_string())
+        .env("MIKRO_SYNC_POLL_INTERVAL", "1h")
+        .env("MIKRO_SYNC_ERP_SYNC_INTERVAL", "1h")
+        .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .expect("spawn worker");
+    let direct = common::connect(&env.url).await;
+    common::wait_for("the worker's LISTEN through PgBouncer", Duration::from_secs(60), || {
+        let direct = &direct;
+        async move {
+            let n: i64 = direct
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE application_name = 'mikro-sync listener'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n > 0).then_some(())
+        }
+    })
+    .await;
+    let mut ids = Vec::new();
+    for lines in [1, 3, 2] {
+        ids.push(common::insert_sale(&direct, lines).await);
+    }
+    ids.push(common::insert_collection(&direct, "150.00").await);
+    common::wait_for("four documents posted through PgBouncer", Duration::from_secs(60), || {
+        let direct = &direct;
+        async move {
+            let n: i64 = direct
+                .query_one("SELECT count(*) FROM sync_queue WHERE status = 'completed'", &[])
+                .await
+                .unwrap()
+                .get(0);
+            (n >= 4).then_some(())
+        }
+    })
+    .await;
+    for id in ids {
+        let (status, _, err) = common::queue_row(&direct, id).await.expect("queue row");
+        assert_eq!(status, "completed", "{id}: {err:?}");
+    }
+    let _ = std::fs::read_to_string(dir.path().join("stdout"));
+}
