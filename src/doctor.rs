@@ -259,7 +259,11 @@ async fn web_checks(
                     format!(
                         "transaction pooler: not supported ({}); the other web checks were skipped",
                         match mode {
-                            SessionMode::Transaction { first, second, other } => format!(
+                            SessionMode::Transaction {
+                                first,
+                                second,
+                                other,
+                            } => format!(
                                 "one connection ran on backends {first} and {second}, \
                                  another's transaction on {other}"
                             ),

@@ -65,7 +65,13 @@ async fn backend_pid(c: &tokio_postgres::Client) -> Result<i32, ProbeError> {
 }
 
 async fn connect(cfg: &WebDbConfig) -> Result<tokio_postgres::Client, ProbeError> {
-    let (client, conn) = crate::db::connect_web(cfg).await?;
+    let tls = crate::db::pg_tls_connector(&cfg.tls).map_err(WebConnectError::from)?;
+    let mut pg = cfg.pg_config();
+    crate::db::harden_web_config(&mut pg);
+    // PgBouncer hands a client's application_name on to the server connection and does not
+    // reset it for clients that send none: the probe must not leave its name behind.
+    pg.application_name("");
+    let (client, conn) = pg.connect(tls).await.map_err(WebConnectError::from)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "pooler probe connection ended");
