@@ -49,22 +49,7 @@ impl<'a> Translator<'a> {
                     quote_ident(&key),
                     colnames.join(", ")
                 ));
-                let def = Arc::new(TableDef {
-                    name: cte.alias.name.value.clone(),
-                    lc: key.clone(),
-                    schema: "",
-                    object_id: 0,
-                    columns: cols
-                        .iter()
-                        .map(|c| ColumnDef {
-                            name: c.name.clone(),
-                            lc: c.lc.clone(),
-                            ty: c.ty.clone(),
-                            nullable: c.nullable,
-                            identity: false,
-                        })
-                        .collect(),
-                });
+                let def = derived_table(&cte.alias.name.value, key.clone(), &cols);
                 self.ctes.push((key, def));
             }
             with_sql = format!("WITH {} ", parts.join(", "));
@@ -506,22 +491,7 @@ impl<'a> Translator<'a> {
             } => {
                 let (qs, cols) = self.query(subquery)?;
                 let a = ident_key(&alias.name.value);
-                let def = Arc::new(TableDef {
-                    name: alias.name.value.clone(),
-                    lc: a.clone(),
-                    schema: "",
-                    object_id: 0,
-                    columns: cols
-                        .iter()
-                        .map(|c| ColumnDef {
-                            name: c.name.clone(),
-                            lc: c.lc.clone(),
-                            ty: c.ty.clone(),
-                            nullable: c.nullable,
-                            identity: false,
-                        })
-                        .collect(),
-                });
+                let def = derived_table(&alias.name.value, a.clone(), &cols);
                 if let Some(s) = self.scopes.last_mut() {
                     s.push(ScopeTable {
                         alias: a.clone(),
@@ -571,4 +541,24 @@ impl<'a> Translator<'a> {
         }
         Ok(sql)
     }
+}
+
+/// The table a CTE or a derived table exposes: its query's output columns, none an identity.
+fn derived_table(name: &str, lc: String, cols: &[OutCol]) -> Arc<TableDef> {
+    Arc::new(TableDef {
+        name: name.to_string(),
+        lc,
+        schema: "",
+        object_id: 0,
+        columns: cols
+            .iter()
+            .map(|c| ColumnDef {
+                name: c.name.clone(),
+                lc: c.lc.clone(),
+                ty: c.ty.clone(),
+                nullable: c.nullable,
+                identity: false,
+            })
+            .collect(),
+    })
 }
