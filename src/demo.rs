@@ -15,8 +15,6 @@ use mikro_emulator::pgcluster::PgClusterError;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::queue::{MikroSink, PgListenConnector, Worker};
-use crate::shutdown::ShutdownController;
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -424,41 +422,44 @@ async fn run_with(h: &Harness, opts: &DemoOptions) -> Result<DemoReport, DemoErr
     report.imported_rows = sync.total_read();
     say!(opts, "\n$ mikro-sync sync --full\n{sync}");
 
-    // Warm both pools up to the worker's concurrency, as they are in a daemon that has been
-    // running for a while, so the latencies below are not the first TLS handshakes.
-    {
-        let n = cfg.worker.concurrency;
-        let webs = futures::future::join_all((0..n).map(|_| web_pool.get())).await;
-        let erps = futures::future::join_all((0..n).map(|_| erp_pool.get())).await;
-        drop((webs, erps));
-    }
+    drop((web_pool, erp_pool));
 
-    // The worker
-    let tls = crate::db::pg_tls_connector(&wcfg.tls).map_err(|e| step("TLS")(e.to_string()))?;
-    let listen = std::sync::Arc::new(PgListenConnector::new(wcfg.pg_config(), tls));
-    let wopts = crate::cli::worker::worker_options(&cfg);
-    let qm = wopts.metrics.clone();
-    let worker = Worker::new(
-        web_pool.clone(),
-        listen,
-        MikroSink {
-            web: web_pool.clone(),
-            erp: erp_pool.clone(),
-            cfg: cfg.posting_config(),
-        },
-        wopts,
-    );
-    let controller = ShutdownController::new();
-    let sd = controller.subscribe();
-    let worker_task = tokio::spawn(async move { worker.run(sd).await });
-    let t0 = Instant::now();
-    while qm.listener_up.load(std::sync::atomic::Ordering::Relaxed) != 1 {
-        if t0.elapsed() > Duration::from_secs(20) {
+    // The daemon `mikro-sync worker` runs, with its pools warmed up to the worker's
+    // concurrency as they are in a daemon that has been running for a while, so the latencies
+    // below are not the first TLS handshakes.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon_opts = crate::daemon::DaemonOptions {
+        erp_sync: false,
+        poll_only: false,
+        warm_pools: true,
+        ready: Some(ready_tx),
+    };
+    let daemon_cfg = cfg.clone();
+    let daemon = tokio::spawn(async move {
+        crate::daemon::run(&daemon_cfg, daemon_opts, async move {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    match tokio::time::timeout(Duration::from_secs(20), ready_rx).await {
+        Ok(Ok(())) => {}
+        // The daemon dropped its side: it stopped before it was ready.
+        Ok(Err(_)) => {
+            let message = match daemon.await {
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(_)) => "the worker stopped before it was ready".into(),
+                Err(e) => e.to_string(),
+            };
+            return Err(step("starting the worker")(message));
+        }
+        Err(_) => {
+            let _ = stop_tx.send(());
+            let _ = daemon.await;
             return Err(step("starting the worker")(
                 "the LISTEN connection did not come up in 20 s".into(),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     say!(
         opts,
@@ -561,10 +562,8 @@ async fn run_with(h: &Harness, opts: &DemoOptions) -> Result<DemoReport, DemoErr
         }
     }
     // Stop the worker gracefully.
-    controller.trigger();
-    let _ = worker_task.await;
-    let mut controller = controller;
-    controller.wait().await;
+    let _ = stop_tx.send(());
+    let _ = daemon.await;
 
     report.docs = docs;
     if opts.print {

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod db;
 #[cfg(feature = "demo")]
 pub mod demo;

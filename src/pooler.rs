@@ -133,12 +133,18 @@ pub fn refusal(cfg: &WebDbConfig, mode: SessionMode) -> String {
     )
 }
 
+/// The web database is reached through a pooler that cannot give the worker a session; the
+/// text says which and what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 /// Refuses (exit code 2) behind a transaction pooler; a probe that cannot connect is left to
 /// the caller's own connection handling (the worker retries), so it only logs a warning.
-pub async fn require_session(cfg: &WebDbConfig) -> Result<(), crate::cli::CliError> {
+pub async fn require_session(cfg: &WebDbConfig) -> Result<(), Refused> {
     match detect(cfg).await {
         Ok(SessionMode::Session) => Ok(()),
-        Ok(mode) => Err(crate::cli::CliError::Unsupported(refusal(cfg, mode))),
+        Ok(mode) => Err(Refused(refusal(cfg, mode))),
         Err(e) => {
             tracing::warn!(error = %e, "could not check for a transaction pooler");
             Ok(())

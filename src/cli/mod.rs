@@ -121,6 +121,12 @@ pub enum CliError {
     Failed(String),
 }
 
+impl From<crate::pooler::Refused> for CliError {
+    fn from(e: crate::pooler::Refused) -> Self {
+        CliError::Unsupported(e.0)
+    }
+}
+
 impl From<tokio_postgres::Error> for CliError {
     fn from(e: tokio_postgres::Error) -> Self {
         CliError::Web(crate::cli::pg_error_text(&e))
