@@ -28,6 +28,19 @@ pub use columns::{
     STOK_SATIS_FIYAT_LISTELERI,
 };
 
+/// Mikro's VAT table as (pointer, rate %): `sth_vergi_pntr` and `sto_perakende_vergi` index it.
+/// Posting (rate → pointer) and the ERP → web product sync (pointer → rate) both read this one
+/// table, so a shop with a different VAT table changes it here only.
+pub const VAT_TABLE: [(i32, u32); 5] = [(1, 0), (2, 1), (3, 10), (4, 20), (5, 26)];
+
+/// The VAT rate in percent a Mikro VAT pointer stands for.
+pub fn vat_rate(pointer: i64) -> Option<u32> {
+    VAT_TABLE
+        .iter()
+        .find(|(p, _)| i64::from(*p) == pointer)
+        .map(|(_, r)| *r)
+}
+
 /// SQL Server type of a Mikro column, as inferred from the traces; decides how a value is bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlType {

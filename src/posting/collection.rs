@@ -21,13 +21,16 @@ use chrono::Datelike;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use super::erp::{self, classify_mikro, datetime_param, run};
+use chrono::NaiveDateTime;
+
+use super::envelope;
+use super::erp::{classify_mikro, datetime_param};
 use super::load::Collection;
-use super::master::{self, Codes};
-use super::numbering::{self, Head, HeadOutcome, RefnoRequest};
+use super::master::Codes;
+use super::numbering::{self, Head, RefnoRequest};
 use super::text::{truncate, ACIKLAMA_MAX, BELGE_NO_MAX, TEXT50_MAX};
 use super::time::{document_date, vade_int};
-use super::{ledger, validate, DocKind, Outcome, PostError, Posted, PostingConfig};
+use super::{validate, DocKind, PostError, Posted, PostingConfig};
 use crate::db::ErpClient;
 use crate::mikro::{Batch, Row, SqlParam, CARI_HESAP_HAREKETLERI, ODEME_EMIRLERI};
 
@@ -283,100 +286,120 @@ pub async fn post(
     h.set("cha_sntck_poz", k.sntck_poz).map_err(mh)?;
     h.set("cha_uuid", "").map_err(mh)?;
 
-    let result = async {
-        let mut b = Batch::new();
-        let hp = numbering::open(
-            &mut b,
-            &Head {
-                kind: DocKind::Tahsilat,
-                web_id: c.id,
-                evrak_tip: EVRAK_TIP,
-                seri: &seri,
-                refno: refno_req,
-                codes: &codes,
-                lock_timeout_ms: cfg.lock_timeout_ms,
-                title: sck_row.is_some(),
-            },
-        );
-        match &sck_row {
-            None => {
-                // Cash: INSERT CHA, RECid, ledger.
-                b.insert(&h, now, &[("cha_evrakno_sira", "@sira")])
-                    .map_err(mh)?;
-                b.stmt("SET @cha = CAST(SCOPE_IDENTITY() AS int)");
-                b.stmt(
-                    "UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno \
-                     WHERE cha_RECno = @cha",
-                );
-                ledger::insert_stmt(&mut b, &hp, "@sira", "@cha", "0", 0, now)?;
-            }
-            Some(r) => {
-                // INSERT SCK → its RECid → INSERT CHA → UPDATE SCK owner/location → CHA RECid.
-                b.insert(
-                    r,
-                    now,
-                    &[("sck_refno", "@refno"), ("sck_borclu", numbering::TITLE)],
-                )
-                .map_err(m)?;
-                b.stmt("SET @sck = CAST(SCOPE_IDENTITY() AS int)");
-                b.stmt(
-                    "UPDATE dbo.ODEME_EMIRLERI SET sck_RECid_RECno = sck_RECno \
-                     WHERE sck_RECno = @sck",
-                );
-                b.insert(
-                    &h,
-                    now,
-                    &[("cha_evrakno_sira", "@sira"), ("cha_trefno", "@refno")],
-                )
+    let head = Head {
+        kind: DocKind::Tahsilat,
+        web_id: c.id,
+        evrak_tip: EVRAK_TIP,
+        seri: &seri,
+        refno: refno_req,
+        codes: &codes,
+        lock_timeout_ms: cfg.lock_timeout_ms,
+        title: sck_row.is_some(),
+    };
+    let mut body = CollectionRows {
+        header: h,
+        instrument: sck_row.map(|row| Instrument {
+            row,
+            owner: c.customer.code.clone(),
+            location: hizkod.clone(),
+            location_cins: if is_bank { 2 } else { 4 },
+            grupno: k.grupno,
+            sonpoz: k.sonpoz,
+            date,
+            seri: seri.clone(),
+        }),
+        now,
+    };
+    envelope::post(erp, cfg, &head, now, &doc, &mut body).await
+}
+
+/// The CHA row and, for cheque, note, transfer and card, the ODEME_EMIRLERI row; `@sira`,
+/// `@refno`, `@sck`, `@cha` are batch variables.
+struct CollectionRows {
+    header: Row,
+    instrument: Option<Instrument>,
+    now: NaiveDateTime,
+}
+
+/// The ODEME_EMIRLERI row and what its UPDATE after the CHA insert sets.
+struct Instrument {
+    row: Row,
+    owner: String,
+    location: String,
+    location_cins: i16,
+    grupno: i32,
+    sonpoz: i32,
+    date: NaiveDateTime,
+    seri: String,
+}
+
+impl envelope::Body for CollectionRows {
+    const WRITING: &'static str = "writing the collection";
+
+    // A collection always fits one call: BEGIN, rows and COMMIT in one round trip.
+    fn first(&mut self, b: &mut Batch) -> Result<bool, PostError> {
+        let now = self.now;
+        let mh = |e| classify_mikro(e, "building the CHA row");
+        let Some(i) = &self.instrument else {
+            // Cash: INSERT CHA, RECid.
+            b.insert(&self.header, now, &[("cha_evrakno_sira", "@sira")])
                 .map_err(mh)?;
-                b.stmt("SET @cha = CAST(SCOPE_IDENTITY() AS int)");
-                let lastup = b.param(datetime_param(now)?);
-                let sahip = b.param(SqlParam::text(c.customer.code.as_str()));
-                let cins = b.param(SqlParam::smallint(if is_bank { 2 } else { 4 }));
-                let nerede = b.param(SqlParam::text(hizkod.as_str()));
-                let grupno = b.param(SqlParam::int(k.grupno));
-                let tarih = b.param(datetime_param(date)?);
-                let ilk_seri = b.param(SqlParam::text(seri.as_str()));
-                let sonpoz = b.param(SqlParam::int(k.sonpoz));
-                b.stmt(&format!(
-                    "UPDATE dbo.ODEME_EMIRLERI SET sck_lastup_date = {lastup}, \
-                     sck_sahip_cari_kodu = {sahip}, sck_nerede_cari_cins = {cins}, \
-                     sck_nerede_cari_kodu = {nerede}, sck_nerede_cari_grupno = {grupno}, \
-                     sck_ilk_hareket_tarihi = {tarih}, sck_ilk_evrak_seri = {ilk_seri}, \
-                     sck_ilk_evrak_sira_no = @sira, sck_son_hareket_tarihi = {tarih}, \
-                     sck_sonpoz = {sonpoz} WHERE sck_RECno = @sck"
-                ));
-                b.stmt(&format!(
-                    "UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno, \
-                     cha_karsidgrupno = {grupno} WHERE cha_RECno = @cha"
-                ));
-                ledger::insert_stmt(&mut b, &hp, "@sira", "@cha", "@sck", 0, now)?;
-            }
-        }
-        numbering::end_block(&mut b);
-        // A collection always fits one call: BEGIN, rows and COMMIT in one round trip.
-        erp::wrap_in_transaction(&mut b, numbering::select_outcome);
-        let sets = run(erp, b.into_query(), 2, "writing the collection").await?;
-        match numbering::parse(&sets, cfg.lock_timeout_ms)? {
-            HeadOutcome::AlreadyPosted(e) => Ok(Outcome::Already(Posted {
-                seri: e.seri,
-                sira: e.sira,
-                cha_recno: e.cha_recno,
-                already_posted: true,
-            })),
-            HeadOutcome::ChecksFailed => Err(master::diagnose(erp, &codes, &doc).await),
-            HeadOutcome::Written {
-                sira, cha_recno, ..
-            } => Ok(Outcome::Committed(Posted {
-                seri: seri.clone(),
-                sira,
-                cha_recno,
-                already_posted: false,
-            })),
+            b.stmt("SET @cha = CAST(SCOPE_IDENTITY() AS int)");
+            b.stmt(
+                "UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno \
+                 WHERE cha_RECno = @cha",
+            );
+            return Ok(true);
+        };
+        // INSERT SCK → its RECid → INSERT CHA → UPDATE SCK owner/location → CHA RECid.
+        b.insert(
+            &i.row,
+            now,
+            &[("sck_refno", "@refno"), ("sck_borclu", numbering::TITLE)],
+        )
+        .map_err(|e| classify_mikro(e, "building the ODEME_EMIRLERI row"))?;
+        b.stmt("SET @sck = CAST(SCOPE_IDENTITY() AS int)");
+        b.stmt(
+            "UPDATE dbo.ODEME_EMIRLERI SET sck_RECid_RECno = sck_RECno \
+             WHERE sck_RECno = @sck",
+        );
+        b.insert(
+            &self.header,
+            now,
+            &[("cha_evrakno_sira", "@sira"), ("cha_trefno", "@refno")],
+        )
+        .map_err(mh)?;
+        b.stmt("SET @cha = CAST(SCOPE_IDENTITY() AS int)");
+        let lastup = b.param(datetime_param(now)?);
+        let sahip = b.param(SqlParam::text(i.owner.as_str()));
+        let cins = b.param(SqlParam::smallint(i.location_cins));
+        let nerede = b.param(SqlParam::text(i.location.as_str()));
+        let grupno = b.param(SqlParam::int(i.grupno));
+        let tarih = b.param(datetime_param(i.date)?);
+        let ilk_seri = b.param(SqlParam::text(i.seri.as_str()));
+        let sonpoz = b.param(SqlParam::int(i.sonpoz));
+        b.stmt(&format!(
+            "UPDATE dbo.ODEME_EMIRLERI SET sck_lastup_date = {lastup}, \
+             sck_sahip_cari_kodu = {sahip}, sck_nerede_cari_cins = {cins}, \
+             sck_nerede_cari_kodu = {nerede}, sck_nerede_cari_grupno = {grupno}, \
+             sck_ilk_hareket_tarihi = {tarih}, sck_ilk_evrak_seri = {ilk_seri}, \
+             sck_ilk_evrak_sira_no = @sira, sck_son_hareket_tarihi = {tarih}, \
+             sck_sonpoz = {sonpoz} WHERE sck_RECno = @sck"
+        ));
+        b.stmt(&format!(
+            "UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno, \
+             cha_karsidgrupno = {grupno} WHERE cha_RECno = @cha"
+        ));
+        Ok(true)
+    }
+
+    fn ledger_sck(&self) -> &'static str {
+        if self.instrument.is_some() {
+            "@sck"
+        } else {
+            "0"
         }
     }
-    .await;
-    super::finish(erp, result).await
 }
 
 #[cfg(test)]

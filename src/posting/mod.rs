@@ -13,6 +13,7 @@
 //! ledger, so one already in Mikro is completed with its number (`ledger_first`).
 
 pub mod collection;
+pub(crate) mod envelope;
 pub mod erp;
 pub mod ledger;
 pub mod load;
@@ -233,7 +234,7 @@ pub async fn post_loaded(
         };
         let r = match r {
             Err(e @ (PostError::Data(_) | PostError::NotReady(_))) => {
-                ledger_first(erp, kind, web_id, e).await
+                envelope::ledger_first(erp, kind, web_id, e).await
             }
             r => r,
         };
@@ -251,38 +252,6 @@ pub async fn post_loaded(
     }
     .instrument(span)
     .await
-}
-
-/// A document that cannot be posted as it reads now may already be in Mikro (posted, then its web
-/// row changed or went away before the web side was completed): the ledger decides, so such a
-/// document is completed with its number instead of failing. A ledger that cannot be read makes
-/// the failure transient (retried), never a final one for a document that might be posted.
-async fn ledger_first(
-    erp: &mut ErpClient,
-    kind: DocKind,
-    web_id: Uuid,
-    e: PostError,
-) -> Result<Posted, PostError> {
-    match ledger::lookup(erp, kind, web_id).await {
-        Ok(Some(entry)) => {
-            tracing::info!(
-                seri = %entry.seri,
-                sira = entry.sira,
-                web_problem = %e,
-                "already in Mikro: completing with the ledger's number, not the web row as it reads now"
-            );
-            Ok(Posted {
-                seri: entry.seri,
-                sira: entry.sira,
-                cha_recno: entry.cha_recno,
-                already_posted: true,
-            })
-        }
-        Ok(None) => Err(e),
-        Err(le) => Err(PostError::Transient(format!(
-            "{e} (and the ledger could not be read to see whether it is already posted: {le})"
-        ))),
-    }
 }
 
 /// Posts one document into Mikro exactly once in effect: inside one ERP transaction it checks the mikro-sync ledger,
@@ -308,46 +277,6 @@ pub async fn post_document(
         }
     };
     post_loaded(erp, cfg, &doc).await
-}
-
-/// How the transactional part of a posting ended.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// Rows written; commit.
-    Written(Posted),
-    /// Rows written and committed in the same batch ([`erp::wrap_in_transaction`]).
-    Committed(Posted),
-    /// The ledger already had the document; nothing written, roll back.
-    Already(Posted),
-}
-
-/// Ends the ERP transaction according to the outcome: commit what was written, roll back otherwise.
-/// A failed COMMIT is transient: if it did commit after all, the retry finds the ledger row.
-pub(crate) async fn finish(
-    erp: &mut ErpClient,
-    result: Result<Outcome, PostError>,
-) -> Result<Posted, PostError> {
-    match result {
-        Ok(Outcome::Written(p)) => match erp::commit(erp).await {
-            Ok(()) => Ok(p),
-            Err(e) => {
-                erp::rollback_quietly(erp).await;
-                Err(match e {
-                    PostError::Data(m) => PostError::Transient(m),
-                    other => other,
-                })
-            }
-        },
-        Ok(Outcome::Committed(p)) => Ok(p),
-        Ok(Outcome::Already(p)) => {
-            erp::rollback_quietly(erp).await;
-            Ok(p)
-        }
-        Err(e) => {
-            erp::rollback_quietly(erp).await;
-            Err(e)
-        }
-    }
 }
 
 /// How messages name a web document: its kind, the web shop's number and its id

@@ -22,15 +22,18 @@
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use super::erp::{self, classify_mikro, run};
+use chrono::NaiveDateTime;
+
+use super::envelope;
+use super::erp::classify_mikro;
 use super::load::{Sale, Settlement};
-use super::master::{self, Codes};
-use super::numbering::{self, Head, HeadOutcome};
+use super::master::Codes;
+use super::numbering::{self, Head};
 use super::text::{truncate, ACIKLAMA_MAX, BELGE_NO_MAX};
 use super::time::document_date;
-use super::{ledger, validate, vat, DocKind, Outcome, PostError, Posted, PostingConfig};
+use super::{validate, vat, DocKind, PostError, Posted, PostingConfig};
 use crate::db::ErpClient;
-use crate::mikro::{Batch, Row, SqlParam, CARI_HESAP_HAREKETLERI, STOK_HAREKETLERI};
+use crate::mikro::{Batch, Row, CARI_HESAP_HAREKETLERI, STOK_HAREKETLERI};
 
 /// `cha_evrak_tip` of a sales invoice.
 pub const EVRAK_TIP: i16 = 63;
@@ -260,121 +263,90 @@ pub async fn post(erp: &mut ErpClient, cfg: &PostingConfig, s: &Sale) -> Result<
             .map_err(ml)?;
         rows.push(r);
     }
-    let sth_count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
-    const STH_RECID: &str = "UPDATE dbo.STOK_HAREKETLERI SET sth_RECid_RECno = sth_RECno \
-                             WHERE sth_RECno = SCOPE_IDENTITY()";
+    let head = Head {
+        kind: DocKind::Satis,
+        web_id: s.id,
+        evrak_tip: EVRAK_TIP,
+        seri: &seri,
+        refno: None,
+        codes: &codes,
+        lock_timeout_ms: cfg.lock_timeout_ms,
+        title: closed,
+    };
+    let mut body = SaleRows {
+        header: h,
+        lines: rows,
+        next: 0,
+        closed,
+        now,
+    };
+    envelope::post(erp, cfg, &head, now, &doc, &mut body).await
+}
 
-    let result = async {
-        let mut b = Batch::new();
-        let hp = numbering::open(
-            &mut b,
-            &Head {
-                kind: DocKind::Satis,
-                web_id: s.id,
-                evrak_tip: EVRAK_TIP,
-                seri: &seri,
-                refno: None,
-                codes: &codes,
-                lock_timeout_ms: cfg.lock_timeout_ms,
-                title: closed,
-            },
-        );
+/// The header and line rows, everything but the number and the header link.
+struct SaleRows {
+    header: Row,
+    lines: Vec<Row>,
+    /// The first line not written yet.
+    next: usize,
+    closed: bool,
+    now: NaiveDateTime,
+}
+
+const STH_RECID: &str = "UPDATE dbo.STOK_HAREKETLERI SET sth_RECid_RECno = sth_RECno \
+                         WHERE sth_RECno = SCOPE_IDENTITY()";
+
+impl SaleRows {
+    /// Appends lines while they fit one call (`reserve` parameters kept for what follows).
+    fn lines(
+        &mut self,
+        b: &mut Batch,
+        sira: &str,
+        cha: &str,
+        reserve: usize,
+    ) -> Result<bool, PostError> {
+        let ml = |e| classify_mikro(e, "building an STH row");
+        while self.next < self.lines.len()
+            && b.param_count() + self.lines[self.next].max_params() + reserve <= MAX_PARAMS
+        {
+            b.insert(
+                &self.lines[self.next],
+                self.now,
+                &[("sth_evrakno_sira", sira), ("sth_fat_recid_recno", cha)],
+            )
+            .map_err(ml)?;
+            b.stmt(STH_RECID);
+            self.next += 1;
+        }
+        Ok(self.next == self.lines.len())
+    }
+}
+
+impl envelope::Body for SaleRows {
+    const WRITING: &'static str = "writing the sale";
+    const WRITING_MORE: &'static str = "writing the STH lines";
+
+    fn first(&mut self, b: &mut Batch) -> Result<bool, PostError> {
         let mut exprs = vec![("cha_evrakno_sira", "@sira")];
-        if closed {
+        if self.closed {
+            // Closed invoices carry the customer's title as Mikro has it.
             exprs.push(("cha_aciklama", numbering::TITLE));
         }
-        b.insert(&h, now, &exprs).map_err(m)?;
+        b.insert(&self.header, self.now, &exprs)
+            .map_err(|e| classify_mikro(e, "building the CHA row"))?;
         b.stmt("SET @cha = CAST(SCOPE_IDENTITY() AS int)");
         b.stmt(
             "UPDATE dbo.CARI_HESAP_HAREKETLERI SET cha_RECid_RECno = cha_RECno, \
              cha_karsid_kur = 1 WHERE cha_RECno = @cha",
         );
-        let mut next = 0;
-        while next < rows.len() && b.param_count() + rows[next].max_params() + 2 <= MAX_PARAMS {
-            b.insert(
-                &rows[next],
-                now,
-                &[
-                    ("sth_evrakno_sira", "@sira"),
-                    ("sth_fat_recid_recno", "@cha"),
-                ],
-            )
-            .map_err(ml)?;
-            b.stmt(STH_RECID);
-            next += 1;
-        }
-        if next == rows.len() {
-            ledger::insert_stmt(&mut b, &hp, "@sira", "@cha", "0", sth_count, now)?;
-        }
-        numbering::end_block(&mut b);
-        // The usual sale fits one call: BEGIN, rows and COMMIT in one round trip. A sale too
-        // large for one call opens the transaction first and commits after its last batch.
-        let one_trip = next == rows.len();
-        if one_trip {
-            erp::wrap_in_transaction(&mut b, numbering::select_outcome);
-        } else {
-            numbering::select_outcome(&mut b);
-            erp::begin(erp).await?;
-        }
-        let sets = run(erp, b.into_query(), 2, "writing the sale").await?;
-        let (sira, cha_recno) = match numbering::parse(&sets, cfg.lock_timeout_ms)? {
-            HeadOutcome::AlreadyPosted(e) => {
-                return Ok(Outcome::Already(Posted {
-                    seri: e.seri,
-                    sira: e.sira,
-                    cha_recno: e.cha_recno,
-                    already_posted: true,
-                }))
-            }
-            HeadOutcome::ChecksFailed => return Err(master::diagnose(erp, &codes, &doc).await),
-            HeadOutcome::Written {
-                sira, cha_recno, ..
-            } => (sira, cha_recno),
-        };
-        // Lines that did not fit, with the now known number and header RECno.
-        while next < rows.len() {
-            let mut b = Batch::new();
-            let sira_p = b.param(SqlParam::int(sira));
-            let cha_p = b.param(SqlParam::int(cha_recno));
-            while next < rows.len() && b.param_count() + rows[next].max_params() + 4 <= MAX_PARAMS {
-                b.insert(
-                    &rows[next],
-                    now,
-                    &[
-                        ("sth_evrakno_sira", &sira_p),
-                        ("sth_fat_recid_recno", &cha_p),
-                    ],
-                )
-                .map_err(ml)?;
-                b.stmt(STH_RECID);
-                next += 1;
-            }
-            if next == rows.len() {
-                let hp = numbering::HeadParams {
-                    kind: b.param(SqlParam::text(DocKind::Satis.as_str())),
-                    web_id: b.param(SqlParam::guid(s.id)),
-                    evrak_tip: b.param(SqlParam::smallint(EVRAK_TIP)),
-                    seri: b.param(SqlParam::text(seri.as_str())),
-                };
-                ledger::insert_stmt(&mut b, &hp, &sira_p, &cha_p, "0", sth_count, now)?;
-            }
-            b.into_query()
-                .execute(erp)
-                .await
-                .map_err(|e| erp::classify(e, "writing the STH lines"))?;
-        }
-        let posted = Posted {
-            seri: seri.clone(),
-            sira,
-            cha_recno,
-            already_posted: false,
-        };
-        Ok(if one_trip {
-            Outcome::Committed(posted)
-        } else {
-            Outcome::Written(posted)
-        })
+        self.lines(b, "@sira", "@cha", 2)
     }
-    .await;
-    super::finish(erp, result).await
+
+    fn more(&mut self, b: &mut Batch, sira: &str, cha: &str) -> Result<bool, PostError> {
+        self.lines(b, sira, cha, 4)
+    }
+
+    fn sth_count(&self) -> i32 {
+        i32::try_from(self.lines.len()).unwrap_or(i32::MAX)
+    }
 }

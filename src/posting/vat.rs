@@ -1,6 +1,6 @@
 //! VAT rate → Mikro VAT pointer (`sth_vergi_pntr`), and the header VAT buckets.
 //!
-//! The pointer is the index into Mikro's VAT table: 1 = 0 %, 2 = 1 %, 3 = 10 %, 4 = 20 %,
+//! The pointer is the index into Mikro's VAT table ([`crate::mikro::VAT_TABLE`]): 1 = 0 %, 2 = 1 %, 3 = 10 %, 4 = 20 %,
 //! 5 = 26 % (DOMAIN §5.1; the old tool always sent 1, booking every line at 0 %). Any other rate is a
 //! data error: guessing a pointer would book the wrong tax.
 //!
@@ -12,19 +12,21 @@ use rust_decimal::Decimal;
 
 use super::PostError;
 
-/// The rates Mikro's VAT table holds, with their pointers.
-pub const RATES: [(u32, i32); 5] = [(0, 1), (1, 2), (10, 3), (20, 4), (26, 5)];
-
 /// The pointer for a VAT rate in percent (`20`, `20.00`, …).
 pub fn pointer(rate: Decimal, what: &str) -> Result<i32, PostError> {
     let norm = rate.normalize();
-    for (r, p) in RATES {
+    for (p, r) in crate::mikro::VAT_TABLE {
         if norm == Decimal::from(r) {
             return Ok(p);
         }
     }
+    let allowed: Vec<String> = crate::mikro::VAT_TABLE
+        .iter()
+        .map(|(_, r)| r.to_string())
+        .collect();
     Err(PostError::Data(format!(
-        "{what} has VAT rate {norm} %, which has no Mikro VAT pointer; allowed rates: 0, 1, 10, 20, 26 %: correct kdv_orani"
+        "{what} has VAT rate {norm} %, which has no Mikro VAT pointer; allowed rates: {} %: correct kdv_orani",
+        allowed.join(", ")
     )))
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Mapping: `stok_adi` = `sto_isim`; `birim_turu` = `sto_birim1_ad` (the web default when
 //! empty); `alis_fiyati` = `sto_standartmaliyet`; `kdv_orani` from the retail VAT pointer
-//! `sto_perakende_vergi` through [`VAT_BY_POINTER`] (an unknown pointer rejects the row rather
+//! `sto_perakende_vergi` through [`crate::mikro::vat_rate`] (an unknown pointer rejects the row rather
 //! than guess a rate); `aktif` = `sto_pasif_fl = 0`, so passive products reach the web as
 //! inactive. `satis_fiyati` is written by the price sync from list 1 (see `fiyat.rs`).
 
@@ -12,10 +12,6 @@ use super::{col, Applied, Reconciled, Spec};
 use crate::erp_sync::read::{Kind, MikroRow, Val};
 use crate::erp_sync::upsert::{reconcile_mapped, Mapped, WebSchema};
 use crate::erp_sync::{DeletePolicy, Entity};
-
-/// Mikro's VAT table (pointer → rate %), as the posting side uses it: 1 = 0 %, 2 = 1 %,
-/// 3 = 10 %, 4 = 20 %, 5 = 26 %. A shop with a different VAT table changes it here.
-pub const VAT_BY_POINTER: &[(i64, f64)] = &[(1, 0.0), (2, 1.0), (3, 10.0), (4, 20.0), (5, 26.0)];
 
 /// Mikro side of the product sync.
 pub static SPEC: Spec = Spec {
@@ -59,7 +55,7 @@ pub(crate) async fn apply(
             continue;
         }
         let ptr = v[5].i();
-        let Some(&(_, rate)) = VAT_BY_POINTER.iter().find(|(p, _)| *p == ptr) else {
+        let Some(rate) = crate::mikro::vat_rate(ptr) else {
             applied.rejects.push((
                 i,
                 format!("sto_perakende_vergi = {ptr} is not a known VAT pointer (1..5)"),
@@ -74,7 +70,7 @@ pub(crate) async fn apply(
         });
         birim.push(super::opt(v[2].s()));
         alis.push(v[3].f());
-        kdv.push(rate);
+        kdv.push(f64::from(rate));
         aktif.push(v[4].i() == 0);
     }
     if kod.is_empty() {
