@@ -137,7 +137,7 @@ fn step(step: &'static str) -> impl Fn(String) -> DemoError {
 }
 
 fn pg(e: tokio_postgres::Error) -> String {
-    crate::cli::pg_error_text(&e)
+    crate::db::pg_error_text(&e)
 }
 
 macro_rules! say {

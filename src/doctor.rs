@@ -10,8 +10,9 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
-use crate::cli::{pg_error_text, CliError};
+use crate::cli::CliError;
 use crate::config::{Config, ErpDbConfig, ErpEncrypt, PgSslMode};
+use crate::db::pg_error_text;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,11 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-/// Histogram buckets (seconds) for document latencies: sub-millisecond pick-up up to minutes of
-/// retries.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
+pub use crate::queue::metrics::LATENCY_BUCKETS;
 
 /// Metric names and their help text; the exposition prints these as `# HELP` / `# TYPE`.
 const DESCRIPTORS: &[(&str, &str, &str)] = &[
@@ -317,7 +313,7 @@ fn render_worker(out: &mut String, w: &crate::queue::Metrics) {
         let _ = writeln!(out, "# TYPE {name} histogram");
         let counts = h.bucket_counts();
         let mut cum = 0u64;
-        for (i, b) in crate::queue::metrics::LATENCY_BUCKETS.iter().enumerate() {
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
             cum += counts.get(i).copied().unwrap_or(0);
             let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", fmt_num(*b));
         }

@@ -83,7 +83,7 @@ pub enum SetupError {
     #[error("web table(s) {0} not found: is PG_DATABASE the web shop's database (and the search_path its schema)?")]
     MissingWebTables(String),
     /// A statement failed.
-    #[error("{step}: {}", crate::queue::pg_error_text(source))]
+    #[error("{step}: {}", crate::db::pg_error_text(source))]
     Web {
         /// What was being done.
         step: String,

@@ -129,7 +129,7 @@ impl From<crate::pooler::Refused> for CliError {
 
 impl From<tokio_postgres::Error> for CliError {
     fn from(e: tokio_postgres::Error) -> Self {
-        CliError::Web(crate::cli::pg_error_text(&e))
+        CliError::Web(crate::db::pg_error_text(&e))
     }
 }
 
@@ -146,11 +146,6 @@ impl From<tiberius::error::Error> for CliError {
     fn from(e: tiberius::error::Error) -> Self {
         CliError::Erp(e.to_string())
     }
-}
-
-/// A PostgreSQL error with its server message (tokio-postgres' Display hides it behind "db error").
-pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
-    crate::db::pg_error_text(e)
 }
 
 impl Cli {

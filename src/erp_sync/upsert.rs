@@ -376,10 +376,6 @@ pub fn is_data_error(e: &tokio_postgres::Error) -> bool {
         .unwrap_or(false)
 }
 
-fn pg_message(e: &tokio_postgres::Error) -> String {
-    crate::db::pg_error_text(e)
-}
-
 /// The web side of one run: a dedicated connection and the schema (read lazily, so a run with
 /// nothing to write does not pay for the catalog query).
 pub struct Ctx {
@@ -491,7 +487,7 @@ async fn apply_rows(
             Err(e) if is_data_error(&e) => {
                 sp.rollback().await.map_err(SyncError::web(ctx()))?;
                 if b - a == 1 {
-                    rejected_idx.push((a, pg_message(&e)));
+                    rejected_idx.push((a, crate::db::pg_error_text(&e)));
                 } else {
                     let mid = a + (b - a) / 2;
                     stack.push((mid, b));

@@ -230,7 +230,10 @@ fn pg(e: tokio_postgres::Error, what: &str) -> PostError {
     // Any failure reading the web side is worth retrying: connection problems are transient, and
     // a schema problem (missing int_kodmap_* table) is fixed by running `setup`, after which the
     // retry succeeds; the message says what failed.
-    PostError::Transient(format!("reading {what} from the web database: {e}"))
+    PostError::Transient(format!(
+        "reading {what} from the web database: {}",
+        crate::db::pg_error_text(&e)
+    ))
 }
 
 fn opt_text(row: &tokio_postgres::Row, idx: usize) -> String {

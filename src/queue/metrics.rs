@@ -7,10 +7,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the latency histogram buckets (Prometheus-style, cumulative on
-/// export; stored per bucket here). The last bucket is +Inf.
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// Upper bounds (seconds) of every latency histogram, the worker's and the exporter's
+/// (Prometheus-style, cumulative on export; stored per bucket here), from sub-millisecond
+/// pick-up to minutes of retries. The last bucket is +Inf.
+pub const LATENCY_BUCKETS: [f64; 17] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
 ];
 
 /// A fixed-bucket latency histogram made of atomics.

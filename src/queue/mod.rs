@@ -113,13 +113,13 @@ pub struct Job {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// A web-database statement failed.
-    #[error("web database: {}", pg_error_text(.0))]
+    #[error("web database: {}", crate::db::pg_error_text(.0))]
     Web(#[source] tokio_postgres::Error),
     /// No connection from the web pool.
     #[error("web connection pool: {0}")]
     Pool(String),
     /// The LISTEN connection failed.
-    #[error("LISTEN connection: {}", pg_error_text(.0))]
+    #[error("LISTEN connection: {}", crate::db::pg_error_text(.0))]
     Listen(#[source] tokio_postgres::Error),
     /// The LISTEN connection did not answer in time.
     #[error("LISTEN connection did not answer in time")]
@@ -134,10 +134,4 @@ impl QueueError {
     pub fn is_missing_queue(&self) -> bool {
         matches!(self, QueueError::Web(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE))
     }
-}
-
-/// The server's message (and detail) of a PostgreSQL error; tokio-postgres' Display says only
-/// "db error", which tells an operator nothing. (One helper for the whole crate.)
-pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
-    crate::db::pg_error_text(e)
 }
