@@ -11,7 +11,7 @@
 //! a firewall would.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +47,8 @@ struct Shared {
     accepted: AtomicU64,
     forwarded: AtomicU64,
     open: AtomicU64,
+    /// Client turns: chunks from a client that follow an answer (or open the connection).
+    turns: AtomicU64,
 }
 
 /// A running proxy; dropping it stops accepting (open connections end with their peers).
@@ -76,6 +78,7 @@ impl FaultProxy {
             accepted: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             open: AtomicU64::new(0),
+            turns: AtomicU64::new(0),
         });
         let s = shared.clone();
         let accept_task = tokio::spawn(async move {
@@ -188,6 +191,13 @@ impl FaultProxy {
     pub fn bytes_forwarded(&self) -> u64 {
         self.shared.forwarded.load(Ordering::Relaxed)
     }
+
+    /// Round trips the clients started so far, over all connections: a chunk from a client
+    /// counts when the target answered something since that client's previous chunk (or when it
+    /// is the connection's first), so a pipelined batch of statements counts once.
+    pub fn client_turns(&self) -> u64 {
+        self.shared.turns.load(Ordering::Relaxed)
+    }
 }
 
 /// Bytes one connection may still forward before it is cut.
@@ -261,9 +271,12 @@ async fn serve(client: TcpStream, shared: Arc<Shared>, faults: Faults) {
     }
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
+    // True when the target spoke last (or nothing was said yet): the client's next chunk is a
+    // new turn.
+    let answered = AtomicBool::new(true);
     let reset = {
-        let up = pump(&mut cr, &mut sw, &shared, &budget, true);
-        let down = pump(&mut sr, &mut cw, &shared, &budget, false);
+        let up = pump(&mut cr, &mut sw, &shared, &budget, &answered, true);
+        let down = pump(&mut sr, &mut cw, &shared, &budget, &answered, false);
         tokio::select! {
             _ = async { tokio::join!(up, down) } => false,
             _ = reset_rx.changed() => true,
@@ -286,6 +299,7 @@ async fn pump(
     dst: &mut OwnedWriteHalf,
     shared: &Shared,
     budget: &Budget,
+    answered: &AtomicBool,
     up: bool,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
@@ -296,6 +310,10 @@ async fn pump(
             match src.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    // Up: a turn if the target answered since; down: the next up chunk is one.
+                    if answered.swap(!up, Ordering::Relaxed) && up {
+                        shared.turns.fetch_add(1, Ordering::Relaxed);
+                    }
                     let f = shared.faults.borrow();
                     let delay = if up { f.delay_up } else { f.delay_down };
                     drop(f);
@@ -382,6 +400,9 @@ mod tests {
         assert_eq!(roundtrip(&mut s, msg).await.unwrap(), msg);
         assert_eq!(p.accepted(), 1);
         assert_eq!(p.bytes_forwarded(), 2 * msg.len() as u64);
+        assert_eq!(p.client_turns(), 1);
+        roundtrip(&mut s, b"again").await.unwrap();
+        assert_eq!(p.client_turns(), 2, "one turn per request answered");
     }
 
     #[tokio::test]
