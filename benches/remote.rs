@@ -196,9 +196,11 @@ fn ms(d: Duration) -> String {
 }
 
 async fn reset(c: &tokio_postgres::Client) {
-    c.batch_execute("TRUNCATE sync_queue; TRUNCATE satislar CASCADE; TRUNCATE tahsilatlar CASCADE;")
-        .await
-        .expect("truncate");
+    c.batch_execute(
+        "TRUNCATE sync_queue; TRUNCATE satislar CASCADE; TRUNCATE tahsilatlar CASCADE;",
+    )
+    .await
+    .expect("truncate");
 }
 
 struct Lat {

@@ -104,3 +104,93 @@ async fn run_until_idle_drains_and_returns() {
     assert_eq!(count_status(&c, "failed").await, 1);
     assert_eq!(count_status(&c, "processing").await, 0);
 }
+
+/// One `finish` statement writes a completion (number written back), a retry (due later, its
+/// message kept) and a give-up together; a failed attempt of a row that is no longer this
+/// worker's is not written, a completion of it is (the document is in Mikro).
+#[tokio::test]
+async fn finish_writes_mixed_outcomes_in_one_statement() {
+    use mikro_sync::queue::store::{self, Outcome};
+    use std::time::Duration;
+    let env = web_env(true).await;
+    let c = env.client().await;
+    let (done, later, given_up) = (
+        insert_sale(&c, 1).await,
+        insert_sale(&c, 1).await,
+        insert_collection(&c, "5").await,
+    );
+    let other = insert_sale(&c, 1).await;
+    let pooled = env.pool.get().await.unwrap();
+    let jobs = store::claim(&pooled, "w1", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 4, "the claim returns every claimed row");
+    let qid = |e: uuid::Uuid| jobs.iter().find(|j| j.entity_id == e).unwrap().id;
+    // `other` was rescued and claimed by another worker meanwhile.
+    c.execute(
+        "UPDATE sync_queue SET claimed_by = 'w2' WHERE entity_id = $1",
+        &[&other],
+    )
+    .await
+    .unwrap();
+    let completed = Outcome::Completed {
+        seri: "ST".into(),
+        sira: 7,
+    };
+    let retry = Outcome::Retry {
+        delay: Duration::from_secs(600),
+        message: "ERP down".into(),
+    };
+    let failed = Outcome::Failed {
+        message: "bad customer".into(),
+    };
+    let n = store::finish(
+        &pooled,
+        "w1",
+        &[
+            (qid(done), &completed),
+            (qid(later), &retry),
+            (qid(given_up), &failed),
+            (qid(other), &failed),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 3, "the other worker's row is not failed by w1");
+    assert_eq!(queue_row(&c, done).await.unwrap().0, "completed");
+    let r = c
+        .query_one(
+            "SELECT fatura_seri_no, fatura_sira_no FROM satislar WHERE id = $1",
+            &[&done],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, i32>(1)),
+        ("ST".into(), 7)
+    );
+    let r = c
+        .query_one(
+            "SELECT status, error_message, next_attempt_at > now() + interval '500 seconds', \
+                    claimed_by IS NULL, processed_at IS NULL \
+               FROM sync_queue WHERE entity_id = $1",
+            &[&later],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "pending");
+    assert_eq!(r.get::<_, String>(1), "ERP down");
+    assert!(r.get::<_, bool>(2) && r.get::<_, bool>(3) && r.get::<_, bool>(4));
+    let (st, _, msg) = queue_row(&c, given_up).await.unwrap();
+    assert_eq!(
+        (st.as_str(), msg.as_deref()),
+        ("failed", Some("bad customer"))
+    );
+    assert_eq!(queue_row(&c, other).await.unwrap().0, "processing");
+    // A completion is written even for a row another worker holds now.
+    let n = store::finish(&pooled, "w1", &[(qid(other), &completed)])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(queue_row(&c, other).await.unwrap().0, "completed");
+}

@@ -30,20 +30,13 @@ pub async fn retry(
     entity_type: Option<&str>,
     dry_run: bool,
 ) -> Result<Vec<(String, String)>, CliError> {
-    let filter = "status = 'failed'
-          AND (cardinality($1::text[]) = 0 OR id::text = ANY ($1))
-          AND ($2::text IS NULL OR entity_type = $2)";
-    let sql = if dry_run {
-        format!("SELECT id::text, entity_type FROM sync_queue WHERE {filter} ORDER BY created_at")
-    } else {
-        format!(
-            "UPDATE sync_queue SET status = 'pending', retry_count = 0
-              WHERE {filter} RETURNING id::text, entity_type"
-        )
-    };
     let ids: Vec<String> = ids.iter().map(|s| s.trim().to_string()).collect();
-    let rows = client.query(&sql, &[&ids, &entity_type]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    crate::queue::store::retry_failed(client, &ids, entity_type, dry_run)
+        .await
+        .map_err(|e| match e {
+            crate::queue::QueueError::Web(e) => CliError::from(e),
+            other => CliError::Web(other.to_string()),
+        })
 }
 
 /// Runs `retry-failed`.

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{web_client, CliError};
 use crate::config::Config;
+use crate::queue::store;
 
 /// Options of `mikro-sync status`.
 #[derive(Debug, Args)]
@@ -60,40 +61,16 @@ pub async fn gather(
         .await?
         .get(0);
     let mut st = QueueStatus::default();
-    for r in client
-        .query(
-            "SELECT coalesce(entity_type, '?'), coalesce(status, '?'), count(*)
-               FROM sync_queue GROUP BY 1, 2 ORDER BY 1, 2",
-            &[],
-        )
-        .await?
-    {
+    for r in client.query(store::STATUS_COUNTS_SQL, &[]).await? {
         st.counts.push((r.get(0), r.get(1), r.get(2)));
     }
-    let backing_off = if has_next {
-        "count(*) FILTER (WHERE next_attempt_at > now())"
-    } else {
-        "0::bigint"
-    };
     let r = client
-        .query_one(
-            &format!(
-                "SELECT extract(epoch FROM now() - min(created_at))::float8, {backing_off}
-                   FROM sync_queue WHERE status = 'pending'"
-            ),
-            &[],
-        )
+        .query_one(store::status_pending_sql(has_next), &[])
         .await?;
     st.oldest_pending_secs = r.get(0);
     st.pending_backing_off = r.get(1);
     for r in client
-        .query(
-            "SELECT coalesce(entity_type, '?'), coalesce(error_message, '(no message)'), count(*),
-                    to_char(max(coalesce(processed_at, created_at)), 'YYYY-MM-DD HH24:MI:SS TZ')
-               FROM sync_queue WHERE status = 'failed'
-              GROUP BY 1, 2 ORDER BY max(coalesce(processed_at, created_at)) DESC LIMIT $1",
-            &[&max_errors],
-        )
+        .query(store::STATUS_ERRORS_SQL, &[&max_errors])
         .await?
     {
         st.errors.push((
@@ -104,13 +81,7 @@ pub async fn gather(
         ));
     }
     for r in client
-        .query(
-            "SELECT coalesce(entity_type, '?'), entity_id::text, coalesce(operation, '?'),
-                    coalesce(error_message, '(no message)')
-               FROM sync_queue WHERE status = 'diverged'
-              ORDER BY coalesce(processed_at, created_at) DESC LIMIT $1",
-            &[&max_errors],
-        )
+        .query(store::STATUS_DIVERGED_SQL, &[&max_errors])
         .await?
     {
         st.diverged.push((r.get(0), r.get(1), r.get(2), r.get(3)));
@@ -125,15 +96,7 @@ pub async fn gather(
         .await?
         .get(0);
     if has_claims {
-        for r in client
-            .query(
-                "SELECT coalesce(claimed_by, '?'), count(*),
-                        coalesce(extract(epoch FROM now() - min(claimed_at))::float8, 0)
-                   FROM sync_queue WHERE status = 'processing' GROUP BY 1 ORDER BY 1",
-                &[],
-            )
-            .await?
-        {
+        for r in client.query(store::STATUS_CLAIMS_SQL, &[]).await? {
             st.claims.push((r.get(0), r.get(1), r.get(2)));
         }
     }

@@ -1,22 +1,23 @@
 //! Running one claimed document: post it through a [`Sink`], then complete, retry or fail it.
 //!
-//! Completion is one web statement (one transaction) that marks the queue row `completed` and
-//! writes the Mikro number back to the document (`satislar.fatura_seri_no/fatura_sira_no`,
-//! `tahsilatlar.tahsilat_seri_no/tahsilat_sira_no`). The triggers are AFTER INSERT, so this
-//! UPDATE never enqueues the document again. Completions are batched by a completer task (many
-//! rows per statement under load, one when it is quiet), which is what lets the queue itself run
-//! at tens of thousands of rows per second.
+//! Every outcome goes through one path: the job task decides it (posted, retry later, failed)
+//! and hands it to the completer task, which writes outcomes in batches, many rows per
+//! statement under load and one when it is quiet ([`store::finish`]). A completion marks the
+//! queue row `completed` and writes the Mikro number back to the document
+//! (`satislar.fatura_seri_no/fatura_sira_no`, `tahsilatlar.tahsilat_seri_no/tahsilat_sira_no`)
+//! in the same statement; the triggers are AFTER INSERT, so this never enqueues the document
+//! again.
 //!
 //! If the process dies between the ERP commit and the web completion, the row is retried (lease
 //! expiry); posting finds its ledger row, returns `already_posted`, and only the web side is
 //! completed. [`ExecHooks::fail_after_erp_commit`] injects exactly that failure in tests.
 //!
 //! The worker finishes what it holds: a row stays in the worker's [`Held`] set (its lease
-//! renewed) until its outcome is written — the completion, or the failed attempt. A completion
-//! or failure record that cannot be written is retried by this worker with backoff, never marked
-//! `failed` (the document is in Mikro). Each posting runs under a timeout (a timed-out posting
-//! is a transient failure: the ledger makes the retry exactly-once) and a panic in it is caught
-//! and recorded as a failed attempt of that document.
+//! renewed) until its outcome is written. An outcome that cannot be written is retried by this
+//! worker with backoff; a completion is never marked `failed` (the document is in Mikro). Each
+//! posting runs under a timeout (a timed-out posting is a transient failure: the ledger makes
+//! the retry exactly-once) and a panic in it is caught and recorded as a failed attempt of that
+//! document.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,6 +34,7 @@ use uuid::Uuid;
 
 use super::metrics::Metrics;
 use super::retry::{Decision, RetryPolicy};
+use super::store::{self, Outcome};
 use super::{Job, QueueError};
 use crate::db::{ErpPool, WebPool};
 use crate::posting::{PostError, Posted, PostingConfig};
@@ -166,11 +168,44 @@ fn rewrite_delay(attempt: u32) -> Duration {
     p.delay(attempt, p.max_interval)
 }
 
-/// A finished posting waiting for its web completion.
+/// How an attempt ended, before it is written.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// In Mikro: complete the row, write the number back.
+    Posted(Posted),
+    /// The attempt failed: retry later or give up, as decided.
+    Attempt { err: PostError, decision: Decision },
+}
+
+/// A finished attempt waiting for the completer to write its outcome.
 #[derive(Debug)]
 pub(crate) struct Completion {
     pub job: Job,
-    pub posted: Posted,
+    pub done: Done,
+}
+
+impl Completion {
+    fn outcome(&self) -> Outcome {
+        match &self.done {
+            Done::Posted(p) => Outcome::Completed {
+                seri: p.seri.clone(),
+                sira: p.sira,
+            },
+            Done::Attempt {
+                err,
+                decision: Decision::Retry { delay },
+            } => Outcome::Retry {
+                delay: *delay,
+                message: err.to_string(),
+            },
+            Done::Attempt {
+                decision: Decision::Fail { message },
+                ..
+            } => Outcome::Failed {
+                message: message.clone(),
+            },
+        }
+    }
 }
 
 /// Shared state of the job tasks.
@@ -186,8 +221,6 @@ pub(crate) struct ExecCtx<S> {
     pub posting_timeout: Duration,
     /// Rows held by this worker.
     pub held: Held,
-    /// How long a failed attempt's record is retried before the row is left to its lease.
-    pub record_retry_for: Duration,
 }
 
 /// What a job task reports back to the worker loop.
@@ -207,13 +240,7 @@ async fn mark_posting<S>(ctx: &ExecCtx<S>, job: &Job) {
             .get()
             .await
             .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
-        c.execute(
-            "UPDATE ONLY sync_queue SET posting_started_at = clock_timestamp() \
-              WHERE id = $1 AND status = 'processing' AND claimed_by = $2",
-            &[&job.id, &ctx.worker_name],
-        )
-        .await
-        .map_err(QueueError::Web)
+        store::mark_posting(&c, &ctx.worker_name, job.id).await
     };
     if let Err(e) = bounded(mark).await {
         tracing::warn!(error = %e, "cannot mark the posting of a row that crashed a worker before");
@@ -279,7 +306,8 @@ pub(crate) async fn execute<S: Sink>(ctx: Arc<ExecCtx<S>>, job: Job) -> JobDone 
                 ctx.metrics.end_to_end_latency.observe(e2e);
                 tracing::debug!(seri = %posted.seri, sira = posted.sira,
                     already_posted = posted.already_posted, "posted");
-                if ctx.completions.send(Completion { job, posted }).is_err() {
+                let done = Done::Posted(posted);
+                if ctx.completions.send(Completion { job, done }).is_err() {
                     ctx.held.remove(&id);
                     tracing::error!("completer gone; the lease will expire and the row be retried");
                 }
@@ -294,31 +322,13 @@ pub(crate) async fn execute<S: Sink>(ctx: Arc<ExecCtx<S>>, job: Job) -> JobDone 
                     Decision::Retry { delay } => Some(Instant::now() + *delay),
                     Decision::Fail { .. } => None,
                 };
-                let fail = FailCtx {
-                    web: &ctx.web,
-                    worker_name: &ctx.worker_name,
-                    metrics: &ctx.metrics,
-                };
-                // Keep the row (and renew its lease) until its outcome is written.
-                let give_up = Instant::now() + ctx.record_retry_for;
-                let mut n = 0;
-                loop {
-                    match bounded(fail.record(&job, &err, &decision)).await {
-                        Ok(()) => break,
-                        Err(e) if Instant::now() >= give_up => {
-                            tracing::error!(error = %e, "cannot record the failed attempt; the lease will expire and the row be retried");
-                            break;
-                        }
-                        Err(e) => {
-                            n += 1;
-                            if n == 1 {
-                                tracing::warn!(error = %e, "cannot record the failed attempt; retrying");
-                            }
-                            tokio::time::sleep(rewrite_delay(n)).await;
-                        }
-                    }
+                // The completer writes it with the completions; the row stays held (its lease
+                // renewed) until then.
+                let done = Done::Attempt { err, decision };
+                if ctx.completions.send(Completion { job, done }).is_err() {
+                    ctx.held.remove(&id);
+                    tracing::error!("completer gone; the lease will expire and the row be retried");
                 }
-                ctx.held.remove(&id);
                 JobDone { retry_at }
             }
         }
@@ -327,59 +337,43 @@ pub(crate) async fn execute<S: Sink>(ctx: Arc<ExecCtx<S>>, job: Job) -> JobDone 
     .await
 }
 
-const COMPLETE_SQL: &str = "\
-WITH c AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[]) AS c(id, seri, sira)
-), q AS (
-    UPDATE ONLY sync_queue s
-       SET status = 'completed', processed_at = now(), error_message = NULL,
-           claimed_by = NULL, claimed_at = NULL, lease_until = NULL
-      FROM c
-     WHERE s.id = c.id AND s.status IN ('processing', 'pending')
-    RETURNING s.entity_type, s.entity_id, c.seri, c.sira
-), sa AS (
-    UPDATE satislar t SET fatura_seri_no = q.seri, fatura_sira_no = q.sira
-      FROM q
-     WHERE q.entity_type = 'satis' AND t.id = q.entity_id AND q.seri <> ''
-       AND (t.fatura_seri_no IS DISTINCT FROM q.seri OR t.fatura_sira_no IS DISTINCT FROM q.sira)
-    RETURNING 1
-), ta AS (
-    UPDATE tahsilatlar t SET tahsilat_seri_no = q.seri, tahsilat_sira_no = q.sira
-      FROM q
-     WHERE q.entity_type = 'tahsilat' AND t.id = q.entity_id AND q.seri <> ''
-       AND (t.tahsilat_seri_no IS DISTINCT FROM q.seri OR t.tahsilat_sira_no IS DISTINCT FROM q.sira)
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM q) + 0 * ((SELECT count(*) FROM sa) + (SELECT count(*) FROM ta))";
-
 /// How long the completer waits for more finished documents before writing a batch.
 const COMPLETE_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// Most completions written by one statement.
+/// Most outcomes written by one statement.
 const MAX_BATCH: usize = 1000;
 
-/// The completer task: writes completions in batches until the channel closes (all job tasks
-/// and the worker dropped their senders), so a graceful shutdown flushes everything. A
-/// completion that cannot be written is retried by this worker with backoff (its row stays
-/// held, so its lease is renewed); after the channel closed, for at most `finish_for`.
-pub(crate) async fn run_completer(
-    web: WebPool,
-    held: Held,
-    finish_for: Duration,
-    metrics: Arc<Metrics>,
-    hooks: ExecHooks,
-    mut rx: mpsc::UnboundedReceiver<Completion>,
-) {
+/// What the completer needs besides the channel.
+pub(crate) struct Completer {
+    pub web: WebPool,
+    pub held: Held,
+    pub worker_name: String,
+    /// After the channel closed, how long outcomes that could not be written are retried.
+    pub finish_for: Duration,
+    /// How long a failed attempt's record is retried before the row is left to its lease (a
+    /// completion is retried for as long as the worker runs: the document is in Mikro).
+    pub record_retry_for: Duration,
+    pub metrics: Arc<Metrics>,
+    pub hooks: ExecHooks,
+}
+
+/// The completer task: writes every outcome (completions and failed attempts alike) in batches
+/// until the channel closes (all job tasks and the worker dropped their senders), so a graceful
+/// shutdown flushes everything. An outcome that cannot be written is retried by this worker with
+/// backoff (its row stays held, so its lease is renewed); after the channel closed, for at most
+/// `finish_for`.
+pub(crate) async fn run_completer(c: Completer, mut rx: mpsc::UnboundedReceiver<Completion>) {
+    let c = Arc::new(c);
     let mut batch: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut own: Option<deadpool_postgres::ClientWrapper> = None;
     let mut retrying: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
         // Under load documents finish every few milliseconds: waiting briefly for the next ones
-        // turns one completion statement per document into one per several. The wait only
-        // delays the web-side mark (the number is in Mikro already).
-        // (tokio's timeout polls the receive first, so completions already queued are taken
-        // even after the deadline.)
+        // turns one statement per document into one per several. The wait only delays the
+        // web-side mark (the number is in Mikro already).
+        // (tokio's timeout polls the receive first, so outcomes already queued are taken even
+        // after the deadline.)
         let deadline = tokio::time::Instant::now() + COMPLETE_LINGER;
         while batch.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -387,36 +381,29 @@ pub(crate) async fn run_completer(
                 Ok(None) | Err(_) => break,
             }
         }
-        let first_try = if take_one(&hooks.fail_completion) {
+        let first_try = if take_one(&c.hooks.fail_completion) {
             Err(QueueError::Pool(
                 "injected completion failure (test hook)".into(),
             ))
         } else {
-            match bounded(own_client(&web, &mut own)).await {
-                Ok(client) => bounded(complete_batch(client, &batch)).await,
+            match bounded(own_client(&c.web, &mut own)).await {
+                Ok(client) => bounded(finish_batch(client, &c.worker_name, &batch)).await,
                 Err(e) => Err(e),
             }
         };
         match first_try {
             Ok(_) => {
-                for c in batch.drain(..) {
-                    count_done(&metrics, &c);
-                    held.remove(&c.job.id);
+                for done in batch.drain(..) {
+                    written(&c, &done, 0);
                 }
             }
             Err(e) => {
                 // Broken or not: the next batch starts on a fresh connection.
                 own = None;
                 tracing::warn!(error = %e, rows = batch.len(),
-                    "batched completion failed; completing one by one, retrying with backoff");
-                for c in batch.drain(..) {
-                    retrying.spawn(complete_until_written(
-                        web.clone(),
-                        c,
-                        held.clone(),
-                        metrics.clone(),
-                        hooks.clone(),
-                    ));
+                    "batched completion failed; writing one by one, retrying with backoff");
+                for done in batch.drain(..) {
+                    retrying.spawn(write_until_written(c.clone(), done));
                 }
             }
         }
@@ -424,7 +411,7 @@ pub(crate) async fn run_completer(
     }
     if !retrying.is_empty() {
         let all = async { while retrying.join_next().await.is_some() {} };
-        if tokio::time::timeout(finish_for, all).await.is_err() {
+        if tokio::time::timeout(c.finish_for, all).await.is_err() {
             tracing::error!(rows = retrying.len(),
                 "stopping with completions not written; their rows return after their lease and are completed from the ERP ledger");
             retrying.abort_all();
@@ -442,41 +429,42 @@ async fn bounded<T>(f: impl Future<Output = Result<T, QueueError>>) -> Result<T,
     }
 }
 
-/// Writes one completion, retrying with backoff until it is written (the document is in Mikro:
-/// it is never marked failed). The row stays held meanwhile.
-async fn complete_until_written(
-    web: WebPool,
-    c: Completion,
-    held: Held,
-    metrics: Arc<Metrics>,
-    hooks: ExecHooks,
-) {
-    let span = tracing::info_span!("job", queue_id = %c.job.id, kind = c.job.kind.as_str(),
-        web_id = %c.job.entity_id);
+/// Writes one outcome, retrying with backoff: a completion until it is written (the document is
+/// in Mikro: it is never marked failed), a failed attempt for `record_retry_for` (then its
+/// lease returns the row). The row stays held meanwhile.
+async fn write_until_written(c: Arc<Completer>, done: Completion) {
+    let span = tracing::info_span!("job", queue_id = %done.job.id, kind = done.job.kind.as_str(),
+        web_id = %done.job.entity_id);
     async move {
+        let give_up = Instant::now() + c.record_retry_for;
         let mut n = 0u32;
         loop {
-            let r = if take_one(&hooks.fail_completion) {
+            let r = if take_one(&c.hooks.fail_completion) {
                 Err(QueueError::Pool("injected completion failure (test hook)".into()))
             } else {
-                bounded(complete_pooled(&web, std::slice::from_ref(&c))).await
+                bounded(finish_pooled(&c.web, &c.worker_name, std::slice::from_ref(&done))).await
             };
             match r {
                 Ok(_) => {
-                    if n > 0 {
-                        tracing::info!(attempts = n + 1, "completion written after retrying");
-                    }
-                    count_done(&metrics, &c);
-                    held.remove(&c.job.id);
+                    written(&c, &done, n);
+                    return;
+                }
+                Err(e) if matches!(done.done, Done::Attempt { .. }) && Instant::now() >= give_up => {
+                    tracing::error!(error = %e, "cannot record the failed attempt; the lease will expire and the row be retried");
+                    c.held.remove(&done.job.id);
                     return;
                 }
                 Err(e) => {
                     n += 1;
-                    Metrics::inc(&metrics.completion_retries);
                     let delay = rewrite_delay(n);
-                    if n == 1 || n.is_multiple_of(20) {
-                        tracing::warn!(error = %e, attempt = n, retry_in_ms = delay.as_millis() as u64,
-                            "cannot mark the posted document completed; retrying (it is in Mikro)");
+                    if matches!(done.done, Done::Posted(_)) {
+                        Metrics::inc(&c.metrics.completion_retries);
+                        if n == 1 || n.is_multiple_of(20) {
+                            tracing::warn!(error = %e, attempt = n, retry_in_ms = delay.as_millis() as u64,
+                                "cannot mark the posted document completed; retrying (it is in Mikro)");
+                        }
+                    } else if n == 1 {
+                        tracing::warn!(error = %e, "cannot record the failed attempt; retrying");
                     }
                     tokio::time::sleep(delay).await;
                 }
@@ -487,76 +475,58 @@ async fn complete_until_written(
     .await
 }
 
-fn count_done(metrics: &Metrics, c: &Completion) {
-    Metrics::inc(&metrics.posted);
-    if c.posted.already_posted {
-        Metrics::inc(&metrics.already_posted);
-    }
-    let span = tracing::info_span!("job", queue_id = %c.job.id, kind = c.job.kind.as_str(),
-        web_id = %c.job.entity_id);
+/// Counts and logs an outcome once it is written (after `retries` failed writes), and lets go
+/// of its row.
+fn written(c: &Completer, done: &Completion, retries: u32) {
+    let job = &done.job;
+    let span = tracing::info_span!("job", queue_id = %job.id, kind = job.kind.as_str(),
+        web_id = %job.entity_id);
     let _g = span.enter();
-    tracing::info!(seri = %c.posted.seri, sira = c.posted.sira,
-        already_posted = c.posted.already_posted, "completed");
-}
-
-struct FailCtx<'a> {
-    web: &'a WebPool,
-    worker_name: &'a str,
-    metrics: &'a Metrics,
-}
-
-impl FailCtx<'_> {
-    async fn record(&self, job: &Job, err: &PostError, d: &Decision) -> Result<(), QueueError> {
-        let client = self
-            .web
-            .get()
-            .await
-            .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
-        let (status, delay, msg) = match d {
-            Decision::Retry { delay } => ("pending", delay.as_secs_f64(), err.to_string()),
-            Decision::Fail { message } => ("failed", 0.0, message.clone()),
-        };
-        client
-            .execute(
-                "UPDATE ONLY sync_queue SET status = $2::text, \
-                   next_attempt_at = clock_timestamp() + make_interval(secs => $3), \
-                   processed_at = CASE WHEN $2::text = 'failed' THEN now() END, \
-                   error_message = $4, claimed_by = NULL, claimed_at = NULL, lease_until = NULL, \
-                   posting_started_at = NULL \
-                 WHERE id = $1 AND status = 'processing' AND claimed_by = $5",
-                &[&job.id, &status, &delay, &msg, &self.worker_name],
-            )
-            .await
-            .map_err(QueueError::Web)?;
-        match d {
-            Decision::Retry { delay } => {
-                Metrics::inc(&self.metrics.retries);
-                let class = match err {
-                    PostError::Transient(_) => "transient",
-                    PostError::Data(_) => "data",
-                    PostError::NotReady(_) => "not ready",
-                };
-                if matches!(err, PostError::Transient(_)) && crate::db::erp_unreachable() {
-                    // The outage has its own WARN (crate::db::ErpHealth); not one per document.
-                    tracing::debug!(error = %err, class, retry_in_ms = delay.as_millis() as u64,
-                        "attempt failed while the ERP is unreachable; retrying later");
-                } else {
-                    tracing::warn!(error = %err, class, retry_in_ms = delay.as_millis() as u64,
-                        "attempt failed; retrying later");
-                }
+    match &done.done {
+        Done::Posted(p) => {
+            if retries > 0 {
+                tracing::info!(attempts = retries + 1, "completion written after retrying");
             }
-            Decision::Fail { message } => {
-                Metrics::inc(&self.metrics.failed);
-                tracing::error!(error = %message,
-                    "document failed; fix it, then set status = 'pending' to retry");
+            Metrics::inc(&c.metrics.posted);
+            if p.already_posted {
+                Metrics::inc(&c.metrics.already_posted);
+            }
+            tracing::info!(seri = %p.seri, sira = p.sira, already_posted = p.already_posted,
+                "completed");
+        }
+        Done::Attempt {
+            err,
+            decision: Decision::Retry { delay },
+        } => {
+            Metrics::inc(&c.metrics.retries);
+            let class = match err {
+                PostError::Transient(_) => "transient",
+                PostError::Data(_) => "data",
+                PostError::NotReady(_) => "not ready",
+            };
+            if matches!(err, PostError::Transient(_)) && crate::db::erp_unreachable() {
+                // The outage has its own WARN (crate::db::ErpHealth); not one per document.
+                tracing::debug!(error = %err, class, retry_in_ms = delay.as_millis() as u64,
+                    "attempt failed while the ERP is unreachable; retrying later");
+            } else {
+                tracing::warn!(error = %err, class, retry_in_ms = delay.as_millis() as u64,
+                    "attempt failed; retrying later");
             }
         }
-        Ok(())
+        Done::Attempt {
+            decision: Decision::Fail { message },
+            ..
+        } => {
+            Metrics::inc(&c.metrics.failed);
+            tracing::error!(error = %message,
+                "document failed; fix it, then set status = 'pending' to retry");
+        }
     }
+    c.held.remove(&job.id);
 }
 
 /// The completer's own connection, taken out of the pool (so its settings never reach another
-/// pool user), set to reuse one generic plan for [`COMPLETE_SQL`] and named
+/// pool user), set to reuse one generic plan for [`store::FINISH_SQL`] and named
 /// `mikro-sync completer` in `pg_stat_activity`. A batch that fails on it drops it; the next
 /// batch takes a fresh one.
 ///
@@ -590,27 +560,25 @@ async fn own_client<'a>(
     Ok(own.insert(client))
 }
 
-/// [`complete_batch`] on a connection from the pool (the one-by-one fallback).
-async fn complete_pooled(web: &WebPool, batch: &[Completion]) -> Result<u64, QueueError> {
+/// [`finish_batch`] on a connection from the pool (the one-by-one fallback).
+async fn finish_pooled(
+    web: &WebPool,
+    worker: &str,
+    batch: &[Completion],
+) -> Result<u64, QueueError> {
     let client = web
         .get()
         .await
         .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
-    complete_batch(&client, batch).await
+    finish_batch(&client, worker, batch).await
 }
 
-async fn complete_batch(
+async fn finish_batch(
     client: &deadpool_postgres::ClientWrapper,
+    worker: &str,
     batch: &[Completion],
 ) -> Result<u64, QueueError> {
-    let ids: Vec<Uuid> = batch.iter().map(|c| c.job.id).collect();
-    let seri: Vec<&str> = batch.iter().map(|c| c.posted.seri.as_str()).collect();
-    let sira: Vec<i32> = batch.iter().map(|c| c.posted.sira).collect();
-    let rows = crate::db::query_cached(client, COMPLETE_SQL, &[&ids, &seri, &sira])
-        .await
-        .map_err(QueueError::Web)?;
-    Ok(rows
-        .first()
-        .map(|r| r.get::<_, i64>(0).max(0) as u64)
-        .unwrap_or(0))
+    let outcomes: Vec<Outcome> = batch.iter().map(Completion::outcome).collect();
+    let pairs: Vec<(Uuid, &Outcome)> = batch.iter().map(|c| c.job.id).zip(&outcomes).collect();
+    store::finish(client, worker, &pairs).await
 }

@@ -10,6 +10,7 @@
 //! * [`rescuer`] — rows of dead workers back to pending;
 //! * [`retry`] — the backoff and give-up policy;
 //! * [`stats`](mod@stats) — queue statistics and the operator retry;
+//! * [`store`] — every statement on the queue tables, the NOTIFY channel and the idle lock key;
 //! * [`worker`] — the run loop and graceful shutdown;
 //! * [`watchdog`] — the systemd watchdog, fed by the loop's progress;
 //! * [`metrics`] — counters and latency histograms for the exporter.
@@ -43,7 +44,7 @@
 //! row, in the web app's own transaction — the price of a transactional outbox. The row goes
 //! into `sync_queue_inbox`, a child table of `sync_queue` (PostgreSQL inheritance) without
 //! indexes: every query on `sync_queue` sees it, and the web transaction pays for a heap insert
-//! only. The claim statement moves the inbox into `sync_queue` ([`claimer::claim`]),
+//! only. The claim statement moves the inbox into `sync_queue` ([`store::claim`]),
 //! where the one-open-row index drops a second enqueue of a document, as the trigger's
 //! `ON CONFLICT` used to. Written straight into `sync_queue` (three indexes and the arbiter
 //! check of `ON CONFLICT`), the row cost a 1-line web sale 6-11 points more of its insert rate
@@ -70,6 +71,7 @@ pub mod notifier;
 pub mod rescuer;
 pub mod retry;
 pub mod stats;
+pub mod store;
 pub mod watchdog;
 pub mod worker;
 
@@ -80,9 +82,10 @@ use crate::posting::DocKind;
 
 pub use executor::{ExecHooks, MikroSink, NoopSink, Sink};
 pub use metrics::{LatencyHistogram, Metrics};
-pub use notifier::{ListenConnect, PgListenConnector, CHANNEL, IDLE_LOCK_KEY};
+pub use notifier::{ListenConnect, PgListenConnector};
 pub use retry::{Decision, RetryPolicy};
 pub use stats::{retry_failed, stats, QueueStats, RetryFilter};
+pub use store::{CHANNEL, IDLE_LOCK_KEY};
 pub use worker::{Worker, WorkerOptions, WorkerReport};
 
 /// One claimed queue row: a document to post.

@@ -22,10 +22,8 @@ use tokio_postgres::{AsyncMessage, Client, Socket};
 
 use super::QueueError;
 
-/// The NOTIFY channel of the enqueue trigger.
-pub const CHANNEL: &str = "mikro_sync_queue";
-/// The advisory lock an idle worker holds exclusively ('mikrosyn' as a big-endian i64).
-pub const IDLE_LOCK_KEY: i64 = 0x6D69_6B72_6F73_796E;
+pub use super::store::{CHANNEL, IDLE_LOCK_KEY};
+use super::store::{IDLE_HELD_BY_OTHER_SQL, IDLE_RELEASE_SQL, IDLE_TRY_SQL, IDLE_WAIT_SQL};
 
 /// The message stream of a connection, already detached from its TLS type.
 pub type MessageStream = BoxStream<'static, Result<AsyncMessage, tokio_postgres::Error>>;
@@ -195,7 +193,7 @@ impl Listener {
     async fn try_become_idle(&mut self) -> Result<IdleOutcome, QueueError> {
         let row = self
             .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&IDLE_LOCK_KEY])
+            .query_one(IDLE_TRY_SQL, &[&IDLE_LOCK_KEY])
             .await
             .map_err(QueueError::Listen)?;
         if row.get::<_, bool>(0) {
@@ -206,12 +204,7 @@ impl Listener {
         let row = self
             .client
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks \
-                  WHERE locktype = 'advisory' \
-                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                    AND classid = $1::int8::oid AND objid = $2::int8::oid \
-                    AND objsubid = 1 AND mode = 'ExclusiveLock' AND granted \
-                    AND pid <> pg_backend_pid())",
+                IDLE_HELD_BY_OTHER_SQL,
                 &[&(IDLE_LOCK_KEY >> 32), &(IDLE_LOCK_KEY & 0xFFFF_FFFF)],
             )
             .await
@@ -220,11 +213,7 @@ impl Listener {
             return Ok(IdleOutcome::OtherWorker);
         }
         // Writers hold it shared: wait (lock_timeout) for them to commit.
-        match self
-            .client
-            .execute("SELECT pg_advisory_lock($1)", &[&IDLE_LOCK_KEY])
-            .await
-        {
+        match self.client.execute(IDLE_WAIT_SQL, &[&IDLE_LOCK_KEY]).await {
             Ok(_) => {
                 self.holds_idle_lock = true;
                 Ok(IdleOutcome::Held)
@@ -241,7 +230,7 @@ impl Listener {
         if self.holds_idle_lock {
             let unlock = async {
                 self.client
-                    .execute("SELECT pg_advisory_unlock($1)", &[&IDLE_LOCK_KEY])
+                    .execute(IDLE_RELEASE_SQL, &[&IDLE_LOCK_KEY])
                     .await
                     .map_err(QueueError::Listen)
             };

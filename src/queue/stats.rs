@@ -44,30 +44,7 @@ impl fmt::Display for QueueStats {
 
 /// Reads [`QueueStats`] (one aggregate query).
 pub async fn stats(client: &tokio_postgres::Client) -> Result<QueueStats, QueueError> {
-    let row = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE status = 'pending'),
-                    count(*) FILTER (WHERE status = 'processing'),
-                    count(*) FILTER (WHERE status = 'completed'),
-                    count(*) FILTER (WHERE status = 'failed'),
-                    count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()),
-                    extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending'))::float8,
-                    count(*) FILTER (WHERE status = 'diverged')
-               FROM sync_queue",
-            &[],
-        )
-        .await
-        .map_err(QueueError::Web)?;
-    let age: Option<f64> = row.get(5);
-    Ok(QueueStats {
-        pending: row.get(0),
-        processing: row.get(1),
-        completed: row.get(2),
-        failed: row.get(3),
-        due: row.get(4),
-        diverged: row.get(6),
-        oldest_pending_age: age.map(|s| Duration::from_secs_f64(s.max(0.0))),
-    })
+    super::store::stats(client).await
 }
 
 /// Which failed rows [`retry_failed`] puts back.
@@ -87,20 +64,8 @@ pub async fn retry_failed(
     client: &tokio_postgres::Client,
     filter: &RetryFilter,
 ) -> Result<u64, QueueError> {
+    let ids: Vec<String> = filter.ids.iter().map(Uuid::to_string).collect();
     let kind = filter.kind.map(|k| k.as_str());
-    let ids: Option<&[Uuid]> = if filter.ids.is_empty() {
-        None
-    } else {
-        Some(&filter.ids)
-    };
-    client
-        .execute(
-            "UPDATE sync_queue SET status = 'pending', retry_count = 0
-              WHERE status = 'failed'
-                AND ($1::uuid[] IS NULL OR id = ANY($1))
-                AND ($2::text IS NULL OR entity_type = $2)",
-            &[&ids, &kind],
-        )
-        .await
-        .map_err(QueueError::Web)
+    let rows = super::store::retry_failed(client, &ids, kind, false).await?;
+    Ok(rows.len() as u64)
 }

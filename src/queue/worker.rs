@@ -36,7 +36,7 @@ use super::executor::{self, ExecCtx, ExecHooks, Held, JobDone, Sink};
 use super::metrics::Metrics;
 use super::notifier::{IdleOutcome, ListenConnect, Listener};
 use super::retry::RetryPolicy;
-use super::{claimer, rescuer, stats, Job, QueueError};
+use super::{store, Job, QueueError};
 use crate::db::WebPool;
 use crate::shutdown::Shutdown;
 
@@ -208,11 +208,15 @@ impl<S: Sink> Worker<S> {
         let (ctx_tx, ctx_rx) = mpsc::unbounded_channel();
         let held = Held::default();
         let mut completer = tokio::spawn(executor::run_completer(
-            web.clone(),
-            held.clone(),
-            opts.lease,
-            metrics.clone(),
-            opts.hooks.clone(),
+            executor::Completer {
+                web: web.clone(),
+                held: held.clone(),
+                worker_name: opts.name.clone(),
+                finish_for: opts.lease,
+                record_retry_for: opts.lease * 4,
+                metrics: metrics.clone(),
+                hooks: opts.hooks.clone(),
+            },
             ctx_rx,
         ));
         let ctx = Arc::new(ExecCtx {
@@ -225,7 +229,6 @@ impl<S: Sink> Worker<S> {
             completions: ctx_tx,
             posting_timeout: opts.posting_timeout.max(Duration::from_millis(10)),
             held: held.clone(),
-            record_retry_for: opts.lease * 4,
         });
         tracing::info!(worker = %opts.name, concurrency = opts.concurrency,
             listen = listen.is_some(), "worker started");
@@ -534,7 +537,7 @@ impl LoopState {
         }
         let release = async {
             match web.get().await {
-                Ok(c) => claimer::release(&c, &opts.name, &ids).await,
+                Ok(c) => store::release(&c, &opts.name, &ids).await,
                 Err(e) => Err(QueueError::Pool(crate::db::pool_error_text(&e))),
             }
         };
@@ -555,7 +558,7 @@ impl LoopState {
         let ids: Vec<Uuid> = self.held.ids();
         let renew = async {
             match web.get().await {
-                Ok(c) => claimer::extend_leases(&c, &opts.name, &ids, opts.lease).await,
+                Ok(c) => store::extend_leases(&c, &opts.name, &ids, opts.lease).await,
                 Err(e) => Err(QueueError::Pool(crate::db::pool_error_text(&e))),
             }
         };
@@ -655,7 +658,7 @@ async fn drain<S: Sink>(
     }
     if exhausted {
         let poll = Instant::now() + opts.poll_interval;
-        st.next_wake = match claimer::next_due(&client).await? {
+        st.next_wake = match store::next_due(&client).await? {
             Some(d) => poll.min(Instant::now() + d + Duration::from_millis(1)),
             None => poll,
         };
@@ -686,7 +689,7 @@ async fn fill<S: Sink>(
         if want == 0 {
             return Ok(false);
         }
-        let jobs = claimer::claim(client, &opts.name, want, opts.lease).await?;
+        let jobs = store::claim(client, &opts.name, want, opts.lease).await?;
         let got = jobs.len();
         for job in jobs {
             Metrics::inc(&metrics.claimed);
@@ -701,7 +704,7 @@ async fn fill<S: Sink>(
 }
 
 async fn rescue_now(web: &WebPool, opts: &WorkerOptions, metrics: &Metrics) -> usize {
-    let delays = rescuer::RescueBackoff {
+    let delays = store::RescueBackoff {
         initial: opts.retry.initial_interval,
         max: opts.retry.max_interval,
     };
@@ -710,7 +713,7 @@ async fn rescue_now(web: &WebPool, opts: &WorkerOptions, metrics: &Metrics) -> u
             .get()
             .await
             .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
-        rescuer::rescue_expired(&client, opts.max_lease_expiries, delays).await
+        store::rescue_expired(&client, opts.max_lease_expiries, delays).await
     };
     let rescued = match tokio::time::timeout(LOOP_WEB_TIMEOUT, run).await {
         Ok(Ok(r)) => r,
@@ -740,7 +743,7 @@ async fn rescue_now(web: &WebPool, opts: &WorkerOptions, metrics: &Metrics) -> u
 
 async fn log_stats(web: &WebPool) {
     if let Ok(c) = web.get().await {
-        match stats::stats(&c).await {
+        match store::stats(&c).await {
             Ok(s) => tracing::info!(
                 pending = s.pending,
                 processing = s.processing,
