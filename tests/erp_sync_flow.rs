@@ -11,9 +11,7 @@ use chrono::NaiveDateTime;
 use mikro_emulator::harness::{Harness, HarnessOptions};
 use mikro_sync::db::{erp_pool, web_pool, ErpPool, WebPool};
 use mikro_sync::erp_sync::read::{MikroRow, Page, Stamp, Val};
-use mikro_sync::erp_sync::{
-    self, entities, lock, upsert, DeletePolicy, Entity, SyncError, SyncOptions,
-};
+use mikro_sync::erp_sync::{self, lock, upsert, DeletePolicy, Entity, SyncError, SyncOptions};
 use mikro_sync::mikro;
 
 struct Env {
@@ -265,7 +263,7 @@ async fn incremental_after_edits_in_mikro() {
         .await
         .expect("second");
     assert_eq!(r.rejects().count(), 0, "{r}");
-    let stok = r.entity(Entity::Stok).unwrap();
+    let stok = r.entity(Entity::STOK).unwrap();
     assert_eq!((stok.inserted, stok.updated), (1, 2), "{r}");
     assert_eq!(
         web_text(
@@ -345,7 +343,7 @@ async fn failed_run_keeps_watermark_and_next_run_catches_up() {
     .unwrap();
     let o = SyncOptions {
         page_size: 1,
-        entities: vec![Entity::Stok],
+        entities: vec![Entity::STOK],
         ..opts()
     };
     let err = erp_sync::run(&e.web, &e.erp, &o)
@@ -366,7 +364,7 @@ async fn failed_run_keeps_watermark_and_next_run_catches_up() {
         .await
         .unwrap();
     let r = erp_sync::run(&e.web, &e.erp, &o).await.expect("catch up");
-    assert_eq!(r.entity(Entity::Stok).unwrap().updated, 3, "{r}");
+    assert_eq!(r.entity(Entity::STOK).unwrap().updated, 3, "{r}");
     assert_eq!(
         count(
             &e.pg,
@@ -392,7 +390,7 @@ async fn edits_during_a_run_are_not_lost() {
     };
     let o = SyncOptions {
         page_size: 3,
-        entities: vec![Entity::Stok],
+        entities: vec![Entity::STOK],
         ..opts()
     };
     let syncer = async {
@@ -438,9 +436,9 @@ async fn bad_rows_are_reported_and_retried() {
     insert_barkod(&e.h, "8699999999999", "YOK-001").await;
     let r = erp_sync::run(&e.web, &e.erp, &opts()).await.expect("first");
     let rejects: Vec<_> = r.rejects().map(|x| (x.entity, x.key.clone())).collect();
-    assert!(rejects.contains(&(Entity::Stok, "STK-0009".into())), "{r}");
+    assert!(rejects.contains(&(Entity::STOK, "STK-0009".into())), "{r}");
     assert!(
-        rejects.contains(&(Entity::Barkod, "8699999999999".into())),
+        rejects.contains(&(Entity::BARKOD, "8699999999999".into())),
         "{r}"
     );
     assert!(r.rejects().any(|x| x.reason.contains("VAT pointer")), "{r}");
@@ -515,9 +513,9 @@ async fn deleted_rows_are_deactivated_or_deleted() {
     let r = erp_sync::run(&e.web, &e.erp, &opts())
         .await
         .expect("deactivate");
-    assert_eq!(r.entity(Entity::Stok).unwrap().deactivated, 1, "{r}");
-    assert_eq!(r.entity(Entity::Barkod).unwrap().deactivated, 1, "{r}");
-    assert_eq!(r.entity(Entity::Cari).unwrap().missing, 1, "{r}");
+    assert_eq!(r.entity(Entity::STOK).unwrap().deactivated, 1, "{r}");
+    assert_eq!(r.entity(Entity::BARKOD).unwrap().deactivated, 1, "{r}");
+    assert_eq!(r.entity(Entity::CARI).unwrap().missing, 1, "{r}");
     assert_eq!(
         web_text(
             &e.pg,
@@ -530,11 +528,11 @@ async fn deleted_rows_are_deactivated_or_deleted() {
     // Delete policy: the customer and its mapping go.
     let o = SyncOptions {
         delete_policy: DeletePolicy::Delete,
-        entities: vec![Entity::Cari],
+        entities: vec![Entity::CARI],
         ..opts()
     };
     let r = erp_sync::run(&e.web, &e.erp, &o).await.expect("delete");
-    assert_eq!(r.entity(Entity::Cari).unwrap().deleted, 1, "{r}");
+    assert_eq!(r.entity(Entity::CARI).unwrap().deleted, 1, "{r}");
     assert_eq!(
         count(
             &e.pg,
@@ -559,11 +557,11 @@ async fn deleted_rows_are_deactivated_or_deleted() {
         .unwrap();
     let o = SyncOptions {
         full: true,
-        entities: vec![Entity::Banka],
+        entities: vec![Entity::BANKA],
         ..opts()
     };
     let r = erp_sync::run(&e.web, &e.erp, &o).await.expect("full banka");
-    assert_eq!(r.entity(Entity::Banka).unwrap().inserted, 1, "{r}");
+    assert_eq!(r.entity(Entity::BANKA).unwrap().inserted, 1, "{r}");
     assert_eq!(
         count(
             &e.pg,
@@ -636,7 +634,7 @@ async fn duplicate_keys_in_one_page() {
         bad: vec![],
     };
     let mut ctx = upsert::Ctx::new(&e.web).await.unwrap();
-    let o = upsert::apply_page(&mut ctx, entities::spec(Entity::Stok), &page, None)
+    let o = upsert::apply_page(&mut ctx, Entity::STOK.spec(), &page, None)
         .await
         .expect("page with duplicate keys");
     assert_eq!((o.inserted, o.rejects.len()), (2, 0));
@@ -733,7 +731,7 @@ async fn other_mikro_version_column_types() {
     .await
     .unwrap();
     let o = SyncOptions {
-        entities: vec![Entity::Stok],
+        entities: vec![Entity::STOK],
         ..opts()
     };
     let r = erp_sync::run(&e.web, &e.erp, &o).await.expect("sync");

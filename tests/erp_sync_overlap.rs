@@ -37,7 +37,7 @@ async fn env() -> Env {
 /// The daemon's defaults (5 min overlap, daily full re-read), products only.
 fn opts() -> SyncOptions {
     SyncOptions {
-        entities: vec![Entity::Stok],
+        entities: vec![Entity::STOK],
         ..SyncOptions::default()
     }
 }
@@ -98,7 +98,7 @@ async fn late_committed_row_is_read_under_clock_skew() {
             has(&e.pg, &late).await,
             "Mikro {behind} behind: the late row must be imported\n{r}"
         );
-        assert_eq!(r.entity(Entity::Stok).unwrap().corrected, 0, "{r}");
+        assert_eq!(r.entity(Entity::STOK).unwrap().corrected, 0, "{r}");
     }
 }
 
@@ -108,7 +108,7 @@ async fn late_committed_row_is_read_under_clock_skew() {
 async fn periodic_full_reread_catches_and_reports_what_slipped() {
     let e = env().await;
     let first = erp_sync::run(&e.web, &e.erp, &opts()).await.expect("first");
-    assert_eq!(first.entity(Entity::Stok).unwrap().corrected, 0);
+    assert_eq!(first.entity(Entity::STOK).unwrap().corrected, 0);
     insert_stok(&e.h, "TAZE-1", host_now()).await;
     erp_sync::run(&e.web, &e.erp, &opts())
         .await
@@ -120,7 +120,7 @@ async fn periodic_full_reread_catches_and_reports_what_slipped() {
         .await
         .expect("incremental");
     assert!(!has(&e.pg, "KAYIP-ŞÇ").await, "outside the overlap: {r}");
-    assert_eq!(r.entity(Entity::Stok).unwrap().corrected, 0);
+    assert_eq!(r.entity(Entity::STOK).unwrap().corrected, 0);
     // The re-read is due (an interval of zero makes it due on every run).
     let due = SyncOptions {
         full_every: Some(Duration::ZERO),
@@ -128,11 +128,11 @@ async fn periodic_full_reread_catches_and_reports_what_slipped() {
     };
     let r = erp_sync::run(&e.web, &e.erp, &due).await.expect("re-read");
     assert!(has(&e.pg, "KAYIP-ŞÇ").await, "{r}");
-    assert_eq!(r.entity(Entity::Stok).unwrap().corrected, 1, "{r}");
+    assert_eq!(r.entity(Entity::STOK).unwrap().corrected, 1, "{r}");
     assert!(r.to_string().contains("corrected 1 rows"), "{r}");
     // Nothing slipped since: the next re-read corrects nothing, and it was recorded.
     let r = erp_sync::run(&e.web, &e.erp, &due).await.expect("again");
-    assert_eq!(r.entity(Entity::Stok).unwrap().corrected, 0, "{r}");
+    assert_eq!(r.entity(Entity::STOK).unwrap().corrected, 0, "{r}");
     let recorded: i64 =
         e.pg.query_one(
             "SELECT count(*) FROM int_erp_sync_watermark

@@ -9,9 +9,9 @@
 
 use tracing::warn;
 
-use super::entities::{self, Reconciled, Spec};
+use super::types::{DeletePolicy, Reconciled, Spec};
 use super::upsert::Ctx;
-use super::{read, DeletePolicy, SyncError};
+use super::{read, SyncError};
 use crate::db::ErpClient;
 
 /// Compares keys and applies the delete policy for one entity, in one web transaction.
@@ -45,7 +45,10 @@ pub async fn reconcile(
             .savepoint("erp_sync_reconcile")
             .await
             .map_err(SyncError::web(c()))?;
-        let r = entities::reconcile(spec.entity, &sp, ws, &keys, policy)
+        let r = spec
+            .entity
+            .def()
+            .reconcile(&sp, ws, &keys, policy)
             .await
             .map_err(SyncError::web(c()))?;
         sp.commit().await.map_err(SyncError::web(c()))?;

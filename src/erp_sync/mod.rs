@@ -48,12 +48,12 @@ pub mod entities;
 pub mod lock;
 pub mod read;
 pub mod report;
+pub mod types;
 pub mod upsert;
 pub mod watermark;
 
 use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,129 +62,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::db::{ErpPool, WebPool};
 
 pub use report::{EntityReport, RejectedRow, SyncReport};
-
-/// One kind of master data that flows from Mikro to the web.
-///
-/// Why an enum: the CLI (`--entity`), the report and the watermark table all name entities, and
-/// the order in which they must run (lists and products before prices and barcodes) is a
-/// property of the set, see [`Entity::ALL`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Entity {
-    /// STOK_SATIS_FIYAT_LISTE_TANIMLARI → `fiyat_tanimlari` (+ `int_kodmap_fiyat_liste`).
-    FiyatTanim,
-    /// BANKALAR → `bankalar` (+ `int_kodmap_banka`).
-    Banka,
-    /// KASALAR → `kasalar` (+ `int_kodmap_kasa`).
-    Kasa,
-    /// CARI_HESAPLAR → `cari_hesaplar` (+ `int_kodmap_cari`).
-    Cari,
-    /// STOKLAR → `stoklar` (+ `int_kodmap_stok`).
-    Stok,
-    /// STOK_SATIS_FIYAT_LISTELERI → `urun_fiyat_listeleri`.
-    Fiyat,
-    /// BARKOD_TANIMLARI → `urun_barkodlari`.
-    Barkod,
-}
-
-impl Entity {
-    /// Every entity in dependency order: price lists, banks, cash boxes, customers and products
-    /// first, because prices and barcodes resolve their stock and list through them.
-    pub const ALL: [Entity; 7] = [
-        Entity::FiyatTanim,
-        Entity::Banka,
-        Entity::Kasa,
-        Entity::Cari,
-        Entity::Stok,
-        Entity::Fiyat,
-        Entity::Barkod,
-    ];
-
-    /// The stable name used on the command line, in the watermark table and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Entity::FiyatTanim => "fiyat_tanim",
-            Entity::Banka => "banka",
-            Entity::Kasa => "kasa",
-            Entity::Cari => "cari",
-            Entity::Stok => "stok",
-            Entity::Fiyat => "fiyat",
-            Entity::Barkod => "barkod",
-        }
-    }
-}
-
-impl fmt::Display for Entity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Error parsing an entity name; lists the accepted names so the operator can fix the command.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "unknown entity `{0}`; expected one of: cari, stok, fiyat_tanim, fiyat, barkod, banka, kasa"
-)]
-pub struct UnknownEntity(pub String);
-
-impl FromStr for Entity {
-    type Err = UnknownEntity;
-
-    /// Accepts the short names, the web table names and the Mikro table names, case-insensitive,
-    /// so operators can type whichever they know.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let l = s.trim().to_lowercase().replace('-', "_");
-        Ok(match l.as_str() {
-            "cari" | "cariler" | "cari_hesaplar" | "customers" => Entity::Cari,
-            "stok" | "stoklar" | "products" => Entity::Stok,
-            "fiyat_tanim"
-            | "fiyat_tanimlari"
-            | "fiyat_liste"
-            | "stok_satis_fiyat_liste_tanimlari"
-            | "price_lists" => Entity::FiyatTanim,
-            "fiyat"
-            | "fiyatlar"
-            | "urun_fiyat_listeleri"
-            | "stok_satis_fiyat_listeleri"
-            | "prices" => Entity::Fiyat,
-            "barkod" | "barkodlar" | "urun_barkodlari" | "barkod_tanimlari" | "barcodes" => {
-                Entity::Barkod
-            }
-            "banka" | "bankalar" | "banks" => Entity::Banka,
-            "kasa" | "kasalar" | "cash_boxes" => Entity::Kasa,
-            _ => return Err(UnknownEntity(s.to_string())),
-        })
-    }
-}
-
-/// What to do with a web row whose Mikro row was deleted.
-///
-/// Why configurable: deactivating keeps history (old sales still point at the product) and is the
-/// safe default; some shops prefer the web to mirror Mikro exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeletePolicy {
-    /// Set `aktif = false` where the web table has that column; tables without it
-    /// (`cari_hesaplar`, `fiyat_tanimlari`, `bankalar`, `kasalar`, prices) are left alone and
-    /// the rows are only counted (reported as `missing`).
-    #[default]
-    Deactivate,
-    /// Delete the web row and its mapping. A row still referenced by other web rows (foreign
-    /// key) is deactivated instead where possible, otherwise left and reported.
-    Delete,
-}
-
-impl FromStr for DeletePolicy {
-    type Err = String;
-    /// Parses `deactivate` / `delete` (as written in configuration).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_lowercase().as_str() {
-            "deactivate" | "pasif" | "aktif_false" => Ok(DeletePolicy::Deactivate),
-            "delete" | "sil" => Ok(DeletePolicy::Delete),
-            other => Err(format!(
-                "unknown delete policy `{other}`; expected deactivate or delete"
-            )),
-        }
-    }
-}
+pub use types::{DeletePolicy, Entity, ErpEntity, UnknownEntity};
 
 /// A progress notification, for a terminal progress bar or metrics.
 ///
@@ -370,6 +248,7 @@ pub async fn run_locked(
         .map_err(|e| SyncError::ErpPool(e.to_string()))?;
     let server_now = read::company_now(opts.tz);
     let mut ctx = upsert::Ctx::new(web).await?;
+    ctx.expect(&opts.selected());
     let state = watermark::load_all(ctx.client()).await?;
     for entity in opts.selected() {
         let er = sync_entity(&mut ctx, &mut erp_conn, entity, opts, server_now, &state)
@@ -400,7 +279,7 @@ async fn sync_entity(
     state: &watermark::State,
 ) -> Result<EntityReport, SyncError> {
     let t0 = Instant::now();
-    let spec = entities::spec(entity);
+    let spec = entity.spec();
     let mut er = EntityReport::new(entity);
     let wm = state.watermarks.get(entity.name()).cloned();
     let start = watermark::start_anchor(wm.as_ref(), opts.full, server_now, opts.overlap);
@@ -535,7 +414,7 @@ async fn sync_entity(
 async fn read_pages(
     ctx: &mut upsert::Ctx,
     erp: &mut crate::db::ErpClient,
-    spec: &'static entities::Spec,
+    spec: &'static types::Spec,
     start: read::Anchor,
     collect_keys: bool,
     checked_until: chrono::NaiveDateTime,

@@ -18,7 +18,8 @@ use std::borrow::Cow;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use tiberius::{ColumnData, ToSql};
 
-use super::entities::Spec;
+use super::types::Spec;
+pub use super::types::{Kind, Val};
 use super::SyncError;
 use crate::db::ErpClient;
 
@@ -76,54 +77,6 @@ pub enum Anchor {
     After((Stamp, i32)),
     /// Every row stamped at or after this time (the overlap window of an unsettled watermark).
     From(NaiveDateTime),
-}
-
-/// What a value is expected to be; decoding accepts every SQL Server type that fits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Text; NULL becomes "".
-    Str,
-    /// Integer of any width (tinyint … bigint, bit, integral decimal/float).
-    Int,
-    /// Number (float, real, decimal/numeric, any integer).
-    Float,
-}
-
-/// A decoded Mikro value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Val {
-    /// Text, trailing blanks removed (SQL Server ignores them in comparisons).
-    Str(String),
-    /// Any integer width.
-    Int(i64),
-    /// Any float or decimal.
-    Float(f64),
-}
-
-impl Val {
-    /// Text value ("" for non-text, which decoding never produces for a Str column).
-    pub fn s(&self) -> &str {
-        match self {
-            Val::Str(s) => s,
-            _ => "",
-        }
-    }
-    /// Integer value.
-    pub fn i(&self) -> i64 {
-        match *self {
-            Val::Int(i) => i,
-            Val::Float(f) => f as i64,
-            Val::Str(_) => 0,
-        }
-    }
-    /// Float value.
-    pub fn f(&self) -> f64 {
-        match *self {
-            Val::Float(f) => f,
-            Val::Int(i) => i as f64,
-            Val::Str(_) => 0.0,
-        }
-    }
 }
 
 /// One Mikro row, decoded.

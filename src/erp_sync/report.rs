@@ -6,8 +6,7 @@
 
 use std::fmt;
 
-use super::upsert::PageOutcome;
-use super::Entity;
+use super::types::Entity;
 
 /// A Mikro row that could not be applied this run. It is in the retry list (`int_erp_sync_retry`)
 /// and is retried on every following run until it applies or disappears from Mikro.
@@ -191,4 +190,19 @@ impl fmt::Display for SyncReport {
         }
         Ok(())
     }
+}
+
+/// What applying a page (or the retry list) did.
+#[derive(Debug, Default)]
+pub struct PageOutcome {
+    /// Web rows inserted.
+    pub inserted: u64,
+    /// Web rows changed (unchanged rows are not touched).
+    pub updated: u64,
+    /// Rows intentionally not written.
+    pub skipped: u64,
+    /// Rows that could not be applied (now in the retry list).
+    pub rejects: Vec<RejectedRow>,
+    /// Rows from the retry list that applied this time.
+    pub retried: u64,
 }

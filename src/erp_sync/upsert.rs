@@ -13,130 +13,11 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use deadpool_postgres::{Object, Transaction};
 
-use super::entities::{self, Applied, Reconciled, Spec};
 use super::read::{self, BadRow, MikroRow, Page};
-use super::report::RejectedRow;
-use super::{watermark, DeletePolicy, Entity, SyncError};
+use super::report::{PageOutcome, RejectedRow};
+use super::types::{Applied, DeletePolicy, Entity, Mapped, Reconciled, Spec, Val, WebSchema};
+use super::{watermark, SyncError};
 use crate::db::{ErpClient, WebPool};
-
-/// Column types of the web tables this module writes, read once per run.
-///
-/// Why: numeric values must be compared in the column's own type (a float 10.005 is not the
-/// numeric(15,2) 10.01 PostgreSQL stores), and optional columns (`kaynak`, `aktif`,
-/// `guncelleme_tarihi`) are used only where the shop's schema has them.
-#[derive(Debug, Default)]
-pub struct WebSchema {
-    /// (table, column) → (formatted type, is text).
-    cols: HashMap<(String, String), (String, bool)>,
-    tables: Vec<String>,
-}
-
-impl WebSchema {
-    /// Reads the catalog for every table any entity touches.
-    pub async fn load(client: &Object) -> Result<WebSchema, SyncError> {
-        let mut tables: Vec<String> = Entity::ALL
-            .iter()
-            .flat_map(|e| entities::spec(*e).web_tables.iter().map(|t| t.to_string()))
-            .collect();
-        tables.push("int_erp_sync_watermark".into());
-        tables.push("int_erp_sync_retry".into());
-        tables.sort();
-        tables.dedup();
-        let rows = client
-            .query(
-                "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
-                        t.typcategory = 'S'
-                 FROM pg_attribute a
-                 JOIN pg_class c ON c.oid = a.attrelid
-                 JOIN pg_type t ON t.oid = a.atttypid
-                 WHERE c.oid IN (SELECT to_regclass(x) FROM unnest($1::text[]) AS x)
-                   AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&tables],
-            )
-            .await
-            .map_err(SyncError::web("reading the web schema"))?;
-        let mut ws = WebSchema::default();
-        for r in rows {
-            let t: String = r.get(0);
-            if !ws.tables.contains(&t) {
-                ws.tables.push(t.clone());
-            }
-            ws.cols.insert((t, r.get(1)), (r.get(2), r.get(3)));
-        }
-        Ok(ws)
-    }
-
-    /// Fails with a clear message when a table an entity needs is missing.
-    pub fn require(&self, spec: &Spec) -> Result<(), SyncError> {
-        for t in spec
-            .web_tables
-            .iter()
-            .chain(["int_erp_sync_watermark", "int_erp_sync_retry"].iter())
-        {
-            if !self.tables.iter().any(|x| x == t) {
-                return Err(SyncError::WebSchema(format!(
-                    "table `{t}` is missing in the web database (needed for {}); run `mikro-sync setup`",
-                    spec.entity
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether the table has the column.
-    pub fn has(&self, table: &str, column: &str) -> bool {
-        self.cols
-            .contains_key(&(table.to_string(), column.to_string()))
-    }
-
-    /// `::type` for a non-text column (so values convert and compare as the column stores
-    /// them), "" for text columns and unknown columns (an explicit cast to varchar(n) would
-    /// silently truncate; assignment reports the error instead).
-    pub fn cast(&self, table: &str, column: &str) -> String {
-        match self.cols.get(&(table.to_string(), column.to_string())) {
-            Some((ty, false)) => format!("::{ty}"),
-            _ => String::new(),
-        }
-    }
-}
-
-/// A web master table with an ERP mapping table (`int_kodmap_*`).
-#[derive(Debug, Clone, Copy)]
-pub struct Mapped {
-    /// Web table (its `id` is the mapped uuid).
-    pub web_table: &'static str,
-    /// The web column holding the ERP code (unique on the web).
-    pub web_code: &'static str,
-    /// Mapping table (`int_kodmap_*`).
-    pub map_table: &'static str,
-    /// Mapping column holding the web id.
-    pub map_web: &'static str,
-    /// Mapping column holding the ERP code.
-    pub map_erp: &'static str,
-}
-
-impl Mapped {
-    /// A CTE `map AS (…)` that creates missing mappings for the rows of `src` (column `kod`):
-    /// rows just inserted (from CTE `ins`, columns `id` and the code) and existing web rows
-    /// matched by code that have no mapping yet. Existing mappings are left as they are.
-    pub fn map_cte(&self, ins: &str) -> String {
-        format!(
-            "map AS (
-                INSERT INTO {m} ({mw}, {me})
-                SELECT i.id, i.{c} FROM {ins} i
-                UNION ALL
-                SELECT w.id, w.{c} FROM {t} w JOIN src s ON w.{c} = s.kod
-                 WHERE NOT EXISTS (SELECT 1 FROM {m} x WHERE x.{mw} = w.id)
-                ON CONFLICT DO NOTHING
-                RETURNING 1)",
-            m = self.map_table,
-            mw = self.map_web,
-            me = self.map_erp,
-            c = self.web_code,
-            t = self.web_table,
-        )
-    }
-}
 
 /// A mapped table with one name column (price lists, banks, cash boxes).
 #[derive(Debug, Clone, Copy)]
@@ -156,12 +37,12 @@ pub async fn apply_named(
     tx: &Transaction<'_>,
     ws: &WebSchema,
     n: &Named,
-    rows: &[&MikroRow],
+    rows: &[&[Val]],
 ) -> Result<Applied, tokio_postgres::Error> {
     let mut applied = Applied::default();
     let (mut ik, mut tk, mut name) = (vec![], vec![], vec![]);
     for (i, r) in rows.iter().enumerate() {
-        let (k, nm) = (&r.vals[0], r.vals[1].s().trim().to_string());
+        let (k, nm) = (&r[0], r[1].s().trim().to_string());
         if n.int_key {
             ik.push(k.i() as i32);
         } else {
@@ -298,7 +179,7 @@ async fn reconcile_ids(
 /// Runs with the periodic delete check, before the entity's pages, so a web row deleted on
 /// the web and re-created by the same run gets its mapping.
 pub async fn drop_dangling_mappings(ctx: &mut Ctx, spec: &Spec) -> Result<u64, SyncError> {
-    let Some(m) = entities::mapped(spec.entity) else {
+    let Some(m) = spec.entity.def().mapped() else {
         return Ok(0);
     };
     let (client, _) = ctx.parts(spec).await?;
@@ -381,6 +262,8 @@ pub fn is_data_error(e: &tokio_postgres::Error) -> bool {
 pub struct Ctx {
     client: Object,
     schema: Option<WebSchema>,
+    /// The web tables the schema is (to be) read for.
+    tables: Vec<&'static str>,
 }
 
 impl Ctx {
@@ -393,7 +276,13 @@ impl Ctx {
         Ok(Ctx {
             client,
             schema: None,
+            tables: Vec::new(),
         })
+    }
+
+    /// Names the entities this run covers, so their web schema is read in one query.
+    pub fn expect(&mut self, entities: &[Entity]) {
+        self.tables.extend(Entity::web_tables(entities));
     }
 
     /// The connection (for watermark reads outside a page transaction).
@@ -404,10 +293,14 @@ impl Ctx {
     /// Loads the schema if needed; returns the connection and the schema together (the
     /// connection mutably, for transactions).
     pub async fn parts(&mut self, spec: &Spec) -> Result<(&mut Object, &WebSchema), SyncError> {
-        if self.schema.is_none() {
-            self.schema = Some(WebSchema::load(&self.client).await?);
+        let missing = spec.web_tables.iter().any(|t| !self.tables.contains(t));
+        if missing {
+            self.tables.extend(spec.web_tables.iter().copied());
         }
-        let Ctx { client, schema } = self;
+        if self.schema.is_none() || missing {
+            self.schema = Some(WebSchema::load(&self.client, &self.tables).await?);
+        }
+        let Ctx { client, schema, .. } = self;
         match schema {
             Some(ws) => {
                 ws.require(spec)?;
@@ -416,21 +309,6 @@ impl Ctx {
             None => Err(SyncError::WebSchema("schema not loaded".into())),
         }
     }
-}
-
-/// What applying a page (or the retry list) did.
-#[derive(Debug, Default)]
-pub struct PageOutcome {
-    /// Web rows inserted.
-    pub inserted: u64,
-    /// Web rows changed (unchanged rows are not touched).
-    pub updated: u64,
-    /// Rows intentionally not written.
-    pub skipped: u64,
-    /// Rows that could not be applied (now in the retry list).
-    pub rejects: Vec<RejectedRow>,
-    /// Rows from the retry list that applied this time.
-    pub retried: u64,
 }
 
 /// Deduplicates by key (the last occurrence wins: rows are in (lastup, RECno) order, so the
@@ -466,6 +344,7 @@ async fn apply_rows(
         .await
         .map_err(SyncError::web(ctx()))?;
 
+    let vals: Vec<&[Val]> = rows.iter().map(|r| r.vals.as_slice()).collect();
     let mut rejected_idx: Vec<(usize, String)> = vec![];
     let mut stack = vec![(0usize, rows.len())];
     while let Some((a, b)) = stack.pop() {
@@ -476,7 +355,7 @@ async fn apply_rows(
             .savepoint("erp_sync_page")
             .await
             .map_err(SyncError::web(ctx()))?;
-        match entities::apply(entity, &sp, ws, &rows[a..b]).await {
+        match entity.def().apply(&sp, ws, &vals[a..b]).await {
             Ok(ap) => {
                 sp.commit().await.map_err(SyncError::web(ctx()))?;
                 out.inserted += ap.inserted;

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use super::read::{Anchor, Stamp};
 use super::report::RejectedRow;
-use super::{Entity, SyncError};
+use super::types::Entity;
+use super::SyncError;
 
 /// A stored watermark.
 #[derive(Debug, Clone)]

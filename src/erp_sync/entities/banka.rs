@@ -2,15 +2,17 @@
 //! Identity: the mapping first, then `ban_kod`, else a new row.
 
 use deadpool_postgres::Transaction;
+use futures::future::BoxFuture;
 
-use super::{col, Applied, Reconciled, Spec};
-use crate::erp_sync::read::{Kind, MikroRow, Val};
-use crate::erp_sync::upsert::{apply_named, reconcile_mapped, Mapped, Named, WebSchema};
-use crate::erp_sync::{DeletePolicy, Entity};
+use crate::erp_sync::types::{
+    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
+};
+
+use crate::erp_sync::upsert::{apply_named, reconcile_mapped, Named};
 
 /// Mikro side of the bank sync.
 pub static SPEC: Spec = Spec {
-    entity: Entity::Banka,
+    entity: Entity::BANKA,
     table: "BANKALAR",
     recno: "ban_RECno",
     lastup: "ban_lastup_date",
@@ -35,7 +37,7 @@ pub(crate) const NAMED: Named = Named {
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
     ws: &WebSchema,
-    rows: &[&MikroRow],
+    rows: &[&[Val]],
 ) -> Result<Applied, tokio_postgres::Error> {
     apply_named(tx, ws, &NAMED, rows).await
 }
@@ -47,4 +49,49 @@ pub(crate) async fn reconcile(
     policy: DeletePolicy,
 ) -> Result<Reconciled, tokio_postgres::Error> {
     reconcile_mapped(tx, ws, &NAMED.mapped, &super::text_keys(keys), policy).await
+}
+
+/// The entity (see [`Entity::BANKA`]).
+pub struct Banka;
+
+impl Entity {
+    /// BANKALAR → `bankalar` (+ `int_kodmap_banka`).
+    pub const BANKA: Entity = Entity(&Banka);
+}
+
+impl ErpEntity for Banka {
+    fn name(&self) -> &'static str {
+        "banka"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["bankalar", "banks"]
+    }
+
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+
+    fn mapped(&self) -> Option<Mapped> {
+        Some(NAMED.mapped)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        rows: &'a [&'a [Val]],
+    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
+        Box::pin(apply(tx, ws, rows))
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        keys: &'a [Vec<Val>],
+        policy: DeletePolicy,
+    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
+        Box::pin(reconcile(tx, ws, keys, policy))
+    }
 }

@@ -8,15 +8,15 @@
 //! longer has are deactivated or deleted per policy.
 
 use deadpool_postgres::Transaction;
+use futures::future::BoxFuture;
 
-use super::{col, Applied, Reconciled, Spec};
-use crate::erp_sync::read::{Kind, MikroRow, Val};
-use crate::erp_sync::upsert::WebSchema;
-use crate::erp_sync::{DeletePolicy, Entity};
+use crate::erp_sync::types::{
+    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Reconciled, Spec, Val, WebSchema,
+};
 
 /// Mikro side of the barcode sync.
 pub static SPEC: Spec = Spec {
-    entity: Entity::Barkod,
+    entity: Entity::BARKOD,
     table: "BARKOD_TANIMLARI",
     recno: "bar_RECno",
     lastup: "bar_lastup_date",
@@ -34,30 +34,24 @@ pub static SPEC: Spec = Spec {
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
     ws: &WebSchema,
-    rows: &[&MikroRow],
+    rows: &[&[Val]],
 ) -> Result<Applied, tokio_postgres::Error> {
     let mut applied = Applied::default();
     let (mut idx, mut stokkod) = (vec![], vec![]);
     for (i, r) in rows.iter().enumerate() {
-        if r.vals[0].s().trim().is_empty() {
+        if r[0].s().trim().is_empty() {
             applied.rejects.push((i, "empty bar_kodu".into()));
             continue;
         }
         idx.push(i);
-        stokkod.push(r.vals[1].s().to_string());
+        stokkod.push(r[1].s().to_string());
     }
     if idx.is_empty() {
         return Ok(applied);
     }
-    let kod: Vec<String> = idx
-        .iter()
-        .map(|&i| rows[i].vals[0].s().to_string())
-        .collect();
-    let tip: Vec<String> = idx
-        .iter()
-        .map(|&i| rows[i].vals[2].i().to_string())
-        .collect();
-    let aktif: Vec<bool> = idx.iter().map(|&i| rows[i].vals[3].i() == 0).collect();
+    let kod: Vec<String> = idx.iter().map(|&i| rows[i][0].s().to_string()).collect();
+    let tip: Vec<String> = idx.iter().map(|&i| rows[i][2].i().to_string()).collect();
+    let aktif: Vec<bool> = idx.iter().map(|&i| rows[i][3].i() == 0).collect();
     let t = "urun_barkodlari";
     let tip_cast = ws.cast(t, "barkod_tipi");
     let has_aktif = ws.has(t, "aktif");
@@ -134,4 +128,50 @@ pub(crate) async fn reconcile(
         out.deactivated = tx.execute(&stmt, &[&k]).await?;
     }
     Ok(out)
+}
+
+/// The entity (see [`Entity::BARKOD`]).
+pub struct Barkod;
+
+impl Entity {
+    /// BARKOD_TANIMLARI → `urun_barkodlari`.
+    pub const BARKOD: Entity = Entity(&Barkod);
+}
+
+impl ErpEntity for Barkod {
+    fn name(&self) -> &'static str {
+        "barkod"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &[
+            "barkodlar",
+            "urun_barkodlari",
+            "barkod_tanimlari",
+            "barcodes",
+        ]
+    }
+
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        rows: &'a [&'a [Val]],
+    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
+        Box::pin(apply(tx, ws, rows))
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        keys: &'a [Vec<Val>],
+        policy: DeletePolicy,
+    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
+        Box::pin(reconcile(tx, ws, keys, policy))
+    }
 }

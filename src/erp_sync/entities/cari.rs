@@ -8,15 +8,17 @@
 //! a customer deleted in Mikro is only reported (`missing`).
 
 use deadpool_postgres::Transaction;
+use futures::future::BoxFuture;
 
-use super::{col, Applied, Reconciled, Spec};
-use crate::erp_sync::read::{Kind, MikroRow, Val};
-use crate::erp_sync::upsert::{reconcile_mapped, Mapped, WebSchema};
-use crate::erp_sync::{DeletePolicy, Entity};
+use crate::erp_sync::types::{
+    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
+};
+
+use crate::erp_sync::upsert::reconcile_mapped;
 
 /// Mikro side of the customer sync.
 pub static SPEC: Spec = Spec {
-    entity: Entity::Cari,
+    entity: Entity::CARI,
     table: "CARI_HESAPLAR",
     recno: "cari_RECno",
     lastup: "cari_lastup_date",
@@ -45,13 +47,13 @@ pub(crate) const MAPPED: Mapped = Mapped {
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
     ws: &WebSchema,
-    rows: &[&MikroRow],
+    rows: &[&[Val]],
 ) -> Result<Applied, tokio_postgres::Error> {
     let mut applied = Applied::default();
     let (mut kod, mut adi, mut tel, mut mail, mut vd, mut vn) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for (i, r) in rows.iter().enumerate() {
-        let v = &r.vals;
+        let v = *r;
         if v[0].s().trim().is_empty() {
             applied.rejects.push((i, "empty cari_kod".into()));
             continue;
@@ -124,4 +126,49 @@ pub(crate) async fn reconcile(
     policy: DeletePolicy,
 ) -> Result<Reconciled, tokio_postgres::Error> {
     reconcile_mapped(tx, ws, &MAPPED, &super::text_keys(keys), policy).await
+}
+
+/// The entity (see [`Entity::CARI`]).
+pub struct Cari;
+
+impl Entity {
+    /// CARI_HESAPLAR → `cari_hesaplar` (+ `int_kodmap_cari`).
+    pub const CARI: Entity = Entity(&Cari);
+}
+
+impl ErpEntity for Cari {
+    fn name(&self) -> &'static str {
+        "cari"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["cariler", "cari_hesaplar", "customers"]
+    }
+
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+
+    fn mapped(&self) -> Option<Mapped> {
+        Some(MAPPED)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        rows: &'a [&'a [Val]],
+    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
+        Box::pin(apply(tx, ws, rows))
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        keys: &'a [Vec<Val>],
+        policy: DeletePolicy,
+    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
+        Box::pin(reconcile(tx, ws, keys, policy))
+    }
 }

@@ -11,18 +11,18 @@
 //! either delete policy: keeping a stale price would sell at a price Mikro no longer has.
 
 use deadpool_postgres::Transaction;
+use futures::future::BoxFuture;
 
-use super::{col, Applied, Reconciled, Spec};
-use crate::erp_sync::read::{Kind, MikroRow, Val};
-use crate::erp_sync::upsert::WebSchema;
-use crate::erp_sync::{DeletePolicy, Entity};
+use crate::erp_sync::types::{
+    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Reconciled, Spec, Val, WebSchema,
+};
 
 /// The Mikro price list whose prices are the product's default sales price on the web.
 pub const SALES_PRICE_LIST: i32 = 1;
 
 /// Mikro side of the price sync.
 pub static SPEC: Spec = Spec {
-    entity: Entity::Fiyat,
+    entity: Entity::FIYAT,
     table: "STOK_SATIS_FIYAT_LISTELERI",
     recno: "sfiyat_RECno",
     lastup: "sfiyat_lastup_date",
@@ -52,13 +52,13 @@ pub static SPEC: Spec = Spec {
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
     ws: &WebSchema,
-    rows: &[&MikroRow],
+    rows: &[&[Val]],
 ) -> Result<Applied, tokio_postgres::Error> {
     let mut applied = Applied::default();
     let mut idx = vec![];
     let (mut kod, mut no) = (vec![], vec![]);
     for (i, r) in rows.iter().enumerate() {
-        let v = &r.vals;
+        let v = *r;
         if v[2].i() != 0 || v[3].i() != 0 {
             applied.skipped += 1;
             continue;
@@ -76,7 +76,7 @@ pub(crate) async fn apply(
     if idx.is_empty() {
         return Ok(applied);
     }
-    let fiyat: Vec<f64> = idx.iter().map(|&i| rows[i].vals[4].f()).collect();
+    let fiyat: Vec<f64> = idx.iter().map(|&i| rows[i][4].f()).collect();
     let t = "urun_fiyat_listeleri";
     let cast = ws.cast(t, "fiyat");
     let touch = if ws.has(t, "guncelleme_tarihi") {
@@ -175,4 +175,50 @@ pub(crate) async fn reconcile(
         deleted: n,
         ..Reconciled::default()
     })
+}
+
+/// The entity (see [`Entity::FIYAT`]).
+pub struct Fiyat;
+
+impl Entity {
+    /// STOK_SATIS_FIYAT_LISTELERI → `urun_fiyat_listeleri`.
+    pub const FIYAT: Entity = Entity(&Fiyat);
+}
+
+impl ErpEntity for Fiyat {
+    fn name(&self) -> &'static str {
+        "fiyat"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &[
+            "fiyatlar",
+            "urun_fiyat_listeleri",
+            "stok_satis_fiyat_listeleri",
+            "prices",
+        ]
+    }
+
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        rows: &'a [&'a [Val]],
+    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
+        Box::pin(apply(tx, ws, rows))
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        keys: &'a [Vec<Val>],
+        policy: DeletePolicy,
+    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
+        Box::pin(reconcile(tx, ws, keys, policy))
+    }
 }

@@ -3,15 +3,17 @@
 //! `sira_no`, else a new row.
 
 use deadpool_postgres::Transaction;
+use futures::future::BoxFuture;
 
-use super::{col, Applied, Reconciled, Spec};
-use crate::erp_sync::read::{Kind, MikroRow, Val};
-use crate::erp_sync::upsert::{apply_named, reconcile_mapped_int, Mapped, Named, WebSchema};
-use crate::erp_sync::{DeletePolicy, Entity};
+use crate::erp_sync::types::{
+    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
+};
+
+use crate::erp_sync::upsert::{apply_named, reconcile_mapped_int, Named};
 
 /// Mikro side of the price-list sync.
 pub static SPEC: Spec = Spec {
-    entity: Entity::FiyatTanim,
+    entity: Entity::FIYAT_TANIM,
     table: "STOK_SATIS_FIYAT_LISTE_TANIMLARI",
     recno: "sfl_RECno",
     lastup: "sfl_lastup_date",
@@ -36,7 +38,7 @@ pub(crate) const NAMED: Named = Named {
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
     ws: &WebSchema,
-    rows: &[&MikroRow],
+    rows: &[&[Val]],
 ) -> Result<Applied, tokio_postgres::Error> {
     apply_named(tx, ws, &NAMED, rows).await
 }
@@ -52,4 +54,54 @@ pub(crate) async fn reconcile(
         .map(|k| k.first().map(|v| v.i() as i32).unwrap_or_default())
         .collect();
     reconcile_mapped_int(tx, ws, &NAMED.mapped, &k, policy).await
+}
+
+/// The entity (see [`Entity::FIYAT_TANIM`]).
+pub struct FiyatTanim;
+
+impl Entity {
+    /// STOK_SATIS_FIYAT_LISTE_TANIMLARI → `fiyat_tanimlari` (+ `int_kodmap_fiyat_liste`).
+    pub const FIYAT_TANIM: Entity = Entity(&FiyatTanim);
+}
+
+impl ErpEntity for FiyatTanim {
+    fn name(&self) -> &'static str {
+        "fiyat_tanim"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &[
+            "fiyat_tanimlari",
+            "fiyat_liste",
+            "stok_satis_fiyat_liste_tanimlari",
+            "price_lists",
+        ]
+    }
+
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+
+    fn mapped(&self) -> Option<Mapped> {
+        Some(NAMED.mapped)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        rows: &'a [&'a [Val]],
+    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
+        Box::pin(apply(tx, ws, rows))
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        keys: &'a [Vec<Val>],
+        policy: DeletePolicy,
+    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
+        Box::pin(reconcile(tx, ws, keys, policy))
+    }
 }

@@ -7,15 +7,17 @@
 //! inactive. `satis_fiyati` is written by the price sync from list 1 (see `fiyat.rs`).
 
 use deadpool_postgres::Transaction;
+use futures::future::BoxFuture;
 
-use super::{col, Applied, Reconciled, Spec};
-use crate::erp_sync::read::{Kind, MikroRow, Val};
-use crate::erp_sync::upsert::{reconcile_mapped, Mapped, WebSchema};
-use crate::erp_sync::{DeletePolicy, Entity};
+use crate::erp_sync::types::{
+    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
+};
+
+use crate::erp_sync::upsert::reconcile_mapped;
 
 /// Mikro side of the product sync.
 pub static SPEC: Spec = Spec {
-    entity: Entity::Stok,
+    entity: Entity::STOK,
     table: "STOKLAR",
     recno: "sto_RECno",
     lastup: "sto_lastup_date",
@@ -43,13 +45,13 @@ pub(crate) const MAPPED: Mapped = Mapped {
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
     ws: &WebSchema,
-    rows: &[&MikroRow],
+    rows: &[&[Val]],
 ) -> Result<Applied, tokio_postgres::Error> {
     let mut applied = Applied::default();
     let (mut kod, mut adi, mut birim, mut alis, mut kdv, mut aktif) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for (i, r) in rows.iter().enumerate() {
-        let v = &r.vals;
+        let v = *r;
         if v[0].s().trim().is_empty() {
             applied.rejects.push((i, "empty sto_kod".into()));
             continue;
@@ -131,4 +133,49 @@ pub(crate) async fn reconcile(
     policy: DeletePolicy,
 ) -> Result<Reconciled, tokio_postgres::Error> {
     reconcile_mapped(tx, ws, &MAPPED, &super::text_keys(keys), policy).await
+}
+
+/// The entity (see [`Entity::STOK`]).
+pub struct Stok;
+
+impl Entity {
+    /// STOKLAR → `stoklar` (+ `int_kodmap_stok`).
+    pub const STOK: Entity = Entity(&Stok);
+}
+
+impl ErpEntity for Stok {
+    fn name(&self) -> &'static str {
+        "stok"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["stoklar", "products"]
+    }
+
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+
+    fn mapped(&self) -> Option<Mapped> {
+        Some(MAPPED)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        rows: &'a [&'a [Val]],
+    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
+        Box::pin(apply(tx, ws, rows))
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        ws: &'a WebSchema,
+        keys: &'a [Vec<Val>],
+        policy: DeletePolicy,
+    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
+        Box::pin(reconcile(tx, ws, keys, policy))
+    }
 }
