@@ -160,6 +160,164 @@ async fn comparisons_ignore_trailing_spaces() {
     assert_eq!(n, 2);
 }
 
+/// Values *stored* with trailing spaces: SQL Server pads the shorter side in every comparison,
+/// so `=`, `<>`, `IN`, `BETWEEN`, joins, GROUP BY, DISTINCT, UNION and unique keys ignore
+/// trailing spaces; LEN ignores them, DATALENGTH counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_trailing_spaces_compare_as_sql_server_does() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    c.simple_query(
+        "CREATE TABLE ts_kod (id int IDENTITY(1,1) PRIMARY KEY, kod nvarchar(20) NOT NULL, ad varchar(20) NULL);
+         CREATE UNIQUE INDEX ix_ts_kod ON ts_kod (kod);
+         CREATE TABLE ts_hareket (id int IDENTITY(1,1) PRIMARY KEY, kod nvarchar(20) NOT NULL, tutar int NOT NULL);
+         CREATE INDEX ix_ts_hareket_kod ON ts_hareket (kod);
+         INSERT INTO ts_kod (kod, ad) VALUES (N'K1  ', 'bir  '), (N'K2', 'iki');
+         INSERT INTO ts_hareket (kod, tutar) VALUES (N'K1', 10), (N'K1   ', 20), (N'k1 ', 5), (N'K2  ', 7);",
+    )
+    .await
+    .unwrap()
+    .into_results()
+    .await
+    .unwrap();
+    for (sql, want) in [
+        // The stored 'K1  ' found by an indexed lookup with and without trailing spaces.
+        ("SELECT COUNT(*) FROM ts_kod WHERE kod = N'K1'", 1),
+        ("SELECT COUNT(*) FROM ts_kod WHERE kod = N'K1      '", 1),
+        ("SELECT COUNT(*) FROM ts_kod WHERE N'K1' = kod", 1),
+        ("SELECT COUNT(*) FROM ts_kod WHERE ad = 'bir'", 1),
+        ("SELECT COUNT(*) FROM ts_hareket WHERE kod <> N'K1'", 1),
+        ("SELECT COUNT(*) FROM ts_hareket WHERE kod IN (N'K1', N'X')", 3),
+        ("SELECT COUNT(*) FROM ts_hareket WHERE kod NOT IN (N'K1 ')", 1),
+        ("SELECT COUNT(*) FROM ts_hareket WHERE kod BETWEEN N'K1' AND N'K1'", 3),
+        ("SELECT COUNT(*) FROM ts_hareket WHERE kod > N'K1'", 1),
+        (
+            "SELECT COUNT(*) FROM ts_hareket WHERE kod IN (SELECT kod FROM ts_kod WHERE ad = 'bir')",
+            3,
+        ),
+        (
+            "SELECT SUM(CASE kod WHEN N'K1' THEN 1 ELSE 0 END) FROM ts_hareket",
+            3,
+        ),
+        (
+            "SELECT COUNT(*) FROM ts_hareket WHERE NULLIF(kod, N'K1') IS NULL",
+            3,
+        ),
+        // A join on the stored values.
+        (
+            "SELECT SUM(h.tutar) FROM ts_kod k JOIN ts_hareket h ON h.kod = k.kod WHERE k.id = 1",
+            35,
+        ),
+        (
+            "SELECT COUNT(*) FROM ts_kod k WHERE EXISTS (SELECT 1 FROM ts_hareket h WHERE h.kod = k.kod)",
+            2,
+        ),
+        // GROUP BY, DISTINCT, COUNT(DISTINCT), UNION: 'K1', 'K1   ', 'k1 ' are one value.
+        (
+            "SELECT COUNT(*) FROM (SELECT kod FROM ts_hareket GROUP BY kod) g",
+            2,
+        ),
+        (
+            "SELECT MAX(t) FROM (SELECT kod, SUM(tutar) AS t FROM ts_hareket GROUP BY kod) g",
+            35,
+        ),
+        ("SELECT COUNT(DISTINCT kod) FROM ts_hareket", 2),
+        (
+            "SELECT COUNT(*) FROM (SELECT DISTINCT kod FROM ts_hareket) d",
+            2,
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT kod FROM ts_kod UNION SELECT kod FROM ts_hareket) u",
+            2,
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT kod FROM ts_hareket EXCEPT SELECT kod FROM ts_kod) e",
+            0,
+        ),
+        ("SELECT COUNT(*) FROM (SELECT kod FROM ts_hareket UNION ALL SELECT kod FROM ts_kod) u", 6),
+        // LEN ignores trailing spaces, DATALENGTH counts them (nvarchar: 2 bytes a character).
+        ("SELECT LEN(kod) FROM ts_kod WHERE id = 1", 2),
+        ("SELECT DATALENGTH(kod) FROM ts_kod WHERE id = 1", 8),
+        ("SELECT DATALENGTH(ad) FROM ts_kod WHERE id = 1", 5),
+        ("SELECT DATALENGTH(N'ab ')", 6),
+        ("SELECT DATALENGTH(id) FROM ts_kod WHERE id = 1", 4),
+    ] {
+        assert_eq!(one_int(&mut c, sql).await, Some(want), "{sql}");
+    }
+    // Parameters (sp_executesql), with and without trailing spaces, against the stored value.
+    for p in ["K1", "K1 ", "k1    "] {
+        let n: i32 = c
+            .query("SELECT COUNT(*) FROM ts_kod WHERE kod = @P1", &[&p])
+            .await
+            .unwrap()
+            .into_row()
+            .await
+            .unwrap()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(n, 1, "parameter {p:?}");
+    }
+    // GROUP BY with ORDER BY on the grouped column.
+    let rows = c
+        .simple_query("SELECT kod, SUM(tutar) AS t FROM ts_hareket GROUP BY kod ORDER BY kod")
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    let sums: Vec<i32> = rows.iter().map(|r| r.get::<i32, _>(1).unwrap()).collect();
+    assert_eq!(sums, vec![35, 7]);
+
+    // Unique keys: 'K2   ' duplicates the stored 'K2' (unique index: 2601) ...
+    let (n, msg) = server_error(&mut c, "INSERT INTO ts_kod (kod) VALUES (N'K2   ')").await;
+    assert_eq!(n, 2601, "{msg}");
+    assert!(msg.contains("ix_ts_kod"), "{msg}");
+    // ... and 'A' vs 'A  ' under a UNIQUE constraint and a PRIMARY KEY (2627, named as declared).
+    c.simple_query(
+        "CREATE TABLE ts_uq (kod varchar(10) NOT NULL CONSTRAINT uq_ts_uq UNIQUE);
+         CREATE TABLE ts_pk (kod nvarchar(10) NOT NULL CONSTRAINT pk_ts_pk PRIMARY KEY, n int NULL);
+         INSERT INTO ts_uq (kod) VALUES ('A'); INSERT INTO ts_pk (kod) VALUES (N'A');",
+    )
+    .await
+    .unwrap()
+    .into_results()
+    .await
+    .unwrap();
+    let (n, msg) = server_error(&mut c, "INSERT INTO ts_uq (kod) VALUES ('A  ')").await;
+    assert_eq!(n, 2627, "{msg}");
+    assert!(msg.contains("UNIQUE KEY constraint 'uq_ts_uq'"), "{msg}");
+    let (n, msg) = server_error(&mut c, "INSERT INTO ts_pk (kod) VALUES (N'a  ')").await;
+    assert_eq!(n, 2627, "{msg}");
+    assert!(msg.contains("PRIMARY KEY constraint 'pk_ts_pk'"), "{msg}");
+    // The extra index that enforces this is not a second entry in sys.indexes.
+    assert_eq!(
+        one_int(
+            &mut c,
+            "SELECT COUNT(*) FROM sys.indexes WHERE name IN (N'uq_ts_uq', N'pk_ts_pk')"
+        )
+        .await,
+        Some(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charindex_with_a_start_position() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    for (sql, want) in [
+        // k ı r ş e h i r: Turkish dotless ı is not i; R matches r case-insensitively.
+        ("SELECT CHARINDEX(N'i', N'kırşehir')", 7),
+        ("SELECT CHARINDEX(N'i', N'kırşehir', 7)", 7),
+        ("SELECT CHARINDEX(N'i', N'kırşehir', 8)", 0),
+        ("SELECT CHARINDEX(N'i', N'kırşehir', -3)", 7),
+        ("SELECT CHARINDEX(N'R', N'kırşehir', 4)", 8),
+        ("SELECT CHARINDEX(N'R', N'kırşehir', 100)", 0),
+    ] {
+        assert_eq!(one_int(&mut c, sql).await, Some(want), "{sql}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_versions_guids_and_overflow_errors() {
     let h = harness().await;

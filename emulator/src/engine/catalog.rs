@@ -59,6 +59,16 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
   SELECT CASE WHEN needle = '' THEN 0
               ELSE strpos(emu_catalog.tr_fold(hay), emu_catalog.tr_fold(needle)) END
 $f$;
+-- CHARINDEX(needle, hay, start): positions count from the start of hay; a start below 1
+-- searches from the beginning, as SQL Server does.
+CREATE OR REPLACE FUNCTION emu_catalog.ci_charindex(needle text, hay text, start bigint) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
+  SELECT CASE WHEN needle = '' OR st > length(hay) THEN 0
+              ELSE (SELECT CASE WHEN p = 0 THEN 0 ELSE p + st - 1 END
+                    FROM strpos(emu_catalog.tr_fold(substr(hay, st)), emu_catalog.tr_fold(needle)) AS p)
+         END
+  FROM (SELECT least(greatest(start, 1), 2147483647)::integer AS st) s
+$f$;
 CREATE OR REPLACE FUNCTION emu_catalog.ci_replace(s text, pat text, rep text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
 DECLARE
@@ -188,7 +198,8 @@ CREATE VIEW sys.indexes AS
          (i.kind = 'PK')::int::smallint AS is_primary_key
   FROM emu_catalog.indexes i JOIN emu_catalog.tables t ON t.name_lc = i.table_lc
   LEFT JOIN pg_class pc ON pc.relname = i.pg_name AND pc.relnamespace = 'dbo'::regnamespace
-  LEFT JOIN pg_index ix ON ix.indexrelid = pc.oid;
+  LEFT JOIN pg_index ix ON ix.indexrelid = pc.oid
+  WHERE i.kind NOT IN ('PKT', 'UQT');
 SELECT pg_advisory_unlock(7346251);
 "#;
 
@@ -312,8 +323,8 @@ impl Catalog {
                     table_lc: r.get(1),
                     name: r.get(2),
                     kind: match kind.as_str() {
-                        "PK" => IndexKind::PrimaryKey,
-                        "UQ" => IndexKind::UniqueConstraint,
+                        "PK" | "PKT" => IndexKind::PrimaryKey,
+                        "UQ" | "UQT" => IndexKind::UniqueConstraint,
                         "FK" => IndexKind::ForeignKey,
                         "CK" => IndexKind::Check,
                         _ => IndexKind::Index,

@@ -82,7 +82,13 @@ fn const_expr(cat: &Catalog, e: &Expr) -> Result<String, SqlError> {
     Ok(te.sql)
 }
 
-fn index_cols(cols: &[ast::IndexColumn], def: &TableDef) -> Result<String, SqlError> {
+/// Key columns rendered for PostgreSQL: `padded` for an index (character columns as
+/// [`key_expr`]), plain names for a constraint.
+fn index_cols(
+    cols: &[ast::IndexColumn],
+    def: &TableDef,
+    padded: bool,
+) -> Result<String, SqlError> {
     let mut v = Vec::new();
     for c in cols {
         let name = match &c.column.expr {
@@ -99,9 +105,55 @@ fn index_cols(cols: &[ast::IndexColumn], def: &TableDef) -> Result<String, SqlEr
             Some(ast::OrderBySort::Desc) => " DESC",
             _ => "",
         };
-        v.push(format!("{}{dir}", quote_ident(&col.lc)));
+        let key = if padded {
+            key_expr(col)
+        } else {
+            quote_ident(&col.lc)
+        };
+        v.push(format!("{key}{dir}"));
     }
     Ok(v.join(", "))
+}
+
+/// A key column as indexed: character columns by their value without trailing spaces, the
+/// form the translator compares them in (SQL Server ignores trailing spaces), so that lookups
+/// use the index and `'A'` and `'A  '` collide in a unique index.
+fn key_expr(col: &ColumnDef) -> String {
+    if is_string(&col.ty) {
+        format!("(rtrim({}, ' '))", quote_ident(&col.lc))
+    } else {
+        quote_ident(&col.lc)
+    }
+}
+
+/// A PRIMARY KEY or UNIQUE constraint: PostgreSQL name, T-SQL name, catalog kind, columns.
+type KeyDef = (String, String, &'static str, Vec<String>);
+
+/// PostgreSQL constraints cannot be on expressions, so a PRIMARY KEY or UNIQUE constraint over a
+/// character column also gets a unique index on the trailing-space-insensitive key (the
+/// constraint itself stays for FOREIGN KEYs to reference). The index is catalogued as the
+/// constraint (kind `PKT`/`UQT`: 2627 with the constraint's name; hidden from `sys.indexes`).
+fn padded_key_indexes(table: &TableDef, keys: &[KeyDef]) -> String {
+    let mut s = String::new();
+    for (pgn, cname, kind, cols) in keys {
+        let defs: Vec<&ColumnDef> = cols.iter().filter_map(|c| table.column(c)).collect();
+        if !defs.iter().any(|c| is_string(&c.ty)) {
+            continue;
+        }
+        let ixn = pg_obj_name(&format!("{pgn}__rt"));
+        let exprs: Vec<String> = defs.iter().map(|c| key_expr(c)).collect();
+        s.push_str(&format!(
+            "CREATE UNIQUE INDEX {} ON {} ({});\n\
+             INSERT INTO emu_catalog.indexes (pg_name, table_lc, name, kind) VALUES ({}, {}, {}, '{kind}T');\n",
+            quote_ident(&ixn),
+            table.pg_ref(),
+            exprs.join(", "),
+            quote_lit(&ixn),
+            quote_lit(&table.lc),
+            quote_lit(cname)
+        ));
+    }
+    s
 }
 
 fn ident_cols(cols: &[ast::IndexColumn]) -> Result<Vec<String>, SqlError> {
@@ -164,6 +216,7 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
     let mut constraints = Vec::new();
     let mut index_rows: Vec<(String, String, &'static str)> = Vec::new();
     let mut pk_cols: Vec<String> = Vec::new();
+    let mut keys: Vec<KeyDef> = Vec::new();
     // Columns that lead or belong to a key keep their statistics on a wide table.
     let mut keyed: Vec<String> = Vec::new();
     for c in &ct.columns {
@@ -175,6 +228,7 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
             keyed.push(out.def.lc.clone());
         }
         pg_cols.push(out.pg);
+        keys.extend(out.keys);
         constraints.extend(out.constraints);
         index_rows.extend(out.index_rows);
         cols.push(out.def);
@@ -204,8 +258,9 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
                 constraints.push(format!(
                     "CONSTRAINT {} PRIMARY KEY ({})",
                     quote_ident(&pgn),
-                    index_cols(&pk.columns, &def)?.replace(" DESC", "")
+                    index_cols(&pk.columns, &def, false)?.replace(" DESC", "")
                 ));
+                keys.push((pgn.clone(), cname.clone(), "PK", ident_cols(&pk.columns)?));
                 index_rows.push((pgn, cname, "PK"));
             }
             TableConstraint::Unique(u) => {
@@ -213,9 +268,10 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
                 constraints.push(format!(
                     "CONSTRAINT {} UNIQUE ({})",
                     quote_ident(&pgn),
-                    index_cols(&u.columns, &def)?.replace(" DESC", "")
+                    index_cols(&u.columns, &def, false)?.replace(" DESC", "")
                 ));
                 keyed.extend(ident_cols(&u.columns)?);
+                keys.push((pgn.clone(), cname.clone(), "UQ", ident_cols(&u.columns)?));
                 index_rows.push((pgn, cname, "UQ"));
             }
             TableConstraint::ForeignKey(fk) => {
@@ -324,6 +380,7 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
             quote_lit(kind)
         ));
     }
+    script.push_str(&padded_key_indexes(&def, &keys));
     Ok(DdlPlan { script })
 }
 
@@ -332,6 +389,7 @@ struct ColOut {
     pg: String,
     def: ColumnDef,
     constraints: Vec<String>,
+    keys: Vec<KeyDef>,
     index_rows: Vec<(String, String, &'static str)>,
     pk: bool,
 }
@@ -345,6 +403,7 @@ fn column_def(
     cols: &[ColumnDef],
 ) -> Result<ColOut, SqlError> {
     let mut constraints = Vec::new();
+    let mut keys: Vec<KeyDef> = Vec::new();
     let mut index_rows: Vec<(String, String, &'static str)> = Vec::new();
     let mut pk = false;
     let ty = data_type_to_sql(&c.data_type, 1)?;
@@ -386,6 +445,7 @@ fn column_def(
                     quote_ident(&pgn),
                     quote_ident(&clc)
                 ));
+                keys.push((pgn.clone(), cname.clone(), "PK", vec![clc.clone()]));
                 index_rows.push((pgn, cname, "PK"));
                 pk = true;
                 nullable = false;
@@ -398,6 +458,7 @@ fn column_def(
                     quote_ident(&pgn),
                     quote_ident(&clc)
                 ));
+                keys.push((pgn.clone(), cname.clone(), "UQ", vec![clc.clone()]));
                 index_rows.push((pgn, cname, "UQ"));
             }
             ColumnOption::ForeignKey(fk) => {
@@ -482,6 +543,7 @@ fn column_def(
     }
     Ok(ColOut {
         pg: s,
+        keys,
         def: ColumnDef {
             name: c.name.value.clone(),
             lc: clc,
@@ -549,7 +611,7 @@ pub fn create_index(cat: &Catalog, ci: &CreateIndex) -> Result<DdlPlan, SqlError
         return Err(unsupported("index on a system view"));
     }
     let pgn = pg_obj_name(&format!("{}__{}", def.lc, name));
-    let cols = index_cols(&ci.columns, &def)?;
+    let cols = index_cols(&ci.columns, &def, true)?;
     let mut s = format!(
         "CREATE {}INDEX {} ON {} ({cols})",
         if ci.unique { "UNIQUE " } else { "" },
@@ -723,6 +785,11 @@ pub fn alter_table(cat: &Catalog, at: &ast::AlterTable) -> Result<DdlPlan, SqlEr
                     ));
                 }
                 cols.push(out.def);
+                let now = TableDef {
+                    columns: cols.clone(),
+                    ..(*def).clone()
+                };
+                script.push_str(&padded_key_indexes(&now, &out.keys));
             }
             ast::AlterTableOperation::DropColumn {
                 column_names,

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """python-tds (pytds) against the emulator (or a real SQL Server): proves that a non-Rust,
 non-FreeTDS client can log in, run parameterised queries (RPC sp_executesql), round-trip Turkish
-text, see SQL Server's duplicate-key error number, and commit / roll back transactions.
+text, see SQL Server's duplicate-key error number, commit / roll back transactions, and find a
+value stored with trailing spaces as SQL Server does.
 
 Usage: pytds_check.py HOST PORT USER PASSWORD DATABASE
 Prints one "ok: ..." line per check and "ALL OK" at the end; exits 1 on the first failure.
@@ -107,6 +108,27 @@ def main():
     if oc.fetchone()[0] != 0:
         fail("rolled-back row is visible from another connection")
     print("ok: rolled-back transaction", flush=True)
+
+    # 7. a value stored with trailing spaces: found with and without them, unique against 'K  '
+    cur.execute(
+        "CREATE TABLE ext_py_ts (kod nvarchar(20) NOT NULL, CONSTRAINT UQ_ext_py_ts UNIQUE (kod))"
+    )
+    cur.execute("INSERT INTO ext_py_ts (kod) VALUES (%s)", ("K1   ",))
+    conn.commit()
+    for probe in ("K1", "K1 ", "k1      "):
+        cur.execute("SELECT LEN(kod), DATALENGTH(kod) FROM ext_py_ts WHERE kod = %s", (probe,))
+        r = cur.fetchone()
+        if r is None or tuple(r) != (2, 10):
+            fail(f"stored 'K1   ' looked up with {probe!r}: got {r!r}, expected (2, 10)")
+    try:
+        cur.execute("INSERT INTO ext_py_ts (kod) VALUES (%s)", ("K1",))
+        fail("'K1' inserted next to a stored 'K1   ' under a UNIQUE constraint")
+    except pytds.Error as e:
+        number = getattr(e, "msg_no", None) or getattr(e, "number", None)
+        if number != 2627:
+            fail(f"'K1' next to 'K1   ': expected error 2627, got {number!r}: {e}")
+    conn.rollback()
+    print("ok: trailing spaces ignored in comparisons and unique keys", flush=True)
 
     other.close()
     conn.close()

@@ -49,11 +49,14 @@ impl<'a> Translator<'a> {
                 }
             }
             if let Some((t, c)) = found {
-                let sql = if self.unqualified {
+                let mut sql = if self.unqualified {
                     quote_ident(&c.lc)
                 } else {
                     format!("{}.{}", quote_ident(&t.alias), quote_ident(&c.lc))
                 };
+                if self.trim_strings && is_string(&c.ty) {
+                    sql = format!("rtrim({sql}, ' ')");
+                }
                 return Ok(TExpr {
                     sql,
                     ty: Some(c.ty.clone()),
@@ -205,14 +208,28 @@ impl<'a> Translator<'a> {
                 low,
                 high,
             } => {
-                let a = self.expr(expr)?;
-                let l = self.expr(low)?;
-                let h = self.expr(high)?;
+                let mut a = self.expr(expr)?;
+                let mut l = self.expr(low)?;
+                let mut h = self.expr(high)?;
+                let strings = [&a, &l, &h]
+                    .iter()
+                    .all(|x| x.ty.as_ref().is_some_and(is_string));
+                let coll = if strings {
+                    pad_insensitive(expr, &mut a);
+                    pad_insensitive(low, &mut l);
+                    pad_insensitive(high, &mut h);
+                    " COLLATE emu_catalog.tr_ci"
+                } else {
+                    ""
+                };
                 let (a1, l) = coerce_pair(&a, &l);
                 let (_, h) = coerce_pair(&a, &h);
                 let not = if *negated { " NOT" } else { "" };
                 Ok(TExpr::new(
-                    format!("({}{not} BETWEEN {} AND {})", a1.sql, l.sql, h.sql),
+                    format!(
+                        "(({}{coll}){not} BETWEEN ({}) AND ({}))",
+                        a1.sql, l.sql, h.sql
+                    ),
                     SqlType::Bit,
                 ))
             }
@@ -236,8 +253,13 @@ impl<'a> Translator<'a> {
                     items.push(coerce_pair(&a, &t).1.sql);
                 }
                 let not = if *negated { " NOT" } else { "" };
+                let coll = if strings {
+                    " COLLATE emu_catalog.tr_ci"
+                } else {
+                    ""
+                };
                 Ok(TExpr::new(
-                    format!("({}{not} IN ({}))", a.sql, items.join(", ")),
+                    format!("({}{coll}{not} IN ({}))", a.sql, items.join(", ")),
                     SqlType::Bit,
                 ))
             }
@@ -247,11 +269,20 @@ impl<'a> Translator<'a> {
                 negated,
                 global: false,
             } => {
-                let a = self.expr(expr)?;
-                let (q, _) = self.query(subquery)?;
+                let mut a = self.expr(expr)?;
+                let (mut q, cols) = self.query(subquery)?;
+                let strings = a.ty.as_ref().is_some_and(is_string)
+                    && cols.first().is_some_and(|c| is_string(&c.ty));
+                let mut coll = "";
+                if strings {
+                    // Both sides without trailing spaces, under the database collation.
+                    pad_insensitive(expr, &mut a);
+                    q = format!("SELECT rtrim(\"_in\".\"_v\", ' ') FROM ({q}) AS \"_in\"(\"_v\")");
+                    coll = " COLLATE emu_catalog.tr_ci";
+                }
                 let not = if *negated { " NOT" } else { "" };
                 Ok(TExpr::new(
-                    format!("({}{not} IN ({q}))", a.sql),
+                    format!("({}{coll}{not} IN ({q}))", a.sql),
                     SqlType::Bit,
                 ))
             }
@@ -312,14 +343,25 @@ impl<'a> Translator<'a> {
                 ..
             } => {
                 let mut sql = String::from("CASE");
+                let mut string_operand = false;
                 if let Some(o) = operand {
+                    let mut x = self.expr(o)?;
+                    if x.ty.as_ref().is_some_and(is_string) {
+                        // `CASE x WHEN v`: compared as `x = v`, without trailing spaces.
+                        pad_insensitive(o, &mut x);
+                        x.sql = format!("{} COLLATE emu_catalog.tr_ci", x.sql);
+                        string_operand = true;
+                    }
                     sql.push(' ');
-                    sql.push_str(&self.expr(o)?.sql);
+                    sql.push_str(&x.sql);
                 }
                 let mut ty: Option<SqlType> = None;
                 let mut results = Vec::new();
                 for w in conditions {
-                    let c = self.expr(&w.condition)?;
+                    let mut c = self.expr(&w.condition)?;
+                    if string_operand && c.ty.as_ref().is_some_and(is_string) {
+                        pad_insensitive(&w.condition, &mut c);
+                    }
                     let r = self.expr(&w.result)?;
                     ty = higher(ty, r.ty.clone());
                     results.push((c.sql, r));
@@ -711,8 +753,31 @@ impl<'a> Translator<'a> {
         let raw = self.args(f)?;
         let star = raw.len() == 1 && matches!(raw[0], FunctionArgExpr::Wildcard);
         let mut a = Vec::new();
+        // An aggregate reads stored values (MAX, STRING_AGG keep trailing spaces) unless it
+        // de-duplicates them (COUNT(DISTINCT x) counts 'A' and 'A  ' once).
+        let aggregate = matches!(
+            name.as_str(),
+            "count" | "count_big" | "sum" | "avg" | "min" | "max" | "string_agg"
+        );
+        let trim_before = self.trim_strings;
+        if aggregate {
+            self.trim_strings = distinct;
+        }
+        let r = self.function_args(&name, star, &raw, &mut a);
+        self.trim_strings = trim_before;
+        r?;
+        self.function_body(f, &name, distinct, star, a)
+    }
+
+    fn function_args(
+        &mut self,
+        name: &str,
+        star: bool,
+        raw: &[FunctionArgExpr],
+        a: &mut Vec<TExpr>,
+    ) -> Result<(), SqlError> {
         if !star {
-            for x in &raw {
+            for x in raw {
                 match x {
                     FunctionArgExpr::Expr(e) => {
                         // DATEADD(day, …) / DATEDIFF(day, …): the first argument is a keyword.
@@ -730,6 +795,17 @@ impl<'a> Translator<'a> {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn function_body(
+        &mut self,
+        f: &ast::Function,
+        name: &str,
+        distinct: bool,
+        star: bool,
+        a: Vec<TExpr>,
+    ) -> Result<TExpr, SqlError> {
         let n = a.len();
         let need = |k: usize| -> Result<(), SqlError> {
             if n == k {
@@ -743,7 +819,7 @@ impl<'a> Translator<'a> {
         };
         let d = if distinct { "DISTINCT " } else { "" };
         let t = |sql: String, ty: SqlType| Ok(TExpr::new(sql, ty));
-        match name.as_str() {
+        match name {
             "count" | "count_big" => {
                 let ty = if name == "count" {
                     SqlType::Int
@@ -833,6 +909,17 @@ impl<'a> Translator<'a> {
             }
             "nullif" => {
                 need(2)?;
+                let strings = a.iter().all(|x| x.ty.as_ref().is_some_and(is_string));
+                if strings {
+                    // Equal as SQL Server compares strings: collation, no trailing spaces.
+                    return t(
+                        format!(
+                            "CASE WHEN rtrim(({})::text, ' ') = rtrim(({})::text, ' ') COLLATE emu_catalog.tr_ci THEN NULL ELSE {} END",
+                            a[0].sql, a[1].sql, a[0].sql
+                        ),
+                        a[0].ty_or(SqlType::Int),
+                    );
+                }
                 let (x, y) = coerce_pair(&a[0], &a[1]);
                 t(
                     format!("NULLIF({}, {})", x.sql, y.sql),
@@ -907,7 +994,7 @@ impl<'a> Translator<'a> {
             "error_number" | "error_message" | "error_severity" | "error_state" | "error_line"
             | "error_procedure" | "xact_state" => {
                 need(0)?;
-                let (b, ty) = match name.as_str() {
+                let (b, ty) = match name {
                     "error_number" => (Bind::ErrNumber, SqlType::Int),
                     "error_message" => (Bind::ErrMessage, SqlType::NVarChar(Some(4000))),
                     "error_severity" => (Bind::ErrSeverity, SqlType::Int),
@@ -1051,6 +1138,15 @@ impl<'a> Translator<'a> {
                 )
             }
             "charindex" => {
+                if n == 3 {
+                    return t(
+                        format!(
+                            "emu_catalog.ci_charindex(({})::text, ({})::text, CAST({} AS bigint))",
+                            a[0].sql, a[1].sql, a[2].sql
+                        ),
+                        SqlType::Int,
+                    );
+                }
                 need(2)?;
                 t(
                     format!(
@@ -1059,6 +1155,56 @@ impl<'a> Translator<'a> {
                     ),
                     SqlType::Int,
                 )
+            }
+            "datalength" => {
+                need(1)?;
+                // Bytes as SQL Server stores the value: trailing spaces count, nvarchar is
+                // UTF-16 (two bytes a character, four outside the BMP), varchar one byte (cp1254).
+                let x = &a[0].sql;
+                let fixed = |bytes: i32| format!("CASE WHEN ({x}) IS NULL THEN NULL ELSE {bytes} END");
+                let (sql, ty) = match a[0].ty.clone() {
+                    None => ("CAST(NULL AS integer)".to_string(), SqlType::Int),
+                    Some(ty) => {
+                        let sql = match &ty {
+                            // char(n) is padded to n, as on SQL Server.
+                            SqlType::Char(n) => fixed(i32::from(*n)),
+                            SqlType::NChar(n) => fixed(2 * i32::from(*n)),
+                            SqlType::NVarChar(_) => format!(
+                                "(2 * length(({x})::text) + 2 * length(regexp_replace(({x})::text COLLATE \"C\", '[\\u0001-\\uffff]', '', 'g')))"
+                            ),
+                            SqlType::VarBinary(_) => format!("octet_length({x})"),
+                            t if is_string(t) => format!("length(({x})::text)"),
+                            SqlType::Bit | SqlType::TinyInt => fixed(1),
+                            SqlType::SmallInt => fixed(2),
+                            SqlType::Int | SqlType::Real | SqlType::SmallDateTime => fixed(4),
+                            SqlType::Date => fixed(3),
+                            SqlType::UniqueIdentifier => fixed(16),
+                            SqlType::Decimal { precision, .. } => fixed(match precision {
+                                0..=9 => 5,
+                                10..=19 => 9,
+                                20..=28 => 13,
+                                _ => 17,
+                            }),
+                            SqlType::DateTime2(p) => fixed(match p {
+                                0..=2 => 6,
+                                3..=4 => 7,
+                                _ => 8,
+                            }),
+                            _ => fixed(8),
+                        };
+                        let big = matches!(
+                            ty,
+                            SqlType::NVarChar(None) | SqlType::VarChar(None) | SqlType::VarBinary(None)
+                        );
+                        (sql, if big { SqlType::BigInt } else { SqlType::Int })
+                    }
+                };
+                let sql = if ty == SqlType::BigInt {
+                    format!("CAST({sql} AS bigint)")
+                } else {
+                    format!("CAST({sql} AS integer)")
+                };
+                t(sql, ty)
             }
             "abs" => {
                 need(1)?;

@@ -190,6 +190,15 @@ pub struct Translator<'a> {
     unqualified: bool,
     /// Common table expressions in scope (innermost last): name key → columns.
     ctes: Vec<(String, Arc<TableDef>)>,
+    /// Character columns read without trailing spaces: set where SQL Server treats values that
+    /// differ only in trailing spaces as one (GROUP BY, DISTINCT, UNION/EXCEPT/INTERSECT, DISTINCT
+    /// aggregates).
+    trim_strings: bool,
+    /// The next SELECT is an operand of UNION/EXCEPT/INTERSECT without ALL.
+    set_operand: bool,
+    /// The last SELECT translated grouped or de-duplicated its rows (its ORDER BY reads the
+    /// character columns as its select list does).
+    last_select_trimmed: bool,
 }
 
 /// `SCOPE_IDENTITY()` (no arguments, any casing or schema prefix): bound locally by the
@@ -226,6 +235,9 @@ impl<'a> Translator<'a> {
             output_alias: &[],
             unqualified: false,
             ctes: Vec::new(),
+            trim_strings: false,
+            set_operand: false,
+            last_select_trimmed: false,
         }
     }
 
@@ -271,19 +283,18 @@ impl<'a> Translator<'a> {
 }
 
 /// SQL Server compares strings as if the shorter were padded with spaces, so trailing spaces
-/// never matter. Literals lose theirs here and other expressions (parameters, variables,
-/// functions) are wrapped in `rtrim`; a bare column is left alone so that its index still serves
-/// the comparison — a difference the README lists (a stored value with trailing spaces).
+/// never matter. Literals lose theirs here and every other expression (columns included) is
+/// wrapped in `rtrim`; indexes on character columns are built on the same `rtrim` form (see
+/// `ddl::key_expr`), so a column's lookup still uses its index.
 fn pad_insensitive(e: &Expr, x: &mut TExpr) {
     match e {
-        Expr::Identifier(i) if !i.value.starts_with('@') => {}
-        Expr::CompoundIdentifier(_) => {}
         Expr::Nested(inner) => pad_insensitive(inner, x),
         Expr::Value(v) => {
             if let AV::SingleQuotedString(s) | AV::NationalStringLiteral(s) = &v.value {
                 x.sql = quote_lit(s.trim_end_matches(' '));
             }
         }
+        _ if x.sql.starts_with("rtrim(") && x.sql.ends_with(", ' ')") => {}
         _ => x.sql = format!("rtrim({}, ' ')", x.sql),
     }
 }

@@ -94,7 +94,27 @@ impl<'a> Translator<'a> {
         q: &Query,
         offset: Option<Expr>,
     ) -> Result<(String, Vec<OutCol>), SqlError> {
+        self.last_select_trimmed = false;
         let (mut sql, cols, top) = self.set_expr(&q.body)?;
+        // ORDER BY of a grouped/DISTINCT select names its columns as the select list does.
+        let trim_before = self.trim_strings;
+        self.trim_strings =
+            matches!(q.body.as_ref(), SetExpr::Select(_)) && self.last_select_trimmed;
+        let r = self.order_fetch(q, offset, &mut sql, &cols, top);
+        self.trim_strings = trim_before;
+        r?;
+        Ok((sql, cols))
+    }
+
+    /// ORDER BY, TOP, OFFSET and FETCH of a query whose body is `sql`.
+    fn order_fetch(
+        &mut self,
+        q: &Query,
+        offset: Option<Expr>,
+        sql: &mut String,
+        cols: &[OutCol],
+        top: Option<String>,
+    ) -> Result<(), SqlError> {
         if let Some(ob) = &q.order_by {
             let exprs = match &ob.kind {
                 OrderByKind::Expressions(e) => e,
@@ -175,7 +195,7 @@ impl<'a> Translator<'a> {
             };
             sql.push_str(&format!(" LIMIT ({n})"));
         }
-        Ok((sql, cols))
+        Ok(())
     }
 
     pub(super) fn set_expr(
@@ -205,11 +225,15 @@ impl<'a> Translator<'a> {
                     SetQuantifier::None | SetQuantifier::Distinct => "",
                     _ => return Err(unsupported(set_quantifier)),
                 };
+                // Without ALL, rows that differ only in trailing spaces are one row.
+                let dedup = q.is_empty();
                 self.scopes.push(Vec::new());
+                self.set_operand = dedup;
                 let l = self.set_expr(left);
                 self.scopes.pop();
                 let (ls, lc, lt) = l?;
                 self.scopes.push(Vec::new());
+                self.set_operand = dedup;
                 let r = self.set_expr(right);
                 self.scopes.pop();
                 let (rs, _rc, rt) = r?;
@@ -232,6 +256,17 @@ impl<'a> Translator<'a> {
         &mut self,
         s: &Select,
     ) -> Result<(String, Vec<OutCol>, Option<String>), SqlError> {
+        // FROM and WHERE compare stored values; only this select's own list may trim them.
+        let outer = std::mem::replace(&mut self.trim_strings, false);
+        let r = self.select_inner(s);
+        self.trim_strings = outer;
+        r
+    }
+
+    fn select_inner(
+        &mut self,
+        s: &Select,
+    ) -> Result<(String, Vec<OutCol>, Option<String>), SqlError> {
         if s.into.is_some() {
             return Err(unsupported("SELECT … INTO"));
         }
@@ -248,6 +283,9 @@ impl<'a> Translator<'a> {
         {
             return Err(unsupported(first_words(&s.to_string())));
         }
+        let set_operand = std::mem::take(&mut self.set_operand);
+        let grouped = matches!(&s.group_by, GroupByExpr::Expressions(e, _) if !e.is_empty());
+        let trimmed = set_operand || grouped || s.distinct.is_some();
         let mut sql = String::from("SELECT ");
         match &s.distinct {
             None => {}
@@ -272,7 +310,10 @@ impl<'a> Translator<'a> {
         for twj in &s.from {
             from.push(self.table_with_joins(twj)?);
         }
-        let (items, cols) = self.projection(&s.projection)?;
+        let trim_before = std::mem::replace(&mut self.trim_strings, trimmed);
+        let items = self.projection(&s.projection);
+        self.trim_strings = trim_before;
+        let (items, cols) = items?;
         sql.push_str(&items.join(", "));
         if !from.is_empty() {
             sql.push_str(" FROM ");
@@ -283,6 +324,16 @@ impl<'a> Translator<'a> {
             sql.push_str(" WHERE ");
             sql.push_str(&te.sql);
         }
+        let trim_before = std::mem::replace(&mut self.trim_strings, trimmed);
+        let r = self.group_having(s, &mut sql);
+        self.trim_strings = trim_before;
+        r?;
+        self.last_select_trimmed = trimmed;
+        Ok((sql, cols, top))
+    }
+
+    /// GROUP BY and HAVING of `s`, appended to `sql`.
+    fn group_having(&mut self, s: &Select, sql: &mut String) -> Result<(), SqlError> {
         match &s.group_by {
             GroupByExpr::Expressions(e, m) if m.is_empty() => {
                 if !e.is_empty() {
@@ -301,7 +352,7 @@ impl<'a> Translator<'a> {
             sql.push_str(" HAVING ");
             sql.push_str(&te.sql);
         }
-        Ok((sql, cols, top))
+        Ok(())
     }
 
     pub(super) fn projection(
@@ -389,7 +440,12 @@ impl<'a> Translator<'a> {
 
     pub(super) fn expand(&self, t: &ScopeTable, sqls: &mut Vec<String>, cols: &mut Vec<OutCol>) {
         for c in &t.def.columns {
-            sqls.push(format!("{}.{}", quote_ident(&t.alias), quote_ident(&c.lc)));
+            let col = format!("{}.{}", quote_ident(&t.alias), quote_ident(&c.lc));
+            sqls.push(if self.trim_strings && is_string(&c.ty) {
+                format!("rtrim({col}, ' ')")
+            } else {
+                col
+            });
             cols.push(OutCol {
                 name: c.name.clone(),
                 lc: c.lc.clone(),
