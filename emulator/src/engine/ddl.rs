@@ -10,6 +10,9 @@
 //! - `tinyint` → the domain `emu_catalog.emu_tinyint` (`smallint` with a CHECK 0..255 named
 //!   `emu_tinyint_range`; error 220 when violated); `bit` → `smallint`
 //!   (0/1, so `flag = 1` works as in T-SQL);
+//! - character key columns of indexes are indexed as `rtrim(col, ' ')`, the form every string
+//!   comparison uses (SQL Server ignores trailing spaces); a PRIMARY KEY or UNIQUE constraint
+//!   over a character column also gets such a unique index (see [`padded_key_indexes`]);
 //! - constraint names are kept (lower-cased, shortened with a hash beyond 63 bytes) and recorded in
 //!   `emu_catalog.indexes` so duplicate-key errors name them as declared; index names are per
 //!   table in SQL Server but per schema in PostgreSQL, so indexes are stored as `<table>__<name>`.
@@ -84,11 +87,7 @@ fn const_expr(cat: &Catalog, e: &Expr) -> Result<String, SqlError> {
 
 /// Key columns rendered for PostgreSQL: `padded` for an index (character columns as
 /// [`key_expr`]), plain names for a constraint.
-fn index_cols(
-    cols: &[ast::IndexColumn],
-    def: &TableDef,
-    padded: bool,
-) -> Result<String, SqlError> {
+fn index_cols(cols: &[ast::IndexColumn], def: &TableDef, padded: bool) -> Result<String, SqlError> {
     let mut v = Vec::new();
     for c in cols {
         let name = match &c.column.expr {

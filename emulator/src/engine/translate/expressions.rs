@@ -1161,7 +1161,8 @@ impl<'a> Translator<'a> {
                 // Bytes as SQL Server stores the value: trailing spaces count, nvarchar is
                 // UTF-16 (two bytes a character, four outside the BMP), varchar one byte (cp1254).
                 let x = &a[0].sql;
-                let fixed = |bytes: i32| format!("CASE WHEN ({x}) IS NULL THEN NULL ELSE {bytes} END");
+                let fixed =
+                    |bytes: i32| format!("CASE WHEN ({x}) IS NULL THEN NULL ELSE {bytes} END");
                 let (sql, ty) = match a[0].ty.clone() {
                     None => ("CAST(NULL AS integer)".to_string(), SqlType::Int),
                     Some(ty) => {
@@ -1194,7 +1195,9 @@ impl<'a> Translator<'a> {
                         };
                         let big = matches!(
                             ty,
-                            SqlType::NVarChar(None) | SqlType::VarChar(None) | SqlType::VarBinary(None)
+                            SqlType::NVarChar(None)
+                                | SqlType::VarChar(None)
+                                | SqlType::VarBinary(None)
                         );
                         (sql, if big { SqlType::BigInt } else { SqlType::Int })
                     }
