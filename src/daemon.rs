@@ -154,9 +154,7 @@ pub async fn run(
     };
     // The watchdog, fed while the worker loop progresses: pinged every third of WatchdogSec,
     // no longer once the loop made no progress for half of it.
-    let mut watchdog_usec = 0u64;
-    let watchdog = if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {
-        let period = Duration::from_micros(watchdog_usec);
+    let watchdog = if let Some(period) = sd_notify::watchdog_enabled() {
         Some(
             crate::queue::watchdog::spawn_systemd_watchdog_feeder(
                 qm.clone(),
@@ -182,7 +180,7 @@ pub async fn run(
         _ = &mut shutdown => None,
         r = &mut worker_task => Some(r),
     };
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     controller.trigger();
     let worker_result = match early {
         Some(r) => r,
@@ -252,7 +250,7 @@ fn spawn_erp_sync(
                 let m = crate::metrics::global();
                 match res {
                     Ok(r) => {
-                        m.inc("mikro_sync_erp_sync_runs_total", &[("result", "ok")]);
+                        m.erp_sync_run("ok");
                         for er in &r.entities {
                             let n = er.entity.name();
                             m.erp_rows(n, "inserted", er.inserted);
@@ -263,10 +261,8 @@ fn spawn_erp_sync(
                             m.erp_rows(n, "rejected", er.rejected);
                         }
                     }
-                    Err(crate::erp_sync::SyncError::Busy) => {
-                        m.inc("mikro_sync_erp_sync_runs_total", &[("result", "busy")])
-                    }
-                    Err(_) => m.inc("mikro_sync_erp_sync_runs_total", &[("result", "error")]),
+                    Err(crate::erp_sync::SyncError::Busy) => m.erp_sync_run("busy"),
+                    Err(_) => m.erp_sync_run("error"),
                 }
             },
             async move { sd.recv().await },
@@ -297,7 +293,7 @@ fn spawn_health(
             }
             if !ready && (poll_only || qm.listener_up.load(Ordering::Relaxed) == 1) {
                 ready = true;
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 if let Some(tx) = ready_tx.take() {
                     let _ = tx.send(());
                 }
@@ -324,11 +320,9 @@ async fn health_round(web: &WebPool, erp: &ErpPool, qm: &QueueMetrics) {
                     ("failed", st.failed),
                     ("diverged", st.diverged),
                 ] {
-                    m.set_gauge("mikro_sync_queue_depth", &[("status", s)], n as f64);
+                    m.queue_depth(s, n);
                 }
-                m.set_gauge(
-                    "mikro_sync_queue_oldest_pending_seconds",
-                    &[],
+                m.oldest_pending(
                     st.oldest_pending_age
                         .map(|d| d.as_secs_f64())
                         .unwrap_or(0.0),
@@ -349,15 +343,7 @@ async fn health_round(web: &WebPool, erp: &ErpPool, qm: &QueueMetrics) {
         },
         _ => false,
     };
-    m.set_gauge(
-        "mikro_sync_pool_up",
-        &[("pool", "web")],
-        if web_ok { 1.0 } else { 0.0 },
-    );
-    m.set_gauge(
-        "mikro_sync_pool_up",
-        &[("pool", "erp")],
-        if erp_ok { 1.0 } else { 0.0 },
-    );
+    m.pool_up("web", web_ok);
+    m.pool_up("erp", erp_ok);
     m.listener_up(qm.listener_up.load(Ordering::Relaxed) == 1);
 }

@@ -48,11 +48,10 @@ impl Health {
     /// Reads the current health from the global metrics.
     pub fn current() -> Health {
         let m = metrics::global();
-        let up = |name: &str, labels: &[(&str, &str)]| m.gauge(name, labels) == Some(1.0);
         Health {
-            web: up("mikro_sync_pool_up", &[("pool", "web")]),
-            erp: up("mikro_sync_pool_up", &[("pool", "erp")]),
-            listener: up("mikro_sync_listener_up", &[]),
+            web: m.is_pool_up("web"),
+            erp: m.is_pool_up("erp"),
+            listener: m.is_listener_up(),
         }
     }
 
@@ -79,7 +78,7 @@ fn route(path: &str) -> Response<Full<Bytes>> {
     match path {
         "/metrics" => respond(
             StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::CONTENT_TYPE,
             metrics::global().render(),
         ),
         "/healthz" => {

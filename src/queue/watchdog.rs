@@ -69,7 +69,7 @@ pub fn spawn_systemd_watchdog_feeder(
                                 "worker loop progresses again; feeding the systemd watchdog"
                             );
                         }
-                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                     } else if !starving {
                         starving = true;
                         tracing::error!(stalled_s = still.as_secs(),
