@@ -39,6 +39,19 @@ async fn one_int(c: &mut mikro_emulator::harness::ErpClient, sql: &str) -> Optio
     row.get::<i32, _>(0)
 }
 
+/// `sql` run with one string parameter (RPC sp_executesql, as drivers send it); its int answer.
+async fn param_int(c: &mut mikro_emulator::harness::ErpClient, sql: &str, p: &str) -> i32 {
+    c.query(sql, &[&p])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_row()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .expect("one row")
+        .get(0)
+        .expect("an int")
+}
+
 async fn server_error(c: &mut mikro_emulator::harness::ErpClient, sql: &str) -> (u32, String) {
     let r = match c.simple_query(sql).await {
         Ok(s) => s.into_results().await.map(|_| ()),
@@ -246,16 +259,7 @@ async fn stored_trailing_spaces_compare_as_sql_server_does() {
     }
     // Parameters (sp_executesql), with and without trailing spaces, against the stored value.
     for p in ["K1", "K1 ", "k1    "] {
-        let n: i32 = c
-            .query("SELECT COUNT(*) FROM ts_kod WHERE kod = @P1", &[&p])
-            .await
-            .unwrap()
-            .into_row()
-            .await
-            .unwrap()
-            .unwrap()
-            .get(0)
-            .unwrap();
+        let n = param_int(&mut c, "SELECT COUNT(*) FROM ts_kod WHERE kod = @P1", p).await;
         assert_eq!(n, 1, "parameter {p:?}");
     }
     // GROUP BY with ORDER BY on the grouped column.

@@ -21,6 +21,18 @@ def fail(msg):
     sys.exit(1)
 
 
+def expect_error(conn, cur, sql, params, number, what):
+    """Runs sql, which must fail with SQL Server error `number`; rolls back."""
+    try:
+        cur.execute(sql, params)
+        fail(f"{what}: succeeded")
+    except pytds.Error as e:
+        got = getattr(e, "msg_no", None) or getattr(e, "number", None)
+        if got != number:
+            fail(f"{what}: expected error {number}, got {got!r}: {e}")
+    conn.rollback()
+
+
 def connect(host, port, user, password, database):
     return pytds.connect(
         server=host,
@@ -73,14 +85,8 @@ def main():
     print("ok: Turkish round trip", flush=True)
 
     # 4. duplicate key -> error 2627
-    try:
-        cur.execute("INSERT INTO ext_py_t (id, ad) VALUES (%s, %s)", (1, "dup"))
-        fail("duplicate key INSERT succeeded")
-    except pytds.Error as e:
-        number = getattr(e, "msg_no", None) or getattr(e, "number", None)
-        if number != 2627:
-            fail(f"duplicate key: expected error 2627, got {number!r}: {e}")
-    conn.rollback()
+    expect_error(conn, cur, "INSERT INTO ext_py_t (id, ad) VALUES (%s, %s)", (1, "dup"), 2627,
+                 "duplicate key INSERT")
     print("ok: duplicate key error 2627", flush=True)
 
     # 5. committed transaction is visible to another connection
@@ -120,14 +126,8 @@ def main():
         r = cur.fetchone()
         if r is None or tuple(r) != (2, 10):
             fail(f"stored 'K1   ' looked up with {probe!r}: got {r!r}, expected (2, 10)")
-    try:
-        cur.execute("INSERT INTO ext_py_ts (kod) VALUES (%s)", ("K1",))
-        fail("'K1' inserted next to a stored 'K1   ' under a UNIQUE constraint")
-    except pytds.Error as e:
-        number = getattr(e, "msg_no", None) or getattr(e, "number", None)
-        if number != 2627:
-            fail(f"'K1' next to 'K1   ': expected error 2627, got {number!r}: {e}")
-    conn.rollback()
+    expect_error(conn, cur, "INSERT INTO ext_py_ts (kod) VALUES (%s)", ("K1",), 2627,
+                 "'K1' next to a stored 'K1   ' under a UNIQUE constraint")
     print("ok: trailing spaces ignored in comparisons and unique keys", flush=True)
 
     other.close()
