@@ -406,3 +406,125 @@ async fn sql_server_tls_version_refused_names_openssl_conf() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `doctor` against SQL Servers that encrypt differently (the emulator's `--tls off`, optional,
+/// `required`): a handshake failure names the exact setting, doing what it says connects, and
+/// "the password travels in clear text" is printed exactly where it is true.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_names_the_tls_setting_and_says_when_the_password_is_clear() {
+    use mikro_emulator::{EmulatorConfig, TlsMode};
+    let pg = PgCluster::start().await.expect("cluster");
+    pg.create_database("erp").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    const PASSWORD: &str = "Tls.Modes-1";
+    let mut emulators = Vec::new();
+    for tls in [TlsMode::Off, TlsMode::Optional, TlsMode::Required] {
+        emulators.push(
+            mikro_emulator::start(EmulatorConfig {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                pg_url: pg.url("erp"),
+                user: "sa".into(),
+                password: PASSWORD.into(),
+                database: "MikroDB".into(),
+                tls,
+            })
+            .await
+            .expect("emulator"),
+        );
+    }
+    let doctor = |port: u16, encrypt: &str, quick: bool| {
+        let mut args = vec!["doctor"];
+        if quick {
+            args.push("--quick");
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mikro-sync"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MIKRO_SYNC_PG_URL", pg.url("erp"))
+            .env("MSSQL_SERVER", "127.0.0.1")
+            .env("MSSQL_PORT", port.to_string())
+            .env("MSSQL_DATABASE", "MikroDB")
+            .env("MSSQL_USER", "sa")
+            .env("MSSQL_PASSWORD", PASSWORD)
+            .env("MSSQL_ENCRYPT", encrypt)
+            .env("MSSQL_TRUST_SERVER_CERTIFICATE", "true")
+            .output()
+            .expect("run mikro-sync doctor");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains(PASSWORD), "no secret in the output: {text}");
+        text
+    };
+    let tls_line = |text: &str| -> String {
+        text.lines()
+            .find(|l| l.contains("Mikro TLS:"))
+            .unwrap_or_else(|| panic!("no Mikro TLS line: {text}"))
+            .to_string()
+    };
+    let (off, optional, required) = (
+        emulators[0].addr.port(),
+        emulators[1].addr.port(),
+        emulators[2].addr.port(),
+    );
+
+    // A server without any TLS: true and false both fail in the handshake; the fix names the
+    // server, the exact setting and what it costs.
+    for encrypt in ["true", "false"] {
+        let text = doctor(off, encrypt, true);
+        let fail = text
+            .lines()
+            .find(|l| l.contains("[FAIL] Mikro database"))
+            .unwrap_or_else(|| panic!("MSSQL_ENCRYPT={encrypt} must fail: {text}"));
+        assert!(fail.contains("cannot connect"), "{fail}");
+        let fixes: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("MSSQL_ENCRYPT=plaintext"))
+            .collect();
+        assert_eq!(fixes.len(), 1, "one line names the setting: {text}");
+        assert!(fixes[0].contains("SQL Server 2022"), "{text}");
+        assert!(fixes[0].contains("password"), "{text}");
+        assert!(fixes[0].contains("clear text"), "{text}");
+    }
+    // Doing what it says: plaintext connects, and the password is said to be in clear text.
+    let text = doctor(off, "plaintext", false);
+    assert!(text.contains("[ ok ] Mikro database: connected"), "{text}");
+    let line = tls_line(&text);
+    assert!(line.contains("[warn]"), "{line}");
+    assert!(
+        line.contains("login password and the documents travel in clear text"),
+        "{line}"
+    );
+
+    // A classic server (login encryption on offer): plaintext sends the password in clear,
+    // false does not.
+    let line = tls_line(&doctor(optional, "plaintext", false));
+    assert!(
+        line.contains("password and the documents travel in clear text"),
+        "{line}"
+    );
+    let line = tls_line(&doctor(optional, "false", false));
+    assert!(line.contains("only the login is encrypted"), "{line}");
+    assert!(
+        line.contains("password is not sent in clear text"),
+        "{line}"
+    );
+    let line = tls_line(&doctor(optional, "true", false));
+    assert!(line.contains("encrypted"), "{line}");
+    assert!(!line.contains("clear text"), "{line}");
+
+    // A server that forces encryption encrypts whatever the client asks: no clear-text warning.
+    for encrypt in ["plaintext", "false"] {
+        let line = tls_line(&doctor(required, encrypt, false));
+        assert!(line.contains("[ ok ]"), "{line}");
+        assert!(line.contains("forces encryption"), "{line}");
+        assert!(!line.contains("clear text"), "{line}");
+    }
+    for e in emulators {
+        e.shutdown().await;
+    }
+}

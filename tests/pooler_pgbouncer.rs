@@ -1,5 +1,5 @@
-//! The daemon behind a real PgBouncer (Debian's `pgbouncer`): in session mode doctor accepts it;
-//! in transaction mode `worker`, `worker --poll-only` and
+//! The daemon behind a real PgBouncer (Debian's `pgbouncer`): in session mode doctor accepts it
+//! and a worker posts through it with LISTEN/NOTIFY; in transaction mode `worker`, `worker --poll-only` and
 //! `sync` refuse at start with exit code 2 and one line saying what to use, `doctor` says
 //! "transaction pooler: not supported", and no other client's session settings change.
 
@@ -28,9 +28,8 @@ fn free_port() -> u16 {
 }
 
 impl PgBouncer {
-    /// Starts PgBouncer in `mode` with 4 server connections per pool (so four concurrent
-    /// transactions of a test client visit every server connection the daemon could have used).
-    async fn start(pg_port: u16, mode: &str) -> PgBouncer {
+    /// Starts PgBouncer in `mode` with `pool_size` server connections per pool.
+    async fn start(pg_port: u16, mode: &str, pool_size: u32) -> PgBouncer {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -43,7 +42,7 @@ impl PgBouncer {
                 "[databases]\n* = host=127.0.0.1 port={pg_port}\n\n[pgbouncer]\n\
                  listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
                  auth_type = trust\nauth_file = {}\npool_mode = {mode}\n\
-                 default_pool_size = 4\nmax_client_conn = 200\nlogfile = {}\n\
+                 default_pool_size = {pool_size}\nmax_client_conn = 200\nlogfile = {}\n\
                  ignore_startup_parameters = extra_float_digits,options\n",
                 p("userlist.txt"),
                 p("pgbouncer.log"),
@@ -188,7 +187,9 @@ async fn sessions_seen(url: &str, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn transaction_pooler_is_refused_without_touching_other_sessions() {
     let env = common::full_env().await;
-    let bouncer = PgBouncer::start(env.h.pg().port(), "transaction").await;
+    // 4 server connections: four concurrent transactions of a test client visit every server
+    // connection the daemon could have used.
+    let bouncer = PgBouncer::start(env.h.pg().port(), "transaction", 4).await;
     let url = bouncer.url();
     let before = sessions_seen(&url, 4).await;
     assert_eq!(before.len(), 4);
@@ -238,7 +239,7 @@ async fn transaction_pooler_is_refused_without_touching_other_sessions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn doctor_accepts_a_session_pooler() {
     let env = common::full_env().await;
-    let bouncer = PgBouncer::start(env.h.pg().port(), "session").await;
+    let bouncer = PgBouncer::start(env.h.pg().port(), "session", 4).await;
     let url = bouncer.url();
 
     let (_, out) = run(&env, &url, &["doctor"]).await;
@@ -248,4 +249,100 @@ async fn doctor_accepts_a_session_pooler() {
     );
     assert!(!out.contains("no sync_queue table"), "{out}");
     assert!(!out.contains("transaction pooler"), "{out}");
+}
+
+/// A worker behind a session pooler posts as on a direct connection, woken by LISTEN/NOTIFY
+/// through the pooler (the safety-net poll is an hour away). A session pooler gives each client
+/// connection a server connection for its whole life, so its pool must hold the worker's pool
+/// plus the listener and the completer (`MIKRO_SYNC_PG_POOL_SIZE` + 2).
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_posts_through_a_session_pooler_woken_by_listen() {
+    let env = common::full_env().await;
+    const POOL: u32 = 4;
+    let bouncer = PgBouncer::start(env.h.pg().port(), "session", POOL + 2).await;
+    let url = bouncer.url();
+    let dir = tempfile::tempdir().unwrap();
+    let log = |f: &str| std::fs::File::create(dir.path().join(f)).unwrap();
+    let mut worker = command(&env, &url, dir.path(), &["worker"])
+        .env("MIKRO_SYNC_PG_POOL_SIZE", POOL.to_string())
+        .env("MIKRO_SYNC_POLL_INTERVAL", "1h")
+        .env("MIKRO_SYNC_ERP_SYNC_INTERVAL", "off")
+        .stdout(log("stdout"))
+        .stderr(log("stderr"))
+        .spawn()
+        .expect("spawn worker");
+    let logs = || {
+        format!(
+            "{}{}",
+            std::fs::read_to_string(dir.path().join("stdout")).unwrap_or_default(),
+            std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
+        )
+    };
+
+    // Its listener, seen from the server side (PgBouncer passes the application_name on).
+    let c = common::connect(&env.url).await;
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Some(status)) = worker.try_wait() {
+            panic!("worker exited with {status}: {}", logs());
+        }
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'web' \
+                 AND application_name = 'mikro-sync listener'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 1 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no listener behind the pooler within 60 s: {}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Documents written by the shop (directly), posted by the worker behind the pooler.
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(if i % 4 == 3 {
+            common::insert_collection(&c, "75.50").await
+        } else {
+            common::insert_sale(&c, 2).await
+        });
+    }
+    let t0 = Instant::now();
+    while common::count_status(&c, "completed").await < ids.len() as i64 {
+        if let Ok(Some(status)) = worker.try_wait() {
+            panic!("worker exited with {status}: {}", logs());
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "documents not completed through the session pooler within 90 s: {}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (id, ledger, cha) in common::erp_postings(&env, &ids).await {
+        assert_eq!((ledger, cha), (1, 1), "document {id} in Mikro exactly once");
+    }
+    let text = logs();
+    assert!(!text.contains("transaction-mode pooler"), "{text}");
+    assert!(!text.contains("prepared statement"), "{text}");
+
+    // SIGTERM: a clean stop behind the pooler too.
+    let pid = worker.id().expect("worker pid");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), worker.wait())
+        .await
+        .expect("worker stops within 60 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}: {}", logs());
 }
