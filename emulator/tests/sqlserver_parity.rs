@@ -273,6 +273,44 @@ async fn stored_trailing_spaces_compare_as_sql_server_does() {
     let sums: Vec<i32> = rows.iter().map(|r| r.get::<i32, _>(1).unwrap()).collect();
     assert_eq!(sums, vec![35, 7]);
 
+    // A grouped or DISTINCT column comes back as one of its stored values, trailing spaces
+    // included (every 'Z' here was stored with two); a column neither grouped nor aggregated
+    // stays error 8120.
+    c.simple_query(
+        "CREATE TABLE ts_g (kod nvarchar(10) NOT NULL, n int NOT NULL);
+         INSERT INTO ts_g (kod, n) VALUES (N'Z  ', 1), (N'z  ', 2), (N'Y', 3);",
+    )
+    .await
+    .unwrap()
+    .into_results()
+    .await
+    .unwrap();
+    for (sql, want) in [
+        (
+            "SELECT MAX(DATALENGTH(k)) FROM (SELECT kod AS k, SUM(n) AS t FROM ts_g GROUP BY kod) g",
+            6,
+        ),
+        (
+            "SELECT MAX(DATALENGTH(k)) FROM (SELECT DISTINCT kod AS k FROM ts_g) g",
+            6,
+        ),
+        ("SELECT COUNT(*) FROM (SELECT DISTINCT kod FROM ts_g) d", 2),
+        ("SELECT COUNT(*) FROM (SELECT DISTINCT * FROM ts_g WHERE n < 3) d", 2),
+        (
+            "SELECT COUNT(*) FROM (SELECT DISTINCT kod, 1 AS one FROM ts_g) d",
+            2,
+        ),
+    ] {
+        assert_eq!(one_int(&mut c, sql).await, Some(want), "{sql}");
+    }
+    for sql in [
+        "SELECT kod, n FROM ts_g GROUP BY kod",
+        "SELECT DISTINCT kod, COUNT(*) FROM ts_g",
+    ] {
+        let (n, msg) = server_error(&mut c, sql).await;
+        assert_eq!(n, 8120, "{sql}: {msg}");
+    }
+
     // Unique keys: 'K2   ' duplicates the stored 'K2' (unique index: 2601) ...
     let (n, msg) = server_error(&mut c, "INSERT INTO ts_kod (kod) VALUES (N'K2   ')").await;
     assert_eq!(n, 2601, "{msg}");

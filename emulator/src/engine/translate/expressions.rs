@@ -761,6 +761,7 @@ impl<'a> Translator<'a> {
         );
         let trim_before = self.trim_strings;
         if aggregate {
+            self.aggregates += 1;
             self.trim_strings = distinct;
         }
         let r = self.function_args(&name, star, &raw, &mut a);

@@ -199,6 +199,11 @@ pub struct Translator<'a> {
     /// The last SELECT translated grouped or de-duplicated its rows (its ORDER BY reads the
     /// character columns as its select list does).
     last_select_trimmed: bool,
+    /// Aggregate calls translated so far (tells `SELECT DISTINCT COUNT(*)` from a plain list).
+    aggregates: usize,
+    /// While a grouped select list is translated: its GROUP BY keys; a bare character column
+    /// that is one of them is read as `min()` of its stored values.
+    min_keys: Option<Vec<String>>,
 }
 
 /// `SCOPE_IDENTITY()` (no arguments, any casing or schema prefix): bound locally by the
@@ -238,6 +243,8 @@ impl<'a> Translator<'a> {
             trim_strings: false,
             set_operand: false,
             last_select_trimmed: false,
+            aggregates: 0,
+            min_keys: None,
         }
     }
 

@@ -258,8 +258,10 @@ impl<'a> Translator<'a> {
     ) -> Result<(String, Vec<OutCol>, Option<String>), SqlError> {
         // FROM and WHERE compare stored values; only this select's own list may trim them.
         let outer = std::mem::replace(&mut self.trim_strings, false);
+        let outer_keys = self.min_keys.take();
         let r = self.select_inner(s);
         self.trim_strings = outer;
+        self.min_keys = outer_keys;
         r
     }
 
@@ -285,13 +287,13 @@ impl<'a> Translator<'a> {
         }
         let set_operand = std::mem::take(&mut self.set_operand);
         let grouped = matches!(&s.group_by, GroupByExpr::Expressions(e, _) if !e.is_empty());
-        let trimmed = set_operand || grouped || s.distinct.is_some();
-        let mut sql = String::from("SELECT ");
-        match &s.distinct {
-            None => {}
-            Some(ast::Distinct::Distinct) => sql.push_str("DISTINCT "),
+        let distinct = match &s.distinct {
+            None => false,
+            Some(ast::Distinct::Distinct) => true,
             Some(other) => return Err(unsupported(other)),
-        }
+        };
+        let trimmed = set_operand || grouped || distinct;
+        let mut sql = String::from("SELECT ");
         let top = match &s.top {
             None => None,
             Some(t) => {
@@ -311,9 +313,12 @@ impl<'a> Translator<'a> {
             from.push(self.table_with_joins(twj)?);
         }
         let trim_before = std::mem::replace(&mut self.trim_strings, trimmed);
-        let items = self.projection(&s.projection);
+        let r = self.grouped_projection(s, set_operand, grouped, distinct);
         self.trim_strings = trim_before;
-        let (items, cols) = items?;
+        let (items, cols, group_keys) = r?;
+        if distinct && group_keys.is_none() {
+            sql.push_str("DISTINCT ");
+        }
         sql.push_str(&items.join(", "));
         if !from.is_empty() {
             sql.push_str(" FROM ");
@@ -324,47 +329,98 @@ impl<'a> Translator<'a> {
             sql.push_str(" WHERE ");
             sql.push_str(&te.sql);
         }
-        let trim_before = std::mem::replace(&mut self.trim_strings, trimmed);
-        let r = self.group_having(s, &mut sql);
-        self.trim_strings = trim_before;
-        r?;
+        if let Some(g) = group_keys {
+            sql.push_str(" GROUP BY ");
+            sql.push_str(&g.join(", "));
+        }
+        if let Some(h) = &s.having {
+            let trim_before = std::mem::replace(&mut self.trim_strings, trimmed);
+            let te = self.expr(h);
+            self.trim_strings = trim_before;
+            sql.push_str(" HAVING ");
+            sql.push_str(&te?.sql);
+        }
         self.last_select_trimmed = trimmed;
         Ok((sql, cols, top))
     }
 
-    /// GROUP BY and HAVING of `s`, appended to `sql`.
-    fn group_having(&mut self, s: &Select, sql: &mut String) -> Result<(), SqlError> {
+    /// The select list of `s` and its GROUP BY keys, character values compared without
+    /// trailing spaces. A grouped (or DISTINCT, run as GROUP BY over the whole list) character
+    /// column comes back as `min()` of its stored values: one value of the group as stored,
+    /// which is what SQL Server returns, rather than the trimmed key. Set operands keep the
+    /// trimmed values (their de-duplication needs equal values on both sides).
+    #[allow(clippy::type_complexity)]
+    fn grouped_projection(
+        &mut self,
+        s: &Select,
+        set_operand: bool,
+        grouped: bool,
+        distinct: bool,
+    ) -> Result<(Vec<String>, Vec<OutCol>, Option<Vec<String>>), SqlError> {
+        let mut keys = Vec::new();
         match &s.group_by {
             GroupByExpr::Expressions(e, m) if m.is_empty() => {
-                if !e.is_empty() {
-                    let mut g = Vec::new();
-                    for x in e {
-                        g.push(self.expr(x)?.sql);
-                    }
-                    sql.push_str(" GROUP BY ");
-                    sql.push_str(&g.join(", "));
+                for x in e {
+                    keys.push(self.expr(x)?.sql);
                 }
             }
             other => return Err(unsupported(other)),
         }
-        if let Some(h) = &s.having {
-            let te = self.expr(h)?;
-            sql.push_str(" HAVING ");
-            sql.push_str(&te.sql);
+        let aggregates_before = self.aggregates;
+        let (items, item_keys, cols) = self.projection_keyed(&s.projection)?;
+        // DISTINCT runs as GROUP BY over the list unless it holds aggregates or a constant
+        // (PostgreSQL would read `GROUP BY 2` as an ordinal).
+        let as_group = distinct
+            && !grouped
+            && self.aggregates == aggregates_before
+            && item_keys.iter().all(|k| k.contains(['"', '$']));
+        if as_group {
+            keys = item_keys;
         }
-        Ok(())
+        if set_operand || !(grouped || as_group) {
+            return Ok((items, cols, grouped.then_some(keys)));
+        }
+        self.min_keys = Some(keys.clone());
+        let r = self.projection_keyed(&s.projection);
+        self.min_keys = None;
+        Ok((r?.0, cols, Some(keys)))
     }
-
     pub(super) fn projection(
         &mut self,
         items: &[SelectItem],
     ) -> Result<(Vec<String>, Vec<OutCol>), SqlError> {
+        let (sqls, _, cols) = self.projection_keyed(items)?;
+        Ok((sqls, cols))
+    }
+
+    /// A grouped character column as `min()` of its stored values (see
+    /// [`Self::grouped_projection`]): `te` is the column read without trailing spaces.
+    fn stored_value(&self, e: &Expr, te: &TExpr) -> String {
+        let bare = matches!(e, Expr::Identifier(i) if !i.value.starts_with('@'))
+            || matches!(e, Expr::CompoundIdentifier(_));
+        match (&self.min_keys, te.sql.strip_prefix("rtrim(")) {
+            (Some(keys), Some(rest)) if bare && keys.contains(&te.sql) => {
+                format!("min({})", rest.strip_suffix(", ' ')").unwrap_or(rest))
+            }
+            _ => te.sql.clone(),
+        }
+    }
+
+    /// The select list: items (with aliases), the same expressions without aliases, columns.
+    #[allow(clippy::type_complexity)]
+    fn projection_keyed(
+        &mut self,
+        items: &[SelectItem],
+    ) -> Result<(Vec<String>, Vec<String>, Vec<OutCol>), SqlError> {
         let mut sqls = Vec::new();
+        let mut keys = Vec::new();
         let mut cols = Vec::new();
         for it in items {
             match it {
                 SelectItem::UnnamedExpr(e) => {
                     let te = self.expr(e)?;
+                    keys.push(te.sql.clone());
+                    let sql = self.stored_value(e, &te);
                     cols.push(OutCol {
                         lc: ident_key(&te.name),
                         name: te.name.clone(),
@@ -372,10 +428,12 @@ impl<'a> Translator<'a> {
                         nullable: te.nullable,
                         aliased: false,
                     });
-                    sqls.push(te.sql);
+                    sqls.push(sql);
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
                     let te = self.expr(expr)?;
+                    keys.push(te.sql.clone());
+                    let sql = self.stored_value(expr, &te);
                     let lc = ident_key(&alias.value);
                     cols.push(OutCol {
                         name: if alias.value.starts_with('@') {
@@ -388,7 +446,7 @@ impl<'a> Translator<'a> {
                         nullable: te.nullable,
                         aliased: true,
                     });
-                    sqls.push(format!("{} AS {}", te.sql, quote_ident(&lc)));
+                    sqls.push(format!("{sql} AS {}", quote_ident(&lc)));
                 }
                 SelectItem::Wildcard(opts) => {
                     if opts.opt_exclude.is_some()
@@ -403,7 +461,7 @@ impl<'a> Translator<'a> {
                         return Err(SqlError::new(263, "Must specify table to select from."));
                     }
                     for t in &scope {
-                        self.expand(t, &mut sqls, &mut cols);
+                        self.expand(t, &mut sqls, &mut keys, &mut cols);
                     }
                 }
                 SelectItem::QualifiedWildcard(kind, _) => {
@@ -430,22 +488,36 @@ impl<'a> Translator<'a> {
                                 ),
                             )
                         })?;
-                    self.expand(&t, &mut sqls, &mut cols);
+                    self.expand(&t, &mut sqls, &mut keys, &mut cols);
                 }
                 other => return Err(unsupported(other)),
             }
         }
-        Ok((sqls, cols))
+        Ok((sqls, keys, cols))
     }
 
-    pub(super) fn expand(&self, t: &ScopeTable, sqls: &mut Vec<String>, cols: &mut Vec<OutCol>) {
+    pub(super) fn expand(
+        &self,
+        t: &ScopeTable,
+        sqls: &mut Vec<String>,
+        keys: &mut Vec<String>,
+        cols: &mut Vec<OutCol>,
+    ) {
         for c in &t.def.columns {
             let col = format!("{}.{}", quote_ident(&t.alias), quote_ident(&c.lc));
-            sqls.push(if self.trim_strings && is_string(&c.ty) {
-                format!("rtrim({col}, ' ')")
+            if self.trim_strings && is_string(&c.ty) {
+                let key = format!("rtrim({col}, ' ')");
+                let grouped = self.min_keys.as_ref().is_some_and(|k| k.contains(&key));
+                sqls.push(if grouped {
+                    format!("min({col})")
+                } else {
+                    key.clone()
+                });
+                keys.push(key);
             } else {
-                col
-            });
+                sqls.push(col.clone());
+                keys.push(col);
+            }
             cols.push(OutCol {
                 name: c.name.clone(),
                 lc: c.lc.clone(),
