@@ -492,29 +492,6 @@ impl Config {
         })
     }
 
-    /// The posting settings in the shape `crate::posting` takes.
-    pub fn posting_config(&self) -> crate::posting::PostingConfig {
-        crate::posting::PostingConfig {
-            tz: self.posting.timezone,
-            sale_series: self.posting.sale_series.clone(),
-            collection_series: self.posting.collection_series.clone(),
-            default_bank_code: self.posting.default_bank.clone(),
-            default_kasa_code: self.posting.default_kasa.clone(),
-            default_cari_code: self.posting.default_cari.clone(),
-            cek_box_code: self.posting.cek_box.clone(),
-            senet_box_code: self.posting.senet_box.clone(),
-            depot_no: self.posting.depot_no,
-            lock_timeout_ms: self
-                .posting
-                .number_lock_timeout
-                .as_millis()
-                .min(i32::MAX as u128) as i32,
-            earliest_date: self.posting.earliest_date,
-            max_days_ahead: self.posting.max_days_ahead,
-            allow_passive_products: self.posting.allow_passive_products,
-        }
-    }
-
     /// Loads the configuration for a process: the TOML file (if given), `.env` (if present) and
     /// the process environment, then [`Config::from_map`].
     pub fn load(toml_file: Option<&Path>) -> Result<Config, ConfigError> {

@@ -244,7 +244,7 @@ impl bb8::ManageConnection for ErpManager {
             })?
             .map_err(|e| ErpConnectError::Check(error_chain(&e)))?;
         let echoed = match sets.as_slice() {
-            [rows] if rows.len() == 1 => crate::posting::erp::get_int(&rows[0], 1),
+            [rows] if rows.len() == 1 => crate::mikro::get_int(&rows[0], 1),
             _ => None,
         };
         if echoed != Some(n) {

@@ -10,7 +10,6 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
-use crate::cli::CliError;
 use crate::config::{Config, ErpDbConfig, ErpEncrypt, PgSslMode};
 use crate::db::pg_error_text;
 
@@ -520,7 +519,7 @@ async fn web_checks(
             "run `mikro-sync setup` (it also adopts the old tool's queue)",
         ));
     } else {
-        match crate::cli::status::gather(client, 5).await {
+        match crate::status::gather(client, 5).await {
             Ok(st) => {
                 let failed: i64 = st
                     .counts
@@ -564,7 +563,7 @@ async fn web_checks(
                 let detail = format!(
                     "{pending} pending (oldest {}), {failed} failed, listener {}",
                     st.oldest_pending_secs
-                        .map(crate::cli::status::age)
+                        .map(crate::status::age)
                         .unwrap_or_else(|| "—".into()),
                     if st.listeners > 0 {
                         "connected"
@@ -995,28 +994,6 @@ async fn erp_checks(
         )),
     }
     true
-}
-
-/// Runs doctor, prints the findings, and fails when any check failed.
-pub async fn run(cfg: &Config, quick: bool) -> Result<(), CliError> {
-    let found = checks(cfg, quick).await;
-    let failed = found.iter().filter(|c| c.level == Level::Fail).count();
-    if quick {
-        if failed > 0 {
-            eprint!("{}", render(&found));
-            return Err(CliError::Failed(format!("{failed} check(s) failed")));
-        }
-        return Ok(());
-    }
-    print!("{}", render(&found));
-    let warned = found.iter().filter(|c| c.level == Level::Warn).count();
-    if failed > 0 {
-        return Err(CliError::Failed(format!(
-            "{failed} check(s) failed, {warned} warning(s)"
-        )));
-    }
-    println!("All checks passed ({warned} warning(s)).");
-    Ok(())
 }
 
 /// The triggers write into `sync_queue_inbox` as the role that inserts the sale, and the worker

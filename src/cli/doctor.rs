@@ -4,6 +4,7 @@ use clap::Args;
 
 use super::CliError;
 use crate::config::Config;
+use crate::doctor::{checks, render, Level};
 
 /// Options of `mikro-sync doctor`.
 #[derive(Debug, Args)]
@@ -13,7 +14,25 @@ pub struct DoctorArgs {
     pub quick: bool,
 }
 
-/// Runs the checks.
+/// Runs the checks, prints the findings, and fails when any check failed.
 pub async fn run(cfg: &Config, args: DoctorArgs) -> Result<(), CliError> {
-    crate::doctor::run(cfg, args.quick).await
+    let quick = args.quick;
+    let found = checks(cfg, quick).await;
+    let failed = found.iter().filter(|c| c.level == Level::Fail).count();
+    if quick {
+        if failed > 0 {
+            eprint!("{}", render(&found));
+            return Err(CliError::Failed(format!("{failed} check(s) failed")));
+        }
+        return Ok(());
+    }
+    print!("{}", render(&found));
+    let warned = found.iter().filter(|c| c.level == Level::Warn).count();
+    if failed > 0 {
+        return Err(CliError::Failed(format!(
+            "{failed} check(s) failed, {warned} warning(s)"
+        )));
+    }
+    println!("All checks passed ({warned} warning(s)).");
+    Ok(())
 }

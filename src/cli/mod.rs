@@ -121,6 +121,15 @@ pub enum CliError {
     Failed(String),
 }
 
+impl From<crate::status::StatusError> for CliError {
+    fn from(e: crate::status::StatusError) -> Self {
+        match e {
+            crate::status::StatusError::NoQueue => CliError::Failed(e.to_string()),
+            crate::status::StatusError::Web(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::pooler::Refused> for CliError {
     fn from(e: crate::pooler::Refused) -> Self {
         CliError::Unsupported(e.0)

@@ -9,7 +9,7 @@
 //! * **Watermark = what was applied.** Each entity is read in pages ordered by
 //!   `(xxx_lastup_date, xxx_RECno)`. A page is upserted and the watermark (highest pair in the
 //!   page) is written **in the same PostgreSQL transaction**, so a failed run leaves the watermark
-//!   at the last committed page and the next run continues from there ([`watermark`]).
+//!   at the last committed page and the next run continues from there (`watermark`).
 //! * **Overlap on every run, full re-read as the safety net.** Rows can become visible after
 //!   rows with later stamps (Mikro stamps `lastup_date` when it writes and commits later; its
 //!   clients' clocks differ from this host's). Every incremental run re-reads from
@@ -31,10 +31,10 @@
 //!   (`int_erp_sync_retry`) and re-read by RECno on every following run until it applies or
 //!   disappears from Mikro. The watermark may pass it: the retry list, not the watermark, keeps
 //!   it from being lost.
-//! * **Deletes** in Mikro are found by periodic key comparison ([`deletes`]); no triggers in Mikro.
+//! * **Deletes** in Mikro are found by periodic key comparison (`deletes`); no triggers in Mikro.
 //! * **One runner** across processes: a PostgreSQL advisory lock ([`lock`]).
 //!
-//! The field mapping of each entity lives in one file under [`entities`].
+//! The field mapping of each entity lives in one file under `entities`.
 //!
 //! Operators: `SELECT * FROM int_erp_sync_watermark` shows how far each entity got;
 //! `SELECT entity, erp_key, reason, attempts FROM int_erp_sync_retry` lists Mikro rows that do
@@ -43,14 +43,14 @@
 
 #![warn(missing_docs)]
 
-pub mod deletes;
-pub mod entities;
+pub(crate) mod deletes;
+pub(crate) mod entities;
 pub mod lock;
 pub mod read;
-pub mod report;
-pub mod types;
+pub(crate) mod report;
+pub(crate) mod types;
 pub mod upsert;
-pub mod watermark;
+pub(crate) mod watermark;
 
 use std::fmt;
 use std::future::Future;

@@ -86,7 +86,7 @@ pub struct MikroRow {
     pub recno: i32,
     /// `xxx_lastup_date` as stored.
     pub stamp: Stamp,
-    /// Values in the order of [`Spec::columns`].
+    /// Values in the order of `Spec::columns`.
     pub vals: Vec<Val>,
 }
 

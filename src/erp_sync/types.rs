@@ -90,7 +90,7 @@ pub trait ErpEntity: Sync {
         None
     }
 
-    /// Applies rows (already deduplicated by key, values in [`Spec::columns`] order) to the web,
+    /// Applies rows (already deduplicated by key, values in `Spec::columns` order) to the web,
     /// set-based. Errors are PostgreSQL errors; the caller isolates rows that cause data errors.
     fn apply<'a>(
         &'a self,

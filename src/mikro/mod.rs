@@ -41,6 +41,39 @@ pub fn vat_rate(pointer: i64) -> Option<u32> {
         .map(|(_, r)| *r)
 }
 
+/// Reads an integer column whatever integer (or float) type the server chose: DOMAIN §4 asks reads
+/// from Mikro to tolerate width differences between Mikro versions (and the emulator's typing of
+/// expressions such as `ISNULL(MAX(x), 0) + 1`).
+pub fn get_int(row: &tiberius::Row, idx: usize) -> Option<i64> {
+    if let Ok(Some(v)) = row.try_get::<i32, _>(idx) {
+        return Some(v.into());
+    }
+    if let Ok(Some(v)) = row.try_get::<i64, _>(idx) {
+        return Some(v);
+    }
+    if let Ok(Some(v)) = row.try_get::<i16, _>(idx) {
+        return Some(v.into());
+    }
+    if let Ok(Some(v)) = row.try_get::<u8, _>(idx) {
+        return Some(v.into());
+    }
+    if let Ok(Some(v)) = row.try_get::<rust_decimal::Decimal, _>(idx) {
+        return rust_decimal::prelude::ToPrimitive::to_i64(&v);
+    }
+    if let Ok(Some(v)) = row.try_get::<f64, _>(idx) {
+        return Some(v as i64);
+    }
+    None
+}
+
+/// Reads a text column.
+pub fn get_text(row: &tiberius::Row, idx: usize) -> Option<String> {
+    row.try_get::<&str, _>(idx)
+        .ok()
+        .flatten()
+        .map(str::to_string)
+}
+
 /// SQL Server type of a Mikro column, as inferred from the traces; decides how a value is bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlType {

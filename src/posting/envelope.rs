@@ -11,9 +11,10 @@ use chrono::NaiveDateTime;
 use uuid::Uuid;
 
 use super::erp::{self, run};
+use super::ledger::{self, HeadParams};
 use super::master;
-use super::numbering::{self, Head, HeadOutcome, HeadParams};
-use super::{ledger, DocKind, PostError, Posted, PostingConfig};
+use super::numbering::{self, Head, HeadOutcome};
+use super::{DocKind, PostError, Posted, PostingConfig};
 use crate::db::ErpClient;
 use crate::mikro::{Batch, SqlParam};
 

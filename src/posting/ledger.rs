@@ -9,6 +9,20 @@ use tiberius::Row;
 use super::erp::{datetime_param, get_int, get_text};
 use super::PostError;
 
+/// Placeholders of the head's parameters that key the ledger row (the ledger INSERT reuses
+/// them).
+#[derive(Debug, Clone)]
+pub struct HeadParams {
+    /// `ml_kind`.
+    pub kind: String,
+    /// `ml_web_id`.
+    pub web_id: String,
+    /// `cha_evrak_tip`.
+    pub evrak_tip: String,
+    /// Series.
+    pub seri: String,
+}
+
 /// Columns of a ledger row the lookup returns. The lookup (in [`super::numbering`]) takes no lock
 /// hint: the primary key is the guard. Two postings of the same document that race past the
 /// lookup both write, but the second one's ledger INSERT waits for the first transaction and then
@@ -53,7 +67,7 @@ pub fn parse(row: &Row) -> Result<Entry, PostError> {
 #[allow(clippy::too_many_arguments)]
 pub fn insert_stmt(
     b: &mut crate::mikro::Batch,
-    hp: &super::numbering::HeadParams,
+    hp: &HeadParams,
     sira: &str,
     cha: &str,
     sck: &str,

@@ -1,30 +1,30 @@
 //! Posting one web document into Mikro as the document the Mikro program itself would write.
 //!
 //! [`post_document`] is the contract with the queue (`crate::queue`): it reads the web document
-//! ([`load`]), validates it, and writes it inside one SQL Server transaction that first consults the
-//! mikro-sync ledger ([`ledger`], exactly-once in effect, DOMAIN §6), reserves the document number
+//! (`load`), validates it, and writes it inside one SQL Server transaction that first consults the
+//! mikro-sync ledger (`ledger`, exactly-once in effect, DOMAIN §6), reserves the document number
 //! under a per-series lock ([`numbering`]), writes the rows column-for-column as the Mikro program
-//! does ([`sale`], [`collection`], built on [`crate::mikro`]) and records the ledger row.
+//! does (`sale`, `collection`, built on [`crate::mikro`]) and records the ledger row.
 //!
 //! Errors are classified for the retry policy: [`PostError::Transient`] (connection, timeout,
 //! deadlock, lock timeout), [`PostError::Data`] (fix the data or a mapping; the message says how) and
 //! [`PostError::NotReady`] (a sale whose lines are not committed yet, or do not add up to its
-//! header yet: [`validate::balance`]). A document that fails either way is first looked up in the
+//! header yet: `validate::balance`). A document that fails either way is first looked up in the
 //! ledger, so one already in Mikro is completed with its number (`ledger_first`).
 
-pub mod collection;
+pub(crate) mod collection;
 pub(crate) mod envelope;
 pub mod erp;
-pub mod ledger;
-pub mod load;
+pub(crate) mod ledger;
+pub(crate) mod load;
 pub mod master;
 pub mod numbering;
 pub mod refno;
-pub mod sale;
+pub(crate) mod sale;
 pub mod text;
-pub mod time;
-pub mod validate;
-pub mod vat;
+pub(crate) mod time;
+pub(crate) mod validate;
+pub(crate) mod vat;
 
 use tracing::Instrument;
 use uuid::Uuid;
@@ -110,6 +110,32 @@ impl Default for PostingConfig {
             earliest_date: chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(),
             max_days_ahead: 1,
             allow_passive_products: false,
+        }
+    }
+}
+
+// Built here rather than in `config` so that `config` does not depend on `posting`.
+impl crate::config::Config {
+    /// The posting settings in the shape `crate::posting` takes.
+    pub fn posting_config(&self) -> PostingConfig {
+        PostingConfig {
+            tz: self.posting.timezone,
+            sale_series: self.posting.sale_series.clone(),
+            collection_series: self.posting.collection_series.clone(),
+            default_bank_code: self.posting.default_bank.clone(),
+            default_kasa_code: self.posting.default_kasa.clone(),
+            default_cari_code: self.posting.default_cari.clone(),
+            cek_box_code: self.posting.cek_box.clone(),
+            senet_box_code: self.posting.senet_box.clone(),
+            depot_no: self.posting.depot_no,
+            lock_timeout_ms: self
+                .posting
+                .number_lock_timeout
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
+            earliest_date: self.posting.earliest_date,
+            max_days_ahead: self.posting.max_days_ahead,
+            allow_passive_products: self.posting.allow_passive_products,
         }
     }
 }

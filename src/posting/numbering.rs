@@ -22,8 +22,9 @@ use tiberius::Row;
 use uuid::Uuid;
 
 use super::erp::{get_int, get_text};
+use super::ledger::{self, HeadParams};
 use super::master::Codes;
-use super::{ledger, refno, DocKind, PostError};
+use super::{refno, DocKind, PostError};
 use crate::mikro::{Batch, SqlParam};
 
 /// A refno request: prefix (`MC`, `MS`, `MH`, `MK`) and year.
@@ -63,19 +64,6 @@ pub struct Head<'a> {
 /// `sck_borclu`): `CARI_HESAPLAR.cari_unvan1` as Mikro has it at posting time (the web's
 /// `cari_adi` is unvan1 + unvan2 after the import), cut to the 50 characters of those columns.
 pub const TITLE: &str = "LEFT(ISNULL(@unvan, N''), 50)";
-
-/// Placeholders of head parameters the caller reuses (ledger INSERT).
-#[derive(Debug, Clone)]
-pub struct HeadParams {
-    /// `ml_kind`.
-    pub kind: String,
-    /// `ml_web_id`.
-    pub web_id: String,
-    /// `cha_evrak_tip`.
-    pub evrak_tip: String,
-    /// Series.
-    pub seri: String,
-}
 
 /// The applock resource name for a series (at most 255 characters; series are ≤ 20). Applock
 /// names compare byte for byte while the MAX below compares under the database collation, so the
