@@ -295,6 +295,14 @@ async fn stored_trailing_spaces_compare_as_sql_server_does() {
             6,
         ),
         ("SELECT COUNT(*) FROM (SELECT DISTINCT kod FROM ts_g) d", 2),
+        (
+            "SELECT MAX(DATALENGTH(k)) FROM (SELECT kod AS k FROM ts_g UNION SELECT kod FROM ts_g WHERE n = 1) u",
+            6,
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT kod AS k, 0 AS z FROM ts_g UNION SELECT N'y   ', 0 UNION SELECT N'X', 0) u",
+            3,
+        ),
         ("SELECT COUNT(*) FROM (SELECT DISTINCT * FROM ts_g WHERE n < 3) d", 2),
         (
             "SELECT COUNT(*) FROM (SELECT DISTINCT kod, 1 AS one FROM ts_g) d",
@@ -303,6 +311,27 @@ async fn stored_trailing_spaces_compare_as_sql_server_does() {
     ] {
         assert_eq!(one_int(&mut c, sql).await, Some(want), "{sql}");
     }
+    assert_eq!(
+        one_string(
+            &mut c,
+            "SELECT TOP 1 k FROM (SELECT kod AS k FROM ts_g UNION SELECT N'A') u ORDER BY k"
+        )
+        .await
+        .as_deref(),
+        Some("A")
+    );
+    let rows = c
+        .simple_query("SELECT kod AS k FROM ts_g UNION SELECT N'A  ' ORDER BY k DESC")
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    let ks: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<&str, _>(0).unwrap().trim_end().to_uppercase())
+        .collect();
+    assert_eq!(ks, ["Z", "Y", "A"]);
     for sql in [
         "SELECT kod, n FROM ts_g GROUP BY kod",
         "SELECT DISTINCT kod, COUNT(*) FROM ts_g",

@@ -225,15 +225,18 @@ impl<'a> Translator<'a> {
                     SetQuantifier::None | SetQuantifier::Distinct => "",
                     _ => return Err(unsupported(set_quantifier)),
                 };
-                // Without ALL, rows that differ only in trailing spaces are one row.
+                // Without ALL, rows that differ only in trailing spaces are one row: UNION
+                // groups its operands' stored values (see `union_grouped`), EXCEPT and
+                // INTERSECT compare their operands' values without trailing spaces.
                 let dedup = q.is_empty();
+                let grouped = dedup && matches!(op, SetOperator::Union);
                 self.scopes.push(Vec::new());
-                self.set_operand = dedup;
+                self.set_operand = dedup && !grouped;
                 let l = self.set_expr(left);
                 self.scopes.pop();
                 let (ls, lc, lt) = l?;
                 self.scopes.push(Vec::new());
-                self.set_operand = dedup;
+                self.set_operand = dedup && !grouped;
                 let r = self.set_expr(right);
                 self.scopes.pop();
                 let (rs, _rc, rt) = r?;
@@ -241,6 +244,10 @@ impl<'a> Translator<'a> {
                     Some(t) => format!("({s} LIMIT {t})"),
                     None => format!("({s})"),
                 };
+                if grouped && lc.iter().any(|c| is_string(&c.ty)) {
+                    let all = format!("{} UNION ALL {}", wrap(ls, lt), wrap(rs, rt));
+                    return Ok((union_grouped(&all, &lc), lc, None));
+                }
                 Ok((
                     format!("{} {opname}{q} {}", wrap(ls, lt), wrap(rs, rt)),
                     lc,
@@ -669,6 +676,37 @@ impl<'a> Translator<'a> {
         }
         Ok(sql)
     }
+}
+
+/// UNION without ALL over `all` (the operands joined by UNION ALL): one row per group of
+/// rows equal under SQL Server's comparison (character columns without trailing spaces), each
+/// character column as one of the group's stored values, as SQL Server returns it.
+fn union_grouped(all: &str, cols: &[OutCol]) -> String {
+    let mut names = Vec::new();
+    let mut items = Vec::new();
+    let mut keys = Vec::new();
+    for (i, c) in cols.iter().enumerate() {
+        let v = format!("\"_u\".\"_c{}\"", i + 1);
+        names.push(format!("\"_c{}\"", i + 1));
+        let out = if c.lc.is_empty() {
+            format!("\"_c{}\"", i + 1)
+        } else {
+            quote_ident(&c.lc)
+        };
+        if is_string(&c.ty) {
+            items.push(format!("min({v}) AS {out}"));
+            keys.push(format!("rtrim({v}, ' ')"));
+        } else {
+            items.push(format!("{v} AS {out}"));
+            keys.push(v);
+        }
+    }
+    format!(
+        "SELECT {} FROM ({all}) AS \"_u\"({}) GROUP BY {}",
+        items.join(", "),
+        names.join(", "),
+        keys.join(", ")
+    )
 }
 
 /// The table a CTE or a derived table exposes: its query's output columns, none an identity.
