@@ -39,6 +39,16 @@ async fn one_int(c: &mut mikro_emulator::harness::ErpClient, sql: &str) -> Optio
     row.get::<i32, _>(0)
 }
 
+/// Runs a batch that must succeed.
+async fn exec(c: &mut mikro_emulator::harness::ErpClient, sql: &str) {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_results()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 /// `sql` run with one string parameter (RPC sp_executesql, as drivers send it); its int answer.
 async fn param_int(c: &mut mikro_emulator::harness::ErpClient, sql: &str, p: &str) -> i32 {
     c.query(sql, &[&p])
@@ -180,7 +190,8 @@ async fn comparisons_ignore_trailing_spaces() {
 async fn stored_trailing_spaces_compare_as_sql_server_does() {
     let h = harness().await;
     let mut c = h.erp_client().await.unwrap();
-    c.simple_query(
+    exec(
+        &mut c,
         "CREATE TABLE ts_kod (id int IDENTITY(1,1) PRIMARY KEY, kod nvarchar(20) NOT NULL, ad varchar(20) NULL);
          CREATE UNIQUE INDEX ix_ts_kod ON ts_kod (kod);
          CREATE TABLE ts_hareket (id int IDENTITY(1,1) PRIMARY KEY, kod nvarchar(20) NOT NULL, tutar int NOT NULL);
@@ -188,11 +199,7 @@ async fn stored_trailing_spaces_compare_as_sql_server_does() {
          INSERT INTO ts_kod (kod, ad) VALUES (N'K1  ', 'bir  '), (N'K2', 'iki');
          INSERT INTO ts_hareket (kod, tutar) VALUES (N'K1', 10), (N'K1   ', 20), (N'k1 ', 5), (N'K2  ', 7);",
     )
-    .await
-    .unwrap()
-    .into_results()
-    .await
-    .unwrap();
+    .await;
     for (sql, want) in [
         // The stored 'K1  ' found by an indexed lookup with and without trailing spaces.
         ("SELECT COUNT(*) FROM ts_kod WHERE kod = N'K1'", 1),
@@ -276,15 +283,12 @@ async fn stored_trailing_spaces_compare_as_sql_server_does() {
     // A grouped or DISTINCT column comes back as one of its stored values, trailing spaces
     // included (every 'Z' here was stored with two); a column neither grouped nor aggregated
     // stays error 8120.
-    c.simple_query(
+    exec(
+        &mut c,
         "CREATE TABLE ts_g (kod nvarchar(10) NOT NULL, n int NOT NULL);
          INSERT INTO ts_g (kod, n) VALUES (N'Z  ', 1), (N'z  ', 2), (N'Y', 3);",
     )
-    .await
-    .unwrap()
-    .into_results()
-    .await
-    .unwrap();
+    .await;
     for (sql, want) in [
         (
             "SELECT MAX(DATALENGTH(k)) FROM (SELECT kod AS k, SUM(n) AS t FROM ts_g GROUP BY kod) g",
@@ -345,16 +349,13 @@ async fn stored_trailing_spaces_compare_as_sql_server_does() {
     assert_eq!(n, 2601, "{msg}");
     assert!(msg.contains("ix_ts_kod"), "{msg}");
     // ... and 'A' vs 'A  ' under a UNIQUE constraint and a PRIMARY KEY (2627, named as declared).
-    c.simple_query(
+    exec(
+        &mut c,
         "CREATE TABLE ts_uq (kod varchar(10) NOT NULL CONSTRAINT uq_ts_uq UNIQUE);
          CREATE TABLE ts_pk (kod nvarchar(10) NOT NULL CONSTRAINT pk_ts_pk PRIMARY KEY, n int NULL);
          INSERT INTO ts_uq (kod) VALUES ('A'); INSERT INTO ts_pk (kod) VALUES (N'A');",
     )
-    .await
-    .unwrap()
-    .into_results()
-    .await
-    .unwrap();
+    .await;
     let (n, msg) = server_error(&mut c, "INSERT INTO ts_uq (kod) VALUES ('A  ')").await;
     assert_eq!(n, 2627, "{msg}");
     assert!(msg.contains("UNIQUE KEY constraint 'uq_ts_uq'"), "{msg}");
@@ -510,15 +511,12 @@ async fn like_character_classes_are_refused_not_misread() {
 async fn update_and_delete_output_deleted_and_inserted() {
     let h = harness().await;
     let mut c = h.erp_client().await.unwrap();
-    c.simple_query(
+    exec(
+        &mut c,
         "CREATE TABLE par_o (id int NOT NULL PRIMARY KEY, kod nvarchar(10) NOT NULL, n int NOT NULL); \
          INSERT INTO par_o (id, kod, n) VALUES (1, N'şt', 10), (2, N'İST', 20), (3, N'x', 30)",
     )
-    .await
-    .unwrap()
-    .into_results()
-    .await
-    .unwrap();
+    .await;
     let rows = c
         .query(
             "UPDATE par_o SET n = n + @P1, kod = UPPER(kod) OUTPUT DELETED.n AS old_n, INSERTED.n AS new_n, DELETED.kod, INSERTED.kod WHERE id <= 2",
