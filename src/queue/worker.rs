@@ -240,6 +240,7 @@ impl<S: Sink> Worker<S> {
             held,
             ready: VecDeque::new(),
             listener: None,
+            connecting: None,
             ever_connected: false,
             reconnect_attempt: 0,
             reconnect_at: Instant::now(),
@@ -269,35 +270,23 @@ impl<S: Sink> Worker<S> {
                     tracing::warn!("LISTEN connection closed; reconnecting");
                     st.drop_listener(&metrics);
                 }
-                if st.listener.is_none() && Instant::now() >= st.reconnect_at {
-                    let connect =
-                        Listener::connect(connector.as_ref(), metrics.clone(), opts.listen_timeout);
+                if st.listener.is_none()
+                    && st.connecting.is_none()
+                    && Instant::now() >= st.reconnect_at
+                {
+                    // In its own task: a connect that gets no answer (a blackholed link) must
+                    // not stop the loop (lease renewal, postings, polls) for its whole bound,
+                    // attempt after attempt. The loop polls meanwhile.
+                    let connector = connector.clone();
+                    let (m, timeout) = (metrics.clone(), opts.listen_timeout);
                     // Opening a session (fork, authentication) may take longer than a call.
                     let bound = opts.listen_timeout.max(crate::db::WEB_CONNECT_TIMEOUT);
-                    let connect = tokio::time::timeout(bound, connect);
-                    let connect = async { connect.await.unwrap_or(Err(QueueError::ListenTimeout)) };
-                    match connect.await {
-                        Ok(l) => {
-                            if st.ever_connected {
-                                Metrics::inc(&metrics.listener_reconnects);
-                                tracing::info!("LISTEN connection re-established");
-                            }
-                            st.ever_connected = true;
-                            st.reconnect_attempt = 0;
-                            st.listener = Some(l);
-                            metrics
-                                .listener_up
-                                .store(1, std::sync::atomic::Ordering::Relaxed);
-                            need_drain = true;
-                        }
-                        Err(e) => {
-                            st.reconnect_attempt += 1;
-                            let delay = reconnect_delay(st.reconnect_attempt, opts.reconnect_max);
-                            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
-                                "cannot open the LISTEN connection; polling meanwhile");
-                            st.reconnect_at = Instant::now() + delay;
-                        }
-                    }
+                    st.connecting = Some(tokio::spawn(async move {
+                        let connect = Listener::connect(connector.as_ref(), m, timeout);
+                        tokio::time::timeout(bound, connect)
+                            .await
+                            .unwrap_or(Err(QueueError::ListenTimeout))
+                    }));
                 }
             }
 
@@ -332,7 +321,8 @@ impl<S: Sink> Worker<S> {
             }
 
             let listener_ref = st.listener.as_ref();
-            let reconnect_due = listen.is_some() && listener_ref.is_none();
+            let reconnect_due =
+                listen.is_some() && listener_ref.is_none() && st.connecting.is_none();
             tokio::select! {
                 _ = shutdown.recv() => break,
                 Some(done) = st.inflight.join_next_with_id(), if !st.inflight.is_empty() => {
@@ -356,6 +346,37 @@ impl<S: Sink> Worker<S> {
                         if let Err(e) = l.ping(opts.listen_timeout).await {
                             tracing::warn!(error = %e, "LISTEN connection unresponsive; reconnecting");
                             st.drop_listener(&metrics);
+                        }
+                    }
+                }
+                connected = async {
+                    match st.connecting.as_mut() {
+                        Some(h) => h.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    st.connecting = None;
+                    let connected = connected.unwrap_or(Err(QueueError::ListenTimeout));
+                    match connected {
+                        Ok(l) => {
+                            if st.ever_connected {
+                                Metrics::inc(&metrics.listener_reconnects);
+                                tracing::info!("LISTEN connection re-established");
+                            }
+                            st.ever_connected = true;
+                            st.reconnect_attempt = 0;
+                            st.listener = Some(l);
+                            metrics
+                                .listener_up
+                                .store(1, std::sync::atomic::Ordering::Relaxed);
+                            need_drain = true;
+                        }
+                        Err(e) => {
+                            st.reconnect_attempt += 1;
+                            let delay = reconnect_delay(st.reconnect_attempt, opts.reconnect_max);
+                            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
+                                "cannot open the LISTEN connection; polling meanwhile");
+                            st.reconnect_at = Instant::now() + delay;
                         }
                     }
                 }
@@ -389,6 +410,9 @@ impl<S: Sink> Worker<S> {
                 Some(done) = st.inflight.join_next_with_id() => st.job_done(done),
                 _ = heartbeat.tick() => st.heartbeat(&web, &opts).await,
             }
+        }
+        if let Some(h) = st.connecting.take() {
+            h.abort();
         }
         st.listener = None;
         metrics
@@ -437,6 +461,8 @@ struct LoopState {
     /// Claimed rows waiting for a free slot (see [`WorkerOptions::prefetch`]).
     ready: VecDeque<Job>,
     listener: Option<Listener>,
+    /// A LISTEN connection being opened in its own task.
+    connecting: Option<tokio::task::JoinHandle<Result<Listener, QueueError>>>,
     ever_connected: bool,
     reconnect_attempt: u32,
     reconnect_at: Instant,
