@@ -48,7 +48,7 @@ async fn chaos_panicking_sink() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_blackhole_listen_connection() {
-    blackhole_listen(8, Duration::from_secs(5)).await.print();
+    blackhole_listen(24, Duration::from_secs(5)).await.print();
 }
 
 /// Child mode only (a no-op in a normal run): the worker `chaos_kill_9_while_busy` kills.
@@ -271,4 +271,32 @@ async fn postgres_errors_carry_code_message_and_detail() {
     let t = mikro_sync::db::pool_error_text(&e);
     assert!(t.contains("cannot open a web database connection"), "{t}");
     assert!(t.to_lowercase().contains("refused"), "{t}");
+}
+
+/// A LISTEN connection that cannot be opened (the server accepts TCP and never answers) does not
+/// stop the worker: it posts by polling while the connect waits out its bound, here longer than
+/// the test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_connect_without_answer_does_not_stop_the_worker() {
+    let ce = chaos_env(2).await;
+    let pg: std::net::SocketAddr = format!("127.0.0.1:{}", ce.env.h.pg().port())
+        .parse()
+        .unwrap();
+    let listen_proxy = mikro_emulator::fault_proxy::FaultProxy::start(pg)
+        .await
+        .unwrap();
+    listen_proxy.blackhole(true);
+    let listen_url = ce.env.url.replace(
+        &format!(":{}/", ce.env.h.pg().port()),
+        &format!(":{}/", listen_proxy.port()),
+    );
+    let c = connect(&ce.env.url).await;
+    let mut opts = fast_opts();
+    opts.listen_timeout = Duration::from_secs(600);
+    opts.poll_interval = Duration::from_millis(200);
+    let w = spawn_worker(&ce.env.pool, &listen_url, ce.sink(), opts);
+    let ids = ce.insert_docs(&c, 8).await;
+    wait_drained(&c, Duration::from_secs(120)).await;
+    w.stop().await;
+    assert_books(&ce.env, &c, &ids).await;
 }

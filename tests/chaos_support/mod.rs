@@ -25,6 +25,25 @@ pub struct Outcome {
     pub recovery: Duration,
     pub bound: Duration,
     pub notes: String,
+    /// What the books check saw.
+    pub books: Books,
+}
+
+/// What [`assert_books`] verified (it panics on any violation, so a row exists only when all held).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Books {
+    /// Web documents found exactly once in Mikro (ledger row and CHA header each).
+    pub exactly_once: usize,
+    /// Web documents of the scenario.
+    pub documents: usize,
+    /// Number series checked for duplicates and gaps.
+    pub series: usize,
+    /// Numbers in those series.
+    pub numbers: usize,
+    /// Queue rows left pending or processing.
+    pub open: i64,
+    /// Queue rows failed.
+    pub failed: i64,
 }
 
 impl Outcome {
@@ -116,7 +135,11 @@ pub async fn wait_fault_seen(c: &tokio_postgres::Client, bound: Duration) {
 }
 
 /// The books check of every scenario. `ids` are all web documents of the scenario.
-pub async fn assert_books(env: &FullEnv, c: &tokio_postgres::Client, ids: &[Uuid]) {
+pub async fn assert_books(env: &FullEnv, c: &tokio_postgres::Client, ids: &[Uuid]) -> Books {
+    let mut books = Books {
+        documents: ids.len(),
+        ..Books::default()
+    };
     for s in ["pending", "processing", "failed"] {
         let n = count_status(c, s).await;
         if n > 0 && s == "failed" {
@@ -140,9 +163,15 @@ pub async fn assert_books(env: &FullEnv, c: &tokio_postgres::Client, ids: &[Uuid
             panic!("{n} documents failed although only transient faults touched them: {msgs:#?}");
         }
         assert_eq!(n, 0, "queue rows left {s}");
+        if s == "failed" {
+            books.failed = n;
+        } else {
+            books.open += n;
+        }
     }
     for (id, ledger, cha) in erp_postings(env, ids).await {
         assert_eq!((ledger, cha), (1, 1), "document {id} in Mikro exactly once");
+        books.exactly_once += 1;
     }
     let ledger = erp_count(env, "SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER", &[]).await;
     assert_eq!(ledger, ids.len() as i64, "ledger rows = web documents");
@@ -173,6 +202,8 @@ pub async fn assert_books(env: &FullEnv, c: &tokio_postgres::Client, ids: &[Uuid
             n as i64,
             "series {tip}/{seri}: gap in {lo}..={hi} ({n} numbers)"
         );
+        books.series += 1;
+        books.numbers += n;
     }
     let unnumbered: i64 = c
         .query_one(
@@ -184,6 +215,7 @@ pub async fn assert_books(env: &FullEnv, c: &tokio_postgres::Client, ids: &[Uuid
         .unwrap()
         .get(0);
     assert_eq!(unnumbered, 0, "every number written back to the web");
+    books
 }
 
 /// Waits for the drained queue after the fault is lifted; returns the recovery time.
@@ -213,8 +245,9 @@ pub async fn blackhole_erp_mid_posting(docs: usize, hold: Duration) -> Outcome {
     let bound = Duration::from_secs(60);
     let recovery = recover(&c, bound).await;
     w.stop().await;
-    assert_books(&ce.env, &c, &ids).await;
+    let books = assert_books(&ce.env, &c, &ids).await;
     Outcome {
+        books,
         scenario: "ERP blackholed mid-posting".into(),
         documents: ids.len(),
         faults: 1,
@@ -264,8 +297,9 @@ pub async fn cut_erp_at_offsets(cuts: usize) -> Outcome {
     let bound = Duration::from_secs(60);
     let recovery = recover(&c, bound).await;
     w.stop().await;
-    assert_books(&ce.env, &c, &ids).await;
+    let books = assert_books(&ce.env, &c, &ids).await;
     Outcome {
+        books,
         scenario: "ERP connection cut at byte offsets".into(),
         documents: ids.len(),
         faults: cuts,
@@ -296,8 +330,9 @@ pub async fn erp_down(docs: usize, down: Duration) -> Outcome {
     let bound = Duration::from_secs(60);
     let recovery = recover(&c, bound).await;
     w.stop().await;
-    assert_books(&ce.env, &c, &ids).await;
+    let books = assert_books(&ce.env, &c, &ids).await;
     Outcome {
+        books,
         scenario: "ERP down".into(),
         documents: ids.len(),
         faults: 1,
@@ -348,8 +383,9 @@ pub async fn web_restart(docs: usize, down: Duration) -> Outcome {
     let bound = Duration::from_secs(90);
     let recovery = recover(&c, bound).await;
     w.stop().await;
-    assert_books(&env, &c, &ids).await;
+    let books = assert_books(&env, &c, &ids).await;
     Outcome {
+        books,
         scenario: "web PostgreSQL restart".into(),
         documents: ids.len(),
         faults: 1,
@@ -385,6 +421,7 @@ pub async fn four_workers_with_resets(docs: usize, every: Duration) -> Outcome {
         })
         .collect();
     let ids = ce.insert_docs(&c, docs).await;
+    let t0 = Instant::now();
     let mut resets = 0;
     loop {
         let open: i64 = c
@@ -403,18 +440,23 @@ pub async fn four_workers_with_resets(docs: usize, every: Duration) -> Outcome {
         resets += 1;
     }
     let bound = Duration::from_secs(60);
-    let recovery = recover(&c, bound).await;
+    recover(&c, bound).await;
+    let recovery = t0.elapsed();
     for w in workers {
         w.stop().await;
     }
-    assert_books(&ce.env, &c, &ids).await;
+    let books = assert_books(&ce.env, &c, &ids).await;
     Outcome {
+        books,
         scenario: "4 workers, ERP connections reset".into(),
         documents: ids.len(),
         faults: resets,
         recovery,
         bound,
-        notes: format!("reset every {} ms", every.as_millis()),
+        notes: format!(
+            "reset every {} ms; recovery = drained from the last insert, resets going on",
+            every.as_millis()
+        ),
     }
 }
 
@@ -494,8 +536,9 @@ pub async fn kill9_while_busy(
     wait_drained(&c, bound).await;
     let recovery = t0.elapsed();
     w.stop().await;
-    assert_books(&env, &c, &ids).await;
+    let books = assert_books(&env, &c, &ids).await;
     Outcome {
+        books,
         scenario: "kill -9 while busy".into(),
         documents: ids.len(),
         faults: killed,
@@ -545,8 +588,9 @@ pub async fn panicking_sink(docs: usize) -> Outcome {
     wait_drained(&c, bound).await;
     let recovery = t0.elapsed();
     w.stop().await;
-    assert_books(&ce.env, &c, &ids).await;
+    let books = assert_books(&ce.env, &c, &ids).await;
     Outcome {
+        books,
         scenario: "panicking sink".into(),
         documents: ids.len(),
         faults: panics.load(std::sync::atomic::Ordering::Relaxed),
@@ -584,8 +628,26 @@ pub async fn blackhole_listen(docs: usize, hold: Duration) -> Outcome {
     }
     listen_proxy.heal();
     w.stop().await;
-    assert_books(&ce.env, &c, &ids).await;
+    // The worker kept renewing its leases while its LISTEN connection hung: no row of its own
+    // was taken for a dead worker's (that counts toward failing a document as a poison pill).
+    let expired: Vec<String> = c
+        .query(
+            "SELECT entity_id::text || ': ' || coalesce(error_message, '') FROM sync_queue \
+             WHERE lease_expiries > 0",
+            &[],
+        )
+        .await
+        .expect("lease expiries")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        expired.is_empty(),
+        "leases expired while the LISTEN connection hung: {expired:#?}"
+    );
+    let books = assert_books(&ce.env, &c, &ids).await;
     Outcome {
+        books,
         scenario: "LISTEN connection blackholed".into(),
         documents: ids.len(),
         faults: 1,
