@@ -234,7 +234,7 @@ fn spawn_erp_sync(
 ) -> tokio::task::JoinHandle<()> {
     let mut sd = controller.subscribe();
     let opts = crate::erp_sync::SyncOptions {
-        tz: cfg.posting.timezone,
+        tz: cfg.posting.tz,
         overlap: cfg.erp_sync_overlap,
         full_every: cfg.erp_sync_full_every,
         ..Default::default()

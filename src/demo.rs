@@ -413,7 +413,7 @@ async fn run_with(h: &Harness, opts: &DemoOptions) -> Result<DemoReport, DemoErr
         &erp_pool,
         &crate::erp_sync::SyncOptions {
             full: true,
-            tz: cfg.posting.timezone,
+            tz: cfg.posting.tz,
             ..Default::default()
         },
     )

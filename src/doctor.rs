@@ -394,7 +394,7 @@ pub async fn checks(cfg: &Config, quick: bool) -> Vec<Check> {
         mapping_checks(
             web,
             erp_client.as_mut(),
-            cfg.posting.default_cari.as_deref(),
+            cfg.posting.default_cari_code.as_deref(),
             &mut out,
         )
         .await;
@@ -934,9 +934,7 @@ async fn erp_checks(
     }
     match erp_now(client).await {
         Ok(Some(server_now)) => {
-            let expected = Utc::now()
-                .with_timezone(&cfg.posting.timezone)
-                .naive_local();
+            let expected = Utc::now().with_timezone(&cfg.posting.tz).naive_local();
             let skew = (server_now - expected).num_seconds();
             // Mikro stamps lastup_date with its own clock; the ERP → web overlap must cover the
             // skew (plus Mikro's longest transaction), so warn well before it is used up.
@@ -968,7 +966,7 @@ async fn erp_checks(
                     "time zone",
                     format!(
                         "SQL Server's clock reads {server_now}, but now in {} is {} ({:+} min)",
-                        cfg.posting.timezone.name(),
+                        cfg.posting.tz.name(),
                         expected.format("%Y-%m-%d %H:%M:%S"),
                         skew / 60
                     ),
@@ -980,7 +978,7 @@ async fn erp_checks(
                     "time zone",
                     format!(
                         "SQL Server's local time matches {} within {} s",
-                        cfg.posting.timezone.name(),
+                        cfg.posting.tz.name(),
                         skew.abs()
                     ),
                 ));

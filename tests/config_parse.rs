@@ -79,7 +79,7 @@ fn defaults() {
         .to_string()
         .contains("MIKRO_SYNC_PG_URL"));
     assert!(c.erp().unwrap_err().to_string().contains("MSSQL_SERVER"));
-    assert_eq!(c.posting.timezone, chrono_tz::Europe::Istanbul);
+    assert_eq!(c.posting.tz, chrono_tz::Europe::Istanbul);
     assert_eq!(c.worker.poll_interval, Duration::from_secs(5));
     assert_eq!(c.erp_sync_interval, Some(Duration::from_secs(60)));
     assert_eq!(c.metrics_listen, None, "metrics are off by default");
@@ -265,7 +265,7 @@ fn toml_file_flattens_to_the_same_names() {
         Some("127.0.0.1:9100")
     );
     assert_eq!(c.posting.sale_series, "WS");
-    assert_eq!(c.posting.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(c.posting.tz, chrono_tz::Europe::Berlin);
     assert_eq!(c.log_level, "warn");
 }
 

@@ -60,7 +60,7 @@ pub fn sync_options(cfg: &Config, entities: Vec<Entity>, full: bool) -> SyncOpti
     SyncOptions {
         entities,
         full,
-        tz: cfg.posting.timezone,
+        tz: cfg.posting.tz,
         overlap: cfg.erp_sync_overlap,
         full_every: cfg.erp_sync_full_every,
         progress,

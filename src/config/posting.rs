@@ -1,0 +1,56 @@
+//! How documents are written into Mikro: the settings posting reads.
+
+/// Settings that decide how documents are written (from configuration).
+#[derive(Debug, Clone)]
+pub struct PostingConfig {
+    /// The company's time zone: every Mikro datetime is local wall-clock time in it.
+    pub tz: chrono_tz::Tz,
+    /// Series for sales when the web row has none.
+    pub sale_series: String,
+    /// Series for collections when the web row has none.
+    pub collection_series: String,
+    /// Mikro bank code for documents that need a bank but name none (`banka_id` empty).
+    pub default_bank_code: Option<String>,
+    /// Mikro cash-box code for documents that need a cash box but name none (`kasa_id` empty).
+    pub default_kasa_code: Option<String>,
+    /// Mikro account for customers the web made (`kaynak` not `'erp'`) that have no
+    /// `int_kodmap_cari` row (`MIKRO_SYNC_DEFAULT_CARI`; `None` = their own code is used).
+    pub default_cari_code: Option<String>,
+    /// Cheque portfolio box (`KASALAR.kas_kod`) that received customer cheques go to; `ÇEK` in
+    /// the traces.
+    pub cek_box_code: String,
+    /// Note portfolio box for received customer notes; `SENET` in the traces.
+    pub senet_box_code: String,
+    /// Depot number for `sth_giris_depo_no` / `sth_cikis_depo_no` (1 in the traces).
+    pub depot_no: i32,
+    /// How long a posting waits for the per-series numbering lock before it gives up (transient).
+    pub lock_timeout_ms: i32,
+    /// Document dates before this are refused (`MIKRO_SYNC_EARLIEST_DATE`, 2000-01-01).
+    pub earliest_date: chrono::NaiveDate,
+    /// Document dates more than this many days after today (company zone) are refused
+    /// (`MIKRO_SYNC_MAX_DAYS_AHEAD`, 1).
+    pub max_days_ahead: i64,
+    /// Post sale lines whose product is passive in Mikro (`MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS`,
+    /// false: refused).
+    pub allow_passive_products: bool,
+}
+
+impl Default for PostingConfig {
+    fn default() -> Self {
+        PostingConfig {
+            tz: chrono_tz::Europe::Istanbul,
+            sale_series: "ST".into(),
+            collection_series: "TH".into(),
+            default_bank_code: None,
+            default_kasa_code: None,
+            default_cari_code: None,
+            cek_box_code: "ÇEK".into(),
+            senet_box_code: "SENET".into(),
+            depot_no: 1,
+            lock_timeout_ms: 10_000,
+            earliest_date: chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(),
+            max_days_ahead: 1,
+            allow_passive_products: false,
+        }
+    }
+}
