@@ -723,8 +723,8 @@ pub async fn erp_pool_from_config(cfg: &crate::config::ErpDbConfig) -> Result<Er
 /// pooled connection.
 ///
 /// Sent as text, each call would be parsed, analysed and planned again (they are CTEs over
-/// `sync_queue` with joins): measured with perf during the documents/s benchmark, that parse and
-/// plan work was a large part of the web database's CPU, once per claimed document. A connection
+/// `sync_queue` with joins), and that work, once per claimed document, is a large part of the
+/// web database's CPU. A connection
 /// that lost its prepared statements behind our back (a pooler's `DISCARD ALL`) answers
 /// "prepared statement does not exist": the cache is cleared and the statement runs once
 /// unprepared, so the caller never sees that error.

@@ -3,8 +3,8 @@
 //! Why this module exists: the web shop sells what Mikro knows (customers, products, price lists,
 //! prices, barcodes, banks, cash boxes). The old tool lost rows (watermark taken from the client
 //! clock even after a failed run, rows changed during a run falling in the gap, passive products
-//! and zero prices never reaching the web, duplicate keys in one batch breaking the upsert) and ran
-//! at about 2,150 rows/s. This module is built so that none of that can happen:
+//! and zero prices never reaching the web, duplicate keys in one batch breaking the upsert) and was
+//! slow. This module is built so that none of that can happen:
 //!
 //! * **Watermark = what was applied.** Each entity is read in pages ordered by
 //!   `(xxx_lastup_date, xxx_RECno)`. A page is upserted and the watermark (highest pair in the

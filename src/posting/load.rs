@@ -4,8 +4,7 @@
 //!
 //! Each document is read with at most two statements (pipelined on the one connection). They are
 //! server-side prepared statements (`PREPARE` once per connection, then `EXECUTE`): the sale
-//! header joins seven tables, and planning it took ~1.5 ms per document — more than its execution
-//! and the largest single cost of the web side in the posting benchmark. A connection that cannot
+//! header joins seven tables, and planning that join costs more than executing it. A connection that cannot
 //! keep them (a transaction-mode pooler) falls back to plain `query_typed`. The web client must not
 //! be inside a transaction: the first `EXECUTE` on a connection fails (statement unknown) before
 //! it is prepared. Unresolvable references become [`PostError::Data`] with a message naming the

@@ -532,9 +532,8 @@ fn written(c: &Completer, done: &Completion, retries: u32) {
 ///
 /// Why: PostgreSQL re-plans the completion statement for every call (its custom plan looks
 /// cheaper than the generic one because it sees the arrays' lengths), and that planning, three
-/// UPDATEs over CTEs, cost more than running it: 0.39 ms planning + 0.48 ms execution per call
-/// (pg_stat_statements, documents/s benchmark). The generic plan is the same nested loop over the
-/// primary keys, for about 0.03 ms planning.
+/// UPDATEs over CTEs, costs about as much as running it. The generic plan is the same nested
+/// loop over the primary keys, for a fraction of the planning.
 async fn own_client<'a>(
     web: &WebPool,
     own: &'a mut Option<deadpool_postgres::ClientWrapper>,

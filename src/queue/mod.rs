@@ -46,10 +46,9 @@
 //! indexes: every query on `sync_queue` sees it, and the web transaction pays for a heap insert
 //! only. The claim statement moves the inbox into `sync_queue` ([`store::claim`]),
 //! where the one-open-row index drops a second enqueue of a document, as the trigger's
-//! `ON CONFLICT` used to. Written straight into `sync_queue` (three indexes and the arbiter
-//! check of `ON CONFLICT`), the row cost a 1-line web sale 6-11 points more of its insert rate
-//! with 16 writers. The rest of the install is kept as small as PostgreSQL allows (measured with
-//! callgrind per web transaction): no `WHEN` clause on the triggers (PostgreSQL re-plans it per
+//! `ON CONFLICT` used to. Written straight into `sync_queue`, the row would pay for three indexes
+//! and the arbiter check of `ON CONFLICT` inside the web app's transaction. The rest of the
+//! install is kept as small as PostgreSQL allows: no `WHEN` clause on the triggers (PostgreSQL re-plans it per
 //! INSERT; the function's first `IF` does the filtering), one CHECK through a tiny IMMUTABLE
 //! function instead of inline `IN` lists (also re-planned per INSERT). `cargo bench --bench
 //! pipeline` section 4 prints the split: the trigger call, the wake-up logic, the row.
