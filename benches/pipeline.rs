@@ -150,6 +150,10 @@ impl<S: Sink> Sink for TimingSink<S> {
         }
         r
     }
+
+    fn documents(&self) -> Option<&PostingConfig> {
+        self.inner.documents()
+    }
 }
 
 struct Running {

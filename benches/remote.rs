@@ -105,6 +105,10 @@ impl<S: Sink> Sink for TimingSink<S> {
         }
         self.inner.post(job).await
     }
+
+    fn documents(&self) -> Option<&PostingConfig> {
+        self.inner.documents()
+    }
 }
 
 /// The daemon: its own runtime (so its CPU can be told apart from the emulator's and the

@@ -194,3 +194,75 @@ async fn finish_writes_mixed_outcomes_in_one_statement() {
     assert_eq!(n, 1);
     assert_eq!(queue_row(&c, other).await.unwrap().0, "completed");
 }
+
+/// The claim that reads the documents returns each claimed row with its document exactly as
+/// `load_document` reads it (a sale with its lines, a collection), and a row whose document is
+/// gone as a data error naming the table, all in one statement.
+#[tokio::test]
+async fn claim_returns_the_documents_it_claims() {
+    use mikro_sync::posting::{load_document, LoadedDocument, PostingConfig};
+    use mikro_sync::queue::store;
+    use std::time::Duration;
+    let env = web_env(true).await;
+    let c = env.client().await;
+    let sale = insert_sale(&c, 3).await;
+    let one_line = insert_sale(&c, 1).await;
+    let coll = insert_collection(&c, "5").await;
+    let gone = uuid::Uuid::new_v4();
+    c.execute(
+        "INSERT INTO sync_queue (entity_type, entity_id) VALUES ('satis', $1)",
+        &[&gone],
+    )
+    .await
+    .unwrap();
+    let cfg = PostingConfig::default();
+    let pooled = env.pool.get().await.unwrap();
+    let jobs = store::claim_documents(&pooled, "w1", 10, Duration::from_secs(60), &cfg)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 4);
+    for (id, kind) in [
+        (sale, DocKind::Satis),
+        (one_line, DocKind::Satis),
+        (coll, DocKind::Tahsilat),
+    ] {
+        let job = jobs.iter().find(|j| j.entity_id == id).unwrap();
+        assert_eq!(job.kind, kind);
+        let claimed = job.document.as_ref().expect("document read by the claim");
+        let read = load_document(&c, &cfg, kind, id).await.unwrap();
+        assert_eq!(format!("{claimed:?}"), format!("{read:?}"));
+        assert!(
+            !matches!(**claimed, LoadedDocument::Invalid { .. }),
+            "{claimed:?}"
+        );
+    }
+    match jobs
+        .iter()
+        .find(|j| j.entity_id == sale)
+        .unwrap()
+        .document
+        .as_deref()
+    {
+        Some(LoadedDocument::Sale(s)) => assert_eq!(s.lines.len(), 3),
+        other => panic!("expected the sale, got {other:?}"),
+    }
+    match jobs
+        .iter()
+        .find(|j| j.entity_id == gone)
+        .unwrap()
+        .document
+        .as_deref()
+    {
+        Some(LoadedDocument::Invalid { error, .. }) => {
+            assert!(error.to_string().contains("not in satislar"), "{error}")
+        }
+        other => panic!("expected a data error, got {other:?}"),
+    }
+    // The plain claim (a sink that needs no document) reads none.
+    insert_sale(&c, 1).await;
+    let plain = store::claim(&pooled, "w1", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(plain.len(), 1);
+    assert!(plain[0].document.is_none());
+}

@@ -397,6 +397,46 @@ fn six(row: &tokio_postgres::Row, from: usize) -> [Decimal; 6] {
     a
 }
 
+/// The sale's columns: header 0..=30 (PAY_COLS from 16, CUSTOMER_COLS from 22, satis_no 30),
+/// the line's from 31 ([`SALE_WIDTH`] in all). `d` is the sale, `l` the line.
+fn sale_cols() -> String {
+    format!(
+        "d.satis_tarihi, d.satis_tipi, d.odeme_sekli, d.ara_toplam, d.kdv_tutari, \
+         d.toplam_tutar, d.notlar, d.fatura_seri_no, d.belge_no, \
+         d.iskonto1, d.iskonto2, d.iskonto3, d.iskonto4, d.iskonto5, d.iskonto6, \
+         d.cari_hesap_id, {PAY_COLS}, {CUSTOMER_COLS}, d.satis_no, \
+         l.id, l.stok_id, ms.erp_stok_kod, s.stok_kodu, l.miktar, l.birim_fiyat, \
+         l.kdv_orani, l.kdv_tutari, l.toplam_tutar, l.notlar, \
+         l.iskonto1, l.iskonto2, l.iskonto3, l.iskonto4, l.iskonto5, l.iskonto6, s.aktif"
+    )
+}
+
+/// Number of [`sale_cols`].
+const SALE_WIDTH: usize = 48;
+
+/// The joins [`sale_cols`] reads, after `satislar d`.
+fn sale_joins() -> String {
+    format!(
+        "{PAY_JOIN} {CUSTOMER_JOIN} \
+         LEFT JOIN satis_kalemleri l ON l.satis_id = d.id \
+         LEFT JOIN stoklar s ON s.id = l.stok_id \
+         LEFT JOIN int_kodmap_stok ms ON ms.web_stok_id = l.stok_id"
+    )
+}
+
+/// The collection's columns (PAY_COLS from 10, CUSTOMER_COLS from 16, tahsilat_no 24;
+/// [`COLLECTION_WIDTH`] in all). `d` is the collection.
+fn collection_cols() -> String {
+    format!(
+        "d.tahsilat_tarihi, d.tahsilat_tipi, d.tutar, d.cek_no, d.vade_tarihi, \
+         d.banka_adi, d.aciklama, d.tahsilat_seri_no, d.belge_no, d.cari_hesap_id, \
+         {PAY_COLS}, {CUSTOMER_COLS}, d.tahsilat_no"
+    )
+}
+
+/// Number of [`collection_cols`].
+const COLLECTION_WIDTH: usize = 25;
+
 /// Reads a sale and its lines. `Ok(None)` when the sale row does not exist.
 pub async fn sale(
     web: &tokio_postgres::Client,
@@ -412,47 +452,53 @@ pub async fn sale(
         Prepared::new(
             "sale",
             format!(
-                "SELECT d.satis_tarihi, d.satis_tipi, d.odeme_sekli, d.ara_toplam, d.kdv_tutari, \
-                 d.toplam_tutar, d.notlar, d.fatura_seri_no, d.belge_no, \
-                 d.iskonto1, d.iskonto2, d.iskonto3, d.iskonto4, d.iskonto5, d.iskonto6, \
-                 d.cari_hesap_id, {PAY_COLS}, {CUSTOMER_COLS}, d.satis_no, \
-                 l.id, l.stok_id, ms.erp_stok_kod, s.stok_kodu, l.miktar, l.birim_fiyat, \
-                 l.kdv_orani, l.kdv_tutari, l.toplam_tutar, l.notlar, \
-                 l.iskonto1, l.iskonto2, l.iskonto3, l.iskonto4, l.iskonto5, l.iskonto6, s.aktif \
-                 FROM satislar d {PAY_JOIN} {CUSTOMER_JOIN} \
-                 LEFT JOIN satis_kalemleri l ON l.satis_id = d.id \
-                 LEFT JOIN stoklar s ON s.id = l.stok_id \
-                 LEFT JOIN int_kodmap_stok ms ON ms.web_stok_id = l.stok_id \
-                 WHERE d.id = $1 ORDER BY l.sira_no NULLS LAST, l.olusturma_tarihi, l.id"
+                "SELECT {} FROM satislar d {} \
+                 WHERE d.id = $1 ORDER BY l.sira_no NULLS LAST, l.olusturma_tarihi, l.id",
+                sale_cols(),
+                sale_joins()
             ),
         )
     });
     let rows = read(web, q, id).await.map_err(|e| pg(e, "the sale"))?;
-    let Some(h) = rows.first() else {
+    if rows.is_empty() {
         return Ok(None);
+    }
+    let rows: Vec<&tokio_postgres::Row> = rows.iter().collect();
+    parse_sale(&rows, 0, cfg, id).map(Some)
+}
+
+/// A sale from the rows of [`sale_cols`] starting at column `b` (one row per line, or one with
+/// NULL line columns).
+fn parse_sale(
+    rows: &[&tokio_postgres::Row],
+    b: usize,
+    cfg: &PostingConfig,
+    id: Uuid,
+) -> Result<Sale, PostError> {
+    let Some(h) = rows.first().copied() else {
+        return Err(not_found(super::DocKind::Satis, id));
     };
-    // Header columns 0..=30 (PAY_COLS from 16, CUSTOMER_COLS from 22, satis_no 30); the line's
-    // from 31.
-    const L0: usize = 31;
-    let no = opt_text(h, 30).trim().to_string();
+    let l0 = b + 31;
+    let no = opt_text(h, b + 30).trim().to_string();
     let lines: Vec<&tokio_postgres::Row> = rows
         .iter()
-        .filter(|r| matches!(r.try_get::<_, Option<Uuid>>(L0), Ok(Some(_))))
+        .copied()
+        .filter(|r| matches!(r.try_get::<_, Option<Uuid>>(l0), Ok(Some(_))))
         .collect();
     let doc = super::describe("sale", &no, id);
     let date: NaiveDate = h
-        .try_get(0)
+        .try_get(b)
         .map_err(|e| PostError::Data(format!("{doc}: satis_tarihi: {e}")))?;
-    let tipi = opt_text(h, 1);
+    let tipi = opt_text(h, b + 1);
     let iade = tipi.trim().eq_ignore_ascii_case("iade");
-    let odeme = opt_text(h, 2).trim().to_lowercase();
-    let cari_hesap_id: Option<Uuid> = h.try_get(15).ok().flatten();
+    let odeme = opt_text(h, b + 2).trim().to_lowercase();
+    let cari_hesap_id: Option<Uuid> = h.try_get(b + 15).ok().flatten();
     // PAY_COLS start at 16, CUSTOMER_COLS at 22.
     let settlement = match odeme.as_str() {
         "" | "vadeli" | "acik_hesap" | "açık_hesap" | "veresiye" | "cek" | "senet" => {
             Settlement::Open
         }
-        "kredi_karti" | "havale" => match bank(h, 16, cfg, "satislar")? {
+        "kredi_karti" | "havale" => match bank(h, b + 16, cfg, "satislar")? {
             Ok(c) => Settlement::Bank(c),
             Err(why) => {
                 return Err(PostError::Data(format!(
@@ -460,7 +506,7 @@ pub async fn sale(
                 )))
             }
         },
-        "nakit" => match kasa(h, 19, cfg, "satislar")? {
+        "nakit" => match kasa(h, b + 19, cfg, "satislar")? {
             Ok(c) => Settlement::CashBox(c),
             Err(why) => {
                 return Err(PostError::Data(format!(
@@ -475,26 +521,26 @@ pub async fn sale(
             )))
         }
     };
-    let customer = customer(h, 22, &doc, cari_hesap_id, cfg)?;
+    let customer = customer(h, b + 22, &doc, cari_hesap_id, cfg)?;
     let mut out_lines = Vec::with_capacity(lines.len());
     for (n, l) in lines.iter().enumerate() {
         let lid: Uuid = l
-            .try_get(L0)
+            .try_get(l0)
             .map_err(|e| PostError::Data(format!("{doc} line {}: {e}", n + 1)))?;
-        let stok_id: Option<Uuid> = l.try_get(L0 + 1).ok().flatten();
+        let stok_id: Option<Uuid> = l.try_get(l0 + 1).ok().flatten();
         let Some(stok_id) = stok_id else {
             return Err(PostError::Data(format!(
                 "{doc} line {} ({lid}) has no product (satis_kalemleri.stok_id is empty)",
                 n + 1
             )));
         };
-        let mapped = non_empty(l.try_get(L0 + 2).ok().flatten());
-        let own = non_empty(l.try_get(L0 + 3).ok().flatten());
+        let mapped = non_empty(l.try_get(l0 + 2).ok().flatten());
+        let own = non_empty(l.try_get(l0 + 3).ok().flatten());
         let Some(raw) = mapped.or(own) else {
             return Err(missing_product(&doc, stok_id));
         };
         let miktar: i32 = l
-            .try_get::<_, Option<i32>>(L0 + 4)
+            .try_get::<_, Option<i32>>(l0 + 4)
             .ok()
             .flatten()
             .unwrap_or(0);
@@ -507,36 +553,36 @@ pub async fn sale(
                 CODE_MAX,
             )?,
             miktar,
-            birim_fiyat: dec(l, L0 + 5),
-            kdv_orani: dec(l, L0 + 6),
-            kdv_tutari: dec(l, L0 + 7),
-            toplam_tutar: dec(l, L0 + 8),
-            notlar: opt_text(l, L0 + 9),
-            iskonto: six(l, L0 + 10),
+            birim_fiyat: dec(l, l0 + 5),
+            kdv_orani: dec(l, l0 + 6),
+            kdv_tutari: dec(l, l0 + 7),
+            toplam_tutar: dec(l, l0 + 8),
+            notlar: opt_text(l, l0 + 9),
+            iskonto: six(l, l0 + 10),
             // A line whose product row is gone reads as active: its code check in Mikro decides.
             aktif: l
-                .try_get::<_, Option<bool>>(L0 + 16)
+                .try_get::<_, Option<bool>>(l0 + 16)
                 .ok()
                 .flatten()
                 .unwrap_or(true),
         });
     }
-    Ok(Some(Sale {
+    Ok(Sale {
         id,
         no,
         date,
         iade,
         settlement,
         customer,
-        ara_toplam: dec(h, 3),
-        kdv_tutari: dec(h, 4),
-        toplam_tutar: dec(h, 5),
-        notlar: opt_text(h, 6),
-        seri: non_empty(h.try_get(7).ok().flatten()),
-        belge_no: opt_text(h, 8),
-        iskonto: six(h, 9),
+        ara_toplam: dec(h, b + 3),
+        kdv_tutari: dec(h, b + 4),
+        toplam_tutar: dec(h, b + 5),
+        notlar: opt_text(h, b + 6),
+        seri: non_empty(h.try_get(b + 7).ok().flatten()),
+        belge_no: opt_text(h, b + 8),
+        iskonto: six(h, b + 9),
         lines: out_lines,
-    }))
+    })
 }
 
 /// Reads a collection. `Ok(None)` when the row does not exist.
@@ -550,53 +596,130 @@ pub async fn collection(
         Prepared::new(
             "collection",
             format!(
-                "SELECT d.tahsilat_tarihi, d.tahsilat_tipi, d.tutar, d.cek_no, d.vade_tarihi, \
-                 d.banka_adi, d.aciklama, d.tahsilat_seri_no, d.belge_no, d.cari_hesap_id, \
-                 {PAY_COLS}, {CUSTOMER_COLS}, d.tahsilat_no \
-                 FROM tahsilatlar d {PAY_JOIN} {CUSTOMER_JOIN} WHERE d.id = $1"
+                "SELECT {} FROM tahsilatlar d {PAY_JOIN} {CUSTOMER_JOIN} WHERE d.id = $1",
+                collection_cols()
             ),
         )
     });
     let rows = read(web, q, id)
         .await
         .map_err(|e| pg(e, "the collection"))?;
-    let Some(h) = rows.first() else {
-        return Ok(None);
-    };
+    match rows.first() {
+        Some(h) => parse_collection(h, 0, cfg, id).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A collection from the columns of [`collection_cols`] starting at column `b`.
+fn parse_collection(
+    h: &tokio_postgres::Row,
+    b: usize,
+    cfg: &PostingConfig,
+    id: Uuid,
+) -> Result<Collection, PostError> {
     // PAY_COLS start at 10, CUSTOMER_COLS at 16, tahsilat_no is 24.
-    let no = opt_text(h, 24).trim().to_string();
+    let no = opt_text(h, b + 24).trim().to_string();
     let doc = super::describe("collection", &no, id);
     let date: NaiveDate = h
-        .try_get(0)
+        .try_get(b)
         .map_err(|e| PostError::Data(format!("{doc}: tahsilat_tarihi: {e}")))?;
-    let cari_hesap_id: Option<Uuid> = h.try_get(9).ok().flatten();
-    // PAY_COLS start at 10, CUSTOMER_COLS at 16.
-    let (bank_code, bank_problem) = match bank(h, 10, cfg, "tahsilatlar")? {
+    let cari_hesap_id: Option<Uuid> = h.try_get(b + 9).ok().flatten();
+    let (bank_code, bank_problem) = match bank(h, b + 10, cfg, "tahsilatlar")? {
         Ok(c) => (Some(c), String::new()),
         Err(why) => (None, why),
     };
-    let (kasa_code, kasa_problem) = match kasa(h, 13, cfg, "tahsilatlar")? {
+    let (kasa_code, kasa_problem) = match kasa(h, b + 13, cfg, "tahsilatlar")? {
         Ok(c) => (Some(c), String::new()),
         Err(why) => (None, why),
     };
-    Ok(Some(Collection {
+    Ok(Collection {
         id,
         no,
         date,
-        tipi: opt_text(h, 1),
-        tutar: dec(h, 2),
-        customer: customer(h, 16, &doc, cari_hesap_id, cfg)?,
+        tipi: opt_text(h, b + 1),
+        tutar: dec(h, b + 2),
+        customer: customer(h, b + 16, &doc, cari_hesap_id, cfg)?,
         bank_code,
         kasa_code,
         bank_problem,
         kasa_problem,
-        cek_no: opt_text(h, 3),
-        vade: h.try_get(4).ok().flatten(),
-        banka_adi: opt_text(h, 5),
-        aciklama: opt_text(h, 6),
-        seri: non_empty(h.try_get(7).ok().flatten()),
-        belge_no: opt_text(h, 8),
-    }))
+        cek_no: opt_text(h, b + 3),
+        vade: h.try_get(b + 4).ok().flatten(),
+        banka_adi: opt_text(h, b + 5),
+        aciklama: opt_text(h, b + 6),
+        seri: non_empty(h.try_get(b + 7).ok().flatten()),
+        belge_no: opt_text(h, b + 8),
+    })
+}
+
+/// The data error of a document whose web row is gone.
+pub(crate) fn not_found(kind: super::DocKind, id: Uuid) -> PostError {
+    PostError::Data(match kind {
+        super::DocKind::Satis => format!("sale {id} is not in satislar (deleted?)"),
+        super::DocKind::Tahsilat => format!("collection {id} is not in tahsilatlar (deleted?)"),
+    })
+}
+
+/// Columns of the claim ([`crate::queue::store`]) before the documents' columns.
+pub(crate) const CLAIM_WIDTH: usize = 8;
+
+/// The final SELECT of the claim that also reads the claimed documents, given a CTE `claimed`
+/// of [`CLAIM_WIDTH`] columns (`id`, `entity_type`, `entity_id`, …, `created_at` 5th). Each
+/// claimed row comes back with its document in the same row(s), read in the claim's own
+/// snapshot: the claim's columns, the sale's ([`sale_cols`], NULL for a collection), the
+/// collection's ([`collection_cols`], NULL for a sale), whether the document exists, and the
+/// line order. A sale has one row per line; rows of one claim are adjacent, oldest first.
+pub(crate) fn claimed_documents_sql() -> String {
+    let claim = "q.id, q.entity_type, q.entity_id, q.retry_count, q.created_at, \
+                 q.first_attempt_at, q.claimed_at, q.lease_expiries";
+    let nulls = |n: usize| vec!["NULL"; n].join(", ");
+    let ord = CLAIM_WIDTH + SALE_WIDTH + COLLECTION_WIDTH + 2;
+    format!(
+        "SELECT {claim}, {sale}, {no_coll}, d.id IS NOT NULL, l.sira_no, l.olusturma_tarihi \
+           FROM claimed q \
+           LEFT JOIN satislar d ON q.entity_type = 'satis' AND d.id = q.entity_id {sale_joins} \
+          WHERE q.entity_type IS DISTINCT FROM 'tahsilat' \
+         UNION ALL \
+         SELECT {claim}, {no_sale}, {coll}, d.id IS NOT NULL, NULL, NULL \
+           FROM claimed q \
+           LEFT JOIN tahsilatlar d ON d.id = q.entity_id {PAY_JOIN} {CUSTOMER_JOIN} \
+          WHERE q.entity_type = 'tahsilat' \
+         ORDER BY 5, 1, {ord} NULLS LAST, {ord2}, {lid}",
+        sale = sale_cols(),
+        sale_joins = sale_joins(),
+        no_coll = nulls(COLLECTION_WIDTH),
+        no_sale = nulls(SALE_WIDTH),
+        coll = collection_cols(),
+        ord2 = ord + 1,
+        lid = CLAIM_WIDTH + 31 + 1,
+    )
+}
+
+/// The document of one claimed row from its rows of [`claimed_documents_sql`], as
+/// [`super::load_document`] would have read it.
+pub(crate) fn claimed_document(
+    kind: super::DocKind,
+    id: Uuid,
+    rows: &[&tokio_postgres::Row],
+    cfg: &PostingConfig,
+) -> super::LoadedDocument {
+    use super::{DocKind, LoadedDocument};
+    let found_at = CLAIM_WIDTH + SALE_WIDTH + COLLECTION_WIDTH;
+    let found = rows
+        .first()
+        .is_some_and(|r| r.try_get::<_, bool>(found_at).unwrap_or(false));
+    let parsed = match (kind, found) {
+        (DocKind::Satis, true) => {
+            parse_sale(rows, CLAIM_WIDTH, cfg, id).map(|s| LoadedDocument::Sale(Box::new(s)))
+        }
+        (DocKind::Tahsilat, true) => match rows.first() {
+            Some(h) => parse_collection(h, CLAIM_WIDTH + SALE_WIDTH, cfg, id)
+                .map(|c| LoadedDocument::Collection(Box::new(c))),
+            None => Err(not_found(kind, id)),
+        },
+        (_, false) => Err(not_found(kind, id)),
+    };
+    parsed.unwrap_or_else(|error| LoadedDocument::Invalid { kind, id, error })
 }
 
 #[cfg(test)]

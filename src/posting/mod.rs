@@ -141,15 +141,11 @@ pub async fn load_document(
         match kind {
             DocKind::Satis => match load::sale(web, cfg, web_id).await? {
                 Some(s) => Ok(LoadedDocument::Sale(Box::new(s))),
-                None => Err(PostError::Data(format!(
-                    "sale {web_id} is not in satislar (deleted?)"
-                ))),
+                None => Err(load::not_found(kind, web_id)),
             },
             DocKind::Tahsilat => match load::collection(web, cfg, web_id).await? {
                 Some(c) => Ok(LoadedDocument::Collection(Box::new(c))),
-                None => Err(PostError::Data(format!(
-                    "collection {web_id} is not in tahsilatlar (deleted?)"
-                ))),
+                None => Err(load::not_found(kind, web_id)),
             },
         }
     }

@@ -44,6 +44,12 @@ use crate::posting::{PostError, Posted, PostingConfig};
 pub trait Sink: Send + Sync + 'static {
     /// Posts one document exactly once in effect (see [`crate::posting::post_document`]).
     fn post(&self, job: &Job) -> impl Future<Output = Result<Posted, PostError>> + Send;
+
+    /// Some(settings) when the claim should read each document for this sink (in the claim's
+    /// round trip, into [`Job::document`]); None (the default) when the sink needs no document.
+    fn documents(&self) -> Option<&PostingConfig> {
+        None
+    }
 }
 
 /// Production sink: the document goes into Mikro through the bb8 ERP pool and `posting`.
@@ -59,13 +65,19 @@ pub struct MikroSink {
 
 impl Sink for MikroSink {
     async fn post(&self, job: &Job) -> Result<Posted, PostError> {
-        // Read first, then take an ERP connection: with more documents in flight than ERP
-        // connections, the next document's web reads overlap the current ERP transaction.
-        let doc = {
-            let web = self.web.get().await.map_err(|e| {
-                PostError::Transient(format!("web pool: {}", crate::db::pool_error_text(&e)))
-            })?;
-            crate::posting::load_document(&web, &self.cfg, job.kind, job.entity_id).await?
+        let doc = match &job.document {
+            Some(doc) => doc.clone(),
+            None => {
+                // Read first, then take an ERP connection: with more documents in flight than
+                // ERP connections, the next document's web reads overlap the current ERP
+                // transaction.
+                let web = self.web.get().await.map_err(|e| {
+                    PostError::Transient(format!("web pool: {}", crate::db::pool_error_text(&e)))
+                })?;
+                Arc::new(
+                    crate::posting::load_document(&web, &self.cfg, job.kind, job.entity_id).await?,
+                )
+            }
         };
         let mut erp = self
             .erp
@@ -73,6 +85,10 @@ impl Sink for MikroSink {
             .await
             .map_err(|e| PostError::Transient(format!("ERP pool: {e}")))?;
         crate::posting::post_loaded(&mut erp, &self.cfg, &doc).await
+    }
+
+    fn documents(&self) -> Option<&PostingConfig> {
+        Some(&self.cfg)
     }
 }
 
@@ -95,6 +111,10 @@ impl Sink for NoopSink {
 impl<S: Sink> Sink for Arc<S> {
     fn post(&self, job: &Job) -> impl Future<Output = Result<Posted, PostError>> + Send {
         (**self).post(job)
+    }
+
+    fn documents(&self) -> Option<&PostingConfig> {
+        (**self).documents()
     }
 }
 

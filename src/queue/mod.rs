@@ -109,6 +109,9 @@ pub struct Job {
     /// Lease expiries charged to the row so far (see [`rescuer`]); above 0 the worker marks
     /// the start of the posting in the row, so a crash during it is charged to it.
     pub lease_expiries: u32,
+    /// The document as the claim read it, in the claim's snapshot (see
+    /// [`store::claim_documents`]); None when the sink reads it itself.
+    pub document: Option<std::sync::Arc<crate::posting::LoadedDocument>>,
 }
 
 /// Queue failures (not document failures: those are [`crate::posting::PostError`]).

@@ -22,8 +22,10 @@ use tokio_postgres::{AsyncMessage, Client, Socket};
 
 use super::QueueError;
 
+use super::store::{self, IDLE_RELEASE_SQL, IDLE_STEP_SQL};
 pub use super::store::{CHANNEL, IDLE_LOCK_KEY};
-use super::store::{IDLE_HELD_BY_OTHER_SQL, IDLE_RELEASE_SQL, IDLE_TRY_SQL, IDLE_WAIT_SQL};
+use super::Job;
+use crate::posting::PostingConfig;
 
 /// The message stream of a connection, already detached from its TLS type.
 pub type MessageStream = BoxStream<'static, Result<AsyncMessage, tokio_postgres::Error>>;
@@ -85,7 +87,7 @@ where
     }
 }
 
-/// Result of [`Listener::become_idle`].
+/// Whether [`Listener::idle_step`] made the worker idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IdleOutcome {
     /// We hold the idle lock: writers notify from now on.
@@ -97,6 +99,27 @@ pub(crate) enum IdleOutcome {
     WritersBusy,
 }
 
+/// What [`Listener::idle_step`] found.
+#[derive(Debug)]
+pub(crate) struct IdleStep {
+    /// Whether the worker is idle now.
+    pub outcome: IdleOutcome,
+    /// The rows the step's claim took (an error leaves the worker polling).
+    pub jobs: Result<Vec<Job>, QueueError>,
+    /// Until the earliest pending row is due (None: nothing pending).
+    pub next_due: Option<Duration>,
+}
+
+/// The idle step's statements, prepared on the LISTEN connection.
+#[derive(Clone)]
+struct IdleStatements {
+    /// Whether `claim` reads the documents.
+    documents: bool,
+    idle: tokio_postgres::Statement,
+    claim: tokio_postgres::Statement,
+    next_due: tokio_postgres::Statement,
+}
+
 /// One live LISTEN connection.
 pub(crate) struct Listener {
     client: Client,
@@ -106,6 +129,8 @@ pub(crate) struct Listener {
     pub(crate) holds_idle_lock: bool,
     /// Bound of each call (a silently dead connection must not freeze the worker loop).
     timeout: Duration,
+    /// Prepared on the first idle step.
+    stmts: Option<IdleStatements>,
 }
 
 /// Runs one call on the LISTEN connection within `timeout`.
@@ -157,6 +182,7 @@ impl Listener {
             task,
             holds_idle_lock: false,
             timeout,
+            stmts: None,
         };
         listener
             .client
@@ -178,51 +204,101 @@ impl Listener {
         self.wake.notified().await
     }
 
-    /// Tries to become "the idle worker": take [`IDLE_LOCK_KEY`] exclusively, waiting (at most
-    /// the session's short lock_timeout) for writers that skipped their notify to commit.
-    /// Never blocks longer than that, so a long web transaction (a bulk import) cannot stall
-    /// the worker loop (heartbeats, completions, shutdown).
-    pub(crate) async fn become_idle(&mut self) -> Result<IdleOutcome, QueueError> {
-        if self.holds_idle_lock {
-            return Ok(IdleOutcome::Held);
-        }
-        let timeout = self.timeout;
-        bounded(timeout, self.try_become_idle()).await
-    }
-
-    async fn try_become_idle(&mut self) -> Result<IdleOutcome, QueueError> {
-        let row = self
-            .client
-            .query_one(IDLE_TRY_SQL, &[&IDLE_LOCK_KEY])
-            .await
-            .map_err(QueueError::Listen)?;
-        if row.get::<_, bool>(0) {
-            self.holds_idle_lock = true;
-            return Ok(IdleOutcome::Held);
-        }
-        // Held: by another idle worker (exclusive) or by writers mid-transaction (shared).
-        let row = self
-            .client
-            .query_one(
-                IDLE_HELD_BY_OTHER_SQL,
-                &[&(IDLE_LOCK_KEY >> 32), &(IDLE_LOCK_KEY & 0xFFFF_FFFF)],
-            )
-            .await
-            .map_err(QueueError::Listen)?;
-        if row.get::<_, bool>(0) {
-            return Ok(IdleOutcome::OtherWorker);
-        }
-        // Writers hold it shared: wait (lock_timeout) for them to commit.
-        match self.client.execute(IDLE_WAIT_SQL, &[&IDLE_LOCK_KEY]).await {
-            Ok(_) => {
-                self.holds_idle_lock = true;
-                Ok(IdleOutcome::Held)
-            }
+    /// The outcome of [`IDLE_STEP_SQL`].
+    fn idle_outcome(
+        &mut self,
+        r: Result<tokio_postgres::Row, tokio_postgres::Error>,
+    ) -> Result<IdleOutcome, QueueError> {
+        match r {
+            Ok(row) => match row.try_get::<_, i32>(0).map_err(QueueError::Listen)? {
+                2 => Ok(IdleOutcome::OtherWorker),
+                _ => {
+                    self.holds_idle_lock = true;
+                    Ok(IdleOutcome::Held)
+                }
+            },
+            // Writers hold it shared past the lock_timeout.
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
                 Ok(IdleOutcome::WritersBusy)
             }
             Err(e) => Err(QueueError::Listen(e)),
         }
+    }
+
+    /// Going idle in one round trip: try to become "the idle worker" (take [`IDLE_LOCK_KEY`]
+    /// exclusively, waiting at most the session's short lock_timeout for writers that skipped
+    /// their notify to commit, so a long web transaction cannot stall the worker loop), then, on
+    /// this connection and so after the lock is settled, claim once more up to `limit` rows for
+    /// `worker`, and read the time until the next pending row is due; the three statements
+    /// pipelined. With `documents`, the claim reads the claimed documents too.
+    pub(crate) async fn idle_step(
+        &mut self,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+        documents: Option<&PostingConfig>,
+    ) -> Result<IdleStep, QueueError> {
+        let timeout = self.timeout;
+        bounded(timeout, self.try_idle_step(worker, limit, lease, documents)).await
+    }
+
+    async fn try_idle_step(
+        &mut self,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+        documents: Option<&PostingConfig>,
+    ) -> Result<IdleStep, QueueError> {
+        let with_docs = documents.is_some();
+        let stmts = match &self.stmts {
+            Some(s) if s.documents == with_docs => s.clone(),
+            _ => {
+                // Once per connection: prepared, the three statements go out in one write.
+                let (idle, claim, next_due) = tokio::try_join!(
+                    self.client.prepare(IDLE_STEP_SQL),
+                    self.client.prepare(store::claim_sql(with_docs)),
+                    self.client.prepare(store::NEXT_DUE_SQL),
+                )
+                .map_err(QueueError::Listen)?;
+                let s = IdleStatements {
+                    documents: with_docs,
+                    idle,
+                    claim,
+                    next_due,
+                };
+                self.stmts = Some(s.clone());
+                s
+            }
+        };
+        let limit = limit.max(1) as i64;
+        let lease = lease.as_secs_f64();
+        let held = self.holds_idle_lock;
+        let client = &self.client;
+        let lock = async {
+            if held {
+                None
+            } else {
+                Some(client.query_one(&stmts.idle, &[&IDLE_LOCK_KEY]).await)
+            }
+        };
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&limit, &worker, &lease];
+        let claim = client.query(&stmts.claim, &params);
+        let due = client.query_one(&stmts.next_due, &[]);
+        let (lock, claim, due) = tokio::join!(lock, claim, due);
+        let outcome = match lock {
+            None => IdleOutcome::Held,
+            Some(r) => self.idle_outcome(r)?,
+        };
+        let jobs = match claim {
+            Ok(rows) => store::jobs_from_claim(&self.client, rows, documents).await,
+            Err(e) => Err(QueueError::Web(e)),
+        };
+        let secs: Option<f64> = due.and_then(|r| r.try_get(0)).map_err(QueueError::Listen)?;
+        Ok(IdleStep {
+            outcome,
+            jobs,
+            next_due: secs.map(|s| Duration::from_secs_f64(s.max(0.0))),
+        })
     }
 
     /// Stops being the idle worker (about to drain): writers skip the notify from now on.

@@ -4,6 +4,7 @@
 //! The NOTIFY channel and the idle lock key are defined here once; a test checks that the
 //! installed SQL (`sql/web/005_triggers.sql`) uses the same values.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,30 +12,17 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::{Job, QueueError};
-use crate::posting::DocKind;
+use crate::posting::{DocKind, PostingConfig};
 
 /// The NOTIFY channel of the enqueue trigger.
 pub const CHANNEL: &str = "mikro_sync_queue";
 /// The advisory lock an idle worker holds exclusively ('mikrosyn' as a big-endian i64).
 pub const IDLE_LOCK_KEY: i64 = 0x6D69_6B72_6F73_796E;
 
-/// The claim, in one statement that also empties the inbox:
-///
-/// * `moved`: the rows the triggers wrote into `sync_queue_inbox` since the last claim;
-/// * `due_old`: due `pending` rows of sync_queue itself, locked `FOR UPDATE SKIP LOCKED`;
-/// * `picked`: the `$1` oldest (by `next_attempt_at`) of both, so the inbox never jumps the
-///   queue (documents are numbered in the order they are posted);
-/// * `ins`: the moved rows go into sync_queue, those picked already claimed (no second write of
-///   the row just inserted). `ON CONFLICT DO NOTHING` on every unique index drops a second
-///   enqueue of a document that already has an open row, as the trigger's own `ON CONFLICT`
-///   did when it wrote into sync_queue. Columns an older tool added to sync_queue are not named:
-///   only the trigger writes the inbox, so they hold their defaults, which the INSERT applies;
-/// * `upd`: the picked rows of sync_queue itself are claimed (the moved ones are not visible to
-///   it: one snapshot).
-///
-/// `created_at` is read as `timestamptz`: the old tool's table may have `timestamp`.
-pub const CLAIM_SQL: &str = "\
-WITH moved AS (
+/// The CTEs of the claim (see [`CLAIM_SQL`]); a macro so both claims share one text.
+macro_rules! claim_ctes {
+    () => {
+        "WITH moved AS (
     DELETE FROM sync_queue_inbox RETURNING *
 ), due_old AS (
     SELECT id, next_attempt_at FROM ONLY sync_queue
@@ -80,14 +68,52 @@ WITH moved AS (
      WHERE q.id = p.id
     RETURNING q.id, q.entity_type, q.entity_id, q.retry_count, q.created_at,
               q.first_attempt_at, q.claimed_at, q.lease_expiries
-)
+)"
+    };
+}
+
+/// The claim, in one statement that also empties the inbox:
+///
+/// * `moved`: the rows the triggers wrote into `sync_queue_inbox` since the last claim;
+/// * `due_old`: due `pending` rows of sync_queue itself, locked `FOR UPDATE SKIP LOCKED`;
+/// * `picked`: the `$1` oldest (by `next_attempt_at`) of both, so the inbox never jumps the
+///   queue (documents are numbered in the order they are posted);
+/// * `ins`: the moved rows go into sync_queue, those picked already claimed (no second write of
+///   the row just inserted). `ON CONFLICT DO NOTHING` on every unique index drops a second
+///   enqueue of a document that already has an open row, as the trigger's own `ON CONFLICT`
+///   did when it wrote into sync_queue. Columns an older tool added to sync_queue are not named:
+///   only the trigger writes the inbox, so they hold their defaults, which the INSERT applies;
+/// * `upd`: the picked rows of sync_queue itself are claimed (the moved ones are not visible to
+///   it: one snapshot).
+///
+/// `created_at` is read as `timestamptz`: the old tool's table may have `timestamp`.
+pub const CLAIM_SQL: &str = concat!(claim_ctes!(), "\n", "\
 SELECT id, entity_type, entity_id, retry_count, created_at::timestamptz, first_attempt_at, claimed_at,
        lease_expiries
   FROM ins WHERE claimed
 UNION ALL
 SELECT id, entity_type, entity_id, retry_count, created_at::timestamptz, first_attempt_at, claimed_at,
        lease_expiries
-  FROM upd";
+  FROM upd");
+
+/// [`CLAIM_SQL`] that also reads the claimed documents (header, lines, customer, mappings) in the
+/// same statement and snapshot, so a claimed document needs no read of its own: the claimed
+/// rows become the CTE `claimed`, which [`crate::posting::load`] joins to the documents.
+fn claim_documents_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "{}, claimed AS (\n\
+             SELECT id, entity_type, entity_id, retry_count, created_at::timestamptz AS created_at, \
+                    first_attempt_at, claimed_at, lease_expiries FROM ins WHERE claimed \
+             UNION ALL \
+             SELECT id, entity_type, entity_id, retry_count, created_at::timestamptz, \
+                    first_attempt_at, claimed_at, lease_expiries FROM upd)\n{}",
+            claim_ctes!(),
+            crate::posting::load::claimed_documents_sql()
+        )
+    })
+}
 
 /// A claimed row whose `entity_type` mikro-sync does not post: parked as `failed` with the fix.
 pub const FAIL_UNKNOWN_TYPE_SQL: &str = "\
@@ -283,19 +309,23 @@ pub fn status_pending_sql(has_next_attempt_at: bool) -> &'static str {
     }
 }
 
-/// Takes the idle lock if it is free (`$1` = [`IDLE_LOCK_KEY`]).
-pub const IDLE_TRY_SQL: &str = "SELECT pg_try_advisory_lock($1)";
-/// True when another session holds the idle lock exclusively (an idle worker), not shared
-/// (writers mid-transaction). `$1`/`$2`: the key's high and low 32 bits.
-pub const IDLE_HELD_BY_OTHER_SQL: &str = "\
-SELECT EXISTS (SELECT 1 FROM pg_locks
-  WHERE locktype = 'advisory'
-    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND classid = $1::int8::oid AND objid = $2::int8::oid
-    AND objsubid = 1 AND mode = 'ExclusiveLock' AND granted
-    AND pid <> pg_backend_pid())";
-/// Waits (the session's lock_timeout) for the idle lock.
-pub const IDLE_WAIT_SQL: &str = "SELECT pg_advisory_lock($1)";
+/// Going idle in one statement (`$1` = [`IDLE_LOCK_KEY`]): 1 when this session now holds the
+/// idle lock (free, or held shared by writers that committed within the session's
+/// lock_timeout), 2 when another idle worker holds it; a lock timeout error when writers that
+/// skipped their notify are still in their transactions. (The waiting branch runs only when
+/// reached: CASE evaluates its uncorrelated subquery lazily.)
+pub const IDLE_STEP_SQL: &str = "\
+SELECT CASE
+  WHEN pg_try_advisory_lock($1::int8) THEN 1
+  WHEN EXISTS (SELECT 1 FROM pg_locks
+                WHERE locktype = 'advisory'
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND classid = ($1::int8 >> 32)::oid AND objid = ($1::int8 & 4294967295)::oid
+                  AND objsubid = 1 AND mode = 'ExclusiveLock' AND granted
+                  AND pid <> pg_backend_pid()) THEN 2
+  ELSE (SELECT 1 FROM (SELECT pg_advisory_lock($1::int8)) w)
+END";
+
 /// Releases the idle lock.
 pub const IDLE_RELEASE_SQL: &str = "SELECT pg_advisory_unlock($1)";
 
@@ -333,41 +363,125 @@ pub async fn claim(
     jobs_from_rows(client, rows).await
 }
 
+/// The claim statement, with (`documents`) or without the claimed documents' columns.
+pub(crate) fn claim_sql(documents: bool) -> &'static str {
+    if documents {
+        claim_documents_sql()
+    } else {
+        CLAIM_SQL
+    }
+}
+
+/// The rows of [`claim_sql`] as jobs; with `cfg` (the documents' claim) each with its
+/// document.
+pub(crate) async fn jobs_from_claim(
+    client: &tokio_postgres::Client,
+    rows: Vec<tokio_postgres::Row>,
+    cfg: Option<&PostingConfig>,
+) -> Result<Vec<Job>, QueueError> {
+    match cfg {
+        Some(cfg) => jobs_with_documents(client, &rows, cfg).await,
+        None => jobs_from_rows(client, rows).await,
+    }
+}
+
+/// [`claim`] that also reads each claimed document ([`claim_documents_sql`]), parsed with
+/// `cfg` as [`crate::posting::load_document`] would: the posting needs no web read of its own.
+pub async fn claim_documents(
+    client: &deadpool_postgres::ClientWrapper,
+    worker: &str,
+    limit: usize,
+    lease: Duration,
+    cfg: &PostingConfig,
+) -> Result<Vec<Job>, QueueError> {
+    let limit = limit.max(1) as i64;
+    let rows = cached(
+        client,
+        claim_documents_sql(),
+        &[&limit, &worker, &lease.as_secs_f64()],
+    )
+    .await?;
+    jobs_with_documents(client, &rows, cfg).await
+}
+
+/// The rows of the documents' claim as jobs with their documents.
+async fn jobs_with_documents(
+    client: &tokio_postgres::Client,
+    rows: &[tokio_postgres::Row],
+    cfg: &PostingConfig,
+) -> Result<Vec<Job>, QueueError> {
+    let mut jobs = Vec::new();
+    let mut rest = rows;
+    while let Some(first) = rest.first() {
+        // The rows of one claimed row (one per sale line) are adjacent.
+        let id: Uuid = first.try_get(0).map_err(web)?;
+        let n = rest
+            .iter()
+            .position(|r| r.try_get::<_, Uuid>(0).ok() != Some(id))
+            .unwrap_or(rest.len());
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        if let Some(mut job) = job_from_row(client, first).await? {
+            let group: Vec<&tokio_postgres::Row> = group.iter().collect();
+            job.document = Some(Arc::new(crate::posting::load::claimed_document(
+                job.kind,
+                job.entity_id,
+                &group,
+                cfg,
+            )));
+            jobs.push(job);
+        }
+    }
+    Ok(jobs)
+}
+
 /// The claimed rows as jobs; a row of an unknown type is parked as failed instead.
 async fn jobs_from_rows(
     client: &tokio_postgres::Client,
     rows: Vec<tokio_postgres::Row>,
 ) -> Result<Vec<Job>, QueueError> {
     let mut jobs = Vec::with_capacity(rows.len());
-    for r in rows {
-        // A column that does not decode is an error, not a panic: the claimed rows then go back
-        // to pending when their lease runs out.
-        let entity_type: String = r.try_get(1).map_err(web)?;
-        let id: Uuid = r.try_get(0).map_err(web)?;
-        let Some(kind) = DocKind::parse(&entity_type) else {
-            // The CHECK constraint makes this impossible for new rows; park it loudly anyway.
-            tracing::error!(queue_id = %id, entity_type, "unknown entity_type claimed; marking failed");
-            client
-                .execute(FAIL_UNKNOWN_TYPE_SQL, &[&id])
-                .await
-                .map_err(web)?;
-            continue;
-        };
-        let created_at: DateTime<Utc> = r.try_get(4).map_err(web)?;
-        let claimed_at: DateTime<Utc> = r.try_get(6).map_err(web)?;
-        jobs.push(Job {
-            id,
-            kind,
-            entity_id: r.try_get(2).map_err(web)?,
-            attempt: r.try_get::<_, i32>(3).map_err(web)?.max(0) as u32,
-            created_at,
-            first_attempt_at: r.try_get(5).map_err(web)?,
-            claimed_at,
-            claimed_instant: std::time::Instant::now(),
-            lease_expiries: r.try_get::<_, i32>(7).map_err(web)?.max(0) as u32,
-        });
+    for r in &rows {
+        if let Some(job) = job_from_row(client, r).await? {
+            jobs.push(job);
+        }
     }
     Ok(jobs)
+}
+
+/// One claimed row as a job (its first [`CLAIM_SQL`] columns); None when its type is unknown
+/// (the row is parked as failed).
+async fn job_from_row(
+    client: &tokio_postgres::Client,
+    r: &tokio_postgres::Row,
+) -> Result<Option<Job>, QueueError> {
+    // A column that does not decode is an error, not a panic: the claimed rows then go back to
+    // pending when their lease runs out.
+    let entity_type: String = r.try_get(1).map_err(web)?;
+    let id: Uuid = r.try_get(0).map_err(web)?;
+    let Some(kind) = DocKind::parse(&entity_type) else {
+        // The CHECK constraint makes this impossible for new rows; park it loudly anyway.
+        tracing::error!(queue_id = %id, entity_type, "unknown entity_type claimed; marking failed");
+        client
+            .execute(FAIL_UNKNOWN_TYPE_SQL, &[&id])
+            .await
+            .map_err(web)?;
+        return Ok(None);
+    };
+    let created_at: DateTime<Utc> = r.try_get(4).map_err(web)?;
+    let claimed_at: DateTime<Utc> = r.try_get(6).map_err(web)?;
+    Ok(Some(Job {
+        id,
+        kind,
+        entity_id: r.try_get(2).map_err(web)?,
+        attempt: r.try_get::<_, i32>(3).map_err(web)?.max(0) as u32,
+        created_at,
+        first_attempt_at: r.try_get(5).map_err(web)?,
+        claimed_at,
+        claimed_instant: std::time::Instant::now(),
+        lease_expiries: r.try_get::<_, i32>(7).map_err(web)?.max(0) as u32,
+        document: None,
+    }))
 }
 
 /// Extends the lease of the rows `worker` is still working on (heartbeat).

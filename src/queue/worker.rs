@@ -630,7 +630,7 @@ async fn drain<S: Sink>(
         tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
         st.drop_listener(metrics);
     }
-    let mut exhausted = filled?;
+    let exhausted = filled?;
     if exhausted && st.listener.is_some() && !opts.linger.is_zero() {
         // Under a steady stream of writes, going idle after every burst would make every
         // writer notify (and serialise on the notify lock) between bursts. Right after work,
@@ -648,41 +648,58 @@ async fn drain<S: Sink>(
         }
     }
     if exhausted {
-        let idle = match st.listener.as_mut() {
-            Some(l) => match l.become_idle().await {
-                Ok(IdleOutcome::WritersBusy) => {
-                    Metrics::inc(&metrics.idle_writers_busy);
-                    // A long writer transaction: look again soon instead of blocking.
-                    st.next_wake = Instant::now() + Duration::from_millis(20);
+        let want = claim_size(opts, st).max(1);
+        if let Some(l) = st.listener.as_mut() {
+            // Take the idle lock, claim once more (writers that skipped their notify have
+            // committed by then) and read the next due time: one round trip.
+            match l
+                .idle_step(&opts.name, want, opts.lease, ctx.sink.documents())
+                .await
+            {
+                Ok(step) => {
+                    match step.outcome {
+                        IdleOutcome::WritersBusy => Metrics::inc(&metrics.idle_writers_busy),
+                        IdleOutcome::OtherWorker => Metrics::inc(&metrics.idle_other_worker),
+                        IdleOutcome::Held => {}
+                    }
+                    let got = match step.jobs {
+                        Ok(jobs) => take_claimed(jobs, opts, ctx, st, metrics),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "claim while going idle failed; polling");
+                            0
+                        }
+                    };
+                    if got > 0 {
+                        // Work arrived meanwhile: not idle after all.
+                        let busy = match st.listener.as_mut() {
+                            Some(l) => l.become_busy().await,
+                            None => Ok(()),
+                        };
+                        if let Err(e) = busy {
+                            tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                            st.drop_listener(metrics);
+                        }
+                        return Ok(got < want);
+                    }
+                    let now = Instant::now();
+                    st.next_wake = if step.outcome == IdleOutcome::WritersBusy {
+                        // A long writer transaction: look again soon instead of blocking.
+                        now + Duration::from_millis(20)
+                    } else {
+                        let poll = now + opts.poll_interval;
+                        match step.next_due {
+                            Some(d) => poll.min(now + d + Duration::from_millis(1)),
+                            None => poll,
+                        }
+                    };
                     return Ok(true);
                 }
-                Ok(IdleOutcome::OtherWorker) => {
-                    Metrics::inc(&metrics.idle_other_worker);
-                    true
-                }
-                Ok(IdleOutcome::Held) => true,
                 Err(e) => {
                     tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
                     st.drop_listener(metrics);
-                    false
-                }
-            },
-            None => false,
-        };
-        if idle {
-            // Writers that skipped their notify have committed: claim once more.
-            exhausted = fill(&client, opts, ctx, st, metrics).await?;
-            if !exhausted {
-                if let Some(l) = st.listener.as_mut() {
-                    if let Err(e) = l.become_busy().await {
-                        tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-                        st.drop_listener(metrics);
-                    }
                 }
             }
         }
-    }
-    if exhausted {
         let poll = Instant::now() + opts.poll_interval;
         st.next_wake = match store::next_due(&client).await? {
             Some(d) => poll.min(Instant::now() + d + Duration::from_millis(1)),
@@ -690,6 +707,39 @@ async fn drain<S: Sink>(
         };
     }
     Ok(exhausted)
+}
+
+/// How many rows the next claim should take: enough to fill the free slots and the prefetch
+/// buffer, at most `batch_size`; 0 when the slots are full and the buffer at least half full.
+fn claim_size(opts: &WorkerOptions, st: &LoopState) -> usize {
+    let prefetch = opts.prefetch.unwrap_or(opts.concurrency);
+    let free = opts.concurrency.saturating_sub(st.inflight.len());
+    // Slots full: claim only to top up a buffer that ran below half.
+    if free == 0 && (prefetch == 0 || st.ready.len() * 2 >= prefetch) {
+        return 0;
+    }
+    // (Rows can wait in `ready` with slots free while a suspect row runs alone.)
+    (free + prefetch)
+        .saturating_sub(st.ready.len())
+        .min(opts.batch_size.max(1))
+}
+
+/// Takes claimed rows into the buffer and starts what the free slots allow; how many.
+fn take_claimed<S: Sink>(
+    jobs: Vec<Job>,
+    opts: &WorkerOptions,
+    ctx: &Arc<ExecCtx<S>>,
+    st: &mut LoopState,
+    metrics: &Arc<Metrics>,
+) -> usize {
+    let got = jobs.len();
+    for job in jobs {
+        Metrics::inc(&metrics.claimed);
+        st.held.insert(job.id);
+        st.ready.push_back(job);
+    }
+    st.start_ready(opts, ctx, metrics);
+    got
 }
 
 /// Claims batches while slots are free. True when a claim came back short (nothing more due).
@@ -700,30 +750,17 @@ async fn fill<S: Sink>(
     st: &mut LoopState,
     metrics: &Arc<Metrics>,
 ) -> Result<bool, QueueError> {
-    let prefetch = opts.prefetch.unwrap_or(opts.concurrency);
     loop {
         st.start_ready(opts, ctx, metrics);
-        let free = opts.concurrency.saturating_sub(st.inflight.len());
-        // Slots full: claim only to top up a buffer that ran below half.
-        if free == 0 && (prefetch == 0 || st.ready.len() * 2 >= prefetch) {
-            return Ok(false);
-        }
-        // (Rows can wait in `ready` with slots free while a suspect row runs alone.)
-        let want = (free + prefetch)
-            .saturating_sub(st.ready.len())
-            .min(opts.batch_size.max(1));
+        let want = claim_size(opts, st);
         if want == 0 {
             return Ok(false);
         }
-        let jobs = store::claim(client, &opts.name, want, opts.lease).await?;
-        let got = jobs.len();
-        for job in jobs {
-            Metrics::inc(&metrics.claimed);
-            st.held.insert(job.id);
-            st.ready.push_back(job);
-        }
-        st.start_ready(opts, ctx, metrics);
-        if got < want {
+        let jobs = match ctx.sink.documents() {
+            Some(cfg) => store::claim_documents(client, &opts.name, want, opts.lease, cfg).await?,
+            None => store::claim(client, &opts.name, want, opts.lease).await?,
+        };
+        if take_claimed(jobs, opts, ctx, st, metrics) < want {
             return Ok(true);
         }
     }
