@@ -756,9 +756,25 @@ async fn fill<S: Sink>(
         if want == 0 {
             return Ok(false);
         }
-        let jobs = match ctx.sink.documents() {
-            Some(cfg) => store::claim_documents(client, &opts.name, want, opts.lease, cfg).await?,
-            None => store::claim(client, &opts.name, want, opts.lease).await?,
+        let claim = async {
+            match ctx.sink.documents() {
+                Some(cfg) => {
+                    store::claim_documents(client, &opts.name, want, opts.lease, cfg).await
+                }
+                None => store::claim(client, &opts.name, want, opts.lease).await,
+            }
+        };
+        tokio::pin!(claim);
+        // While the claim travels (a round trip to a far database), finished documents free
+        // their slots for the buffered rows.
+        let jobs = loop {
+            tokio::select! {
+                r = &mut claim => break r?,
+                Some(done) = st.inflight.join_next_with_id(), if !st.inflight.is_empty() => {
+                    st.job_done(done);
+                    st.start_ready(opts, ctx, metrics);
+                }
+            }
         };
         if take_claimed(jobs, opts, ctx, st, metrics) < want {
             return Ok(true);
