@@ -246,6 +246,7 @@ impl<S: Sink> Worker<S> {
             reconnect_at: Instant::now(),
             next_wake: Instant::now() + opts.poll_interval,
             linger_until: None,
+            retry_wake: None,
         };
         let mut need_drain = true;
         let mut exhausted = false;
@@ -469,9 +470,22 @@ struct LoopState {
     next_wake: Instant,
     /// While set and in the future, the worker polls every `linger_step` instead of idling.
     linger_until: Option<Instant>,
+    /// The earliest retry a finished job scheduled: its failure record may not be written yet
+    /// when the next due time is read, so a wake-up computed from the database keeps it.
+    retry_wake: Option<Instant>,
 }
 
 impl LoopState {
+    /// Sets the next wake-up, no later than a retry still ahead.
+    fn set_wake(&mut self, wake: Instant) {
+        let now = Instant::now();
+        self.retry_wake = self.retry_wake.filter(|w| *w > now);
+        self.next_wake = match self.retry_wake {
+            Some(w) => wake.min(w),
+            None => wake,
+        };
+    }
+
     fn drop_listener(&mut self, metrics: &Metrics) {
         self.listener = None;
         self.reconnect_at = Instant::now();
@@ -500,6 +514,7 @@ impl LoopState {
                 }
                 if let Some(at) = d.retry_at {
                     self.next_wake = self.next_wake.min(at);
+                    self.retry_wake = Some(self.retry_wake.map_or(at, |w| w.min(at)));
                 }
             }
             Err(e) => {
@@ -669,8 +684,8 @@ async fn drain<S: Sink>(
                             0
                         }
                     };
-                    if got > 0 {
-                        // Work arrived meanwhile: not idle after all.
+                    if got >= want {
+                        // More may be due: not idle after all; drain again as slots free up.
                         let busy = match st.listener.as_mut() {
                             Some(l) => l.become_busy().await,
                             None => Ok(()),
@@ -679,10 +694,10 @@ async fn drain<S: Sink>(
                             tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
                             st.drop_listener(metrics);
                         }
-                        return Ok(got < want);
+                        return Ok(false);
                     }
                     let now = Instant::now();
-                    st.next_wake = if step.outcome == IdleOutcome::WritersBusy {
+                    let wake = if step.outcome == IdleOutcome::WritersBusy {
                         // A long writer transaction: look again soon instead of blocking.
                         now + Duration::from_millis(20)
                     } else {
@@ -692,6 +707,7 @@ async fn drain<S: Sink>(
                             None => poll,
                         }
                     };
+                    st.set_wake(wake);
                     return Ok(true);
                 }
                 Err(e) => {
@@ -701,10 +717,11 @@ async fn drain<S: Sink>(
             }
         }
         let poll = Instant::now() + opts.poll_interval;
-        st.next_wake = match store::next_due(&client).await? {
+        let wake = match store::next_due(&client).await? {
             Some(d) => poll.min(Instant::now() + d + Duration::from_millis(1)),
             None => poll,
         };
+        st.set_wake(wake);
     }
     Ok(exhausted)
 }
