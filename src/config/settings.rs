@@ -61,7 +61,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "MIKRO_SYNC_PG_POOL_SIZE",
         default: "8",
-        help: "Web connection pool size",
+        help: "Web connection pool size. A worker also keeps its LISTEN connection and the completer's (`mikro-sync listener`, `mikro-sync completer` in `pg_stat_activity`): pool size + 2 connections in all",
     },
     Setting {
         name: "MIKRO_SYNC_MSSQL_ADO",
@@ -116,22 +116,22 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT",
         default: "15s",
-        help: "Bound of one SQL Server connection attempt (TCP, TLS, login) and of waiting for a pooled one",
+        help: "Bound of one SQL Server connection attempt (TCP connect, TLS, login) and of a document's wait for a pooled connection. When it runs out the document is retried (transient) and the log names the server and the last connect error",
     },
     Setting {
         name: "MIKRO_SYNC_MSSQL_QUERY_TIMEOUT",
         default: "30s",
-        help: "Longest wait for SQL Server's answer to any statement; then the connection is dropped and the document retried",
+        help: "Longest wait for SQL Server's answer to any ERP statement (a posting's batch, the check-out test). Then the connection is dropped and the document retried (transient); the ledger keeps it exactly once. Keep it above `MIKRO_SYNC_NUMBER_LOCK_TIMEOUT`",
     },
     Setting {
         name: "MIKRO_SYNC_MSSQL_BROWSER_PORT",
         default: "1434",
-        help: "SQL Server Browser UDP port asked for a named instance's port (`host\\INSTANCE` without a port)",
+        help: "UDP port of SQL Server Browser, asked for the TCP port of a named instance (`host\\INSTANCE` without a port). Only tests need another value",
     },
     Setting {
         name: "MIKRO_SYNC_WORKER_CONCURRENCY",
         default: "4",
-        help: "Documents posted concurrently per worker",
+        help: "Documents in flight per worker. A document is read from PostgreSQL before it takes an ERP connection, so a value above `MIKRO_SYNC_MSSQL_POOL_SIZE` overlaps web reads with ERP transactions",
     },
     Setting {
         name: "BATCH_SIZE",
@@ -141,7 +141,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "MIKRO_SYNC_WORKER_PREFETCH",
         default: "= concurrency",
-        help: "Claimed rows kept ready beyond those in flight (0 = off)",
+        help: "Claimed rows kept ready beyond those in flight: under load a finished document's slot is refilled at once and the worker claims only when this buffer is below half (several rows per claim statement instead of one per document). Buffered rows are leased like in-flight ones and put back to `pending` on a graceful stop. 0 turns it off",
     },
     Setting {
         name: "MIKRO_SYNC_POLL_INTERVAL",
@@ -166,7 +166,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "MIKRO_SYNC_BACKOFF_MAX",
         default: "10m",
-        help: "Longest retry delay",
+        help: "Longest retry delay (a hard bound, jitter included)",
     },
     Setting {
         name: "MIKRO_SYNC_SETTLE_WINDOW",
@@ -186,7 +186,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "MIKRO_SYNC_MAX_LEASE_EXPIRIES",
         default: "3",
-        help: "Times a document may crash or hang the worker (lease expired) before it ends failed; 0 = never",
+        help: "Times a document may crash or hang the worker (its lease expired) before it ends `failed`; 0 = never",
     },
     Setting {
         name: "MIKRO_SYNC_TIMEZONE",
