@@ -8,10 +8,9 @@
 //! longer has are deactivated or deleted per policy.
 
 use deadpool_postgres::Transaction;
-use futures::future::BoxFuture;
 
 use crate::erp_sync::types::{
-    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Reconciled, Spec, Val, WebSchema,
+    col, Applied, DeletePolicy, Entity, Kind, Reconciled, Spec, Val, WebSchema,
 };
 
 /// Mikro side of the barcode sync.
@@ -130,48 +129,15 @@ pub(crate) async fn reconcile(
     Ok(out)
 }
 
-/// The entity (see [`Entity::BARKOD`]).
-pub struct Barkod;
-
-impl Entity {
-    /// BARKOD_TANIMLARI → `urun_barkodlari`.
-    pub const BARKOD: Entity = Entity(&Barkod);
-}
-
-impl ErpEntity for Barkod {
-    fn name(&self) -> &'static str {
-        "barkod"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &[
-            "barkodlar",
-            "urun_barkodlari",
-            "barkod_tanimlari",
-            "barcodes",
-        ]
-    }
-
-    fn spec(&self) -> &'static Spec {
-        &SPEC
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        rows: &'a [&'a [Val]],
-    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
-        Box::pin(apply(tx, ws, rows))
-    }
-
-    fn reconcile<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        keys: &'a [Vec<Val>],
-        policy: DeletePolicy,
-    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
-        Box::pin(reconcile(tx, ws, keys, policy))
-    }
-}
+erp_entity!(
+    Barkod,
+    BARKOD,
+    "barkod",
+    [
+        "barkodlar",
+        "urun_barkodlari",
+        "barkod_tanimlari",
+        "barcodes"
+    ],
+    "BARKOD_TANIMLARI → `urun_barkodlari`."
+);

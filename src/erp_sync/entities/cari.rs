@@ -8,10 +8,9 @@
 //! a customer deleted in Mikro is only reported (`missing`).
 
 use deadpool_postgres::Transaction;
-use futures::future::BoxFuture;
 
 use crate::erp_sync::types::{
-    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
+    col, Applied, DeletePolicy, Entity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
 };
 
 use crate::erp_sync::upsert::reconcile_mapped;
@@ -128,47 +127,10 @@ pub(crate) async fn reconcile(
     reconcile_mapped(tx, ws, &MAPPED, &super::text_keys(keys), policy).await
 }
 
-/// The entity (see [`Entity::CARI`]).
-pub struct Cari;
-
-impl Entity {
-    /// CARI_HESAPLAR → `cari_hesaplar` (+ `int_kodmap_cari`).
-    pub const CARI: Entity = Entity(&Cari);
-}
-
-impl ErpEntity for Cari {
-    fn name(&self) -> &'static str {
-        "cari"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &["cariler", "cari_hesaplar", "customers"]
-    }
-
-    fn spec(&self) -> &'static Spec {
-        &SPEC
-    }
-
-    fn mapped(&self) -> Option<Mapped> {
-        Some(MAPPED)
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        rows: &'a [&'a [Val]],
-    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
-        Box::pin(apply(tx, ws, rows))
-    }
-
-    fn reconcile<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        keys: &'a [Vec<Val>],
-        policy: DeletePolicy,
-    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
-        Box::pin(reconcile(tx, ws, keys, policy))
-    }
-}
+erp_entity!(
+    Cari,
+    CARI,
+    "cari",
+    ["cariler", "cari_hesaplar", "customers"],
+    "CARI_HESAPLAR → `cari_hesaplar` (+ `int_kodmap_cari`).", mapped: MAPPED
+);

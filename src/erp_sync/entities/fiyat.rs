@@ -11,10 +11,9 @@
 //! either delete policy: keeping a stale price would sell at a price Mikro no longer has.
 
 use deadpool_postgres::Transaction;
-use futures::future::BoxFuture;
 
 use crate::erp_sync::types::{
-    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Reconciled, Spec, Val, WebSchema,
+    col, Applied, DeletePolicy, Entity, Kind, Reconciled, Spec, Val, WebSchema,
 };
 
 /// The Mikro price list whose prices are the product's default sales price on the web.
@@ -177,48 +176,15 @@ pub(crate) async fn reconcile(
     })
 }
 
-/// The entity (see [`Entity::FIYAT`]).
-pub struct Fiyat;
-
-impl Entity {
-    /// STOK_SATIS_FIYAT_LISTELERI → `urun_fiyat_listeleri`.
-    pub const FIYAT: Entity = Entity(&Fiyat);
-}
-
-impl ErpEntity for Fiyat {
-    fn name(&self) -> &'static str {
-        "fiyat"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &[
-            "fiyatlar",
-            "urun_fiyat_listeleri",
-            "stok_satis_fiyat_listeleri",
-            "prices",
-        ]
-    }
-
-    fn spec(&self) -> &'static Spec {
-        &SPEC
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        rows: &'a [&'a [Val]],
-    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
-        Box::pin(apply(tx, ws, rows))
-    }
-
-    fn reconcile<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        keys: &'a [Vec<Val>],
-        policy: DeletePolicy,
-    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
-        Box::pin(reconcile(tx, ws, keys, policy))
-    }
-}
+erp_entity!(
+    Fiyat,
+    FIYAT,
+    "fiyat",
+    [
+        "fiyatlar",
+        "urun_fiyat_listeleri",
+        "stok_satis_fiyat_listeleri",
+        "prices"
+    ],
+    "STOK_SATIS_FIYAT_LISTELERI → `urun_fiyat_listeleri`."
+);

@@ -3,10 +3,9 @@
 //! `sira_no`, else a new row.
 
 use deadpool_postgres::Transaction;
-use futures::future::BoxFuture;
 
 use crate::erp_sync::types::{
-    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
+    col, Applied, DeletePolicy, Entity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
 };
 
 use crate::erp_sync::upsert::{apply_named, reconcile_mapped_int, Named};
@@ -56,52 +55,10 @@ pub(crate) async fn reconcile(
     reconcile_mapped_int(tx, ws, &NAMED.mapped, &k, policy).await
 }
 
-/// The entity (see [`Entity::FIYAT_TANIM`]).
-pub struct FiyatTanim;
-
-impl Entity {
-    /// STOK_SATIS_FIYAT_LISTE_TANIMLARI → `fiyat_tanimlari` (+ `int_kodmap_fiyat_liste`).
-    pub const FIYAT_TANIM: Entity = Entity(&FiyatTanim);
-}
-
-impl ErpEntity for FiyatTanim {
-    fn name(&self) -> &'static str {
-        "fiyat_tanim"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &[
-            "fiyat_tanimlari",
-            "fiyat_liste",
-            "stok_satis_fiyat_liste_tanimlari",
-            "price_lists",
-        ]
-    }
-
-    fn spec(&self) -> &'static Spec {
-        &SPEC
-    }
-
-    fn mapped(&self) -> Option<Mapped> {
-        Some(NAMED.mapped)
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        rows: &'a [&'a [Val]],
-    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
-        Box::pin(apply(tx, ws, rows))
-    }
-
-    fn reconcile<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        keys: &'a [Vec<Val>],
-        policy: DeletePolicy,
-    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
-        Box::pin(reconcile(tx, ws, keys, policy))
-    }
-}
+erp_entity!(
+    FiyatTanim,
+    FIYAT_TANIM,
+    "fiyat_tanim",
+    ["fiyat_tanimlari", "fiyat_liste", "stok_satis_fiyat_liste_tanimlari", "price_lists"],
+    "STOK_SATIS_FIYAT_LISTE_TANIMLARI → `fiyat_tanimlari` (+ `int_kodmap_fiyat_liste`).", mapped: NAMED.mapped
+);

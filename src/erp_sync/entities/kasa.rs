@@ -2,10 +2,9 @@
 //! Identity: the mapping first, then `kasa_kodu`, else a new row.
 
 use deadpool_postgres::Transaction;
-use futures::future::BoxFuture;
 
 use crate::erp_sync::types::{
-    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
+    col, Applied, DeletePolicy, Entity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
 };
 
 use crate::erp_sync::upsert::{apply_named, reconcile_mapped, Named};
@@ -51,47 +50,10 @@ pub(crate) async fn reconcile(
     reconcile_mapped(tx, ws, &NAMED.mapped, &super::text_keys(keys), policy).await
 }
 
-/// The entity (see [`Entity::KASA`]).
-pub struct Kasa;
-
-impl Entity {
-    /// KASALAR → `kasalar` (+ `int_kodmap_kasa`).
-    pub const KASA: Entity = Entity(&Kasa);
-}
-
-impl ErpEntity for Kasa {
-    fn name(&self) -> &'static str {
-        "kasa"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &["kasalar", "cash_boxes"]
-    }
-
-    fn spec(&self) -> &'static Spec {
-        &SPEC
-    }
-
-    fn mapped(&self) -> Option<Mapped> {
-        Some(NAMED.mapped)
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        rows: &'a [&'a [Val]],
-    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
-        Box::pin(apply(tx, ws, rows))
-    }
-
-    fn reconcile<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        keys: &'a [Vec<Val>],
-        policy: DeletePolicy,
-    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
-        Box::pin(reconcile(tx, ws, keys, policy))
-    }
-}
+erp_entity!(
+    Kasa,
+    KASA,
+    "kasa",
+    ["kasalar", "cash_boxes"],
+    "KASALAR → `kasalar` (+ `int_kodmap_kasa`).", mapped: NAMED.mapped
+);

@@ -5,6 +5,64 @@
 //! formed, the web SQL, and how deletes are recognised all live there. The machinery around it
 //! (paging, watermark, transactions, retries, bisecting bad rows, the report) is generic.
 
+/// Declares an entity file's [`Entity`] handle and its [`ErpEntity`] implementation over the
+/// file's `SPEC`, `apply` and `reconcile` (and mapping, if it has one).
+macro_rules! erp_entity {
+    ($ty:ident, $handle:ident, $name:literal, [$($alias:literal),* $(,)?], $doc:literal $(, mapped: $mapped:expr)?) => {
+        #[doc = concat!("The `", $name, "` entity.")]
+        pub struct $ty;
+
+        impl $crate::erp_sync::types::Entity {
+            #[doc = $doc]
+            pub const $handle: $crate::erp_sync::types::Entity =
+                $crate::erp_sync::types::Entity(&$ty);
+        }
+
+        impl $crate::erp_sync::types::ErpEntity for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn aliases(&self) -> &'static [&'static str] {
+                &[$($alias),*]
+            }
+
+            fn spec(&self) -> &'static $crate::erp_sync::types::Spec {
+                &SPEC
+            }
+
+            $(fn mapped(&self) -> Option<$crate::erp_sync::types::Mapped> {
+                Some($mapped)
+            })?
+
+            fn apply<'a>(
+                &'a self,
+                tx: &'a ::deadpool_postgres::Transaction<'a>,
+                ws: &'a $crate::erp_sync::types::WebSchema,
+                rows: &'a [&'a [$crate::erp_sync::types::Val]],
+            ) -> ::futures::future::BoxFuture<
+                'a,
+                Result<$crate::erp_sync::types::Applied, tokio_postgres::Error>,
+            > {
+                Box::pin(apply(tx, ws, rows))
+            }
+
+            fn reconcile<'a>(
+                &'a self,
+                tx: &'a ::deadpool_postgres::Transaction<'a>,
+                ws: &'a $crate::erp_sync::types::WebSchema,
+                keys: &'a [Vec<$crate::erp_sync::types::Val>],
+                policy: $crate::erp_sync::types::DeletePolicy,
+            ) -> ::futures::future::BoxFuture<
+                'a,
+                Result<$crate::erp_sync::types::Reconciled, tokio_postgres::Error>,
+            > {
+                Box::pin(reconcile(tx, ws, keys, policy))
+            }
+        }
+    };
+}
+
 pub mod banka;
 pub mod barkod;
 pub mod cari;

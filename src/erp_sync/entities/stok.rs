@@ -7,10 +7,9 @@
 //! inactive. `satis_fiyati` is written by the price sync from list 1 (see `fiyat.rs`).
 
 use deadpool_postgres::Transaction;
-use futures::future::BoxFuture;
 
 use crate::erp_sync::types::{
-    col, Applied, DeletePolicy, Entity, ErpEntity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
+    col, Applied, DeletePolicy, Entity, Kind, Mapped, Reconciled, Spec, Val, WebSchema,
 };
 
 use crate::erp_sync::upsert::reconcile_mapped;
@@ -135,47 +134,10 @@ pub(crate) async fn reconcile(
     reconcile_mapped(tx, ws, &MAPPED, &super::text_keys(keys), policy).await
 }
 
-/// The entity (see [`Entity::STOK`]).
-pub struct Stok;
-
-impl Entity {
-    /// STOKLAR → `stoklar` (+ `int_kodmap_stok`).
-    pub const STOK: Entity = Entity(&Stok);
-}
-
-impl ErpEntity for Stok {
-    fn name(&self) -> &'static str {
-        "stok"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &["stoklar", "products"]
-    }
-
-    fn spec(&self) -> &'static Spec {
-        &SPEC
-    }
-
-    fn mapped(&self) -> Option<Mapped> {
-        Some(MAPPED)
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        rows: &'a [&'a [Val]],
-    ) -> BoxFuture<'a, Result<Applied, tokio_postgres::Error>> {
-        Box::pin(apply(tx, ws, rows))
-    }
-
-    fn reconcile<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        ws: &'a WebSchema,
-        keys: &'a [Vec<Val>],
-        policy: DeletePolicy,
-    ) -> BoxFuture<'a, Result<Reconciled, tokio_postgres::Error>> {
-        Box::pin(reconcile(tx, ws, keys, policy))
-    }
-}
+erp_entity!(
+    Stok,
+    STOK,
+    "stok",
+    ["stoklar", "products"],
+    "STOKLAR → `stoklar` (+ `int_kodmap_stok`).", mapped: MAPPED
+);
