@@ -5,35 +5,18 @@
 //! 4 cash boxes) and the reference web schema, installs mikro-sync's web objects, and drives
 //! `erp_sync::run` as the CLI and the worker do.
 
+mod common;
+
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use mikro_emulator::harness::{Harness, HarnessOptions};
-use mikro_sync::db::{erp_pool, web_pool, ErpPool, WebPool};
+use mikro_emulator::harness::Harness;
+use mikro_sync::db::{erp_pool, web_pool};
 use mikro_sync::erp_sync::read::{MikroRow, Page, Stamp, Val};
 use mikro_sync::erp_sync::{self, lock, upsert, DeletePolicy, Entity, SyncError, SyncOptions};
 use mikro_sync::mikro;
 
-struct Env {
-    h: Harness,
-    web: WebPool,
-    erp: ErpPool,
-    pg: tokio_postgres::Client,
-}
-
-async fn env(web_seed: bool) -> Env {
-    let h = Harness::start(HarnessOptions {
-        web_seed,
-        ..HarnessOptions::default()
-    })
-    .await
-    .expect("harness");
-    let pg = h.web_client().await.expect("web client");
-    mikro_sync::setup::setup_web(&pg).await.expect("setup web");
-    let web = web_pool(&h.web_url(), 4).expect("web pool");
-    let erp = erp_pool(&h.erp_ado(), 2).await.expect("erp pool");
-    Env { h, web, erp, pg }
-}
+use common::sync_env as env;
 
 fn opts() -> SyncOptions {
     SyncOptions {

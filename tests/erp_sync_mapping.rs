@@ -16,17 +16,6 @@ use mikro_sync::posting::{DocKind, PostError};
 use posting_support::*;
 use uuid::Uuid;
 
-async fn customer(env: &Env, kod: &str, name: &str) -> Uuid {
-    env.web
-        .query_one(
-            "INSERT INTO cari_hesaplar (cari_kodu, cari_adi) VALUES ($1, $2) RETURNING id",
-            &[&kod, &name],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 /// A Mikro account, written the way the Mikro program does.
 async fn mikro_account(env: &Env, kod: &str, unvan: &str) {
     let mut c = env.h.erp_client().await.expect("erp client");
@@ -42,15 +31,13 @@ async fn mikro_account(env: &Env, kod: &str, unvan: &str) {
 }
 
 async fn sale_for(env: &Env, cari: Uuid) -> Uuid {
-    insert_sale(
-        &env.web,
-        &S {
-            cari: Some(cari),
-            ..S::open()
-        },
-        &[L::new(1, 2, "44.95", "20")],
-    )
-    .await
+    insert_sale(&env.web, &S::of(cari), &[L::new(1, 2, "44.95", "20")]).await
+}
+
+/// Posts the document and answers the Mikro account it was booked to (`cha_kod`).
+async fn booked_to(env: &mut Env, kind: DocKind, id: Uuid, what: &str) -> String {
+    let posted = env.posts(kind, id, what).await;
+    env.cha(posted.cha_recno).await.text("cha_kod")
 }
 
 async fn missing_message(env: &mut Env, id: Uuid) -> String {
@@ -87,7 +74,7 @@ async fn every_remedy_of_the_missing_customer_messages_works() {
     // load.rs, remedy "set cari_hesaplar.cari_kodu": to an account Mikro has (created after the
     // last sync, so the web does not know it yet).
     mikro_account(&env, "120.01.050", "ŞİRİN İŞ MERKEZİ").await;
-    let a = customer(&env, "", "Kodsuz Müşteri A").await;
+    let a = env.new_cari("", "Kodsuz Müşteri A").await;
     let id = sale_for(&env, a).await;
     let m = missing_message(&mut env, id).await;
     let a_s = a.to_string();
@@ -99,25 +86,19 @@ async fn every_remedy_of_the_missing_customer_messages_works() {
     ] {
         assert!(m.contains(needle), "{m:?} should name {needle:?}");
     }
-    env.web
-        .execute(
-            "UPDATE cari_hesaplar SET cari_kodu = '120.01.050' WHERE id = $1",
-            &[&a],
-        )
-        .await
-        .unwrap();
-    let posted = env
-        .post(DocKind::Satis, id)
-        .await
-        .expect("posts with its code");
+    env.web_exec(
+        "UPDATE cari_hesaplar SET cari_kodu = '120.01.050' WHERE id = $1",
+        &[&a],
+    )
+    .await;
     assert_eq!(
-        env.cha(posted.cha_recno).await.text("cha_kod"),
+        booked_to(&mut env, DocKind::Satis, id, "posts with its code").await,
         "120.01.050"
     );
 
     // load.rs, remedy "add a row to int_kodmap_cari (...; several customers may share one
     // code)": a second web customer booked to the account cari 1 already maps to.
-    let b = customer(&env, "", "Perakende Müşteri Şükrü").await;
+    let b = env.new_cari("", "Perakende Müşteri Şükrü").await;
     let id = sale_for(&env, b).await;
     missing_message(&mut env, id).await;
     env.web
@@ -127,12 +108,8 @@ async fn every_remedy_of_the_missing_customer_messages_works() {
         )
         .await
         .expect("a second web customer may map to an account another one maps to");
-    let posted = env
-        .post(DocKind::Satis, id)
-        .await
-        .expect("posts once mapped");
     assert_eq!(
-        env.cha(posted.cha_recno).await.text("cha_kod"),
+        booked_to(&mut env, DocKind::Satis, id, "posts once mapped").await,
         "120.01.001"
     );
 
@@ -151,7 +128,7 @@ async fn every_remedy_of_the_missing_customer_messages_works() {
     );
 
     // master.rs, remedy "create the account in Mikro": a web-made code Mikro does not know.
-    let e = customer(&env, "WEB-ŞT-İST", "web müşterisi").await;
+    let e = env.new_cari("WEB-ŞT-İST", "web müşterisi").await;
     let id = sale_for(&env, e).await;
     match env.post(DocKind::Satis, id).await {
         Err(PostError::Data(m)) => assert!(
@@ -161,47 +138,37 @@ async fn every_remedy_of_the_missing_customer_messages_works() {
         other => panic!("expected a data error, got {other:?}"),
     }
     mikro_account(&env, "WEB-ŞT-İST", "WEB MÜŞTERİSİ").await;
-    let posted = env
-        .post(DocKind::Satis, id)
-        .await
-        .expect("posts once Mikro has the account");
     assert_eq!(
-        env.cha(posted.cha_recno).await.text("cha_kod"),
+        booked_to(
+            &mut env,
+            DocKind::Satis,
+            id,
+            "posts once Mikro has the account"
+        )
+        .await,
         "WEB-ŞT-İST"
     );
 
     // load.rs, remedy "set MIKRO_SYNC_DEFAULT_CARI=<code in CARI_HESAPLAR>", through the real
     // setting: customers the web made without a mapping go to that account.
     // (cari_kodu is unique on the web: b gets a web-made code first; its mapping still wins.)
-    env.web
-        .execute(
-            "UPDATE cari_hesaplar SET cari_kodu = 'WEB-PERAKENDE' WHERE id = $1",
-            &[&b],
-        )
-        .await
-        .unwrap();
-    let c = customer(&env, "", "yeni web müşterisi").await;
+    env.web_exec(
+        "UPDATE cari_hesaplar SET cari_kodu = 'WEB-PERAKENDE' WHERE id = $1",
+        &[&b],
+    )
+    .await;
+    let c = env.new_cari("", "yeni web müşterisi").await;
     let id = sale_for(&env, c).await;
     missing_message(&mut env, id).await;
-    let cfg = Config::from_map(&BTreeMap::from([(
-        "MIKRO_SYNC_DEFAULT_CARI".to_string(),
-        "120.01.003".to_string(),
-    )]))
-    .expect("config");
-    env.cfg.default_cari_code = cfg.posting_config().default_cari_code;
-    let posted = env
-        .post(DocKind::Satis, id)
-        .await
-        .expect("posts to the default account");
+    env.cfg = cfg_from(&[("MIKRO_SYNC_DEFAULT_CARI", "120.01.003")]);
     assert_eq!(
-        env.cha(posted.cha_recno).await.text("cha_kod"),
+        booked_to(&mut env, DocKind::Satis, id, "posts to the default account").await,
         "120.01.003"
     );
-    let d = customer(&env, "WEB-0001", "internet müşterisi").await;
+    let d = env.new_cari("WEB-0001", "internet müşterisi").await;
     let id = sale_for(&env, d).await;
-    let posted = env.post(DocKind::Satis, id).await.expect("posts");
     assert_eq!(
-        env.cha(posted.cha_recno).await.text("cha_kod"),
+        booked_to(&mut env, DocKind::Satis, id, "posts").await,
         "120.01.003"
     );
     // The default never overrides a mapping or the code of a customer imported from Mikro.
@@ -211,8 +178,7 @@ async fn every_remedy_of_the_missing_customer_messages_works() {
         (a, "120.01.050"),
     ] {
         let id = sale_for(&env, who).await;
-        let posted = env.post(DocKind::Satis, id).await.expect("posts");
-        assert_eq!(env.cha(posted.cha_recno).await.text("cha_kod"), kod);
+        assert_eq!(booked_to(&mut env, DocKind::Satis, id, "posts").await, kod);
     }
     // Collections take the same path.
     let t = insert_collection(
@@ -224,26 +190,19 @@ async fn every_remedy_of_the_missing_customer_messages_works() {
         },
     )
     .await;
-    let posted = env
-        .post(DocKind::Tahsilat, t)
-        .await
-        .expect("collection posts");
     assert_eq!(
-        env.cha(posted.cha_recno).await.text("cha_kod"),
+        booked_to(&mut env, DocKind::Tahsilat, t, "collection posts").await,
         "120.01.003"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_account_is_off_by_default() {
-    let cfg = Config::from_map(&BTreeMap::new()).expect("config");
-    assert_eq!(cfg.posting_config().default_cari_code, None);
-    let off = Config::from_map(&BTreeMap::from([(
-        "MIKRO_SYNC_DEFAULT_CARI".to_string(),
-        "off".to_string(),
-    )]))
-    .expect("config");
-    assert_eq!(off.posting_config().default_cari_code, None);
+    assert_eq!(cfg_from(&[]).default_cari_code, None);
+    assert_eq!(
+        cfg_from(&[("MIKRO_SYNC_DEFAULT_CARI", "off")]).default_cari_code,
+        None
+    );
     let bad = Config::from_map(&BTreeMap::from([(
         "MIKRO_SYNC_DEFAULT_CARI".to_string(),
         "X".repeat(26),

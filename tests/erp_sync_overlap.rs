@@ -5,34 +5,16 @@
 //! re-reads from `min(last stamp, checked_until) − overlap`; what slips past that anyway is
 //! caught by the periodic full re-read, which reports the rows it corrected.
 
+mod common;
+
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use mikro_emulator::harness::{Harness, HarnessOptions};
-use mikro_sync::db::{erp_pool, web_pool, ErpPool, WebPool};
+use mikro_emulator::harness::Harness;
 use mikro_sync::erp_sync::{self, Entity, SyncOptions};
 use mikro_sync::mikro;
 
-struct Env {
-    h: Harness,
-    web: WebPool,
-    erp: ErpPool,
-    pg: tokio_postgres::Client,
-}
-
-async fn env() -> Env {
-    let h = Harness::start(HarnessOptions {
-        web_seed: false,
-        ..HarnessOptions::default()
-    })
-    .await
-    .expect("harness");
-    let pg = h.web_client().await.expect("web client");
-    mikro_sync::setup::setup_web(&pg).await.expect("setup web");
-    let web = web_pool(&h.web_url(), 4).expect("web pool");
-    let erp = erp_pool(&h.erp_ado(), 2).await.expect("erp pool");
-    Env { h, web, erp, pg }
-}
+use common::sync_env;
 
 /// The daemon's defaults (5 min overlap, daily full re-read), products only.
 fn opts() -> SyncOptions {
@@ -79,7 +61,7 @@ async fn late_committed_row_is_read_under_clock_skew() {
         .into_iter()
         .enumerate()
     {
-        let e = env().await;
+        let e = sync_env(false).await;
         let mikro_now = || host_now() - behind;
         erp_sync::run(&e.web, &e.erp, &opts()).await.expect("first");
         let fresh = format!("ŞT-{i}-TAZE");
@@ -106,7 +88,7 @@ async fn late_committed_row_is_read_under_clock_skew() {
 /// incremental runs, and the periodic full re-read imports it and reports it as corrected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn periodic_full_reread_catches_and_reports_what_slipped() {
-    let e = env().await;
+    let e = sync_env(false).await;
     let first = erp_sync::run(&e.web, &e.erp, &opts()).await.expect("first");
     assert_eq!(first.entity(Entity::STOK).unwrap().corrected, 0);
     insert_stok(&e.h, "TAZE-1", host_now()).await;

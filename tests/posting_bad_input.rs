@@ -7,62 +7,16 @@ mod posting_support;
 use mikro_sync::mikro::STOK_HAREKETLERI;
 use mikro_sync::posting::{DocKind, PostError};
 use posting_support::*;
-use uuid::Uuid;
-
-async fn mikro_counts(env: &mut Env) -> (i64, i64, i64, i64) {
-    (
-        env.count("SELECT COUNT(*) FROM dbo.CARI_HESAP_HAREKETLERI")
-            .await,
-        env.count("SELECT COUNT(*) FROM dbo.STOK_HAREKETLERI").await,
-        env.count("SELECT COUNT(*) FROM dbo.ODEME_EMIRLERI").await,
-        env.count("SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER").await,
-    )
-}
-
-/// Posts and expects a data error containing every `needle`; checks nothing was written.
-async fn expect_data(env: &mut Env, kind: DocKind, id: Uuid, needles: &[&str]) {
-    let before = mikro_counts(env).await;
-    match env.post(kind, id).await {
-        Err(PostError::Data(m)) => {
-            for n in needles {
-                assert!(m.contains(n), "message {m:?} should contain {n:?}");
-            }
-        }
-        other => panic!("expected a data error containing {needles:?}, got {other:?}"),
-    }
-    assert_eq!(
-        mikro_counts(env).await,
-        before,
-        "a failed posting writes nothing"
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_documents_fail_with_actionable_messages() {
     let mut env = Env::start().await;
 
     // A customer whose cari_kodu is empty and that has no int_kodmap_cari row.
-    let ghost: Uuid = env
-        .web
-        .query_one(
-            "INSERT INTO cari_hesaplar (cari_kodu, cari_adi) VALUES ('', 'Kodsuz Müşteri') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let ghost = env.new_cari("", "Kodsuz Müşteri").await;
     let ghost_s = ghost.to_string();
-    let id = insert_sale(
-        &env.web,
-        &S {
-            cari: Some(ghost),
-            ..S::open()
-        },
-        &[L::new(1, 1, "10", "20")],
-    )
-    .await;
-    expect_data(
-        &mut env,
+    let id = insert_sale(&env.web, &S::of(ghost), &[L::new(1, 1, "10", "20")]).await;
+    env.data_error(
         DocKind::Satis,
         id,
         &["int_kodmap_cari", &ghost_s, "cari_kodu"],
@@ -71,55 +25,25 @@ async fn bad_documents_fail_with_actionable_messages() {
 
     // A customer code the web knows but Mikro does not (and no mapping): the message names the
     // mapping table too.
-    let stranger: Uuid = env
-        .web
-        .query_one(
-            "INSERT INTO cari_hesaplar (cari_kodu, cari_adi) VALUES ('WEB-999', 'Yeni Web Müşterisi') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let id = insert_sale(
-        &env.web,
-        &S {
-            cari: Some(stranger),
-            ..S::open()
-        },
-        &[L::new(1, 1, "10", "20")],
-    )
-    .await;
-    expect_data(
-        &mut env,
+    let stranger = env.new_cari("WEB-999", "Yeni Web Müşterisi").await;
+    let id = insert_sale(&env.web, &S::of(stranger), &[L::new(1, 1, "10", "20")]).await;
+    env.data_error(
         DocKind::Satis,
         id,
         &["WEB-999", "CARI_HESAPLAR", "int_kodmap_cari"],
     )
     .await;
     // ...and the mapping fixes it.
-    env.web
-        .execute(
-            "INSERT INTO int_kodmap_cari (web_cari_id, erp_cari_kod) VALUES ($1, '120.01.002')",
-            &[&stranger],
-        )
-        .await
-        .unwrap();
-    let p = env
-        .post(DocKind::Satis, id)
-        .await
-        .expect("posts once mapped");
+    env.web_exec(
+        "INSERT INTO int_kodmap_cari (web_cari_id, erp_cari_kod) VALUES ($1, '120.01.002')",
+        &[&stranger],
+    )
+    .await;
+    let p = env.posts(DocKind::Satis, id, "posts once mapped").await;
     assert_eq!(env.cha(p.cha_recno).await.text("cha_kod"), "120.01.002");
 
     // A product without a code, then one unknown to Mikro.
-    let no_code: Uuid = env
-        .web
-        .query_one(
-            "INSERT INTO stoklar (stok_kodu, stok_adi) VALUES ('', 'Kodsuz Ürün') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let no_code = env.new_stok("", "Kodsuz Ürün").await;
     let mut line = L::new(1, 1, "10", "20");
     line.stok = no_code;
     let id = insert_sale(
@@ -128,42 +52,27 @@ async fn bad_documents_fail_with_actionable_messages() {
         &[L::new(2, 1, "5", "10"), line.clone()],
     )
     .await;
-    expect_data(
-        &mut env,
+    env.data_error(
         DocKind::Satis,
         id,
         &["int_kodmap_stok", &no_code.to_string(), "stok_kodu"],
     )
     .await;
-    let unknown: Uuid = env
-        .web
-        .query_one(
-            "INSERT INTO stoklar (stok_kodu, stok_adi) VALUES ('WEB-STK-1', 'Web Ürünü') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let unknown = env.new_stok("WEB-STK-1", "Web Ürünü").await;
     line.stok = unknown;
     let id = insert_sale(&env.web, &S::open(), &[line.clone()]).await;
-    expect_data(
-        &mut env,
+    env.data_error(
         DocKind::Satis,
         id,
         &["WEB-STK-1", "STOKLAR", "int_kodmap_stok"],
     )
     .await;
-    env.web
-        .execute(
-            "INSERT INTO int_kodmap_stok (web_stok_id, erp_stok_kod) VALUES ($1, 'STK-0005')",
-            &[&unknown],
-        )
-        .await
-        .unwrap();
-    let p = env
-        .post(DocKind::Satis, id)
-        .await
-        .expect("posts once mapped");
+    env.web_exec(
+        "INSERT INTO int_kodmap_stok (web_stok_id, erp_stok_kod) VALUES ($1, 'STK-0005')",
+        &[&unknown],
+    )
+    .await;
+    let p = env.posts(DocKind::Satis, id, "posts once mapped").await;
     assert_eq!(
         env.sth_of(p.cha_recno).await[0].text("sth_stok_kod"),
         "STK-0005"
@@ -171,18 +80,19 @@ async fn bad_documents_fail_with_actionable_messages() {
 
     // No lines: not ready (the header may have been committed before its lines).
     let id = insert_sale(&env.web, &S::open(), &[]).await;
-    let before = mikro_counts(&mut env).await;
+    let before = env.mikro_counts().await;
     match env.post(DocKind::Satis, id).await {
         Err(PostError::NotReady(m)) => assert!(m.contains("no lines"), "{m}"),
         other => panic!("expected NotReady, got {other:?}"),
     }
-    assert_eq!(mikro_counts(&mut env).await, before);
+    assert_eq!(env.mikro_counts().await, before);
 
     // Zero and negative amounts.
     let id = insert_sale(&env.web, &S::open(), &[L::new(1, 1, "0", "20")]).await;
-    expect_data(&mut env, DocKind::Satis, id, &["total"]).await;
+    env.data_error(DocKind::Satis, id, &["total"]).await;
     let id = insert_sale(&env.web, &S::open(), &[L::new(1, -2, "10", "20")]).await;
-    expect_data(&mut env, DocKind::Satis, id, &["quantity", "-2"]).await;
+    env.data_error(DocKind::Satis, id, &["quantity", "-2"])
+        .await;
     let id = insert_collection(
         &env.web,
         &T {
@@ -191,7 +101,7 @@ async fn bad_documents_fail_with_actionable_messages() {
         },
     )
     .await;
-    expect_data(&mut env, DocKind::Tahsilat, id, &["amount"]).await;
+    env.data_error(DocKind::Tahsilat, id, &["amount"]).await;
     let id = insert_collection(
         &env.web,
         &T {
@@ -200,22 +110,17 @@ async fn bad_documents_fail_with_actionable_messages() {
         },
     )
     .await;
-    expect_data(&mut env, DocKind::Tahsilat, id, &["amount", "-5"]).await;
+    env.data_error(DocKind::Tahsilat, id, &["amount", "-5"])
+        .await;
 
     // Unknown VAT rate.
     let id = insert_sale(&env.web, &S::open(), &[L::new(1, 1, "10", "18")]).await;
-    expect_data(
-        &mut env,
-        DocKind::Satis,
-        id,
-        &["VAT rate 18", "0, 1, 10, 20, 26"],
-    )
-    .await;
+    env.data_error(DocKind::Satis, id, &["VAT rate 18", "0, 1, 10, 20, 26"])
+        .await;
 
     // Unknown tahsilat_tipi names the value and the allowed ones.
     let id = insert_collection(&env.web, &T::new("bitcoin", "10")).await;
-    expect_data(
-        &mut env,
+    env.data_error(
         DocKind::Tahsilat,
         id,
         &["\"bitcoin\"", "nakit, cek, senet, havale, kredi_karti"],
@@ -232,8 +137,7 @@ async fn bad_documents_fail_with_actionable_messages() {
         &[L::new(1, 1, "10", "20")],
     )
     .await;
-    expect_data(
-        &mut env,
+    env.data_error(
         DocKind::Satis,
         id,
         &["banka_id", "MIKRO_SYNC_DEFAULT_BANKA"],
@@ -241,38 +145,16 @@ async fn bad_documents_fail_with_actionable_messages() {
     .await;
 
     // A customer code longer than Mikro's 25 characters.
-    let long: Uuid = env
-        .web
-        .query_one(
-            "INSERT INTO cari_hesaplar (cari_kodu, cari_adi) VALUES ('120.01.001.000000000000000', 'Uzun') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let id = insert_sale(
-        &env.web,
-        &S {
-            cari: Some(long),
-            ..S::open()
-        },
-        &[L::new(1, 1, "10", "20")],
-    )
-    .await;
-    expect_data(
-        &mut env,
-        DocKind::Satis,
-        id,
-        &["26 characters", "at most 25"],
-    )
-    .await;
+    let long = env.new_cari("120.01.001.000000000000000", "Uzun").await;
+    let id = insert_sale(&env.web, &S::of(long), &[L::new(1, 1, "10", "20")]).await;
+    env.data_error(DocKind::Satis, id, &["26 characters", "at most 25"])
+        .await;
 
     // A bad document does not block the next one.
     let id = insert_sale(&env.web, &S::open(), &[L::new(1, 1, "10", "20")]).await;
     let p = env
-        .post(DocKind::Satis, id)
-        .await
-        .expect("a good sale after bad ones");
+        .posts(DocKind::Satis, id, "a good sale after bad ones")
+        .await;
     assert!(!p.already_posted);
 }
 
@@ -294,10 +176,7 @@ async fn text_is_stored_verbatim_or_truncated() {
         &[line],
     )
     .await;
-    let p = env
-        .post(DocKind::Satis, id)
-        .await
-        .expect("long notes still post");
+    let p = env.posts(DocKind::Satis, id, "long notes still post").await;
     let h = env.cha(p.cha_recno).await;
     assert_eq!(
         h.text("cha_aciklama"),
@@ -372,7 +251,7 @@ async fn a_500_line_sale_posts_every_line() {
         })
         .collect();
     let id = insert_sale(&env.web, &S::open(), &lines).await;
-    let p = env.post(DocKind::Satis, id).await.expect("500 lines");
+    let p = env.posts(DocKind::Satis, id, "500 lines").await;
     let sth = env.sth_of(p.cha_recno).await;
     assert_eq!(sth.len(), 500);
     for (i, r) in sth.iter().enumerate() {

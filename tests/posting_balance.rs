@@ -8,7 +8,7 @@ mod posting_support;
 
 use std::time::Duration;
 
-use common::{fast_opts, full_env, mikro_sink, queue_row, spawn_worker, wait_for};
+use common::{erp_row, fast_opts, full_env, mikro_sink, queue_row, spawn_worker, wait_for};
 use mikro_sync::posting::{DocKind, PostError};
 use posting_support::{cari, insert_sale, stok, Env, L, S};
 use rust_decimal::Decimal;
@@ -210,21 +210,14 @@ async fn a_header_that_never_balances_fails_after_the_window_without_blocking_an
         .unwrap()
         .get(0);
     assert!(n.is_some(), "number written back");
-    let meblag = {
-        let mut erp = env.h.erp_client().await.unwrap();
-        let row = erp
-            .query(
-                "SELECT c.cha_meblag FROM dbo.CARI_HESAP_HAREKETLERI c JOIN dbo.MIKROSYNC_LEDGER l \
-                 ON l.ml_cha_recno = c.cha_RECno WHERE l.ml_web_id = @P1",
-                &[&bad],
-            )
-            .await
-            .unwrap()
-            .into_row()
-            .await
-            .unwrap()
-            .unwrap();
-        row.get::<f64, _>(0).unwrap()
-    };
+    let meblag: f64 = erp_row(
+        &env,
+        "SELECT c.cha_meblag FROM dbo.CARI_HESAP_HAREKETLERI c JOIN dbo.MIKROSYNC_LEDGER l \
+         ON l.ml_cha_recno = c.cha_RECno WHERE l.ml_web_id = @P1",
+        &[&bad],
+    )
+    .await
+    .get(0)
+    .expect("cha_meblag");
     assert!((meblag - 107.88).abs() < 1e-9, "{meblag}");
 }

@@ -204,16 +204,11 @@ async fn a_posted_document_is_completed_with_its_number_whatever_its_web_row_say
         let first = env.post(DocKind::Satis, id).await.unwrap();
         assert!(!first.already_posted, "{what}");
         if sql.starts_with("DELETE FROM satislar") {
-            env.web
-                .execute("DELETE FROM satis_kalemleri WHERE satis_id = $1", &[&id])
-                .await
-                .unwrap();
+            env.web_exec("DELETE FROM satis_kalemleri WHERE satis_id = $1", &[&id])
+                .await;
         }
-        env.web.execute(sql, &[&id]).await.unwrap();
-        let again = env
-            .post(DocKind::Satis, id)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        env.web_exec(sql, &[&id]).await;
+        let again = env.posts(DocKind::Satis, id, what).await;
         assert!(again.already_posted, "{what}");
         assert_eq!(
             (again.seri.as_str(), again.sira, again.cha_recno),
@@ -223,33 +218,33 @@ async fn a_posted_document_is_completed_with_its_number_whatever_its_web_row_say
     }
     // A collection changed to an unknown kind after posting (an error found while posting).
     let t = insert_collection(&env.web, &T::new("nakit", "50")).await;
-    env.web
-        .execute(
-            "UPDATE tahsilatlar SET kasa_id = $2 WHERE id = $1",
-            &[&t, &kasa(1)],
+    env.web_exec(
+        "UPDATE tahsilatlar SET kasa_id = $2 WHERE id = $1",
+        &[&t, &kasa(1)],
+    )
+    .await;
+    let first = env.posts(DocKind::Tahsilat, t, "a cash collection").await;
+    env.web_exec(
+        "UPDATE tahsilatlar SET tahsilat_tipi = 'bitcoin' WHERE id = $1",
+        &[&t],
+    )
+    .await;
+    let again = env
+        .posts(
+            DocKind::Tahsilat,
+            t,
+            "posted, then changed to an unknown kind",
         )
-        .await
-        .unwrap();
-    let first = env.post(DocKind::Tahsilat, t).await.unwrap();
-    env.web
-        .execute(
-            "UPDATE tahsilatlar SET tahsilat_tipi = 'bitcoin' WHERE id = $1",
-            &[&t],
-        )
-        .await
-        .unwrap();
-    let again = env.post(DocKind::Tahsilat, t).await.unwrap();
+        .await;
     assert!(again.already_posted);
     assert_eq!(again.sira, first.sira);
     // Not posted and invalid: still the document's own error.
     let never = insert_sale(&env.web, &S::open(), &[L::new(1, 1, "10", "20")]).await;
-    env.web
-        .execute(
-            "UPDATE satislar SET odeme_sekli = 'bitcoin' WHERE id = $1",
-            &[&never],
-        )
-        .await
-        .unwrap();
+    env.web_exec(
+        "UPDATE satislar SET odeme_sekli = 'bitcoin' WHERE id = $1",
+        &[&never],
+    )
+    .await;
     match env.post(DocKind::Satis, never).await {
         Err(mikro_sync::posting::PostError::Data(m)) => assert!(m.contains("bitcoin"), "{m}"),
         other => panic!("expected the data error, got {other:?}"),

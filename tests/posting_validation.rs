@@ -7,40 +7,14 @@
 mod common;
 mod posting_support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use mikro_sync::config::Config;
-use mikro_sync::posting::{DocKind, PostError, PostingConfig};
+use mikro_sync::posting::DocKind;
 use posting_support::{insert_collection, insert_sale, stok, Env, L, S, T};
-use uuid::Uuid;
 
 fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
-
-/// The posting settings as the daemon would read them from these environment variables.
-fn cfg_from(vars: &[(&str, &str)]) -> PostingConfig {
-    let map: BTreeMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Config::from_map(&map).expect("config").posting_config()
-}
-
-async fn data_error(env: &mut Env, kind: DocKind, id: Uuid, needles: &[&str]) -> String {
-    match env.post(kind, id).await {
-        Err(PostError::Data(m)) => {
-            for n in needles {
-                assert!(m.contains(n), "{n:?} missing from: {m}");
-            }
-            assert!(m.contains(&id.to_string()), "the id is missing from: {m}");
-            assert_eq!(m.lines().count(), 1, "one line: {m}");
-            m
-        }
-        other => panic!("expected a data error, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,8 +32,7 @@ async fn dates_outside_datetime_or_the_window_are_refused_and_each_fix_posts() {
 
     // 1700-01-01: SQL Server datetime cannot hold it. Fix: correct satis_tarihi.
     let id = insert_sale(&env.web, &sale("WEB-S-1700", ymd(1700, 1, 1)), &line).await;
-    data_error(
-        &mut env,
+    env.validation_error(
         DocKind::Satis,
         id,
         &[
@@ -70,21 +43,16 @@ async fn dates_outside_datetime_or_the_window_are_refused_and_each_fix_posts() {
         ],
     )
     .await;
-    env.web
-        .execute(
-            "UPDATE satislar SET satis_tarihi = '2025-11-12' WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
-    env.post(DocKind::Satis, id)
-        .await
-        .expect("posts once corrected");
+    env.web_exec(
+        "UPDATE satislar SET satis_tarihi = '2025-11-12' WHERE id = $1",
+        &[&id],
+    )
+    .await;
+    env.posts(DocKind::Satis, id, "posts once corrected").await;
 
     // 9999-12-31: storable, but far ahead. Fix: correct satis_tarihi.
     let id = insert_sale(&env.web, &sale("WEB-S-9999", ymd(9999, 12, 31)), &line).await;
-    data_error(
-        &mut env,
+    env.validation_error(
         DocKind::Satis,
         id,
         &[
@@ -95,42 +63,39 @@ async fn dates_outside_datetime_or_the_window_are_refused_and_each_fix_posts() {
         ],
     )
     .await;
-    env.web
-        .execute(
-            "UPDATE satislar SET satis_tarihi = $2 WHERE id = $1",
-            &[&id, &today],
-        )
-        .await
-        .unwrap();
-    env.post(DocKind::Satis, id)
-        .await
-        .expect("posts once corrected");
+    env.web_exec(
+        "UPDATE satislar SET satis_tarihi = $2 WHERE id = $1",
+        &[&id, &today],
+    )
+    .await;
+    env.posts(DocKind::Satis, id, "posts once corrected").await;
 
     // Two days ahead: the other fix, raising MIKRO_SYNC_MAX_DAYS_AHEAD to the value named.
     let ahead = today + chrono::Duration::days(2);
     let id = insert_sale(&env.web, &sale("WEB-S-AHEAD", ahead), &line).await;
-    let m = data_error(
-        &mut env,
+    let m = env
+        .validation_error(
+            DocKind::Satis,
+            id,
+            &[
+                "WEB-S-AHEAD",
+                &ahead.to_string(),
+                "set MIKRO_SYNC_MAX_DAYS_AHEAD to 2",
+            ],
+        )
+        .await;
+    assert!(m.contains("Europe/Istanbul"), "{m}");
+    env.posts_with(
+        &[("MIKRO_SYNC_MAX_DAYS_AHEAD", "2")],
         DocKind::Satis,
         id,
-        &[
-            "WEB-S-AHEAD",
-            &ahead.to_string(),
-            "set MIKRO_SYNC_MAX_DAYS_AHEAD to 2",
-        ],
+        "posts with the setting",
     )
     .await;
-    assert!(m.contains("Europe/Istanbul"), "{m}");
-    env.cfg = cfg_from(&[("MIKRO_SYNC_MAX_DAYS_AHEAD", "2")]);
-    env.post(DocKind::Satis, id)
-        .await
-        .expect("posts with the setting");
-    env.cfg = PostingConfig::default();
 
     // Before 2000-01-01: "set MIKRO_SYNC_EARLIEST_DATE to 1999-06-30 or earlier".
     let id = insert_sale(&env.web, &sale("WEB-S-1999", ymd(1999, 6, 30)), &line).await;
-    data_error(
-        &mut env,
+    env.validation_error(
         DocKind::Satis,
         id,
         &[
@@ -140,11 +105,13 @@ async fn dates_outside_datetime_or_the_window_are_refused_and_each_fix_posts() {
         ],
     )
     .await;
-    env.cfg = cfg_from(&[("MIKRO_SYNC_EARLIEST_DATE", "1999-06-30")]);
-    env.post(DocKind::Satis, id)
-        .await
-        .expect("posts with the setting");
-    env.cfg = PostingConfig::default();
+    env.posts_with(
+        &[("MIKRO_SYNC_EARLIEST_DATE", "1999-06-30")],
+        DocKind::Satis,
+        id,
+        "posts with the setting",
+    )
+    .await;
 
     // A collection dated 1700: same check, its own field.
     let id = insert_collection(
@@ -157,8 +124,7 @@ async fn dates_outside_datetime_or_the_window_are_refused_and_each_fix_posts() {
         },
     )
     .await;
-    data_error(
-        &mut env,
+    env.validation_error(
         DocKind::Tahsilat,
         id,
         &["WEB-T-1700", "tahsilatlar.tahsilat_tarihi", "1700-01-01"],
@@ -184,60 +150,39 @@ async fn cheques_and_notes_need_number_and_due_date() {
             },
         )
         .await;
-        // No number: "set cek_no".
-        data_error(
-            &mut env,
-            DocKind::Tahsilat,
-            id,
-            &[&no, "tahsilatlar.cek_no", "set cek_no"],
+        // Each fix the previous message asked for, then what the next message must say.
+        for (fix, needles) in [
+            // No number: "set cek_no".
+            (None, &["tahsilatlar.cek_no", "set cek_no"][..]),
+            // No due date: "set vade_tarihi".
+            (
+                Some("UPDATE tahsilatlar SET cek_no = 'ÇK-4711' WHERE id = $1"),
+                &["tahsilatlar.vade_tarihi", "set vade_tarihi"],
+            ),
+            // Due before the document date (2025-11-12): "correct vade_tarihi".
+            (
+                Some("UPDATE tahsilatlar SET vade_tarihi = '2025-11-01' WHERE id = $1"),
+                &[
+                    "vade_tarihi 2025-11-01",
+                    "2025-11-12",
+                    "correct vade_tarihi",
+                ],
+            ),
+        ] {
+            if let Some(sql) = fix {
+                env.web_exec(sql, &[&id]).await;
+            }
+            let needles: Vec<&str> = [no.as_str()].iter().chain(needles).copied().collect();
+            env.validation_error(DocKind::Tahsilat, id, &needles).await;
+        }
+        env.web_exec(
+            "UPDATE tahsilatlar SET vade_tarihi = '2026-02-01' WHERE id = $1",
+            &[&id],
         )
         .await;
-        env.web
-            .execute(
-                "UPDATE tahsilatlar SET cek_no = 'ÇK-4711' WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .unwrap();
-        // No due date: "set vade_tarihi".
-        data_error(
-            &mut env,
-            DocKind::Tahsilat,
-            id,
-            &[&no, "tahsilatlar.vade_tarihi", "set vade_tarihi"],
-        )
-        .await;
-        // Due before the document date (2025-11-12): "correct vade_tarihi".
-        env.web
-            .execute(
-                "UPDATE tahsilatlar SET vade_tarihi = '2025-11-01' WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .unwrap();
-        data_error(
-            &mut env,
-            DocKind::Tahsilat,
-            id,
-            &[
-                &no,
-                "vade_tarihi 2025-11-01",
-                "2025-11-12",
-                "correct vade_tarihi",
-            ],
-        )
-        .await;
-        env.web
-            .execute(
-                "UPDATE tahsilatlar SET vade_tarihi = '2026-02-01' WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .unwrap();
         let p = env
-            .post(DocKind::Tahsilat, id)
-            .await
-            .expect("posts once complete");
+            .posts(DocKind::Tahsilat, id, "posts once complete")
+            .await;
         let refno = env.cha(p.cha_recno).await.text("cha_trefno");
         let sck = env.sck_by_refno(&refno).await;
         assert_eq!(sck[0].text("sck_no"), "ÇK-4711");
@@ -248,53 +193,50 @@ async fn cheques_and_notes_need_number_and_due_date() {
 async fn passive_products_are_refused_unless_allowed() {
     let mut env = Env::start().await;
     // STK-0002 is passive in Mikro; the ERP → web sync wrote stoklar.aktif = false.
-    env.web
-        .execute(
-            "UPDATE stoklar SET aktif = false WHERE id = $1",
-            &[&stok(2)],
-        )
-        .await
-        .unwrap();
+    env.web_exec(
+        "UPDATE stoklar SET aktif = false WHERE id = $1",
+        &[&stok(2)],
+    )
+    .await;
     let s = S {
         no: Some("WEB-S-PASİF".into()),
         ..S::open()
     };
     let lines = [L::new(1, 1, "10", "20"), L::new(2, 2, "5", "10")];
     let id = insert_sale(&env.web, &s, &lines).await;
-    let m = data_error(
-        &mut env,
+    let m = env
+        .validation_error(
+            DocKind::Satis,
+            id,
+            &[
+                "WEB-S-PASİF",
+                "line 2",
+                &stok(2).to_string(),
+                "passive",
+                "stoklar.aktif",
+                "MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS=true",
+            ],
+        )
+        .await;
+    // Fix 1, as the message says: allow passive products.
+    env.posts_with(
+        &[("MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS", "true")],
         DocKind::Satis,
         id,
-        &[
-            "WEB-S-PASİF",
-            "line 2",
-            &stok(2).to_string(),
-            "passive",
-            "stoklar.aktif",
-            "MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS=true",
-        ],
+        &m,
     )
     .await;
-    // Fix 1, as the message says: allow passive products.
-    env.cfg = cfg_from(&[("MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS", "true")]);
-    env.post(DocKind::Satis, id)
-        .await
-        .unwrap_or_else(|e| panic!("{m} → {e}"));
-    env.cfg = PostingConfig::default();
     // Fix 2: put an active product on the line (stok_id).
     let id = insert_sale(&env.web, &s, &lines).await;
-    data_error(&mut env, DocKind::Satis, id, &["passive"]).await;
-    env.web
-        .execute(
-            "UPDATE satis_kalemleri SET stok_id = $2 WHERE satis_id = $1 AND stok_id = $3",
-            &[&id, &stok(3), &stok(2)],
-        )
-        .await
-        .unwrap();
+    env.validation_error(DocKind::Satis, id, &["passive"]).await;
+    env.web_exec(
+        "UPDATE satis_kalemleri SET stok_id = $2 WHERE satis_id = $1 AND stok_id = $3",
+        &[&id, &stok(3), &stok(2)],
+    )
+    .await;
     let p = env
-        .post(DocKind::Satis, id)
-        .await
-        .expect("posts with an active product");
+        .posts(DocKind::Satis, id, "posts with an active product")
+        .await;
     let codes: Vec<String> = env
         .sth_of(p.cha_recno)
         .await

@@ -139,23 +139,50 @@ pub fn start_anchor(
 
 /// Whether the periodic full re-read of an entity is due.
 pub fn full_due(wm: Option<&Watermark>, every: Duration, now: DateTime<Utc>) -> bool {
-    match wm.and_then(|w| w.last_full_read) {
+    due(wm.and_then(|w| w.last_full_read), every, now)
+}
+
+/// Records that an entity was re-read in full.
+pub async fn mark_full_read(client: &Object, entity: Entity) -> Result<(), SyncError> {
+    mark_now(client, entity, Periodic::FullRead).await
+}
+
+/// The two periodic jobs of an entity whose last run is kept as a time in its watermark row.
+#[derive(Clone, Copy)]
+enum Periodic {
+    FullRead,
+    DeleteCheck,
+}
+
+/// Whether a periodic job last run at `last` (never: `None`) is due again.
+fn due(last: Option<DateTime<Utc>>, every: Duration, now: DateTime<Utc>) -> bool {
+    match last {
         None => true,
         Some(t) => (now - t).to_std().map(|d| d >= every).unwrap_or(true),
     }
 }
 
-/// Records that an entity was re-read in full.
-pub async fn mark_full_read(client: &Object, entity: Entity) -> Result<(), SyncError> {
-    client
-        .execute(
+/// Records that a periodic job ran now.
+async fn mark_now(client: &Object, entity: Entity, job: Periodic) -> Result<(), SyncError> {
+    // Column names cannot be parameters: one statement per job.
+    let (sql, what) = match job {
+        Periodic::FullRead => (
             "INSERT INTO int_erp_sync_watermark (entity, last_full_read, updated_at)
              VALUES ($1, now(), now())
              ON CONFLICT (entity) DO UPDATE SET last_full_read = now(), updated_at = now()",
-            &[&entity.name()],
-        )
+            "storing the full re-read time",
+        ),
+        Periodic::DeleteCheck => (
+            "INSERT INTO int_erp_sync_watermark (entity, last_delete_check, updated_at)
+             VALUES ($1, now(), now())
+             ON CONFLICT (entity) DO UPDATE SET last_delete_check = now(), updated_at = now()",
+            "storing the delete check time",
+        ),
+    };
+    client
+        .execute(sql, &[&entity.name()])
         .await
-        .map_err(SyncError::web("storing the full re-read time"))?;
+        .map_err(SyncError::web(what))?;
     Ok(())
 }
 
@@ -231,24 +258,12 @@ pub async fn touch(
 
 /// Whether the periodic key comparison is due.
 pub fn delete_check_due(wm: Option<&Watermark>, every: Duration, now: DateTime<Utc>) -> bool {
-    match wm.and_then(|w| w.last_delete_check) {
-        None => true,
-        Some(t) => (now - t).to_std().map(|d| d >= every).unwrap_or(true),
-    }
+    due(wm.and_then(|w| w.last_delete_check), every, now)
 }
 
 /// Records that the key comparison ran.
 pub async fn mark_delete_check(client: &Object, entity: Entity) -> Result<(), SyncError> {
-    client
-        .execute(
-            "INSERT INTO int_erp_sync_watermark (entity, last_delete_check, updated_at)
-             VALUES ($1, now(), now())
-             ON CONFLICT (entity) DO UPDATE SET last_delete_check = now(), updated_at = now()",
-            &[&entity.name()],
-        )
-        .await
-        .map_err(SyncError::web("storing the delete check time"))?;
-    Ok(())
+    mark_now(client, entity, Periodic::DeleteCheck).await
 }
 
 /// Adds or refreshes rejected rows in the retry list.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mikro_emulator::harness::{Harness, HarnessOptions, WEB_SCHEMA, WEB_SEED};
 use mikro_emulator::pgcluster::{PgCluster, PgClusterOptions};
-use mikro_sync::db::WebPool;
+use mikro_sync::db::{ErpPool, WebPool};
 use mikro_sync::posting::{PostError, Posted};
 use mikro_sync::queue::{Job, PgListenConnector, Sink, Worker, WorkerOptions, WorkerReport};
 use mikro_sync::shutdown::ShutdownController;
@@ -95,6 +95,32 @@ pub async fn full_env() -> FullEnv {
         .await
         .expect("setup_erp");
     FullEnv { h, url, pool }
+}
+
+/// The ERP → web sync's environment: harness (web schema, optionally its seed), mikro-sync
+/// installed on the web side, the daemon's pools and a plain web client.
+pub struct SyncEnv {
+    pub h: Harness,
+    pub web: WebPool,
+    pub erp: ErpPool,
+    pub pg: tokio_postgres::Client,
+}
+
+/// Starts the harness (the web seed only with `web_seed`) and installs mikro-sync's web objects.
+pub async fn sync_env(web_seed: bool) -> SyncEnv {
+    let h = Harness::start(HarnessOptions {
+        web_seed,
+        ..HarnessOptions::default()
+    })
+    .await
+    .expect("harness");
+    let pg = h.web_client().await.expect("web client");
+    mikro_sync::setup::setup_web(&pg).await.expect("setup web");
+    let web = mikro_sync::db::web_pool(&h.web_url(), 4).expect("web pool");
+    let erp = mikro_sync::db::erp_pool(&h.erp_ado(), 2)
+        .await
+        .expect("erp pool");
+    SyncEnv { h, web, erp, pg }
 }
 
 /// Test worker options: fast leases/polls so failures show quickly (never relied on for
@@ -311,17 +337,21 @@ pub async fn mikro_sink(env: &FullEnv, conns: u32) -> mikro_sync::queue::MikroSi
     }
 }
 
-/// Runs a scalar T-SQL count on the ERP side.
-pub async fn erp_count(env: &FullEnv, sql: &str, params: &[&dyn tiberius::ToSql]) -> i64 {
+/// The one row a T-SQL query answers on the ERP side.
+pub async fn erp_row(env: &FullEnv, sql: &str, params: &[&dyn tiberius::ToSql]) -> tiberius::Row {
     let mut erp = env.h.erp_client().await.expect("erp client");
-    let row = erp
-        .query(sql, params)
+    erp.query(sql, params)
         .await
-        .expect("erp query")
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .into_row()
         .await
-        .expect("erp row")
-        .expect("one row");
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// Runs a scalar T-SQL count on the ERP side.
+pub async fn erp_count(env: &FullEnv, sql: &str, params: &[&dyn tiberius::ToSql]) -> i64 {
+    let row = erp_row(env, sql, params).await;
     row.get::<i32, _>(0)
         .map(i64::from)
         .or_else(|| row.get::<i64, _>(0))

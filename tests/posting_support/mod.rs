@@ -3,10 +3,11 @@
 //! rows so every TSV column can be checked for presence and non-NULL-ness.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{NaiveDate, NaiveDateTime};
 use mikro_emulator::harness::{ErpClient, Harness, HarnessOptions};
+use mikro_sync::config::Config;
 use mikro_sync::mikro::Table;
 use mikro_sync::posting::{post_document, DocKind, PostError, Posted, PostingConfig};
 use rust_decimal::Decimal;
@@ -77,6 +78,28 @@ impl Env {
         post_document(&self.web, &mut self.erp, &self.cfg, kind, id).await
     }
 
+    /// Posts and expects success; `what` names the case in the panic message.
+    pub async fn posts(&mut self, kind: DocKind, id: Uuid, what: &str) -> Posted {
+        self.post(kind, id)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
+    /// Posts with the settings these environment variables give (the other fix a message
+    /// proposes), then goes back to the default settings.
+    pub async fn posts_with(
+        &mut self,
+        vars: &[(&str, &str)],
+        kind: DocKind,
+        id: Uuid,
+        what: &str,
+    ) -> Posted {
+        self.cfg = cfg_from(vars);
+        let p = self.posts(kind, id, what).await;
+        self.cfg = PostingConfig::default();
+        p
+    }
+
     /// Rows of a SELECT, as maps from lower-cased column name to value.
     pub async fn rows(&mut self, sql: &str, p: &[&dyn tiberius::ToSql]) -> Vec<Rec> {
         let rows = self
@@ -126,6 +149,88 @@ impl Env {
         let r = self.rows(sql, &[]).await;
         r[0].int_at0()
     }
+
+    /// Mikro's rows of everything posting writes: CHA, STH, cheques/notes, ledger.
+    pub async fn mikro_counts(&mut self) -> (i64, i64, i64, i64) {
+        (
+            self.count("SELECT COUNT(*) FROM dbo.CARI_HESAP_HAREKETLERI")
+                .await,
+            self.count("SELECT COUNT(*) FROM dbo.STOK_HAREKETLERI")
+                .await,
+            self.count("SELECT COUNT(*) FROM dbo.ODEME_EMIRLERI").await,
+            self.count("SELECT COUNT(*) FROM dbo.MIKROSYNC_LEDGER")
+                .await,
+        )
+    }
+
+    /// Posts and expects a data error that contains every needle, with nothing written into
+    /// Mikro. Answers the message.
+    pub async fn data_error(&mut self, kind: DocKind, id: Uuid, needles: &[&str]) -> String {
+        let before = self.mikro_counts().await;
+        let m = match self.post(kind, id).await {
+            Err(PostError::Data(m)) => m,
+            other => panic!("expected a data error containing {needles:?}, got {other:?}"),
+        };
+        for n in needles {
+            assert!(m.contains(n), "{n:?} missing from: {m}");
+        }
+        assert_eq!(
+            self.mikro_counts().await,
+            before,
+            "a failed posting writes nothing"
+        );
+        m
+    }
+
+    /// [`Env::data_error`] of a validation: its message is one line that names the document's id.
+    pub async fn validation_error(&mut self, kind: DocKind, id: Uuid, needles: &[&str]) -> String {
+        let m = self.data_error(kind, id, needles).await;
+        assert!(m.contains(&id.to_string()), "the id is missing from: {m}");
+        assert_eq!(m.lines().count(), 1, "one line: {m}");
+        m
+    }
+
+    /// Runs one statement on the web database (a fix, done as a message proposes it).
+    pub async fn web_exec(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) {
+        self.web
+            .execute(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Inserts one web row (`INSERT … RETURNING id`) and answers its id.
+    pub async fn web_insert(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Uuid {
+        self.web
+            .query_one(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    /// A new web customer with this code and name, and no mapping.
+    pub async fn new_cari(&self, kodu: &str, adi: &str) -> Uuid {
+        let sql = "INSERT INTO cari_hesaplar (cari_kodu, cari_adi) VALUES ($1, $2) RETURNING id";
+        self.web_insert(sql, &[&kodu, &adi]).await
+    }
+
+    /// A new web product with this code and name, and no mapping.
+    pub async fn new_stok(&self, kodu: &str, adi: &str) -> Uuid {
+        let sql = "INSERT INTO stoklar (stok_kodu, stok_adi) VALUES ($1, $2) RETURNING id";
+        self.web_insert(sql, &[&kodu, &adi]).await
+    }
+}
+
+/// The posting settings as the daemon would read them from these environment variables.
+pub fn cfg_from(vars: &[(&str, &str)]) -> PostingConfig {
+    let map: BTreeMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_map(&map).expect("config").posting_config()
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
@@ -291,6 +396,14 @@ impl S {
             date: NaiveDate::from_ymd_opt(2025, 11, 12).unwrap(),
             belge_no: None,
             no: None,
+        }
+    }
+
+    /// An open-account sale of the web customer `cari`.
+    pub fn of(cari: Uuid) -> S {
+        S {
+            cari: Some(cari),
+            ..S::open()
         }
     }
 }
