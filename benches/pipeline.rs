@@ -9,11 +9,13 @@
 //! 2. queue throughput with the no-op sink (rows/s, claim + complete only);
 //! 3. documents/s through the queue into the emulator with 1 and 4 ERP connections;
 //! 4. web insert rate of 16 concurrent writers (sale header + 1 line per transaction): without
-//!    the triggers, with mikro-sync's triggers (alone, and with a worker draining on the same
-//!    cores, counting the NOTIFYs actually sent), the triggers' cost split into steps (an empty
-//!    trigger, + the wake-up logic, + the row in `sync_queue_inbox`), the row written straight
-//!    into `sync_queue` (the design before the inbox) and a naive per-row `pg_notify(id)`
-//!    trigger for comparison, and base vs triggers again with PostgreSQL's durable defaults.
+//!    the triggers, without and with the divergence triggers (edits after posting, issue 15),
+//!    with a worker draining on the same cores (counting the NOTIFYs actually sent), the
+//!    triggers' cost split into steps (an empty trigger, + the wake-up logic, + the row in
+//!    `sync_queue_inbox`, + the divergence triggers), the line trigger's earlier designs (one
+//!    probe per line; per statement with a transition table), the row written straight into
+//!    `sync_queue` (the design before the inbox) and a naive per-row `pg_notify(id)` trigger for
+//!    comparison, 3-line sales, and base vs triggers again with PostgreSQL's durable defaults.
 //!
 //! Sizes can be changed with PIPELINE_BENCH_DOCS (latency samples, default 300),
 //! PIPELINE_BENCH_NOOP_ROWS (default 50000), PIPELINE_BENCH_ERP_DOCS (default 2000: fewer are dominated by warm-up),
@@ -467,20 +469,58 @@ const ENQUEUE_ROW: &str = "    INSERT INTO sync_queue_inbox (entity_type, entity
     VALUES (TG_ARGV[0], NEW.id, 'insert');
 ";
 
-/// mikro-sync's `mikro_sync_enqueue()` as installed by setup.
-fn enqueue_function() -> String {
-    let sql = mikro_sync::setup::WEB_MIGRATIONS[4].sql;
+/// The part of the enqueue function that serves the line divergence trigger (it names the sale
+/// the transaction inserted, so the lines written with it skip their probe).
+const MARK_SALE: &str = "    IF TG_ARGV[0] = 'satis' THEN
+        -- An assignment, not PERFORM: plpgsql evaluates it without the SQL executor.
+        v_set := set_config('mikro_sync.new_sale', NEW.id::text, true);
+    END IF;
+";
+
+/// The line divergence trigger's fast path for lines written with their sale.
+const LINE_FAST_PATH: &str = "        IF TG_OP = 'INSERT' AND NEW.satis_id::text = current_setting('mikro_sync.new_sale', true) THEN
+            RETURN NULL;
+        END IF;
+";
+
+/// The text of `CREATE OR REPLACE FUNCTION <name>` in web install file `file`, checked to
+/// contain `part` (which the variants below remove or replace).
+fn installed_function(file: usize, name: &str, part: &str) -> String {
+    let sql = mikro_sync::setup::WEB_MIGRATIONS[file].sql;
     let start = sql
-        .find("CREATE OR REPLACE FUNCTION mikro_sync_enqueue()")
-        .expect("enqueue function in 005");
+        .find(&format!("CREATE OR REPLACE FUNCTION {name}()"))
+        .unwrap_or_else(|| panic!("{name} in {}", mikro_sync::setup::WEB_MIGRATIONS[file].name));
     let end = start + sql[start..].find("$$;").expect("end of function") + 3;
     let f = sql[start..end].to_string();
     assert!(
-        f.contains(ENQUEUE_ROW),
-        "005's INSERT changed: update ENQUEUE_ROW"
+        f.contains(part),
+        "{name} changed: update the bench's copy of {part:?}"
     );
     f
 }
+
+/// mikro-sync's `mikro_sync_enqueue()` as installed by setup, without [`MARK_SALE`]: the
+/// enqueue trigger alone, as before edits after posting were detected.
+fn enqueue_function() -> String {
+    installed_function(4, "mikro_sync_enqueue", MARK_SALE).replace(MARK_SALE, "")
+}
+
+/// The line divergence trigger as first built: one primary-key probe of the sale per line
+/// (without [`LINE_FAST_PATH`]).
+fn probing_line_function() -> String {
+    installed_function(5, "mikro_sync_line_changed", LINE_FAST_PATH).replace(LINE_FAST_PATH, "")
+}
+
+/// The alternative the issue suggested for the line INSERT path: one statement-level trigger
+/// with a transition table, joined to the posted sales (only detecting, for the cost).
+const STATEMENT_LINE_TRIGGER: &str = "
+CREATE OR REPLACE FUNCTION mikro_sync_bench_lines_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM n JOIN satislar h ON h.id = n.satis_id WHERE h.fatura_sira_no IS NOT NULL;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER mikro_sync_bench_lines_added AFTER INSERT ON satis_kalemleri
+    REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION mikro_sync_bench_lines_added();";
 
 /// mikro-sync's trigger function without its queue row: only the kaynak/origin checks and the
 /// notify decision, to split the triggers' cost into "wake-up logic" and "the queue row".
@@ -646,75 +686,81 @@ fn print_cpu(base: &Runs, trig: &Runs) {
 /// Section 4: the web app's write path with and without mikro-sync's triggers.
 ///
 /// Rounds interleave the variants (base, triggers without a worker, triggers with a draining
-/// worker) so a noisy neighbour hits them alike; medians are printed with the range. The last
-/// block repeats base vs triggers with PostgreSQL's durable defaults (fsync, synchronous_commit,
-/// full_page_writes on), the configuration a real web database runs.
+/// worker, the trigger designs compared) so a noisy neighbour hits them alike; medians are
+/// printed with the range. Every run installs its variant first; the installed triggers are put
+/// back at the end. The last block repeats base vs triggers with PostgreSQL's durable defaults
+/// (fsync, synchronous_commit, full_page_writes on), the configuration a real web database runs.
 async fn insert_section(env: &Env) {
     let secs = env_usize("PIPELINE_BENCH_INSERT_SECS", 3) as u64;
     let rounds = env_usize("PIPELINE_BENCH_INSERT_ROUNDS", 5).max(1);
     let writers = 16;
     let c = connect(&env.url).await;
-    // "mikro-sync triggers" = the enqueue trigger and the line divergence trigger
-    // (sql/web/006_divergence.sql), the only one of ours on the INSERT path of satis_kalemleri.
-    let triggers = |on: bool| {
-        if on {
-            "ALTER TABLE satislar ENABLE TRIGGER satis_sync_trigger;
-             ALTER TABLE satis_kalemleri ENABLE TRIGGER satis_kalemi_divergence_trigger"
-        } else {
-            "ALTER TABLE satislar DISABLE TRIGGER satis_sync_trigger;
-             ALTER TABLE satis_kalemleri DISABLE TRIGGER satis_kalemi_divergence_trigger"
-        }
-    };
-    const NO_LINE_TRIGGER: &str =
-        "ALTER TABLE satis_kalemleri DISABLE TRIGGER satis_kalemi_divergence_trigger";
     let postmaster = postmaster_pid(&c).await;
-    // One run: reset, triggers on/off; tx/s and PostgreSQL's CPU per transaction (µs).
-    let run = |on: bool, mode: Writer, lines: usize| {
+    let migration = |i: usize| mikro_sync::setup::WEB_MIGRATIONS[i].sql;
+    // The variants, each as the SQL that installs it. "mikro-sync triggers" = the enqueue
+    // trigger and the line divergence trigger (sql/web/006_divergence.sql), the only one of ours
+    // on the INSERT path of satis_kalemleri.
+    let install = |enqueue: &str, line: Option<&str>, extra: &str| {
+        format!(
+            "DROP TRIGGER IF EXISTS mikro_sync_bench_lines_added ON satis_kalemleri;
+             ALTER TABLE satislar ENABLE TRIGGER satis_sync_trigger;
+             ALTER TABLE satis_kalemleri {} TRIGGER satis_kalemi_divergence_trigger;
+             {enqueue}
+             {}
+             {extra}",
+            if line.is_some() { "ENABLE" } else { "DISABLE" },
+            line.unwrap_or_default()
+        )
+    };
+    let base_sql = "DROP TRIGGER IF EXISTS mikro_sync_bench_lines_added ON satis_kalemleri;
+         ALTER TABLE satislar DISABLE TRIGGER satis_sync_trigger;
+         ALTER TABLE satis_kalemleri DISABLE TRIGGER satis_kalemi_divergence_trigger"
+        .to_string();
+    let installed = format!("{};{}", install(migration(4), Some(""), ""), migration(5));
+    let enqueue_alone = install(&enqueue_function(), None, "");
+    let probing = install(&enqueue_function(), Some(&probing_line_function()), "");
+    let statement = install(&enqueue_function(), None, STATEMENT_LINE_TRIGGER);
+    let empty = install(EMPTY_TRIGGER, None, "");
+    let notify_only = install(&notify_only_trigger(), None, "");
+    let direct_row = install(&direct_row_trigger(), None, "");
+    // One run: reset, install; tx/s and PostgreSQL's CPU per transaction (µs).
+    let run = |sql: &str, mode: Writer, lines: usize| {
         let c = &c;
+        let sql = sql.to_string();
         async move {
             env.reset().await;
-            c.batch_execute(triggers(on)).await.unwrap();
+            c.batch_execute(&sql).await.unwrap();
             insert_rate_cpu(&env.url, writers, secs, mode, lines, postmaster).await
         }
     };
-    let (mut base, mut trig, mut dbase, mut dtrig) = Default::default();
+    let tps = |r: (f64, Option<f64>)| r.0;
+    // Every variant's runs: tx/s and PostgreSQL's CPU per transaction.
+    let mut v: HashMap<&str, Runs> = HashMap::new();
     let mut worker = Vec::new();
-    let (mut base3, mut trig3, mut notify_only) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut empty, mut direct) = (Vec::new(), Vec::new());
-    let (notify_only_sql, direct_row_sql) = (notify_only_trigger(), direct_row_trigger());
     let (mut posted, mut txs, mut notifies) = (0u64, 0f64, 0u64);
-    let (mut no_line, mut dno_line, mut no_line3) = (Vec::new(), Vec::new(), Vec::new());
-    // The enqueue trigger alone (the line divergence trigger off): before issue 15's item 3.
-    let run_no_line = |mode: Writer, lines: usize| {
-        let c = &c;
-        async move {
-            env.reset().await;
-            c.batch_execute(triggers(true)).await.unwrap();
-            c.batch_execute(NO_LINE_TRIGGER).await.unwrap();
-            insert_rate(&env.url, writers, secs, mode, lines).await
-        }
-    };
     for _ in 0..rounds {
-        Runs::add(&mut base, run(false, Writer::OneRoundTrip, 1).await);
-        no_line.push(run_no_line(Writer::OneRoundTrip, 1).await);
-        Runs::add(&mut trig, run(true, Writer::OneRoundTrip, 1).await);
-        c.batch_execute(EMPTY_TRIGGER).await.unwrap();
-        empty.push(run_no_line(Writer::OneRoundTrip, 1).await);
-        c.batch_execute(&notify_only_sql).await.unwrap();
-        notify_only.push(run_no_line(Writer::OneRoundTrip, 1).await);
-        c.batch_execute(&direct_row_sql).await.unwrap();
-        direct.push(run_no_line(Writer::OneRoundTrip, 1).await);
-        c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
-            .await
-            .unwrap();
-        Runs::add(&mut dbase, run(false, Writer::Driver, 1).await);
-        dno_line.push(run_no_line(Writer::Driver, 1).await);
-        Runs::add(&mut dtrig, run(true, Writer::Driver, 1).await);
-        base3.push(run(false, Writer::Driver, 3).await.0);
-        no_line3.push(run_no_line(Writer::Driver, 3).await);
-        trig3.push(run(true, Writer::Driver, 3).await.0);
+        for (key, sql, mode, lines) in [
+            ("base", &base_sql, Writer::OneRoundTrip, 1),
+            ("alone", &enqueue_alone, Writer::OneRoundTrip, 1),
+            ("installed", &installed, Writer::OneRoundTrip, 1),
+            ("empty", &empty, Writer::OneRoundTrip, 1),
+            ("notify", &notify_only, Writer::OneRoundTrip, 1),
+            ("direct", &direct_row, Writer::OneRoundTrip, 1),
+            ("d base", &base_sql, Writer::Driver, 1),
+            ("d alone", &enqueue_alone, Writer::Driver, 1),
+            ("d installed", &installed, Writer::Driver, 1),
+            ("d probing", &probing, Writer::Driver, 1),
+            ("d statement", &statement, Writer::Driver, 1),
+            ("3 base", &base_sql, Writer::Driver, 3),
+            ("3 alone", &enqueue_alone, Writer::Driver, 3),
+            ("3 installed", &installed, Writer::Driver, 3),
+            ("3 probing", &probing, Writer::Driver, 3),
+        ] {
+            let r = run(sql, mode, lines).await;
+            v.entry(key).or_default().add(r);
+        }
         env.reset().await;
-        c.batch_execute(triggers(true)).await.unwrap();
+        c.batch_execute(&installed).await.unwrap();
         let w = listening_noop_worker(env).await;
         let counter = NotifyCounter::start(&env.url).await;
         let r = insert_rate(&env.url, writers, secs, Writer::OneRoundTrip, 1).await;
@@ -727,13 +773,12 @@ async fn insert_section(env: &Env) {
     }
     // A naive per-row pg_notify(id) trigger, for comparison.
     env.reset().await;
-    c.batch_execute(NAIVE_TRIGGER).await.unwrap();
+    c.batch_execute(&install(NAIVE_TRIGGER, None, ""))
+        .await
+        .unwrap();
     let w = listening_noop_worker(env).await;
     let naive = insert_rate(&env.url, writers, secs, Writer::OneRoundTrip, 1).await;
     w.stop().await;
-    c.batch_execute(mikro_sync::setup::WEB_MIGRATIONS[4].sql)
-        .await
-        .unwrap();
     // PostgreSQL's durable defaults (the harness runs with them off for speed).
     for sql in [
         "ALTER SYSTEM SET fsync = on",
@@ -744,8 +789,8 @@ async fn insert_section(env: &Env) {
         c.batch_execute(sql).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let durable_base = run(false, Writer::Driver, 1).await.0;
-    let durable_trig = run(true, Writer::Driver, 1).await.0;
+    let durable_base = tps(run(&base_sql, Writer::Driver, 1).await);
+    let durable_trig = tps(run(&installed, Writer::Driver, 1).await);
     for sql in [
         "ALTER SYSTEM RESET fsync",
         "ALTER SYSTEM RESET synchronous_commit",
@@ -754,61 +799,90 @@ async fn insert_section(env: &Env) {
     ] {
         c.batch_execute(sql).await.unwrap();
     }
+    c.batch_execute(&installed).await.unwrap();
     let pc = |v: f64, b: f64| 100.0 * v / b;
-    let base_m = median(&mut base.tps.clone());
-    let t = median(&mut trig.tps.clone());
-    let wk = median(&mut worker.clone());
-    let db = median(&mut dbase.tps.clone());
-    let dt = median(&mut dtrig.tps.clone());
-    let no = median(&mut notify_only.clone());
-    let em = median(&mut empty.clone());
-    let dr = median(&mut direct.clone());
-    let b3 = median(&mut base3.clone());
-    let t3 = median(&mut trig3.clone());
+    let med = |v: &[f64]| median(&mut v.to_vec());
+    let runs = |key: &str| v.get(key).expect("variant ran");
+    let (base_m, db, b3) = (
+        med(&runs("base").tps),
+        med(&runs("d base").tps),
+        med(&runs("3 base").tps),
+    );
     println!();
     println!(
         "4. web insert rate, {writers} concurrent writers, one sale (header + lines) per transaction, \
-         {secs} s per run, median of {rounds} interleaved rounds [range]; target: triggers keep >= 80 %"
+         {secs} s per run, median of {rounds} interleaved rounds [range], PostgreSQL's CPU per \
+         transaction (median); target: triggers keep >= 80 %"
     );
+    // One line of a variant: median tx/s, share of `of`, range, CPU per transaction, what it is.
+    let line = |name: &str, key: &str, of: f64, what: &str| {
+        let r = runs(key);
+        let m = med(&r.tps);
+        let cpu = if r.cpu.is_empty() {
+            String::new()
+        } else {
+            format!("  {:>4.0} µs", med(&r.cpu))
+        };
+        println!(
+            "      {name:<38} {m:>8.0} tx/s  {:>3.0} %  [{}]{cpu}{}",
+            pc(m, of),
+            spread(&r.tps),
+            if what.is_empty() {
+                String::new()
+            } else {
+                format!("  ({what})")
+            }
+        );
+    };
     println!(
         "   a) 1-line sales, each transaction sent as one message (BEGIN; INSERT; INSERT; COMMIT;)"
     );
-    println!(
-        "      without triggers                       {base_m:>8.0} tx/s  100 %  [{}]",
-        spread(&base.tps)
+    line("without triggers", "base", base_m, "");
+    line(
+        "without the divergence triggers",
+        "alone",
+        base_m,
+        "the enqueue trigger alone: before edits were detected",
     );
-    println!(
-        "      mikro-sync triggers                    {t:>8.0} tx/s  {:>3.0} %  [{}]",
-        pc(t, base_m),
-        spread(&trig.tps)
+    line(
+        "with the divergence triggers",
+        "installed",
+        base_m,
+        "= mikro-sync triggers, as installed",
     );
-    print_cpu(&base, &trig);
-    let nl = median(&mut no_line.clone());
+    print_cpu(runs("base"), runs("installed"));
     println!("      where the triggers' cost goes (each step adds to the one above):");
-    println!(
-        "        an empty AFTER INSERT trigger        {em:>8.0} tx/s  {:>3.0} %  [{}]  (the trigger call alone)",
-        pc(em, base_m),
-        spread(&empty)
+    line(
+        "  an empty AFTER INSERT trigger",
+        "empty",
+        base_m,
+        "the trigger call alone",
     );
-    println!(
-        "        + kaynak/origin checks, wake-up logic {no:>7.0} tx/s  {:>3.0} %  [{}]  (mikro-sync's trigger without its queue row)",
-        pc(no, base_m),
-        spread(&notify_only)
+    line(
+        "  + kaynak/origin checks, wake-up logic",
+        "notify",
+        base_m,
+        "mikro-sync's trigger without its queue row",
     );
-    println!(
-        "        + its row, in sync_queue_inbox       {nl:>8.0} tx/s  {:>3.0} %  [{}]  (the enqueue trigger alone: before edits were detected)",
-        pc(nl, base_m),
-        spread(&no_line)
+    line(
+        "  + its row, in sync_queue_inbox",
+        "alone",
+        base_m,
+        "= without the divergence triggers",
     );
-    println!(
-        "        + the line divergence trigger        {t:>8.0} tx/s  {:>3.0} %  (= mikro-sync triggers)",
-        pc(t, base_m)
+    line(
+        "  + the divergence triggers",
+        "installed",
+        base_m,
+        "= with them; on INSERT only the line trigger works",
     );
-    println!(
-        "      the row straight into sync_queue       {dr:>8.0} tx/s  {:>3.0} %  [{}]  (its indexes, CHECK, ON CONFLICT: the design before the inbox)",
-        pc(dr, base_m),
-        spread(&direct)
+    line(
+        "the row straight into sync_queue",
+        "direct",
+        base_m,
+        "its indexes, CHECK, ON CONFLICT: the design before the inbox",
     );
+    let wk = med(&worker);
     println!(
         "      triggers + worker draining, same cores {wk:>8.0} tx/s  {:>3.0} %  [{}]  (worker completed {posted} rows; {notifies} NOTIFYs for {txs:.0} transactions)",
         pc(wk, base_m),
@@ -819,32 +893,50 @@ async fn insert_section(env: &Env) {
         pc(naive, base_m)
     );
     println!("   b) prepared statements, one round trip each (BEGIN, header, line(s), COMMIT), 1-line sales:");
-    println!(
-        "      without triggers                       {db:>8.0} tx/s  100 %  [{}]",
-        spread(&dbase.tps)
+    line("without triggers", "d base", db, "");
+    line(
+        "without the divergence triggers",
+        "d alone",
+        db,
+        "the enqueue trigger alone",
+    );
+    line(
+        "with the divergence triggers",
+        "d installed",
+        db,
+        "as installed: lines written with their sale skip the probe",
+    );
+    print_cpu(runs("d base"), runs("d installed"));
+    println!("      the line trigger's INSERT path as designed before (with the enqueue trigger):");
+    line(
+        "  one probe of the sale per line",
+        "d probing",
+        db,
+        "as first built",
+    );
+    line(
+        "  per statement, transition table",
+        "d statement",
+        db,
+        "joined to satislar; no line trigger",
+    );
+    println!("   c) prepared statements, 3-line sales:");
+    line("without triggers", "3 base", b3, "");
+    line("without the divergence triggers", "3 alone", b3, "");
+    line(
+        "with the divergence triggers",
+        "3 installed",
+        b3,
+        "as installed",
+    );
+    line(
+        "  one probe of the sale per line",
+        "3 probing",
+        b3,
+        "as first built",
     );
     println!(
-        "      mikro-sync triggers                    {dt:>8.0} tx/s  {:>3.0} %  [{}]",
-        pc(dt, db),
-        spread(&dtrig.tps)
-    );
-    print_cpu(&dbase, &dtrig);
-    let dnl = median(&mut dno_line.clone());
-    println!(
-        "      the enqueue trigger alone              {dnl:>8.0} tx/s  {:>3.0} %  [{}]  (without the line divergence trigger)",
-        pc(dnl, db),
-        spread(&dno_line)
-    );
-    let nl3 = median(&mut no_line3.clone());
-    println!(
-        "      3-line sales: {b3:.0} -> {t3:.0} tx/s = {:.0} %  [{} -> {}]; the enqueue trigger alone {nl3:.0} tx/s = {:.0} %",
-        pc(t3, b3),
-        spread(&base3),
-        spread(&trig3),
-        pc(nl3, b3)
-    );
-    println!(
-        "      1-line sales, durable PostgreSQL (fsync, synchronous_commit on): {durable_base:.0} -> {durable_trig:.0} tx/s = {:.0} %",
+        "   d) 1-line sales, durable PostgreSQL (fsync, synchronous_commit on): {durable_base:.0} -> {durable_trig:.0} tx/s = {:.0} %",
         pc(durable_trig, durable_base)
     );
 }

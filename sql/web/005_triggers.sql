@@ -24,12 +24,22 @@
 --    which waits until every such writer has committed (their rows are then visible), and
 --    drains once more. A shared try-lock also fails while an exclusive request is queued, so
 --    the failure case notifies: never a missed wake-up, at worst a spare notify.
+--
+-- It also names the sale this transaction inserted (mikro_sync.new_sale, transaction-local),
+-- so the divergence trigger on its lines (006_divergence.sql) knows without a probe that they
+-- are written with their sale, not added to a posted one.
 CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_set text;
 BEGIN
     IF (NEW.kaynak IS NOT NULL AND NEW.kaynak <> 'web')
        OR current_setting('mikro_sync.origin', true) = 'erp' THEN
         RETURN NULL;
+    END IF;
+    IF TG_ARGV[0] = 'satis' THEN
+        -- An assignment, not PERFORM: plpgsql evaluates it without the SQL executor.
+        v_set := set_config('mikro_sync.new_sale', NEW.id::text, true);
     END IF;
     INSERT INTO sync_queue_inbox (entity_type, entity_id, operation)
     VALUES (TG_ARGV[0], NEW.id, 'insert');

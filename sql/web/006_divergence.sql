@@ -18,10 +18,12 @@
 -- (guncelleme_tarihi, kaynak, the number columns, columns the web app adds for itself): only the
 -- fields posting reads are compared (mikro_sync_business below).
 --
--- Cost on the web app's write path: nothing new on INSERT into satislar / tahsilatlar. The
--- UPDATE triggers have a WHEN clause on the number columns, so an UPDATE of a document that
--- was not posted does not call plpgsql. A new line (INSERT into satis_kalemleri) pays one
--- primary-key probe of its sale (is it posted?); see docs/operations.md for the measured rate.
+-- Cost on the web app's write path: on INSERT into satislar, the enqueue trigger names the
+-- sale in a transaction-local setting (005_triggers.sql). The UPDATE triggers have a WHEN
+-- clause on the number columns, so an UPDATE of a document that was not posted does not call
+-- plpgsql. A new line (INSERT into satis_kalemleri) pays a plpgsql call that compares its sale
+-- with that setting, and a primary-key probe of its sale only when another transaction inserted
+-- the sale; see docs/benchmarks.md for the measured rate.
 
 -- One open divergence per document; also the lookup the re-insert check and status use.
 CREATE UNIQUE INDEX IF NOT EXISTS sync_queue_diverged_idx
@@ -216,33 +218,40 @@ BEGIN
 END
 $$;
 
-DROP TRIGGER IF EXISTS satis_divergence_update_trigger ON satislar;
-CREATE TRIGGER satis_divergence_update_trigger
-    AFTER UPDATE ON satislar
-    FOR EACH ROW
-    WHEN (OLD.fatura_sira_no IS NOT NULL OR NEW.fatura_sira_no IS NOT NULL)
-    EXECUTE FUNCTION mikro_sync_doc_changed('satis', 'fatura_seri_no', 'fatura_sira_no', 'satis_no');
-DROP TRIGGER IF EXISTS satis_divergence_delete_trigger ON satislar;
-CREATE TRIGGER satis_divergence_delete_trigger
-    BEFORE DELETE ON satislar
-    FOR EACH ROW
-    WHEN (OLD.fatura_sira_no IS NOT NULL)
-    EXECUTE FUNCTION mikro_sync_doc_changed('satis', 'fatura_seri_no', 'fatura_sira_no', 'satis_no');
-DROP TRIGGER IF EXISTS tahsilat_divergence_update_trigger ON tahsilatlar;
-CREATE TRIGGER tahsilat_divergence_update_trigger
-    AFTER UPDATE ON tahsilatlar
-    FOR EACH ROW
-    WHEN (OLD.tahsilat_sira_no IS NOT NULL OR NEW.tahsilat_sira_no IS NOT NULL)
-    EXECUTE FUNCTION mikro_sync_doc_changed('tahsilat', 'tahsilat_seri_no', 'tahsilat_sira_no', 'tahsilat_no');
-DROP TRIGGER IF EXISTS tahsilat_divergence_delete_trigger ON tahsilatlar;
-CREATE TRIGGER tahsilat_divergence_delete_trigger
-    BEFORE DELETE ON tahsilatlar
-    FOR EACH ROW
-    WHEN (OLD.tahsilat_sira_no IS NOT NULL)
-    EXECUTE FUNCTION mikro_sync_doc_changed('tahsilat', 'tahsilat_seri_no', 'tahsilat_sira_no', 'tahsilat_no');
+-- The same two triggers on both document tables: satis_divergence_update_trigger,
+-- satis_divergence_delete_trigger ON satislar; tahsilat_divergence_update_trigger,
+-- tahsilat_divergence_delete_trigger ON tahsilatlar. Row: table, kind, and the TG_ARGV columns.
+DO $$
+DECLARE
+    t text[];
+BEGIN
+    FOREACH t SLICE 1 IN ARRAY ARRAY[
+        ['satislar', 'satis', 'fatura_seri_no', 'fatura_sira_no', 'satis_no'],
+        ['tahsilatlar', 'tahsilat', 'tahsilat_seri_no', 'tahsilat_sira_no', 'tahsilat_no']]
+    LOOP
+        EXECUTE format(
+            'DROP TRIGGER IF EXISTS %2$s_divergence_update_trigger ON %1$I;
+             CREATE TRIGGER %2$s_divergence_update_trigger
+                 AFTER UPDATE ON %1$I
+                 FOR EACH ROW
+                 WHEN (OLD.%4$I IS NOT NULL OR NEW.%4$I IS NOT NULL)
+                 EXECUTE FUNCTION mikro_sync_doc_changed(%2$L, %3$L, %4$L, %5$L);
+             DROP TRIGGER IF EXISTS %2$s_divergence_delete_trigger ON %1$I;
+             CREATE TRIGGER %2$s_divergence_delete_trigger
+                 BEFORE DELETE ON %1$I
+                 FOR EACH ROW
+                 WHEN (OLD.%4$I IS NOT NULL)
+                 EXECUTE FUNCTION mikro_sync_doc_changed(%2$L, %3$L, %4$L, %5$L)',
+            t[1], t[2], t[3], t[4], t[5]);
+    END LOOP;
+END
+$$;
 
 -- satis_kalemleri: a line added to, changed in or removed from a posted sale. The INSERT path
--- is the web app's hot path: one probe of the sale by primary key, nothing else unless posted.
+-- is the web app's hot path. A line inserted in the transaction that inserted its sale (the
+-- enqueue trigger names that sale in mikro_sync.new_sale, 005_triggers.sql) is part of writing
+-- the sale, which cannot be posted yet: no probe at all. Any other line costs one probe of its
+-- sale by primary key, nothing else unless the sale is posted.
 -- A line removed because its sale is being deleted (ON DELETE CASCADE) finds no sale: the
 -- sale's own trigger records the delete.
 CREATE OR REPLACE FUNCTION mikro_sync_line_changed() RETURNS trigger
@@ -256,6 +265,9 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         v_sale := OLD.satis_id;
     ELSE
+        IF TG_OP = 'INSERT' AND NEW.satis_id::text = current_setting('mikro_sync.new_sale', true) THEN
+            RETURN NULL;
+        END IF;
         v_sale := NEW.satis_id;
     END IF;
     SELECT to_jsonb(h) INTO s FROM satislar h WHERE h.id = v_sale AND h.fatura_sira_no IS NOT NULL;
