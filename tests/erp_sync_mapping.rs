@@ -78,7 +78,9 @@ async fn every_remedy_of_the_missing_customer_messages_works() {
     let id = sale_for(&env, a).await;
     let m = missing_message(&mut env, id).await;
     let a_s = a.to_string();
+    let sale_s = id.to_string();
     for needle in [
+        sale_s.as_str(),
         a_s.as_str(),
         "int_kodmap_cari",
         "cari_hesaplar.cari_kodu",

@@ -264,7 +264,8 @@ fn customer(
         .map_err(|e| PostError::Data(e.to_string()))?;
     let Some(id) = id else {
         return Err(PostError::Data(format!(
-            "{doc} refers to customer {cid}, which is not in cari_hesaplar"
+            "{doc} refers to customer {cid} (cari_hesap_id), which is not in cari_hesaplar: \
+             set it to a row of cari_hesaplar"
         )));
     };
     let mapped = non_empty(row.try_get(at + 5).ok().flatten());
@@ -274,12 +275,14 @@ fn customer(
     let from_erp = opt_text(row, at + 7) == "erp";
     let default = cfg.default_cari_code.clone().filter(|_| !from_erp);
     let Some(raw) = mapped.or(default).or(own) else {
-        return Err(missing_customer(id));
+        return Err(missing_customer(doc, id));
     };
     Ok(Customer {
         id,
         code: code(
-            &format!("Mikro code of customer {id} (int_kodmap_cari / cari_hesaplar.cari_kodu)"),
+            &format!(
+                "{doc}: Mikro code of customer {id} (int_kodmap_cari / cari_hesaplar.cari_kodu)"
+            ),
             &raw,
             CODE_MAX,
         )?,
@@ -291,9 +294,9 @@ fn customer(
 }
 
 /// The actionable message for a customer without a usable Mikro code.
-pub fn missing_customer(id: Uuid) -> PostError {
+pub fn missing_customer(doc: &str, id: Uuid) -> PostError {
     PostError::Data(format!(
-        "customer {id} (cari_hesaplar) has no Mikro code: add a row to int_kodmap_cari \
+        "{doc}: customer {id} (cari_hesaplar) has no Mikro code: add a row to int_kodmap_cari \
          (web_cari_id='{id}', erp_cari_kod='<code in CARI_HESAPLAR>'; several customers may share \
          one code), set cari_hesaplar.cari_kodu, or set MIKRO_SYNC_DEFAULT_CARI=<code in CARI_HESAPLAR> \
          to book every such customer to one account"
