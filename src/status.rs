@@ -37,6 +37,14 @@ pub struct QueueStatus {
     pub claims: Vec<(String, i64, f64)>,
 }
 
+/// Whether `sync_queue` has `column` (an older install may lack the newer ones).
+async fn has_column(client: &tokio_postgres::Client, column: &str) -> Result<bool, StatusError> {
+    Ok(client
+        .query_one(store::QUEUE_HAS_COLUMN_SQL, &[&column])
+        .await?
+        .get(0))
+}
+
 /// Gathers the queue status.
 pub async fn gather(
     client: &tokio_postgres::Client,
@@ -49,15 +57,7 @@ pub async fn gather(
     if exists.is_none() {
         return Err(StatusError::NoQueue);
     }
-    let has_next: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
-              WHERE table_name = 'sync_queue' AND column_name = 'next_attempt_at'
-                AND table_schema = ANY (current_schemas(false)))",
-            &[],
-        )
-        .await?
-        .get(0);
+    let has_next = has_column(client, "next_attempt_at").await?;
     let mut st = QueueStatus::default();
     for r in client.query(store::STATUS_COUNTS_SQL, &[]).await? {
         st.counts.push((r.get(0), r.get(1), r.get(2)));
@@ -84,15 +84,7 @@ pub async fn gather(
     {
         st.diverged.push((r.get(0), r.get(1), r.get(2), r.get(3)));
     }
-    let has_claims: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
-              WHERE table_name = 'sync_queue' AND column_name = 'claimed_by'
-                AND table_schema = ANY (current_schemas(false)))",
-            &[],
-        )
-        .await?
-        .get(0);
+    let has_claims = has_column(client, "claimed_by").await?;
     if has_claims {
         for r in client.query(store::STATUS_CLAIMS_SQL, &[]).await? {
             st.claims.push((r.get(0), r.get(1), r.get(2)));

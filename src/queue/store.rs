@@ -294,6 +294,12 @@ SELECT coalesce(entity_type, '?'), entity_id::text, coalesce(operation, '?'),
   FROM sync_queue WHERE status = 'diverged'
  ORDER BY coalesce(processed_at, created_at) DESC LIMIT $1";
 
+/// Whether `sync_queue` has the column `$1` (status works on installs that predate it).
+pub const QUEUE_HAS_COLUMN_SQL: &str = "\
+SELECT EXISTS (SELECT 1 FROM information_schema.columns
+  WHERE table_name = 'sync_queue' AND column_name = $1::text
+    AND table_schema = ANY (current_schemas(false)))";
+
 /// `mikro-sync status`: who holds which rows, and since when.
 pub const STATUS_CLAIMS_SQL: &str = "\
 SELECT coalesce(claimed_by, '?'), count(*),
