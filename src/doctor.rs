@@ -11,7 +11,7 @@ use chrono::Utc;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 use crate::config::{Config, ErpDbConfig, ErpEncrypt, PgSslMode};
-use crate::db::pg_error_text;
+use crate::db::{pg_error_text, ErpClient};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +83,8 @@ pub fn render(checks: &[Check]) -> String {
     out
 }
 
-type Erp = tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
-
 /// Opens one ERP connection with the configured encryption.
-pub async fn connect_erp(cfg: &ErpDbConfig) -> Result<Erp, String> {
+pub async fn connect_erp(cfg: &ErpDbConfig) -> Result<ErpClient, String> {
     let tcfg = cfg.tiberius_config();
     let tcp = tokio::time::timeout(
         Duration::from_secs(10),
@@ -105,7 +103,7 @@ pub async fn connect_erp(cfg: &ErpDbConfig) -> Result<Erp, String> {
     .map_err(|e| e.to_string())
 }
 
-async fn erp_scalar_i64(client: &mut Erp, sql: &str) -> Result<Option<i64>, String> {
+async fn erp_scalar_i64(client: &mut ErpClient, sql: &str) -> Result<Option<i64>, String> {
     let row = client
         .simple_query(sql)
         .await
@@ -122,7 +120,7 @@ async fn erp_scalar_i64(client: &mut Erp, sql: &str) -> Result<Option<i64>, Stri
     }))
 }
 
-async fn erp_now(client: &mut Erp) -> Result<Option<chrono::NaiveDateTime>, String> {
+async fn erp_now(client: &mut ErpClient) -> Result<Option<chrono::NaiveDateTime>, String> {
     let row = client
         .simple_query("SELECT GETDATE()")
         .await
@@ -678,7 +676,7 @@ async fn web_checks(
 
 async fn mapping_checks(
     client: &tokio_postgres::Client,
-    erp: Option<&mut Erp>,
+    erp: Option<&mut ErpClient>,
     default_cari: Option<&str>,
     out: &mut Vec<Check>,
 ) {
@@ -816,7 +814,7 @@ async fn mapping_checks(
 async fn erp_checks(
     cfg: &Config,
     e: &ErpDbConfig,
-    client: &mut Erp,
+    client: &mut ErpClient,
     quick: bool,
     out: &mut Vec<Check>,
 ) -> bool {

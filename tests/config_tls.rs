@@ -137,25 +137,12 @@ async fn sql_server_encryption_against_the_emulator() {
     let mut c = mikro_sync::doctor::connect_erp(trusted.erp().unwrap())
         .await
         .expect("TLS with trusted certificate");
-    let row = c
-        .simple_query("SELECT 1")
-        .await
-        .unwrap()
-        .into_row()
-        .await
-        .unwrap()
-        .expect("a row");
-    assert_eq!(row.get::<i32, _>(0), Some(1));
+    assert_eq!(select_one(&mut c).await, Some(1));
     let pool = mikro_sync::db::erp_pool_from_config(trusted.erp().unwrap())
         .await
         .expect("pool");
     let mut pc = pool.get().await.expect("pooled TLS connection");
-    pc.simple_query("SELECT 1")
-        .await
-        .unwrap()
-        .into_row()
-        .await
-        .unwrap();
+    assert_eq!(select_one(&mut pc).await, Some(1));
 
     // Login-only encryption and plaintext both work against an emulator offering optional TLS.
     for mode in ["false", "plaintext"] {
@@ -222,15 +209,7 @@ async fn sql_server_that_requires_encryption() {
     let mut client = mikro_sync::doctor::connect_erp(c("true", "true").erp().unwrap())
         .await
         .expect("encrypted session");
-    let row = client
-        .simple_query("SELECT 1")
-        .await
-        .unwrap()
-        .into_row()
-        .await
-        .unwrap()
-        .expect("row");
-    assert_eq!(row.get::<i32, _>(0), Some(1));
+    assert_eq!(select_one(&mut client).await, Some(1));
     drop(client);
     emu.shutdown().await;
 }
@@ -290,15 +269,7 @@ async fn sql_server_ca_file_verifies_the_certificate() {
     let mut client = mikro_sync::doctor::connect_erp(ok.erp().unwrap())
         .await
         .expect("verified against the configured CA");
-    let row = client
-        .simple_query("SELECT 1")
-        .await
-        .unwrap()
-        .into_row()
-        .await
-        .unwrap()
-        .expect("row");
-    assert_eq!(row.get::<i32, _>(0), Some(1));
+    assert_eq!(select_one(&mut client).await, Some(1));
     drop(client);
 
     // A CA that did not sign the server's certificate is a verification failure, not a pass.
@@ -309,6 +280,18 @@ async fn sql_server_ca_file_verifies_the_certificate() {
         .expect_err("a foreign CA must not verify the server");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     emu.shutdown().await;
+}
+
+/// `SELECT 1` over an ERP connection: the value of its one row.
+async fn select_one(c: &mut mikro_sync::db::ErpClient) -> Option<i32> {
+    c.simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .expect("a row")
+        .get::<i32, _>(0)
 }
 
 /// Any CA that is not the emulator's: a TLS PostgreSQL cluster's self-signed certificate.
