@@ -52,17 +52,7 @@ fn worker(
         .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("MIKRO_SYNC_PG_URL", h.web_url())
-        .env(
-            "MIKRO_SYNC_MSSQL_ADO",
-            format!(
-                "server=tcp:{},{};database={};user={};password={{{}}};encrypt=DANGER_PLAINTEXT",
-                h.host(),
-                h.port(),
-                h.database(),
-                h.user(),
-                h.password()
-            ),
-        )
+        .env("MIKRO_SYNC_MSSQL_ADO", h.erp_ado())
         .env("MIKRO_SYNC_METRICS_LISTEN", port.to_string())
         .env("MIKRO_SYNC_LOG_DIR", logdir.join("logs"))
         .env("MIKRO_SYNC_ERP_SYNC_INTERVAL", "1s")

@@ -110,18 +110,6 @@ fn unsafe_is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn ado(env: &FullEnv) -> String {
-    let h = &env.h;
-    format!(
-        "server=tcp:{},{};database={};user={};password={{{}}};encrypt=DANGER_PLAINTEXT",
-        h.host(),
-        h.port(),
-        h.database(),
-        h.user(),
-        h.password()
-    )
-}
-
 fn command(env: &FullEnv, pg_url: &str, dir: &Path, args: &[&str]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_mikro-sync"));
     c.args(args)
@@ -129,7 +117,7 @@ fn command(env: &FullEnv, pg_url: &str, dir: &Path, args: &[&str]) -> tokio::pro
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("MIKRO_SYNC_PG_URL", pg_url)
-        .env("MIKRO_SYNC_MSSQL_ADO", ado(env))
+        .env("MIKRO_SYNC_MSSQL_ADO", env.h.erp_ado())
         .env("LOG_LEVEL", "info")
         .kill_on_drop(true);
     c
