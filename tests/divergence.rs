@@ -5,9 +5,13 @@
 
 mod common;
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use mikro_sync::posting::{PostError, Posted};
+use mikro_sync::queue::{Job, Sink};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -16,6 +20,44 @@ struct Env {
     full: FullEnv,
     c: tokio_postgres::Client,
     worker: Option<RunningWorker>,
+}
+
+/// The production sink, held at a gate: each document's posting waits (after the claim read it,
+/// before it goes to Mikro) until the test opens the gate, so the test can change the web
+/// document between the claim and the write-back of its number.
+#[derive(Clone)]
+struct GateSink {
+    inner: mikro_sync::queue::MikroSink,
+    arrived: Arc<Mutex<HashSet<Uuid>>>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Sink for GateSink {
+    async fn post(&self, job: &Job) -> Result<Posted, PostError> {
+        self.arrived.lock().unwrap().insert(job.entity_id);
+        let permit = self.gate.acquire().await;
+        drop(permit);
+        self.inner.post(job).await
+    }
+
+    fn documents(&self) -> Option<&mikro_sync::posting::PostingConfig> {
+        self.inner.documents()
+    }
+}
+
+impl GateSink {
+    /// Waits until every document in `ids` is held at the gate (claimed, read, not posted).
+    async fn wait_arrived(&self, ids: &[Uuid]) {
+        wait_for("the documents held at the gate", WAIT, || async {
+            let a = self.arrived.lock().unwrap();
+            ids.iter().all(|id| a.contains(id)).then_some(())
+        })
+        .await
+    }
+
+    fn open(&self) {
+        self.gate.add_permits(1000);
+    }
 }
 
 impl Env {
@@ -29,6 +71,26 @@ impl Env {
             c,
             worker: Some(worker),
         }
+    }
+
+    /// A worker whose postings wait at the returned gate.
+    async fn start_gated() -> (Env, GateSink) {
+        let full = full_env().await;
+        let c = connect(&full.url).await;
+        let sink = GateSink {
+            inner: mikro_sink(&full, 2).await,
+            arrived: Arc::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        };
+        let mut opts = fast_opts();
+        opts.concurrency = 16;
+        let worker = spawn_worker(&full.pool, &full.url, sink.clone(), opts);
+        let env = Env {
+            full,
+            c,
+            worker: Some(worker),
+        };
+        (env, sink)
     }
 
     /// Waits until the document's number is written back; answers `SERIES-NUMBER`.
@@ -382,4 +444,173 @@ async fn edits_before_posting_are_not_divergences() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0);
+}
+
+/// Changes made after the claim read a document and before its number is written back: the
+/// document is posted as the claim read it, so each change is a divergence, recorded by the
+/// completion's check (`mikro_sync_posted_check`); a change of a column posting does not read is
+/// not. Every document is in Mikro exactly once, and the number is written back to every one
+/// that still exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_while_posting_are_recorded_at_the_write_back() {
+    let (env, gate) = Env::start_gated().await;
+    let c = &env.c;
+    let amount = insert_sale(c, 2).await;
+    let lines = insert_sale(c, 2).await;
+    let deleted = insert_sale(c, 1).await;
+    let untouched = insert_sale(c, 1).await;
+    let col_amount = insert_collection(c, "150.00").await;
+    let col_deleted = insert_collection(c, "60.00").await;
+    let col_untouched = insert_collection(c, "70.00").await;
+    let all = [
+        amount,
+        lines,
+        deleted,
+        untouched,
+        col_amount,
+        col_deleted,
+        col_untouched,
+    ];
+    gate.wait_arrived(&all).await;
+
+    // (a) a header amount; (b) a line changed, one removed, one added; (c) deleted; (d) only a
+    // column posting does not read. The same for collections.
+    c.batch_execute(&format!(
+        "UPDATE satislar SET toplam_tutar = 300, kdv_tutari = 50 WHERE id = '{amount}';
+         UPDATE satis_kalemleri SET miktar = 3 WHERE satis_id = '{lines}' AND sira_no = 0;
+         DELETE FROM satis_kalemleri WHERE satis_id = '{lines}' AND sira_no = 1;
+         INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, sira_no)
+         VALUES ('{lines}', '{STOK_1}', 5, 9.90, 20, 2);
+         DELETE FROM satislar WHERE id = '{deleted}';
+         UPDATE satislar SET guncelleme_tarihi = now() + interval '1 hour' WHERE id = '{untouched}';
+         UPDATE tahsilatlar SET tutar = 175 WHERE id = '{col_amount}';
+         DELETE FROM tahsilatlar WHERE id = '{col_deleted}';
+         UPDATE tahsilatlar SET guncelleme_tarihi = now() + interval '1 hour'
+          WHERE id = '{col_untouched}';"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        count_status(c, "diverged").await,
+        0,
+        "not posted yet: no trigger records these"
+    );
+    gate.open();
+    wait_drained(c, WAIT).await;
+
+    // Exactly once in Mikro, deleted or not.
+    for (id, ledger, cha) in erp_postings(&env.full, &all).await {
+        assert_eq!((ledger, cha), (1, 1), "document {id} in Mikro exactly once");
+    }
+    let amount_no = env.posted_number(amount).await;
+    let (op, msg) = env.divergence(amount).await.expect("(a) recorded");
+    assert_eq!(op, "update");
+    for needle in [
+        amount.to_string().as_str(),
+        amount_no.as_str(),
+        "changed on the web while it was being posted",
+        "toplam_tutar 240.00 → 300.00",
+        "kdv_tutari 40.00 → 50.00",
+        &format!("change {amount_no} in the Mikro program to match"),
+    ] {
+        assert!(msg.contains(needle), "{msg:?} should contain {needle:?}");
+    }
+
+    let lines_no = env.posted_number(lines).await;
+    let (op, msg) = env.divergence(lines).await.expect("(b) recorded");
+    assert_eq!(op, "lines");
+    for needle in [
+        lines_no.as_str(),
+        "changed on the web while it was being posted",
+        "changed line 0 (STK-0001, 1 × 100.00): miktar 1 → 3",
+        "removed line 1 (STK-0001, 1 × 100.00)",
+        "added line 2 (STK-0001, 5 × 9.90)",
+        &format!("change {lines_no} in the Mikro program to match"),
+    ] {
+        assert!(msg.contains(needle), "{msg:?} should contain {needle:?}");
+    }
+
+    let (op, msg) = env.divergence(deleted).await.expect("(c) recorded");
+    assert_eq!(op, "delete");
+    assert!(
+        msg.contains("deleted on the web while it was being posted"),
+        "{msg}"
+    );
+    assert!(msg.contains(&deleted.to_string()), "{msg}");
+    assert!(
+        msg.contains("cancel ") && msg.contains("in the Mikro program"),
+        "{msg}"
+    );
+
+    env.posted_number(untouched).await;
+    assert_eq!(env.divergence(untouched).await, None, "(d) not an edit");
+
+    let col_no = env.posted_number(col_amount).await;
+    let (op, msg) = env.divergence(col_amount).await.expect("collection amount");
+    assert_eq!(op, "update");
+    assert!(msg.contains("tutar 150.00 → 175.00"), "{msg}");
+    assert!(msg.contains(&col_no), "{msg}");
+    let (op, _) = env
+        .divergence(col_deleted)
+        .await
+        .expect("collection deleted");
+    assert_eq!(op, "delete");
+    env.posted_number(col_untouched).await;
+    assert_eq!(env.divergence(col_untouched).await, None);
+
+    assert_eq!(count_status(c, "diverged").await, 5);
+    assert_eq!(count_status(c, "failed").await, 0);
+    env.stop().await;
+}
+
+/// A line written in a transaction that is still open when the number is written back: the
+/// line trigger share-locks the sale, so the write-back waits for that transaction and its check
+/// then sees the line (without the lock neither side would see the other: silent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_committed_during_the_write_back_is_recorded() {
+    let (env, gate) = Env::start_gated().await;
+    let c = &env.c;
+    let sale = insert_sale(c, 1).await;
+    gate.wait_arrived(&[sale]).await;
+    let mut w = connect(&env.full.url).await;
+    let tx = w.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO satis_kalemleri (satis_id, stok_id, miktar, birim_fiyat, kdv_orani, sira_no)
+         VALUES ($1, $2, 4, 2.50, 20, 1)",
+        &[&sale, &STOK_1.parse::<Uuid>().unwrap()],
+    )
+    .await
+    .unwrap();
+    gate.open();
+    // The completion waits for this transaction's lock on the sale (without the lock it would
+    // write the number back now, and the line would go unrecorded).
+    let blocked = wait_for("the write-back, waiting or done", WAIT, || async {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_stat_activity
+                          WHERE application_name = 'mikro-sync completer'
+                            AND wait_event_type = 'Lock') > 0,
+                        (SELECT fatura_sira_no IS NOT NULL FROM satislar WHERE id = $1)",
+                &[&sale],
+            )
+            .await
+            .unwrap();
+        let (waiting, written): (bool, bool) = (r.get(0), r.get(1));
+        (waiting || written).then_some(waiting)
+    })
+    .await;
+    tx.commit().await.unwrap();
+    assert!(
+        blocked,
+        "the write-back did not wait for the open line transaction"
+    );
+    let no = env.posted_number(sale).await;
+    let (op, msg) = env.wait_divergence(sale, "added line").await;
+    assert_eq!(op, "lines");
+    assert!(msg.contains("added line 1 (STK-0001, 4 × 2.50)"), "{msg}");
+    assert!(msg.contains(&no), "{msg}");
+    for (id, ledger, cha) in erp_postings(&env.full, &[sale]).await {
+        assert_eq!((ledger, cha), (1, 1), "document {id} in Mikro exactly once");
+    }
+    env.stop().await;
 }

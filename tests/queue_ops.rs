@@ -136,6 +136,7 @@ async fn finish_writes_mixed_outcomes_in_one_statement() {
     let completed = Outcome::Completed {
         seri: "ST".into(),
         sira: 7,
+        posted: None,
     };
     let retry = Outcome::Retry {
         delay: Duration::from_secs(600),

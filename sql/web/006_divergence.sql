@@ -18,6 +18,9 @@
 -- (guncelleme_tarihi, kaynak, the number columns, columns the web app adds for itself): only the
 -- fields posting reads are compared (mikro_sync_business below).
 --
+-- Changes while a document is being posted (after the claim read it, before its number is
+-- written back) are found by the completion itself: mikro_sync_posted_check at the end.
+--
 -- Cost on the web app's write path: on INSERT into satislar, the enqueue trigger names the
 -- sale in a transaction-local setting (005_triggers.sql). The UPDATE triggers have a WHEN
 -- clause on the number columns, so an UPDATE of a document that was not posted does not call
@@ -251,13 +254,14 @@ $$;
 -- is the web app's hot path. A line inserted in the transaction that inserted its sale (the
 -- enqueue trigger names that sale in mikro_sync.new_sale, 005_triggers.sql) is part of writing
 -- the sale, which cannot be posted yet: no probe at all. Any other line costs one probe of its
--- sale by primary key, nothing else unless the sale is posted.
+-- sale by primary key, which share-locks it, nothing else unless the sale is posted.
 -- A line removed because its sale is being deleted (ON DELETE CASCADE) finds no sale: the
 -- sale's own trigger records the delete.
 CREATE OR REPLACE FUNCTION mikro_sync_line_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     v_sale uuid;
+    v_posted boolean;
     s jsonb;
     v_num text;
     v_what text;
@@ -270,10 +274,14 @@ BEGIN
         END IF;
         v_sale := NEW.satis_id;
     END IF;
-    SELECT to_jsonb(h) INTO s FROM satislar h WHERE h.id = v_sale AND h.fatura_sira_no IS NOT NULL;
-    IF s IS NULL THEN
+    -- FOR SHARE, posted or not: a worker writing the number back holds the row, so this waits
+    -- for it and then sees the number; a worker about to write it waits for this transaction,
+    -- and its write-back check (mikro_sync_posted_check) then sees this line.
+    SELECT h.fatura_sira_no IS NOT NULL INTO v_posted FROM satislar h WHERE h.id = v_sale FOR SHARE;
+    IF v_posted IS NOT TRUE THEN
         RETURN NULL;
     END IF;
+    SELECT to_jsonb(h) INTO s FROM satislar h WHERE h.id = v_sale;
     v_num := coalesce(s ->> 'fatura_seri_no', '') || '-' || (s ->> 'fatura_sira_no');
     IF TG_OP = 'INSERT' THEN
         v_what := 'added ' || mikro_sync_line_text(to_jsonb(NEW));
@@ -323,5 +331,75 @@ BEGIN
         d ->> CASE p_kind WHEN 'satis' THEN 'satis_no' ELSE 'tahsilat_no' END, v_num, 'requeue',
         're-queued by an operator; it is not posted again (dbo.MIKROSYNC_LEDGER has it)',
         format('if %s in Mikro must change, change it in the Mikro program', v_num));
+END
+$$;
+
+-- The write-back check: a document changed or deleted on the web after the worker's claim read
+-- it and before its number is written back was posted with the content the claim read, and no
+-- trigger above sees that change (the number was not set yet). The worker's completion
+-- statement (FINISH_SQL in src/queue/store.rs) calls this once per batch, after its UPDATEs
+-- have written the numbers back (and so hold the headers' row locks), with, per document, what
+-- the claim read (p_posted: {"h": header row, "l": [lines in posting order]}) and the header as
+-- the UPDATE left it (p_now, matched by "id"; absent when the row is gone). Any difference in a
+-- business field or a line is recorded as a divergence ('update', 'lines' or 'delete').
+-- VOLATILE: in READ COMMITTED its query takes a new snapshot, so it sees every line change
+-- committed before the headers were locked; a later one waits for the header lock
+-- (mikro_sync_line_changed takes it FOR SHARE) and then sees the number.
+CREATE OR REPLACE FUNCTION mikro_sync_posted_check(p_kind text[], p_id uuid[], p_number text[],
+                                                   p_posted jsonb[], p_now jsonb[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    r record;
+    v_num_cols text[] := ARRAY['fatura_seri_no', 'fatura_sira_no', 'tahsilat_seri_no',
+                               'tahsilat_sira_no'];
+    v_diff text;
+    v_n integer := 0;
+BEGIN
+    FOR r IN
+        WITH d AS (
+            SELECT d.kind, d.id, d.num, d.posted, n.now,
+                   CASE WHEN d.kind = 'satis' THEN coalesce(
+                       (SELECT jsonb_agg(to_jsonb(k) ORDER BY k.sira_no NULLS LAST,
+                                         k.olusturma_tarihi, k.id)
+                          FROM satis_kalemleri k WHERE k.satis_id = d.id), '[]') END AS lines
+              FROM unnest(p_kind, p_id, p_number, p_posted) AS d(kind, id, num, posted)
+              LEFT JOIN unnest(p_now) AS n(now) ON (n.now ->> 'id')::uuid = d.id
+        )
+        SELECT * FROM d
+         -- The usual case, nothing changed: the same row apart from the number just written.
+         WHERE d.now IS NULL
+            OR d.now - v_num_cols IS DISTINCT FROM (d.posted -> 'h') - v_num_cols
+            OR d.lines IS DISTINCT FROM d.posted -> 'l'
+    LOOP
+        IF r.now IS NULL THEN
+            -- Not written back: the row is gone, or it carried this number already (a
+            -- completion from the ledger of a document numbered before).
+            CONTINUE WHEN EXISTS (
+                SELECT 1 FROM satislar s WHERE r.kind = 'satis' AND s.id = r.id
+                UNION ALL
+                SELECT 1 FROM tahsilatlar t WHERE r.kind = 'tahsilat' AND t.id = r.id);
+            PERFORM mikro_sync_diverge(r.kind, r.id,
+                r.posted -> 'h' ->> CASE r.kind WHEN 'satis' THEN 'satis_no' ELSE 'tahsilat_no' END,
+                r.num, 'delete', 'deleted on the web while it was being posted',
+                format('cancel %s in the Mikro program (or delete it there)', r.num));
+            v_n := v_n + 1;
+            CONTINUE;
+        END IF;
+        v_diff := concat_ws('; ',
+            mikro_sync_diff(mikro_sync_business(r.kind, r.posted -> 'h'),
+                            mikro_sync_business(r.kind, r.now)),
+            CASE WHEN r.kind = 'satis' THEN mikro_sync_lines_diff(r.posted -> 'l', r.lines) END);
+        CONTINUE WHEN v_diff = '';
+        PERFORM mikro_sync_diverge(r.kind, r.id,
+            r.now ->> CASE r.kind WHEN 'satis' THEN 'satis_no' ELSE 'tahsilat_no' END, r.num,
+            CASE WHEN mikro_sync_business(r.kind, r.posted -> 'h')
+                      IS DISTINCT FROM mikro_sync_business(r.kind, r.now)
+                 THEN 'update' ELSE 'lines' END,
+            'changed on the web while it was being posted: ' || v_diff,
+            format('change %s in the Mikro program to match', r.num));
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
 END
 $$;

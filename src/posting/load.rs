@@ -670,20 +670,23 @@ pub(crate) const CLAIM_WIDTH: usize = 8;
 /// of [`CLAIM_WIDTH`] columns (`id`, `entity_type`, `entity_id`, …, `created_at` 5th). Each
 /// claimed row comes back with its document in the same row(s), read in the claim's own
 /// snapshot: the claim's columns, the sale's ([`sale_cols`], NULL for a collection), the
-/// collection's ([`collection_cols`], NULL for a sale), whether the document exists, and the
-/// line order. A sale has one row per line; rows of one claim are adjacent, oldest first.
+/// collection's ([`collection_cols`], NULL for a sale), whether the document exists, the
+/// line order, and the header and line rows as JSON (see [`claimed_content`]). A sale has one
+/// row per line; rows of one claim are adjacent, oldest first.
 pub(crate) fn claimed_documents_sql() -> String {
     let claim = "q.id, q.entity_type, q.entity_id, q.retry_count, q.created_at, \
                  q.first_attempt_at, q.claimed_at, q.lease_expiries";
     let nulls = |n: usize| vec!["NULL"; n].join(", ");
     let ord = CLAIM_WIDTH + SALE_WIDTH + COLLECTION_WIDTH + 2;
     format!(
-        "SELECT {claim}, {sale}, {no_coll}, d.id IS NOT NULL, l.sira_no, l.olusturma_tarihi \
+        "SELECT {claim}, {sale}, {no_coll}, d.id IS NOT NULL, l.sira_no, l.olusturma_tarihi, \
+                row_to_json(d)::text, row_to_json(l)::text \
            FROM claimed q \
            LEFT JOIN satislar d ON q.entity_type = 'satis' AND d.id = q.entity_id {sale_joins} \
           WHERE q.entity_type IS DISTINCT FROM 'tahsilat' \
          UNION ALL \
-         SELECT {claim}, {no_sale}, {coll}, d.id IS NOT NULL, NULL, NULL \
+         SELECT {claim}, {no_sale}, {coll}, d.id IS NOT NULL, NULL, NULL, row_to_json(d)::text, \
+                NULL \
            FROM claimed q \
            LEFT JOIN tahsilatlar d ON d.id = q.entity_id {PAY_JOIN} {CUSTOMER_JOIN} \
           WHERE q.entity_type = 'tahsilat' \
@@ -696,6 +699,36 @@ pub(crate) fn claimed_documents_sql() -> String {
         ord2 = ord + 1,
         lid = CLAIM_WIDTH + 31 + 1,
     )
+}
+
+/// What the claim read of one document, from its rows of [`claimed_documents_sql`]:
+/// `{"h": header row, "l": [line rows in posting order]}` (no "l" for a collection), the JSON
+/// that the completion compares with the document at the write-back (`mikro_sync_posted_check`
+/// in sql/web/006_divergence.sql). None when the document was not found.
+pub(crate) fn claimed_content(
+    kind: super::DocKind,
+    rows: &[&tokio_postgres::Row],
+) -> Option<std::sync::Arc<str>> {
+    let at = CLAIM_WIDTH + SALE_WIDTH + COLLECTION_WIDTH + 3;
+    let header: String = rows.first()?.try_get::<_, Option<String>>(at).ok()??;
+    let mut out = String::with_capacity(header.len() * (rows.len() + 1) + 16);
+    out.push_str("{\"h\":");
+    out.push_str(&header);
+    if kind == super::DocKind::Satis {
+        out.push_str(",\"l\":[");
+        let lines = rows
+            .iter()
+            .filter_map(|r| r.try_get::<_, Option<String>>(at + 1).ok().flatten());
+        for (i, l) in lines.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&l);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    Some(out.into())
 }
 
 /// The document of one claimed row from its rows of [`claimed_documents_sql`], as

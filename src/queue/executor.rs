@@ -210,6 +210,7 @@ impl Completion {
             Done::Posted(p) => Outcome::Completed {
                 seri: p.seri.clone(),
                 sira: p.sira,
+                posted: self.job.posted.clone(),
             },
             Done::Attempt {
                 err,

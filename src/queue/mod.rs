@@ -112,6 +112,10 @@ pub struct Job {
     /// The document as the claim read it, in the claim's snapshot (see
     /// [`store::claim_documents`]); None when the sink reads it itself.
     pub document: Option<std::sync::Arc<crate::posting::LoadedDocument>>,
+    /// The document's rows as the claim read them (JSON), carried to the completion so a change
+    /// made while it was being posted is recorded ([`store::FINISH_SQL`]); None without
+    /// [`Self::document`].
+    pub posted: Option<std::sync::Arc<str>>,
 }
 
 /// Queue failures (not document failures: those are [`crate::posting::PostError`]).

@@ -149,10 +149,16 @@ UPDATE ONLY sync_queue SET posting_started_at = clock_timestamp()
 /// A completion is written whatever happened to the row meanwhile (the document is in Mikro);
 /// a failed attempt only while the row is still this worker's (`$7`). The triggers are AFTER
 /// INSERT, so the UPDATEs of the documents never enqueue them again.
+///
+/// `$8` is, per completion, what the claim read of the document (see [`Outcome::Completed`]);
+/// after the write-back, `mikro_sync_posted_check` (sql/web/006_divergence.sql) compares it with
+/// the document as the write-back's UPDATE found it (the latest row version, under its row lock)
+/// and records a divergence when it was changed or deleted in between.
 pub const FINISH_SQL: &str = "\
 WITH o AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::float8[], $6::text[])
-        AS o(id, status, seri, sira, delay, message)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::float8[], $6::text[],
+                         $8::text[])
+        AS o(id, status, seri, sira, delay, message, posted)
 ), q AS (
     UPDATE ONLY sync_queue s
        SET status = o.status,
@@ -166,23 +172,33 @@ WITH o AS (
      WHERE s.id = o.id
        AND CASE WHEN o.status = 'completed' THEN s.status IN ('processing', 'pending')
                 ELSE s.status = 'processing' AND s.claimed_by = $7 END
-    RETURNING s.entity_type, s.entity_id, o.status, o.seri, o.sira
+    RETURNING s.entity_type, s.entity_id, o.status, o.seri, o.sira, o.posted
 ), sa AS (
     UPDATE satislar t SET fatura_seri_no = q.seri, fatura_sira_no = q.sira
       FROM q
      WHERE q.status = 'completed' AND q.entity_type = 'satis' AND t.id = q.entity_id
        AND q.seri <> ''
        AND (t.fatura_seri_no IS DISTINCT FROM q.seri OR t.fatura_sira_no IS DISTINCT FROM q.sira)
-    RETURNING 1
+    RETURNING CASE WHEN q.posted IS NOT NULL THEN to_jsonb(t) END AS now
 ), ta AS (
     UPDATE tahsilatlar t SET tahsilat_seri_no = q.seri, tahsilat_sira_no = q.sira
       FROM q
      WHERE q.status = 'completed' AND q.entity_type = 'tahsilat' AND t.id = q.entity_id
        AND q.seri <> ''
        AND (t.tahsilat_seri_no IS DISTINCT FROM q.seri OR t.tahsilat_sira_no IS DISTINCT FROM q.sira)
-    RETURNING 1
+    RETURNING CASE WHEN q.posted IS NOT NULL THEN to_jsonb(t) END AS now
+), c AS (
+    SELECT array_agg(q.entity_type::text) AS kinds, array_agg(q.entity_id) AS ids,
+           array_agg(q.seri || '-' || q.sira) AS nums, array_agg(q.posted::jsonb) AS posted
+      FROM q
+     WHERE q.status = 'completed' AND q.posted IS NOT NULL AND q.seri <> ''
 )
-SELECT (SELECT count(*) FROM q) + 0 * ((SELECT count(*) FROM sa) + (SELECT count(*) FROM ta))";
+SELECT (SELECT count(*) FROM q) + 0 * ((SELECT count(*) FROM sa) + (SELECT count(*) FROM ta))
+       + 0 * coalesce((
+           SELECT mikro_sync_posted_check(c.kinds, c.ids, c.nums, c.posted,
+                      (SELECT array_agg(w.now) FROM (SELECT now FROM sa UNION ALL SELECT now FROM ta) w
+                        WHERE w.now IS NOT NULL))
+             FROM c WHERE c.ids IS NOT NULL), 0)";
 
 /// Rows whose lease expired back to `pending` (or, past the limit, `failed`): `$1` the limit
 /// (0 = none), `$2`/`$3` the backoff's first and longest delay in seconds.
@@ -429,6 +445,7 @@ async fn jobs_with_documents(
         rest = tail;
         if let Some(mut job) = job_from_row(client, first).await? {
             let group: Vec<&tokio_postgres::Row> = group.iter().collect();
+            job.posted = crate::posting::load::claimed_content(job.kind, &group);
             job.document = Some(Arc::new(crate::posting::load::claimed_document(
                 job.kind,
                 job.entity_id,
@@ -487,6 +504,7 @@ async fn job_from_row(
         claimed_instant: std::time::Instant::now(),
         lease_expiries: r.try_get::<_, i32>(7).map_err(web)?.max(0) as u32,
         document: None,
+        posted: None,
     }))
 }
 
@@ -547,6 +565,9 @@ pub enum Outcome {
         seri: String,
         /// Mikro number.
         sira: i32,
+        /// What the claim read of the document ([`Job::posted`]), compared at the write-back:
+        /// a change in between is recorded as a divergence. None: not compared.
+        posted: Option<Arc<str>>,
     },
     /// Back to `pending`, due after `delay`.
     Retry {
@@ -570,7 +591,8 @@ pub async fn finish(
     outcomes: &[(Uuid, &Outcome)],
 ) -> Result<u64, QueueError> {
     let n = outcomes.len();
-    let (mut ids, mut status, mut seri, mut sira, mut delay, mut message) = (
+    let (mut ids, mut status, mut seri, mut sira, mut delay, mut message, mut posted) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -580,23 +602,28 @@ pub async fn finish(
     );
     for (id, o) in outcomes {
         ids.push(*id);
-        let (st, s, no, d, m): (&str, &str, i32, f64, Option<&str>) = match o {
-            Outcome::Completed { seri, sira } => ("completed", seri, *sira, 0.0, None),
-            Outcome::Retry { delay, message } => {
-                ("pending", "", 0, delay.as_secs_f64(), Some(message))
+        let (st, s, no, d, m, p): (&str, &str, i32, f64, Option<&str>, Option<&str>) = match o {
+            Outcome::Completed { seri, sira, posted } => {
+                ("completed", seri, *sira, 0.0, None, posted.as_deref())
             }
-            Outcome::Failed { message } => ("failed", "", 0, 0.0, Some(message)),
+            Outcome::Retry { delay, message } => {
+                ("pending", "", 0, delay.as_secs_f64(), Some(message), None)
+            }
+            Outcome::Failed { message } => ("failed", "", 0, 0.0, Some(message), None),
         };
         status.push(st);
         seri.push(s);
         sira.push(no);
         delay.push(d);
         message.push(m);
+        posted.push(p);
     }
     let rows = cached(
         client,
         FINISH_SQL,
-        &[&ids, &status, &seri, &sira, &delay, &message, &worker],
+        &[
+            &ids, &status, &seri, &sira, &delay, &message, &worker, &posted,
+        ],
     )
     .await?;
     Ok(rows
