@@ -616,3 +616,329 @@ async fn exec_sp_executesql_in_batch_text() {
     let (n, msg) = server_error(&mut c, "EXEC sp_executesql N'SELECT @a', N'@a int'").await;
     assert_eq!(n, 8178, "{msg}");
 }
+
+/// LIKE and trailing spaces: a Unicode comparison (either side nvarchar/nchar, as every `N'…'`
+/// literal and driver string parameter is) matches the value's trailing spaces; between two
+/// non-Unicode operands the value's trailing spaces may go unmatched. Trailing spaces in the
+/// pattern count on both. (Microsoft's LIKE documentation; SQL Server 2022 answers these.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn like_and_trailing_spaces_follow_the_operand_types() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    exec(
+        &mut c,
+        "CREATE TABLE ts_like (v varchar(10) NULL, n nvarchar(10) NULL);
+         INSERT INTO ts_like (v, n) VALUES ('space ', N'nspace '), (NULL, NULL);",
+    )
+    .await;
+    for (sql, want) in [
+        // varchar column, non-Unicode pattern: the value's one trailing space may go unmatched.
+        ("SELECT COUNT(*) FROM ts_like WHERE v LIKE 'space'", 1),
+        ("SELECT COUNT(*) FROM ts_like WHERE v LIKE 'space '", 1),
+        ("SELECT COUNT(*) FROM ts_like WHERE v LIKE 'space  '", 0),
+        ("SELECT COUNT(*) FROM ts_like WHERE v LIKE 'SPA%E'", 1),
+        ("SELECT COUNT(*) FROM ts_like WHERE v NOT LIKE 'space'", 0),
+        // A Unicode side makes it a Unicode comparison: the trailing space must be matched.
+        ("SELECT COUNT(*) FROM ts_like WHERE v LIKE N'space'", 0),
+        ("SELECT COUNT(*) FROM ts_like WHERE n LIKE 'nspace'", 0),
+        ("SELECT COUNT(*) FROM ts_like WHERE n LIKE N'nspace'", 0),
+        ("SELECT COUNT(*) FROM ts_like WHERE n LIKE N'nspace '", 1),
+        ("SELECT COUNT(*) FROM ts_like WHERE n LIKE N'nspace  '", 0),
+        ("SELECT COUNT(*) FROM ts_like WHERE n LIKE N'nspace%'", 1),
+        ("SELECT COUNT(*) FROM ts_like WHERE n NOT LIKE N'nspace'", 1),
+        (
+            "SELECT COUNT(*) FROM ts_like WHERE RTRIM(n) LIKE N'nspace'",
+            1,
+        ),
+        // Literals.
+        ("SELECT CASE WHEN 'a  ' LIKE 'a' THEN 1 ELSE 0 END", 1),
+        ("SELECT CASE WHEN 'a ' LIKE 'a_' THEN 1 ELSE 0 END", 1),
+        ("SELECT CASE WHEN N'a  ' LIKE N'a' THEN 1 ELSE 0 END", 0),
+        ("SELECT CASE WHEN 'a' LIKE 'a ' THEN 1 ELSE 0 END", 0),
+        // T-SQL has no default escape character (PostgreSQL's is the backslash).
+        ("SELECT CASE WHEN N'a\\b' LIKE N'a\\b' THEN 1 ELSE 0 END", 1),
+        ("SELECT CASE WHEN N'a\\%' LIKE N'a\\%' THEN 1 ELSE 0 END", 1),
+        (
+            "SELECT CASE WHEN N'a%b' LIKE N'a!%b' ESCAPE '!' THEN 1 ELSE 0 END",
+            1,
+        ),
+        (
+            "SELECT CASE WHEN N'axb' LIKE N'a!%b' ESCAPE '!' THEN 1 ELSE 0 END",
+            0,
+        ),
+    ] {
+        assert_eq!(one_int(&mut c, sql).await, Some(want), "{sql}");
+    }
+    // A driver's string parameter is nvarchar: a Unicode comparison.
+    let n = param_int(
+        &mut c,
+        "SELECT COUNT(*) FROM ts_like WHERE v LIKE @P1",
+        "space",
+    )
+    .await;
+    assert_eq!(n, 0);
+    let n = param_int(
+        &mut c,
+        "SELECT COUNT(*) FROM ts_like WHERE v LIKE @P1",
+        "spa%",
+    )
+    .await;
+    assert_eq!(n, 1);
+}
+
+/// Set operators without ALL, GROUP BY and DISTINCT compare character values without trailing
+/// spaces but return (and compute on) the stored values, as SQL Server does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_operators_and_grouped_expressions_use_stored_values() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    exec(
+        &mut c,
+        "CREATE TABLE ts_s (kod nvarchar(10) NULL, n int NOT NULL);
+         CREATE TABLE ts_s2 (kod nvarchar(10) NULL);
+         INSERT INTO ts_s (kod, n) VALUES (N'A  ', 1), (N'B', 2), (N'b ', 3), (NULL, 4);
+         INSERT INTO ts_s2 (kod) VALUES (N'B'), (NULL);",
+    )
+    .await;
+    for (sql, want) in [
+        // EXCEPT / INTERSECT: 'B' and 'b ' are one value; NULLs are equal; the stored value.
+        (
+            "SELECT COUNT(*) FROM (SELECT kod FROM ts_s EXCEPT SELECT kod FROM ts_s2) e",
+            1,
+        ),
+        (
+            "SELECT DATALENGTH(k) FROM (SELECT kod AS k FROM ts_s EXCEPT SELECT kod FROM ts_s2) e",
+            6,
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT kod FROM ts_s INTERSECT SELECT kod FROM ts_s2) i",
+            2,
+        ),
+        (
+            "SELECT DATALENGTH(k) FROM (SELECT kod AS k FROM ts_s INTERSECT SELECT N'a') i",
+            6,
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT kod, n FROM ts_s EXCEPT SELECT kod, 2 FROM ts_s2) e",
+            3,
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT kod FROM ts_s2 EXCEPT SELECT kod FROM ts_s) e",
+            0,
+        ),
+        // An expression over a grouped column sees the stored value ...
+        (
+            "SELECT DATALENGTH(k) FROM (SELECT kod + N'-' AS k FROM ts_s WHERE n = 1 GROUP BY kod) g",
+            8,
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT kod FROM ts_s GROUP BY kod HAVING kod + N'-' = N'A  -') g",
+            1,
+        ),
+        // ... and a key that is an expression is computed on stored values: 'B-' and 'b -'
+        // differ, so there are four groups (NULL is one).
+        (
+            "SELECT COUNT(*) FROM (SELECT kod + N'-' AS k FROM ts_s GROUP BY kod + N'-') g",
+            4,
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT DISTINCT kod + N'-' AS k FROM ts_s) d",
+            4,
+        ),
+        ("SELECT COUNT(DISTINCT kod + N'-') FROM ts_s", 3),
+        ("SELECT COUNT(DISTINCT kod) FROM ts_s", 2),
+        (
+            "SELECT MAX(DATALENGTH(l)) FROM (SELECT DISTINCT LEFT(kod, 2) AS l FROM ts_s) d",
+            4,
+        ),
+        // A correlated subquery reads the outer query's grouped column.
+        (
+            "SELECT SUM(c) FROM (SELECT kod, (SELECT COUNT(*) FROM ts_s2 x WHERE x.kod = g.kod) AS c FROM ts_s g GROUP BY kod) s",
+            1,
+        ),
+        // SELECT DISTINCT with an aggregate over groups keeps DISTINCT.
+        (
+            "SELECT COUNT(*) FROM (SELECT DISTINCT COUNT(*) AS c FROM ts_s GROUP BY n) d",
+            1,
+        ),
+    ] {
+        assert_eq!(one_int(&mut c, sql).await, Some(want), "{sql}");
+    }
+    assert_eq!(
+        one_string(
+            &mut c,
+            "SELECT kod + N'-' FROM ts_s WHERE n = 1 GROUP BY kod"
+        )
+        .await
+        .as_deref(),
+        Some("A  -")
+    );
+    let rows = c
+        .simple_query("SELECT DISTINCT kod FROM ts_s WHERE kod IS NOT NULL ORDER BY kod DESC")
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    let ks: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<&str, _>(0).unwrap().trim_end().to_uppercase())
+        .collect();
+    assert_eq!(ks, ["B", "A"]);
+    let rows = c
+        .simple_query(
+            "SELECT DISTINCT LEFT(kod, 1) AS l FROM ts_s WHERE n < 4 ORDER BY LEFT(kod, 1)",
+        )
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+}
+
+/// String functions as SQL Server runs them under Turkish_CI_AS: Turkish casing, trailing
+/// spaces kept by LEFT/RIGHT/SUBSTRING/UPPER, a negative length refused (536/537) rather than
+/// counted from the end, MIN/MAX under the collation, and the Turkish alphabet's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_functions_and_turkish_order() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    for (sql, want) in [
+        ("SELECT UPPER(N'istanbul ılık')", "İSTANBUL ILIK"),
+        ("SELECT LOWER(N'IŞIK İZMİR')", "ışık izmir"),
+        ("SELECT UPPER(N'şt  ') + N'|'", "ŞT  |"),
+        ("SELECT LEFT(N'ab  ', 3) + N'|'", "ab |"),
+        ("SELECT RIGHT(N'ab  ', 3) + N'|'", "b  |"),
+        ("SELECT SUBSTRING(N'abc', 0, 2)", "a"),
+        ("SELECT SUBSTRING(N'abc', -1, 3)", "a"),
+        ("SELECT SUBSTRING(N'kırşehir', 4, 5)", "şehir"),
+        ("SELECT LTRIM(N'  a  ') + N'|'", "a  |"),
+    ] {
+        assert_eq!(
+            one_string(&mut c, sql).await.as_deref(),
+            Some(want),
+            "{sql}"
+        );
+    }
+    for (sql, number) in [
+        ("SELECT LEFT(N'abc', -1)", 536),
+        ("SELECT RIGHT(N'abc', -1)", 536),
+        ("SELECT SUBSTRING(N'abc', 1, -1)", 537),
+        ("DECLARE @n int = -2; SELECT LEFT(N'abc', @n)", 536),
+    ] {
+        let (n, msg) = server_error(&mut c, sql).await;
+        assert_eq!(n, number, "{sql}: {msg}");
+    }
+    exec(
+        &mut c,
+        "CREATE TABLE ts_tr (ad nvarchar(20) NOT NULL);
+         INSERT INTO ts_tr (ad) VALUES (N'dal'), (N'çam'), (N'cam'), (N'iğne'), (N'ılık'),
+           (N'öz'), (N'ok'), (N'pul'), (N'şu'), (N'su'), (N'tuz'), (N'ün'), (N'un'), (N'var'),
+           (N'gül'), (N'hal'), (N'Irmak'), (N'İzmir');",
+    )
+    .await;
+    let rows = c
+        .simple_query("SELECT ad FROM ts_tr ORDER BY ad")
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    let order: Vec<&str> = rows.iter().map(|r| r.get::<&str, _>(0).unwrap()).collect();
+    // Turkish alphabet: c ç d … g ğ h ı i … o ö p … s ş t u ü v; I is the capital of ı.
+    assert_eq!(
+        order,
+        [
+            "cam", "çam", "dal", "gül", "hal", "ılık", "Irmak", "iğne", "İzmir", "ok", "öz", "pul",
+            "su", "şu", "tuz", "un", "ün", "var"
+        ]
+    );
+    for (sql, want) in [
+        ("SELECT MIN(ad) FROM ts_tr", "cam"),
+        ("SELECT MAX(ad) FROM ts_tr", "var"),
+        ("SELECT MAX(ad) FROM ts_tr WHERE ad < N'd'", "çam"),
+        ("SELECT MIN(ad) FROM ts_tr WHERE ad > N'hal'", "ılık"),
+    ] {
+        assert_eq!(
+            one_string(&mut c, sql).await.as_deref(),
+            Some(want),
+            "{sql}"
+        );
+    }
+}
+
+/// A FOREIGN KEY compares keys as SQL Server compares strings: a child `'A  '` (or `'a'`)
+/// belongs to the parent `'A'`. Actions, 547 in both directions and the rule that the
+/// referenced columns be a key (1776) stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_keys_ignore_trailing_spaces() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    exec(
+        &mut c,
+        "CREATE TABLE fk_p (kod nvarchar(10) NOT NULL PRIMARY KEY, ad nvarchar(10) NULL);
+         CREATE TABLE fk_c (id int IDENTITY(1,1) PRIMARY KEY, kod nvarchar(10) NOT NULL CONSTRAINT fk_c_p REFERENCES fk_p (kod), n int NULL);
+         CREATE TABLE fk_c2 (id int NOT NULL, kod nvarchar(10) NULL, CONSTRAINT fk_c2_p FOREIGN KEY (kod) REFERENCES fk_p (kod) ON DELETE CASCADE);
+         INSERT INTO fk_p (kod) VALUES (N'A'), (N'B  ');
+         INSERT INTO fk_c (kod) VALUES (N'A  '), (N'a'), (N'B');
+         INSERT INTO fk_c2 (id, kod) VALUES (1, N'b '), (2, NULL);",
+    )
+    .await;
+    // The stored values are kept; no extra column is visible.
+    assert_eq!(
+        one_int(&mut c, "SELECT MAX(DATALENGTH(kod)) FROM fk_c").await,
+        Some(6)
+    );
+    assert_eq!(
+        one_int(
+            &mut c,
+            "SELECT COUNT(*) FROM sys.columns WHERE object_id = OBJECT_ID(N'fk_c')"
+        )
+        .await,
+        Some(3)
+    );
+    let rows = c
+        .simple_query("SELECT * FROM fk_c2")
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(rows[0].columns().len(), 2);
+
+    let (n, msg) = server_error(&mut c, "INSERT INTO fk_c (kod) VALUES (N'C')").await;
+    assert_eq!(n, 547, "{msg}");
+    assert!(msg.contains("FOREIGN KEY constraint \"fk_c_p\""), "{msg}");
+    let (n, msg) = server_error(&mut c, "UPDATE fk_c SET kod = N'Z' WHERE id = 1").await;
+    assert_eq!(n, 547, "{msg}");
+    let (n, msg) = server_error(&mut c, "DELETE FROM fk_p WHERE kod = N'A'").await;
+    assert_eq!(n, 547, "{msg}");
+    assert!(msg.contains("REFERENCE constraint \"fk_c_p\""), "{msg}");
+    // ON DELETE CASCADE reaches the child stored as 'b '.
+    exec(
+        &mut c,
+        "DELETE FROM fk_c WHERE kod = N'B'; DELETE FROM fk_p WHERE kod = N'b';",
+    )
+    .await;
+    assert_eq!(one_int(&mut c, "SELECT COUNT(*) FROM fk_c2").await, Some(1));
+    // A parent key change that leaves a child behind is refused.
+    let (n, msg) = server_error(&mut c, "UPDATE fk_p SET kod = N'X' WHERE kod = N'A'").await;
+    assert_eq!(n, 547, "{msg}");
+    // ALTER TABLE … ADD with REFERENCES behaves the same.
+    exec(
+        &mut c,
+        "ALTER TABLE fk_c ADD k2 nvarchar(10) NULL CONSTRAINT fk_c_k2 REFERENCES fk_p (kod);
+         UPDATE fk_c SET k2 = N'a   ' WHERE id = 1;",
+    )
+    .await;
+    let (n, msg) = server_error(&mut c, "UPDATE fk_c SET k2 = N'Q' WHERE id = 1").await;
+    assert_eq!(n, 547, "{msg}");
+    // Referenced columns that are not a key: 1776, as SQL Server.
+    let (n, msg) = server_error(
+        &mut c,
+        "CREATE TABLE fk_bad (kod nvarchar(10) NULL REFERENCES fk_p (ad))",
+    )
+    .await;
+    assert_eq!(n, 1776, "{msg}");
+}

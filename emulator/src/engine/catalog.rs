@@ -101,6 +101,31 @@ BEGIN
   END IF;
   RETURN p;
 END $f$;
+-- LIKE between two non-Unicode (varchar/char) operands: the value's trailing spaces may go
+-- unmatched, so 'a ' matches 'a' and 'a ' but not 'a  ' (SQL Server's rule; a Unicode
+-- comparison is a plain LIKE).
+CREATE OR REPLACE FUNCTION emu_catalog.like_ansi(v text, p text, e text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
+  SELECT CASE WHEN v IS NULL OR p IS NULL OR e IS NULL THEN NULL
+              WHEN right(v, 1) <> ' ' THEN v LIKE p ESCAPE e
+              ELSE EXISTS (SELECT 1 FROM generate_series(0, length(v) - length(rtrim(v, ' '))) AS k
+                           WHERE rtrim(v, ' ') || repeat(' ', k) LIKE p ESCAPE e) END
+$f$;
+-- LEFT/RIGHT/SUBSTRING's length: negative is an error on SQL Server (536, 537), not a count
+-- from the end. The SQLSTATE 'EMnnn' carries the SQL Server error number.
+CREATE OR REPLACE FUNCTION emu_catalog.length_arg(n bigint, f text) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+BEGIN
+  IF n < 0 THEN
+    IF f = 'substring' THEN
+      RAISE EXCEPTION 'Invalid length parameter passed to the LEFT or SUBSTRING function.'
+        USING ERRCODE = 'EM537';
+    END IF;
+    RAISE EXCEPTION 'Invalid length parameter passed to the % function.', upper(f)
+      USING ERRCODE = 'EM536';
+  END IF;
+  RETURN least(n, 2147483647)::integer;
+END $f$;
 -- sp_getapplock's wait in one round trip: try, else wait up to timeout_ms (-1 forever)
 -- without aborting the caller's transaction on a timeout (the exception block is a
 -- subtransaction, entered only when the lock is busy). 0 granted at once, 1 after waiting,

@@ -218,6 +218,8 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
     let mut keys: Vec<KeyDef> = Vec::new();
     // Columns that lead or belong to a key keep their statistics on a wide table.
     let mut keyed: Vec<String> = Vec::new();
+    let mut before = String::new();
+    let mut hidden: Vec<String> = Vec::new();
     for c in &ct.columns {
         let out = column_def(cat, &name, c, &cols)?;
         if out.pk {
@@ -227,6 +229,8 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
             keyed.push(out.def.lc.clone());
         }
         pg_cols.push(out.pg);
+        before.push_str(&out.before);
+        hidden.extend(out.hidden);
         keys.extend(out.keys);
         constraints.extend(out.constraints);
         index_rows.extend(out.index_rows);
@@ -289,30 +293,35 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
                         ),
                     )
                 })?;
-                let lcols: Vec<String> = fk
-                    .columns
-                    .iter()
-                    .map(|i| quote_ident(&ident_key(&i.value)))
-                    .collect();
+                let mut lcols = Vec::new();
+                for i in &fk.columns {
+                    let c = def.column(&ident_key(&i.value)).ok_or_else(|| {
+                        SqlError::new(
+                            1769,
+                            format!(
+                                "Foreign key '{cname}' references invalid column '{}' in referencing table '{name}'.",
+                                i.value
+                            ),
+                        )
+                    })?;
+                    lcols.push(c);
+                }
                 let rcols: Vec<String> = fk
                     .referred_columns
                     .iter()
-                    .map(|i| quote_ident(&ident_key(&i.value)))
+                    .map(|i| ident_key(&i.value))
                     .collect();
-                let mut s = format!(
-                    "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
-                    quote_ident(&pgn),
-                    lcols.join(", "),
-                    ft.pg_ref(),
-                    rcols.join(", ")
-                );
-                if let Some(a) = &fk.on_delete {
-                    s.push_str(&format!(" ON DELETE {a}"));
-                }
-                if let Some(a) = &fk.on_update {
-                    s.push_str(&format!(" ON UPDATE {a}"));
-                }
-                constraints.push(s);
+                let out = foreign_key(
+                    &lc,
+                    &lcols,
+                    &ft,
+                    &rcols,
+                    (&pgn, &cname),
+                    (fk.on_delete.as_ref(), fk.on_update.as_ref()),
+                )?;
+                before.push_str(&out.before);
+                hidden.extend(out.hidden);
+                constraints.push(out.clause);
                 index_rows.push((pgn, cname, "FK"));
             }
             TableConstraint::Check(ck) => {
@@ -327,12 +336,14 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
         }
     }
     let mut body = pg_cols;
+    body.extend(hidden);
     body.extend(constraints);
-    let mut script = format!(
+    let mut script = before;
+    script.push_str(&format!(
         "CREATE TABLE dbo.{} ({});\n",
         quote_ident(&lc),
         body.join(", ")
-    );
+    ));
     // PRIMARY KEY columns are NOT NULL.
     for c in &mut cols {
         if pk_cols.contains(&c.lc) {
@@ -386,6 +397,10 @@ pub fn create_table(cat: &Catalog, ct: &CreateTable) -> Result<DdlPlan, SqlError
 /// One column definition rendered for PostgreSQL.
 struct ColOut {
     pg: String,
+    /// Script to run before the column's table is created or altered (see [`foreign_key`]).
+    before: String,
+    /// Hidden PostgreSQL columns the table needs (see [`foreign_key`]).
+    hidden: Vec<String>,
     def: ColumnDef,
     constraints: Vec<String>,
     keys: Vec<KeyDef>,
@@ -405,6 +420,8 @@ fn column_def(
     let mut keys: Vec<KeyDef> = Vec::new();
     let mut index_rows: Vec<(String, String, &'static str)> = Vec::new();
     let mut pk = false;
+    let mut before = String::new();
+    let mut hidden = Vec::new();
     let ty = data_type_to_sql(&c.data_type, 1)?;
     let clc = ident_key(&c.name.value);
     if cols.iter().any(|x| x.lc == clc) {
@@ -419,7 +436,6 @@ fn column_def(
     let mut nullable = true;
     let mut identity = None;
     let mut default = None;
-    let mut extra = Vec::new();
     for o in &c.options {
         match &o.option {
             ColumnOption::Null => nullable = true,
@@ -476,14 +492,26 @@ fn column_def(
                 let refcols: Vec<String> = fk
                     .referred_columns
                     .iter()
-                    .map(|i| quote_ident(&ident_key(&i.value)))
+                    .map(|i| ident_key(&i.value))
                     .collect();
-                extra.push(format!(
-                    "CONSTRAINT {} REFERENCES {} ({})",
-                    quote_ident(&pgn),
-                    ft.pg_ref(),
-                    refcols.join(", ")
-                ));
+                let me = ColumnDef {
+                    name: c.name.value.clone(),
+                    lc: clc.clone(),
+                    ty: ty.clone(),
+                    nullable: true,
+                    identity: false,
+                };
+                let out = foreign_key(
+                    &ident_key(name),
+                    &[&me],
+                    &ft,
+                    &refcols,
+                    (&pgn, &cname),
+                    (fk.on_delete.as_ref(), fk.on_update.as_ref()),
+                )?;
+                before.push_str(&out.before);
+                hidden.extend(out.hidden);
+                constraints.push(out.clause);
                 index_rows.push((pgn, cname, "FK"));
             }
             ColumnOption::Check(ck) => {
@@ -533,15 +561,13 @@ fn column_def(
     if let Some(d) = default {
         s.push_str(&format!(" DEFAULT {d}"));
     }
-    for x in extra {
-        s.push(' ');
-        s.push_str(&x);
-    }
     if ty == SqlType::Bit {
         s.push_str(&format!(" CHECK ({} IN (0, 1))", quote_ident(&clc)));
     }
     Ok(ColOut {
         pg: s,
+        before,
+        hidden,
         keys,
         def: ColumnDef {
             name: c.name.value.clone(),
@@ -759,11 +785,15 @@ pub fn alter_table(cat: &Catalog, at: &ast::AlterTable) -> Result<DdlPlan, SqlEr
                     ));
                 }
                 let out = column_def(cat, &def.name, c, &cols)?;
+                script.push_str(&out.before);
                 script.push_str(&format!(
                     "ALTER TABLE {} ADD COLUMN {};\n",
                     def.pg_ref(),
                     out.pg
                 ));
+                for h in &out.hidden {
+                    script.push_str(&format!("ALTER TABLE {} ADD COLUMN {h};\n", def.pg_ref()));
+                }
                 for k in &out.constraints {
                     script.push_str(&format!("ALTER TABLE {} ADD {k};\n", def.pg_ref()));
                 }
@@ -823,6 +853,149 @@ pub fn alter_table(cat: &Catalog, at: &ast::AlterTable) -> Result<DdlPlan, SqlEr
         }
     }
     Ok(DdlPlan { script })
+}
+
+/// A FOREIGN KEY rendered for PostgreSQL.
+struct FkOut {
+    /// Run before the referencing table is created or altered: the referenced table's hidden
+    /// key columns and their unique index.
+    before: String,
+    /// Hidden columns of the referencing table.
+    hidden: Vec<String>,
+    /// The table constraint.
+    clause: String,
+}
+
+/// The hidden column holding `col` without trailing spaces.
+fn trimmed_col(col: &str) -> String {
+    pg_obj_name(&format!("{col}__rt"))
+}
+
+fn trimmed_col_def(col: &str) -> String {
+    format!(
+        "{} text COLLATE emu_catalog.tr_ci GENERATED ALWAYS AS (rtrim({}, ' ')) STORED",
+        quote_ident(&trimmed_col(col)),
+        quote_ident(col)
+    )
+}
+
+/// FOREIGN KEY `cols` of table `child` REFERENCES `parent` (`refcols`). SQL Server compares
+/// the keys as it compares strings, so a child `'A  '` belongs to a parent `'A'`; PostgreSQL's
+/// foreign keys compare stored values. A key with a character column therefore references
+/// through hidden generated columns (`<col>__rt`, the value without trailing spaces, not in the
+/// emulator's catalog) on both sides, with a unique index on the parent's. Actions that would
+/// write a generated column (SET NULL, SET DEFAULT, ON UPDATE CASCADE) and self-references keep
+/// the plain foreign key, where trailing spaces count.
+fn foreign_key(
+    child: &str,
+    cols: &[&ColumnDef],
+    parent: &TableDef,
+    refcols: &[String],
+    (pgn, cname): (&str, &str),
+    (on_delete, on_update): (
+        Option<&ast::ReferentialAction>,
+        Option<&ast::ReferentialAction>,
+    ),
+) -> Result<FkOut, SqlError> {
+    use ast::ReferentialAction as RA;
+    if cols.len() != refcols.len() {
+        return Err(SqlError::new(
+            8139,
+            format!("Number of referencing columns in foreign key differs from number of referenced columns, table '{child}'."),
+        ));
+    }
+    let mut pcols = Vec::new();
+    for r in refcols {
+        let c = parent.column(r).ok_or_else(|| {
+            SqlError::new(
+                1770,
+                format!(
+                    "Foreign key '{cname}' references invalid column '{r}' in referenced table '{}'.",
+                    parent.name
+                ),
+            )
+        })?;
+        pcols.push(c);
+    }
+    let mut actions = String::new();
+    if let Some(a) = on_delete {
+        actions.push_str(&format!(" ON DELETE {a}"));
+    }
+    if let Some(a) = on_update {
+        actions.push_str(&format!(" ON UPDATE {a}"));
+    }
+    let plain =
+        |c: &[&ColumnDef]| -> Vec<String> { c.iter().map(|c| quote_ident(&c.lc)).collect() };
+    let writes_key = matches!(on_delete, Some(RA::SetNull | RA::SetDefault))
+        || matches!(on_update, Some(RA::Cascade | RA::SetNull | RA::SetDefault));
+    if parent.lc == child || writes_key || !cols.iter().any(|c| is_string(&c.ty)) {
+        return Ok(FkOut {
+            before: String::new(),
+            hidden: Vec::new(),
+            clause: format!(
+                "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}){actions}",
+                quote_ident(pgn),
+                plain(cols).join(", "),
+                parent.pg_ref(),
+                plain(&pcols).join(", ")
+            ),
+        });
+    }
+    let mut before = String::new();
+    let mut hidden = Vec::new();
+    let (mut lk, mut rk) = (Vec::new(), Vec::new());
+    for (c, p) in cols.iter().zip(&pcols) {
+        if is_string(&c.ty) && is_string(&p.ty) {
+            hidden.push(trimmed_col_def(&c.lc));
+            before.push_str(&format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {};\n",
+                parent.pg_ref(),
+                trimmed_col_def(&p.lc)
+            ));
+            lk.push(quote_ident(&trimmed_col(&c.lc)));
+            rk.push(quote_ident(&trimmed_col(&p.lc)));
+        } else {
+            lk.push(quote_ident(&c.lc));
+            rk.push(quote_ident(&p.lc));
+        }
+    }
+    // The referenced columns must be a PRIMARY KEY or UNIQUE constraint (SQL Server's 1776);
+    // the hidden unique index would otherwise make any column set referenceable.
+    let names: Vec<String> = pcols.iter().map(|c| quote_lit(&c.lc)).collect();
+    let no_key = format!(
+        "There are no primary or candidate keys in the referenced table 'dbo.{}' that match the referencing column list in the foreign key '{cname}'.",
+        parent.name
+    );
+    before.push_str(&format!(
+        "DO $fk$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = '{rel}'::regclass AND k.contype IN ('p', 'u') \
+         AND (SELECT array_agg(x ORDER BY x) FROM unnest(k.conkey) x) = (SELECT array_agg(attnum ORDER BY attnum) FROM pg_attribute WHERE attrelid = '{rel}'::regclass AND attname IN ({names}))) \
+         THEN RAISE EXCEPTION '%', {msg} USING ERRCODE = 'EM000', HINT = '1776'; END IF; END $fk$;\n",
+        rel = parent.pg_ref().replace('\'', "''"),
+        names = names.join(", "),
+        msg = quote_lit(&no_key)
+    ));
+    let ix = pg_obj_name(&format!(
+        "{}__fk__{}",
+        parent.lc,
+        rk.join("_").replace('"', "")
+    ));
+    before.push_str(&format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({});\n",
+        quote_ident(&ix),
+        parent.pg_ref(),
+        rk.join(", ")
+    ));
+    Ok(FkOut {
+        before,
+        hidden,
+        clause: format!(
+            "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}){actions}",
+            quote_ident(pgn),
+            lk.join(", "),
+            parent.pg_ref(),
+            rk.join(", ")
+        ),
+    })
 }
 
 /// A constraint's T-SQL name (the one written, else SQL Server-style `PK__T`, `UQ__T__col`, …)

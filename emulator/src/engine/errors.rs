@@ -21,6 +21,7 @@
 //! | 42703 undefined_column | 207 |
 //! | 42601 syntax_error | 102 |
 //! | 42803 grouping_error | 8120 |
+//! | EMnnn, or EM000 with the number as HINT (raised by the emulator's own SQL) | that number (e.g. 536/537 for a negative LEFT/SUBSTRING length, 1776) |
 //! | anything else | 50000 with PostgreSQL's message (an emulator gap: please report) |
 
 use tokio_postgres::error::SqlState;
@@ -236,6 +237,17 @@ pub fn map_pg_error(e: &tokio_postgres::Error, ctx: &ErrCtx<'_>) -> SqlError {
     }
     if *code == SqlState::FEATURE_NOT_SUPPORTED {
         return SqlError::syntax(db.message().to_string());
+    }
+    // The emulator's own functions raise SQL Server errors as SQLSTATE 'EMnnn', or 'EM000'
+    // with the number as the HINT when it has four digits or more.
+    if let Some(digits) = code.code().strip_prefix("EM") {
+        let n = db
+            .hint()
+            .and_then(|h| h.parse::<i32>().ok())
+            .or_else(|| digits.parse::<i32>().ok().filter(|n| *n > 0));
+        if let Some(n) = n {
+            return SqlError::new(n, db.message().to_string());
+        }
     }
     if *code == SqlState::QUERY_CANCELED {
         return SqlError::new(3617, "The query was cancelled.");

@@ -257,8 +257,13 @@ fn preprocess(sql: &str) -> Result<String, SqlError> {
                 }
             }
         }
-        // DELETE T WHERE → DELETE FROM T WHERE.
-        if word_is(t, "DELETE") {
+        // DELETE T WHERE → DELETE FROM T WHERE (not the `ON DELETE` of a foreign key).
+        let after_on = out
+            .iter()
+            .rev()
+            .find(|x| !matches!(x, Token::Whitespace(_)))
+            .is_some_and(|x| word_is(x, "ON"));
+        if word_is(t, "DELETE") && !after_on {
             if let Some(j) = significant(&tokens, i + 1) {
                 if let Token::Word(w) = &tokens[j] {
                     // `DELETE x FROM …` keeps its form; only `DELETE T WHERE …` gets a FROM.

@@ -30,7 +30,7 @@ impl<'a> Translator<'a> {
                 }
             }
         }
-        for scope in self.scopes.iter().rev() {
+        for (depth, scope) in self.scopes.iter().enumerate().rev() {
             let mut found: Option<(&ScopeTable, &ColumnDef)> = None;
             for t in scope {
                 if let Some(q) = &qual_lc {
@@ -54,8 +54,13 @@ impl<'a> Translator<'a> {
                 } else {
                     format!("{}.{}", quote_ident(&t.alias), quote_ident(&c.lc))
                 };
-                if self.trim_strings && is_string(&c.ty) {
-                    sql = format!("rtrim({sql}, ' ')");
+                if is_string(&c.ty)
+                    && self
+                        .group_keys
+                        .iter()
+                        .any(|(d, keys)| *d == depth && keys.contains(&sql))
+                {
+                    sql = format!("min({sql})");
                 }
                 return Ok(TExpr {
                     sql,
@@ -318,20 +323,29 @@ impl<'a> Translator<'a> {
                 } else {
                     p.sql = format!("emu_catalog.like_pattern(({})::text)", p.sql);
                 }
-                let not = if *negated { " NOT" } else { "" };
+                let not = if *negated { "NOT " } else { "" };
+                // T-SQL has no default escape character; PostgreSQL's is the backslash.
                 let esc = match escape_char {
-                    None => String::new(),
-                    Some(c) => format!(" ESCAPE {}", self.expr(c)?.sql),
+                    None => "''".to_string(),
+                    Some(c) => format!("({})::text", self.expr(c)?.sql),
                 };
                 // Nondeterministic collations reject LIKE in PostgreSQL 15: compare the
                 // Turkish lower-case forms under a deterministic collation instead.
-                Ok(TExpr::new(
-                    format!(
-                        "(lower(({})::text COLLATE emu_catalog.tr_det){not} LIKE lower(({})::text COLLATE emu_catalog.tr_det){esc})",
-                        a.sql, p.sql
-                    ),
-                    SqlType::Bit,
-                ))
+                let (v, pat) = (
+                    format!("lower(({})::text COLLATE emu_catalog.tr_det)", a.sql),
+                    format!("lower(({})::text COLLATE emu_catalog.tr_det)", p.sql),
+                );
+                // Only a Unicode comparison (either side nvarchar/nchar) matches the value's
+                // trailing spaces; a non-Unicode one lets them go unmatched, as SQL Server does.
+                let unicode = [&a.ty, &p.ty]
+                    .iter()
+                    .any(|t| matches!(t, Some(SqlType::NVarChar(_) | SqlType::NChar(_))));
+                let sql = if unicode {
+                    format!("({not}({v} LIKE {pat} ESCAPE {esc}))")
+                } else {
+                    format!("({not}emu_catalog.like_ansi({v}, {pat}, {esc}))")
+                };
+                Ok(TExpr::new(sql, SqlType::Bit))
             }
             Expr::ILike { .. } => Err(unsupported(
                 "ILIKE (PostgreSQL; use LIKE, comparisons are case-insensitive)",
@@ -448,7 +462,12 @@ impl<'a> Translator<'a> {
                 let f = self.expr(from)?;
                 let l = self.expr(len)?;
                 Ok(TExpr::new(
-                    format!("substr({}, ({}), greatest(({}), 0))", t.sql, f.sql, l.sql),
+                    format!(
+                        "substr(({})::text, ({}), {})",
+                        t.sql,
+                        f.sql,
+                        length_arg(&l, "substring")
+                    ),
                     t.ty_or(SqlType::NVarChar(Some(4000))),
                 ))
             }
@@ -753,20 +772,30 @@ impl<'a> Translator<'a> {
         let raw = self.args(f)?;
         let star = raw.len() == 1 && matches!(raw[0], FunctionArgExpr::Wildcard);
         let mut a = Vec::new();
-        // An aggregate reads stored values (MAX, STRING_AGG keep trailing spaces) unless it
-        // de-duplicates them (COUNT(DISTINCT x) counts 'A' and 'A  ' once).
+        // An aggregate reads its rows' stored values, not its select's group keys.
         let aggregate = matches!(
             name.as_str(),
             "count" | "count_big" | "sum" | "avg" | "min" | "max" | "string_agg"
         );
-        let trim_before = self.trim_strings;
-        if aggregate {
+        let keys = if aggregate {
             self.aggregates += 1;
-            self.trim_strings = distinct;
-        }
+            std::mem::take(&mut self.group_keys)
+        } else {
+            Vec::new()
+        };
         let r = self.function_args(&name, star, &raw, &mut a);
-        self.trim_strings = trim_before;
+        if aggregate {
+            self.group_keys = keys;
+        }
         r?;
+        // A DISTINCT aggregate counts 'A' and 'A  ' (or 'a') once, as SQL Server compares them.
+        if distinct && aggregate {
+            if let Some(x) = a.first_mut() {
+                if x.ty.as_ref().is_some_and(is_string) {
+                    x.sql = format!("rtrim({}, ' ') COLLATE emu_catalog.tr_ci", x.sql);
+                }
+            }
+        }
         self.function_body(f, &name, distinct, star, a)
     }
 
@@ -1113,7 +1142,7 @@ impl<'a> Translator<'a> {
             "left" | "right" => {
                 need(2)?;
                 t(
-                    format!("{name}(({})::text, {})", a[0].sql, a[1].sql),
+                    format!("{name}(({})::text, {})", a[0].sql, length_arg(&a[1], name)),
                     a[0].ty_or(SqlType::NVarChar(Some(4000))),
                 )
             }
@@ -1121,8 +1150,10 @@ impl<'a> Translator<'a> {
                 need(3)?;
                 t(
                     format!(
-                        "substr(({})::text, {}, greatest({}, 0))",
-                        a[0].sql, a[1].sql, a[2].sql
+                        "substr(({})::text, {}, {})",
+                        a[0].sql,
+                        a[1].sql,
+                        length_arg(&a[2], name)
                     ),
                     a[0].ty_or(SqlType::NVarChar(Some(4000))),
                 )
@@ -1297,4 +1328,17 @@ impl<'a> Translator<'a> {
             _ => Err(unsupported(format!("{name}()"))),
         }
     }
+}
+
+/// The length argument of LEFT, RIGHT or SUBSTRING: a negative one is SQL Server's error 536 /
+/// 537 (PostgreSQL would count it from the end, or return an empty string).
+fn length_arg(x: &TExpr, function: &str) -> String {
+    if x.literal && x.sql.parse::<u32>().is_ok() {
+        return x.sql.clone();
+    }
+    format!(
+        "emu_catalog.length_arg(CAST({} AS bigint), {})",
+        x.sql,
+        quote_lit(function)
+    )
 }

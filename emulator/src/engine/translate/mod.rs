@@ -190,20 +190,15 @@ pub struct Translator<'a> {
     unqualified: bool,
     /// Common table expressions in scope (innermost last): name key → columns.
     ctes: Vec<(String, Arc<TableDef>)>,
-    /// Character columns read without trailing spaces: set where SQL Server treats values that
-    /// differ only in trailing spaces as one (GROUP BY, DISTINCT, UNION/EXCEPT/INTERSECT, DISTINCT
-    /// aggregates).
-    trim_strings: bool,
-    /// The next SELECT is an operand of UNION/EXCEPT/INTERSECT without ALL.
-    set_operand: bool,
-    /// The last SELECT translated grouped or de-duplicated its rows (its ORDER BY reads the
-    /// character columns as its select list does).
-    last_select_trimmed: bool,
     /// Aggregate calls translated so far (tells `SELECT DISTINCT COUNT(*)` from a plain list).
     aggregates: usize,
-    /// While a grouped select list is translated: its GROUP BY keys; a bare character column
-    /// that is one of them is read as `min()` of its stored values.
-    min_keys: Option<Vec<String>>,
+    /// The character GROUP BY keys (stored-value expressions) of the selects being translated,
+    /// with the scope depth of each select: such a key read in the select list, HAVING or ORDER
+    /// BY is `min()` of its group's stored values, while the group compares it without
+    /// trailing spaces.
+    group_keys: Vec<(usize, Vec<String>)>,
+    /// The keys of the last SELECT translated, if it grouped its rows (for its ORDER BY).
+    last_select_keys: Option<(usize, Vec<String>)>,
 }
 
 /// `SCOPE_IDENTITY()` (no arguments, any casing or schema prefix): bound locally by the
@@ -240,11 +235,9 @@ impl<'a> Translator<'a> {
             output_alias: &[],
             unqualified: false,
             ctes: Vec::new(),
-            trim_strings: false,
-            set_operand: false,
-            last_select_trimmed: false,
             aggregates: 0,
-            min_keys: None,
+            group_keys: Vec::new(),
+            last_select_keys: None,
         }
     }
 

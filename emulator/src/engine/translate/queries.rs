@@ -94,14 +94,17 @@ impl<'a> Translator<'a> {
         q: &Query,
         offset: Option<Expr>,
     ) -> Result<(String, Vec<OutCol>), SqlError> {
-        self.last_select_trimmed = false;
+        self.last_select_keys = None;
         let (mut sql, cols, top) = self.set_expr(&q.body)?;
-        // ORDER BY of a grouped/DISTINCT select names its columns as the select list does.
-        let trim_before = self.trim_strings;
-        self.trim_strings =
-            matches!(q.body.as_ref(), SetExpr::Select(_)) && self.last_select_trimmed;
+        // ORDER BY of a grouped/DISTINCT select reads its columns as the select list does.
+        let keys = match q.body.as_ref() {
+            SetExpr::Select(_) => self.last_select_keys.take(),
+            _ => None,
+        };
+        let n = self.group_keys.len();
+        self.group_keys.extend(keys);
         let r = self.order_fetch(q, offset, &mut sql, &cols, top);
-        self.trim_strings = trim_before;
+        self.group_keys.truncate(n);
         r?;
         Ok((sql, cols))
     }
@@ -149,7 +152,7 @@ impl<'a> Translator<'a> {
                     }
                     e => {
                         let te = self.expr(e)?;
-                        (te.sql, te.nullable)
+                        (self.regrouped(te.sql), te.nullable)
                     }
                 };
                 let dir = match o.options.sort {
@@ -225,18 +228,14 @@ impl<'a> Translator<'a> {
                     SetQuantifier::None | SetQuantifier::Distinct => "",
                     _ => return Err(unsupported(set_quantifier)),
                 };
-                // Without ALL, rows that differ only in trailing spaces are one row: UNION
-                // groups its operands' stored values (see `union_grouped`), EXCEPT and
-                // INTERSECT compare their operands' values without trailing spaces.
+                // Without ALL, rows that differ only in trailing spaces are one row, returned
+                // as one of their stored values (see `set_grouped`).
                 let dedup = q.is_empty();
-                let grouped = dedup && matches!(op, SetOperator::Union);
                 self.scopes.push(Vec::new());
-                self.set_operand = dedup && !grouped;
                 let l = self.set_expr(left);
                 self.scopes.pop();
                 let (ls, lc, lt) = l?;
                 self.scopes.push(Vec::new());
-                self.set_operand = dedup && !grouped;
                 let r = self.set_expr(right);
                 self.scopes.pop();
                 let (rs, _rc, rt) = r?;
@@ -244,9 +243,9 @@ impl<'a> Translator<'a> {
                     Some(t) => format!("({s} LIMIT {t})"),
                     None => format!("({s})"),
                 };
-                if grouped && lc.iter().any(|c| is_string(&c.ty)) {
-                    let all = format!("{} UNION ALL {}", wrap(ls, lt), wrap(rs, rt));
-                    return Ok((union_grouped(&all, &lc), lc, None));
+                if dedup && lc.iter().any(|c| is_string(&c.ty)) {
+                    let sql = set_grouped(op, &wrap(ls, lt), &wrap(rs, rt), &lc);
+                    return Ok((sql, lc, None));
                 }
                 Ok((
                     format!("{} {opname}{q} {}", wrap(ls, lt), wrap(rs, rt)),
@@ -263,12 +262,11 @@ impl<'a> Translator<'a> {
         &mut self,
         s: &Select,
     ) -> Result<(String, Vec<OutCol>, Option<String>), SqlError> {
-        // FROM and WHERE compare stored values; only this select's own list may trim them.
-        let outer = std::mem::replace(&mut self.trim_strings, false);
-        let outer_keys = self.min_keys.take();
+        // An outer select's grouping stays visible (a correlated subquery may read its
+        // grouped columns); this select's own keys are dropped when it is done.
+        let n = self.group_keys.len();
         let r = self.select_inner(s);
-        self.trim_strings = outer;
-        self.min_keys = outer_keys;
+        self.group_keys.truncate(n);
         r
     }
 
@@ -292,14 +290,12 @@ impl<'a> Translator<'a> {
         {
             return Err(unsupported(first_words(&s.to_string())));
         }
-        let set_operand = std::mem::take(&mut self.set_operand);
         let grouped = matches!(&s.group_by, GroupByExpr::Expressions(e, _) if !e.is_empty());
         let distinct = match &s.distinct {
             None => false,
             Some(ast::Distinct::Distinct) => true,
             Some(other) => return Err(unsupported(other)),
         };
-        let trimmed = set_operand || grouped || distinct;
         let mut sql = String::from("SELECT ");
         let top = match &s.top {
             None => None,
@@ -319,115 +315,133 @@ impl<'a> Translator<'a> {
         for twj in &s.from {
             from.push(self.table_with_joins(twj)?);
         }
-        let trim_before = std::mem::replace(&mut self.trim_strings, trimmed);
-        let r = self.grouped_projection(s, set_operand, grouped, distinct);
-        self.trim_strings = trim_before;
-        let (items, cols, group_keys) = r?;
-        if distinct && group_keys.is_none() {
-            sql.push_str("DISTINCT ");
-        }
-        sql.push_str(&items.join(", "));
-        if !from.is_empty() {
-            sql.push_str(" FROM ");
-            sql.push_str(&from.join(", "));
-        }
-        if let Some(w) = &s.selection {
-            let te = self.expr(w)?;
-            sql.push_str(" WHERE ");
-            sql.push_str(&te.sql);
-        }
-        if let Some(g) = group_keys {
-            sql.push_str(" GROUP BY ");
-            sql.push_str(&g.join(", "));
-        }
-        if let Some(h) = &s.having {
-            let trim_before = std::mem::replace(&mut self.trim_strings, trimmed);
-            let te = self.expr(h);
-            self.trim_strings = trim_before;
-            sql.push_str(" HAVING ");
-            sql.push_str(&te?.sql);
-        }
-        self.last_select_trimmed = trimmed;
-        Ok((sql, cols, top))
-    }
-
-    /// The select list of `s` and its GROUP BY keys, character values compared without
-    /// trailing spaces. A grouped (or DISTINCT, run as GROUP BY over the whole list) character
-    /// column comes back as `min()` of its stored values: one value of the group as stored,
-    /// which is what SQL Server returns, rather than the trimmed key. Set operands keep the
-    /// trimmed values (their de-duplication needs equal values on both sides).
-    #[allow(clippy::type_complexity)]
-    fn grouped_projection(
-        &mut self,
-        s: &Select,
-        set_operand: bool,
-        grouped: bool,
-        distinct: bool,
-    ) -> Result<(Vec<String>, Vec<OutCol>, Option<Vec<String>>), SqlError> {
+        // WHERE runs before grouping: it reads stored values.
+        let selection = match &s.selection {
+            Some(w) => Some(self.expr(w)?.sql),
+            None => None,
+        };
+        let depth = self.scopes.len().saturating_sub(1);
         let mut keys = Vec::new();
         match &s.group_by {
             GroupByExpr::Expressions(e, m) if m.is_empty() => {
                 for x in e {
-                    keys.push(self.expr(x)?.sql);
+                    let k = self.expr(x)?;
+                    keys.push((k.sql, k.ty));
                 }
             }
             other => return Err(unsupported(other)),
         }
+        if grouped {
+            self.group_keys.push((depth, string_keys(&keys)));
+        }
         let aggregates_before = self.aggregates;
-        let (items, item_keys, cols) = self.projection_keyed(&s.projection)?;
-        // DISTINCT runs as GROUP BY over the list unless it holds aggregates or a constant
-        // (PostgreSQL would read `GROUP BY 2` as an ordinal).
+        let (mut items, cols) = self.projection_items(&s.projection)?;
+        // DISTINCT runs as GROUP BY over the list (so that values differing only in trailing
+        // spaces are one) unless it holds aggregates or only constants.
         let as_group = distinct
             && !grouped
             && self.aggregates == aggregates_before
-            && item_keys.iter().all(|k| k.contains(['"', '$']));
+            && items.iter().any(|i| !i.literal);
         if as_group {
-            keys = item_keys;
+            keys = items
+                .iter()
+                .filter(|i| !i.literal)
+                .map(|i| (i.sql.clone(), i.ty.clone()))
+                .collect();
+            self.group_keys.push((depth, string_keys(&keys)));
         }
-        if set_operand || !(grouped || as_group) {
-            return Ok((items, cols, grouped.then_some(keys)));
+        let rendered: Vec<String> = items
+            .iter_mut()
+            .map(|i| {
+                let v = self.regrouped(std::mem::take(&mut i.sql));
+                match &i.alias {
+                    Some(a) => format!("{v} AS {}", quote_ident(a)),
+                    None => v,
+                }
+            })
+            .collect();
+        if distinct && !as_group {
+            sql.push_str("DISTINCT ");
         }
-        self.min_keys = Some(keys.clone());
-        let r = self.projection_keyed(&s.projection);
-        self.min_keys = None;
-        Ok((r?.0, cols, Some(keys)))
+        sql.push_str(&rendered.join(", "));
+        if !from.is_empty() {
+            sql.push_str(" FROM ");
+            sql.push_str(&from.join(", "));
+        }
+        if let Some(w) = selection {
+            sql.push_str(" WHERE ");
+            sql.push_str(&w);
+        }
+        if grouped || as_group {
+            // Character keys are compared without trailing spaces, as SQL Server pads them.
+            let g: Vec<String> = keys
+                .iter()
+                .map(|(k, ty)| {
+                    if ty.as_ref().is_some_and(is_string) {
+                        format!("rtrim({k}, ' ')")
+                    } else {
+                        k.clone()
+                    }
+                })
+                .collect();
+            sql.push_str(" GROUP BY ");
+            sql.push_str(&g.join(", "));
+        }
+        if let Some(h) = &s.having {
+            let te = self.expr(h)?;
+            sql.push_str(" HAVING ");
+            sql.push_str(&self.regrouped(te.sql));
+        }
+        self.last_select_keys = if grouped || as_group {
+            self.group_keys.last().cloned()
+        } else {
+            None
+        };
+        Ok((sql, cols, top))
     }
+
+    /// `sql` is a character GROUP BY key of the select being translated: one of its group's
+    /// stored values (`min()`), which is what SQL Server returns, rather than the key compared
+    /// without trailing spaces.
+    pub(super) fn regrouped(&self, sql: String) -> String {
+        let depth = self.scopes.len().saturating_sub(1);
+        if self
+            .group_keys
+            .iter()
+            .any(|(d, keys)| *d == depth && keys.contains(&sql))
+        {
+            format!("min({sql})")
+        } else {
+            sql
+        }
+    }
+
     pub(super) fn projection(
         &mut self,
         items: &[SelectItem],
     ) -> Result<(Vec<String>, Vec<OutCol>), SqlError> {
-        let (sqls, _, cols) = self.projection_keyed(items)?;
+        let (items, cols) = self.projection_items(items)?;
+        let sqls = items
+            .into_iter()
+            .map(|i| match i.alias {
+                Some(a) => format!("{} AS {}", i.sql, quote_ident(&a)),
+                None => i.sql,
+            })
+            .collect();
         Ok((sqls, cols))
     }
 
-    /// A grouped character column as `min()` of its stored values (see
-    /// [`Self::grouped_projection`]): `te` is the column read without trailing spaces.
-    fn stored_value(&self, e: &Expr, te: &TExpr) -> String {
-        let bare = matches!(e, Expr::Identifier(i) if !i.value.starts_with('@'))
-            || matches!(e, Expr::CompoundIdentifier(_));
-        match (&self.min_keys, te.sql.strip_prefix("rtrim(")) {
-            (Some(keys), Some(rest)) if bare && keys.contains(&te.sql) => {
-                format!("min({})", rest.strip_suffix(", ' ')").unwrap_or(rest))
-            }
-            _ => te.sql.clone(),
-        }
-    }
-
-    /// The select list: items (with aliases), the same expressions without aliases, columns.
-    #[allow(clippy::type_complexity)]
-    fn projection_keyed(
+    /// The select list: each item's expression (without its alias) and the result columns.
+    fn projection_items(
         &mut self,
         items: &[SelectItem],
-    ) -> Result<(Vec<String>, Vec<String>, Vec<OutCol>), SqlError> {
-        let mut sqls = Vec::new();
-        let mut keys = Vec::new();
+    ) -> Result<(Vec<Item>, Vec<OutCol>), SqlError> {
+        let mut out = Vec::new();
         let mut cols = Vec::new();
         for it in items {
             match it {
                 SelectItem::UnnamedExpr(e) => {
                     let te = self.expr(e)?;
-                    keys.push(te.sql.clone());
-                    let sql = self.stored_value(e, &te);
                     cols.push(OutCol {
                         lc: ident_key(&te.name),
                         name: te.name.clone(),
@@ -435,12 +449,10 @@ impl<'a> Translator<'a> {
                         nullable: te.nullable,
                         aliased: false,
                     });
-                    sqls.push(sql);
+                    out.push(Item::new(te, None));
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
                     let te = self.expr(expr)?;
-                    keys.push(te.sql.clone());
-                    let sql = self.stored_value(expr, &te);
                     let lc = ident_key(&alias.value);
                     cols.push(OutCol {
                         name: if alias.value.starts_with('@') {
@@ -453,7 +465,7 @@ impl<'a> Translator<'a> {
                         nullable: te.nullable,
                         aliased: true,
                     });
-                    sqls.push(format!("{sql} AS {}", quote_ident(&lc)));
+                    out.push(Item::new(te, Some(lc)));
                 }
                 SelectItem::Wildcard(opts) => {
                     if opts.opt_exclude.is_some()
@@ -468,7 +480,7 @@ impl<'a> Translator<'a> {
                         return Err(SqlError::new(263, "Must specify table to select from."));
                     }
                     for t in &scope {
-                        self.expand(t, &mut sqls, &mut keys, &mut cols);
+                        self.expand(t, &mut out, &mut cols);
                     }
                 }
                 SelectItem::QualifiedWildcard(kind, _) => {
@@ -495,36 +507,20 @@ impl<'a> Translator<'a> {
                                 ),
                             )
                         })?;
-                    self.expand(&t, &mut sqls, &mut keys, &mut cols);
+                    self.expand(&t, &mut out, &mut cols);
                 }
                 other => return Err(unsupported(other)),
             }
         }
-        Ok((sqls, keys, cols))
+        Ok((out, cols))
     }
 
-    pub(super) fn expand(
-        &self,
-        t: &ScopeTable,
-        sqls: &mut Vec<String>,
-        keys: &mut Vec<String>,
-        cols: &mut Vec<OutCol>,
-    ) {
+    pub(super) fn expand(&self, t: &ScopeTable, items: &mut Vec<Item>, cols: &mut Vec<OutCol>) {
         for c in &t.def.columns {
             let col = format!("{}.{}", quote_ident(&t.alias), quote_ident(&c.lc));
-            if self.trim_strings && is_string(&c.ty) {
-                let key = format!("rtrim({col}, ' ')");
-                let grouped = self.min_keys.as_ref().is_some_and(|k| k.contains(&key));
-                sqls.push(if grouped {
-                    format!("min({col})")
-                } else {
-                    key.clone()
-                });
-                keys.push(key);
-            } else {
-                sqls.push(col.clone());
-                keys.push(col);
-            }
+            let mut te = TExpr::new(col, c.ty.clone());
+            te.nullable = c.nullable;
+            items.push(Item::new(te, None));
             cols.push(OutCol {
                 name: c.name.clone(),
                 lc: c.lc.clone(),
@@ -678,13 +674,47 @@ impl<'a> Translator<'a> {
     }
 }
 
-/// UNION without ALL over `all` (the operands joined by UNION ALL): one row per group of
-/// rows equal under SQL Server's comparison (character columns without trailing spaces), each
-/// character column as one of the group's stored values, as SQL Server returns it.
-fn union_grouped(all: &str, cols: &[OutCol]) -> String {
-    let mut names = Vec::new();
+/// A select-list item: its PostgreSQL expression and alias (lower-cased).
+pub(super) struct Item {
+    sql: String,
+    alias: Option<String>,
+    ty: Option<SqlType>,
+    literal: bool,
+}
+
+impl Item {
+    fn new(te: TExpr, alias: Option<String>) -> Item {
+        Item {
+            sql: te.sql,
+            alias,
+            ty: te.ty,
+            literal: te.literal,
+        }
+    }
+}
+
+/// The character keys among `keys` (their stored-value expressions).
+fn string_keys(keys: &[(String, Option<SqlType>)]) -> Vec<String> {
+    keys.iter()
+        .filter(|(_, t)| t.as_ref().is_some_and(is_string))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// UNION, EXCEPT or INTERSECT without ALL of `l` and `r`: one row per group of rows equal
+/// under SQL Server's comparison (character columns without trailing spaces), each character
+/// column as one of the group's stored values from the left operand, as SQL Server returns it.
+/// Grouping (rather than PostgreSQL's own set operators over trimmed values) keeps the stored
+/// value and treats NULLs as equal, as set operators do.
+fn set_grouped(op: &SetOperator, l: &str, r: &str, cols: &[OutCol]) -> String {
+    let mut names = vec!["\"_s\"".to_string()];
     let mut items = Vec::new();
     let mut keys = Vec::new();
+    let left_only = if matches!(op, SetOperator::Intersect) {
+        " FILTER (WHERE \"_u\".\"_s\" = 1)"
+    } else {
+        ""
+    };
     for (i, c) in cols.iter().enumerate() {
         let v = format!("\"_u\".\"_c{}\"", i + 1);
         names.push(format!("\"_c{}\"", i + 1));
@@ -694,15 +724,22 @@ fn union_grouped(all: &str, cols: &[OutCol]) -> String {
             quote_ident(&c.lc)
         };
         if is_string(&c.ty) {
-            items.push(format!("min({v}) AS {out}"));
+            items.push(format!("min({v}){left_only} AS {out}"));
             keys.push(format!("rtrim({v}, ' ')"));
         } else {
             items.push(format!("{v} AS {out}"));
             keys.push(v);
         }
     }
+    let having = match op {
+        SetOperator::Except => " HAVING bool_and(\"_u\".\"_s\" = 1)",
+        SetOperator::Intersect => {
+            " HAVING bool_or(\"_u\".\"_s\" = 1) AND bool_or(\"_u\".\"_s\" = 2)"
+        }
+        _ => "",
+    };
     format!(
-        "SELECT {} FROM ({all}) AS \"_u\"({}) GROUP BY {}",
+        "SELECT {} FROM (SELECT 1, \"_l\".* FROM {l} AS \"_l\" UNION ALL SELECT 2, \"_r\".* FROM {r} AS \"_r\") AS \"_u\"({}) GROUP BY {}{having}",
         items.join(", "),
         names.join(", "),
         keys.join(", ")
