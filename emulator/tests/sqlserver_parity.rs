@@ -942,3 +942,58 @@ async fn foreign_keys_ignore_trailing_spaces() {
     .await;
     assert_eq!(n, 1776, "{msg}");
 }
+
+/// `char(n)`/`nchar(n)` values are padded to n as SQL Server stores them, and the padding is
+/// part of the value wherever it is used as text (`+`, LIKE, UPPER, CAST), not only when read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn char_columns_keep_their_padding() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    exec(
+        &mut c,
+        "CREATE TABLE ts_ch (id int NOT NULL PRIMARY KEY, c char(5) NOT NULL, n nchar(5) NOT NULL);
+         CREATE UNIQUE INDEX ix_ts_ch_c ON ts_ch (c);
+         INSERT INTO ts_ch (id, c, n) VALUES (1, 'ab', N'şt'), (2, 'cd ', N'x');",
+    )
+    .await;
+    for (sql, want) in [
+        ("SELECT c + '|' FROM ts_ch WHERE id = 1", "ab   |"),
+        ("SELECT n + N'|' FROM ts_ch WHERE id = 1", "şt   |"),
+        ("SELECT UPPER(n) + N'|' FROM ts_ch WHERE id = 1", "ŞT   |"),
+        ("SELECT c FROM ts_ch WHERE id = 1", "ab   "),
+        ("SELECT CAST('ab' AS char(4)) + '|'", "ab  |"),
+        ("SELECT CAST(N'abcdef' AS nchar(3)) + N'|'", "abc|"),
+        ("SELECT MIN(c) + '|' FROM ts_ch", "ab   |"),
+        (
+            "SELECT c + '|' FROM ts_ch WHERE id = 1 GROUP BY c",
+            "ab   |",
+        ),
+    ] {
+        assert_eq!(
+            one_string(&mut c, sql).await.as_deref(),
+            Some(want),
+            "{sql}"
+        );
+    }
+    for (sql, want) in [
+        ("SELECT COUNT(*) FROM ts_ch WHERE c = 'ab'", 1),
+        ("SELECT COUNT(*) FROM ts_ch WHERE c = 'AB   '", 1),
+        ("SELECT COUNT(*) FROM ts_ch WHERE n = N'ŞT'", 1),
+        ("SELECT COUNT(*) FROM ts_ch WHERE c IN ('ab', 'cd')", 2),
+        ("SELECT LEN(c) FROM ts_ch WHERE id = 1", 2),
+        ("SELECT DATALENGTH(n) FROM ts_ch WHERE id = 1", 10),
+        // nchar: a Unicode comparison, the padding must be matched; char: it may go.
+        ("SELECT COUNT(*) FROM ts_ch WHERE n LIKE N'şt'", 0),
+        ("SELECT COUNT(*) FROM ts_ch WHERE n LIKE N'şt%'", 1),
+        ("SELECT COUNT(*) FROM ts_ch WHERE c LIKE 'ab'", 1),
+        ("SELECT COUNT(*) FROM ts_ch WHERE c LIKE N'ab'", 0),
+    ] {
+        assert_eq!(one_int(&mut c, sql).await, Some(want), "{sql}");
+    }
+    let (n, msg) = server_error(
+        &mut c,
+        "INSERT INTO ts_ch (id, c, n) VALUES (3, 'AB ', N'y')",
+    )
+    .await;
+    assert_eq!(n, 2601, "{msg}");
+}

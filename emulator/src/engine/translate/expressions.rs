@@ -54,6 +54,9 @@ impl<'a> Translator<'a> {
                 } else {
                     format!("{}.{}", quote_ident(&t.alias), quote_ident(&c.lc))
                 };
+                if let SqlType::Char(n) | SqlType::NChar(n) = c.ty {
+                    sql = padded_char(&sql, n);
+                }
                 if is_string(&c.ty)
                     && self
                         .group_keys
@@ -722,6 +725,10 @@ impl<'a> Translator<'a> {
             (Some(SqlType::UniqueIdentifier), tg) if is_string(tg) => {
                 format!("CAST(upper(({})::text) AS {pgt})", t.sql)
             }
+            // char(n) keeps its padding as text (PostgreSQL's char drops it when read).
+            (_, SqlType::Char(n) | SqlType::NChar(n)) => {
+                format!("rpad(CAST({} AS varchar({n})), {n})", cast_source(t))
+            }
             (Some(s), tg) if is_string(s) && is_string(tg) => format!("CAST({} AS {pgt})", t.sql),
             _ => format!("CAST({} AS {pgt})", t.sql),
         };
@@ -1341,4 +1348,28 @@ fn length_arg(x: &TExpr, function: &str) -> String {
         x.sql,
         quote_lit(function)
     )
+}
+
+/// A `char(n)`/`nchar(n)` column read as SQL Server reads it: padded with spaces to `n`
+/// characters. PostgreSQL's `char(n)` pads when stored but drops the padding when the value is
+/// used as text (`+`, LIKE, functions), so the padding is restored here.
+pub(super) fn padded_char(col: &str, n: u16) -> String {
+    format!("rpad(({col})::text, {n})")
+}
+
+/// The column inside [`padded_char`]'s form, if `sql` is one.
+pub(super) fn padded_char_column(sql: &str) -> Option<&str> {
+    let inner = sql.strip_prefix("rpad((")?;
+    let (col, n) = inner.rsplit_once(")::text, ")?;
+    let n = n.strip_suffix(')')?;
+    (n.parse::<u16>().is_ok() && !col.contains('(')).then_some(col)
+}
+
+/// The value to CAST: a temporal value as its text form is not needed here, every source
+/// converts to varchar as PostgreSQL casts it.
+fn cast_source(t: &TExpr) -> String {
+    match &t.ty {
+        Some(ty) if is_string(ty) || t.literal => t.sql.clone(),
+        _ => format!("({})::text", t.sql),
+    }
 }

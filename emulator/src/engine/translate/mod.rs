@@ -295,7 +295,13 @@ fn pad_insensitive(e: &Expr, x: &mut TExpr) {
             }
         }
         _ if x.sql.starts_with("rtrim(") && x.sql.ends_with(", ' ')") => {}
-        _ => x.sql = format!("rtrim({}, ' ')", x.sql),
+        // A char(n) column compares as stored (its index is on this form).
+        _ => {
+            x.sql = match expressions::padded_char_column(&x.sql) {
+                Some(col) => format!("rtrim({col}, ' ')"),
+                None => format!("rtrim({}, ' ')", x.sql),
+            }
+        }
     }
 }
 
