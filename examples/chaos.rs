@@ -1,14 +1,14 @@
 //! The long fault-injection suite: `cargo run --release --example chaos [-- SCALE [NAME]]` runs the
-//! scenarios of `tests/chaos_support` at full size (SCALE 1.0: 200 documents, 200 cut offsets,
-//! the ERP down 60 s, kill -9 × 20, …; 0.1 for a quick look; NAME runs only the scenarios whose
-//! name contains it) and prints a table: documents,
+//! scenarios of `tests/chaos/chaos_support.rs` at full size (SCALE 1.0: 200 documents, 200 cut
+//! offsets, the ERP down 60 s, kill -9 × 20, …; 0.1 for a quick look; NAME runs only the scenarios
+//! whose name contains it) and prints a table: documents,
 //! faults injected, what the books check saw (exactly once, gap-free numbers, nothing left open or
 //! failed: any violation panics, so a printed row means all held), recovery time and its bound.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
 
-#[path = "../tests/chaos_support/mod.rs"]
+#[path = "../tests/chaos/chaos_support.rs"]
 mod chaos_support;
 
 use std::time::Duration;

@@ -23,8 +23,8 @@
 //! rescuer puts rows with an expired lease back to `pending`. Holding the row lock for the whole
 //! posting instead would keep one web transaction (and pooled connection) open across every ERP
 //! round trip, and hide `processing` from the operators' status query. A kill -9 leaves rows
-//! claimed for at most one lease (30 s by default); `tests/queue_kill.rs` and
-//! `tests/pipeline_kill.rs` prove nothing stays claimed and nothing is posted twice.
+//! claimed for at most one lease (30 s by default); `tests/it/queue_kill.rs` and
+//! `tests/it/pipeline_kill.rs` prove nothing stays claimed and nothing is posted twice.
 //!
 //! **Waking without slowing the web app.** `NOTIFY` takes a cluster-wide lock at commit, so a
 //! per-row notify serialises concurrent writers (the benchmark's "naive" line). The trigger
@@ -56,7 +56,7 @@
 //! **Exactly-once in effect.** Posting writes the ledger row in the ERP transaction; the web
 //! side is completed afterwards in one statement (queue row + number written back). A crash in
 //! between is retried; posting then finds the ledger row (`already_posted`) and only the web
-//! side is completed (`tests/pipeline_exactly_once.rs` injects exactly that failure).
+//! side is completed (`tests/it/pipeline_exactly_once.rs` injects exactly that failure).
 //!
 //! **Retries.** `retry_count` counts attempts (incremented by the claim). Backoff is persisted
 //! in `next_attempt_at` (see [`retry`]); a failing document only delays itself. The operators'

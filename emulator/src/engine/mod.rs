@@ -35,7 +35,7 @@
 //!   `SET @n = (SELECT …)` of an integer variable (the numbering MAX behind `sp_getapplock`:
 //!   the value is kept in a transaction-local setting that pipelined statements read) and
 //!   the outermost `COMMIT`. Counts, identities, variables and the first error come out as if
-//!   every statement had run alone (tests in `tests/engine_tx.rs`).
+//!   every statement had run alone (tests in `tests/it/engine_tx.rs`).
 //! - Errors that SQL Server treats as compile/batch-aborting (102, 207, 208, 137, …, 1205)
 //!   stop the batch; constraint violations (2627, 515, 547, 8152, …) end only the statement.
 //! - `BEGIN TRY … END CATCH`: errors inside TRY (except compile errors) are not sent to the
