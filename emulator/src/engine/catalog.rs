@@ -565,6 +565,8 @@ pub fn pg_type_name(t: &SqlType) -> String {
         SqlType::NVarChar(Some(n)) | SqlType::VarChar(Some(n)) => format!("varchar({n})"),
         SqlType::NVarChar(None) | SqlType::VarChar(None) => "text".into(),
         SqlType::NChar(n) | SqlType::Char(n) => format!("char({n})"),
+        // datetime2(p) rounds to p fractional digits (PostgreSQL keeps at most 6).
+        SqlType::DateTime2(p) if *p < 6 => format!("timestamp({p})"),
         SqlType::DateTime | SqlType::DateTime2(_) => "timestamp".into(),
         SqlType::SmallDateTime => "timestamp(0)".into(),
         SqlType::Date => "date".into(),

@@ -764,6 +764,14 @@ async fn set_operators_and_grouped_expressions_use_stored_values() {
     ] {
         assert_eq!(one_int(&mut c, sql).await, Some(want), "{sql}");
     }
+    // T-SQL has no EXCEPT ALL / INTERSECT ALL.
+    for sql in [
+        "SELECT kod FROM ts_s EXCEPT ALL SELECT kod FROM ts_s2",
+        "SELECT kod FROM ts_s INTERSECT ALL SELECT kod FROM ts_s2",
+    ] {
+        let (n, msg) = server_error(&mut c, sql).await;
+        assert_eq!(n, 102, "{sql}: {msg}");
+    }
     assert_eq!(
         one_string(
             &mut c,
@@ -996,4 +1004,103 @@ async fn char_columns_keep_their_padding() {
     )
     .await;
     assert_eq!(n, 2601, "{msg}");
+}
+
+/// Conversions as SQL Server does them: a string next to a number converts to the number
+/// (`'5' + 1` is 6), dates become text in CONVERT's styles (CAST of a datetime: `Mar  5 2024
+/// 2:07PM`), datetime shown rounded to the millisecond; unknown styles are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversions_as_sql_server_writes_them() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    for (sql, want) in [
+        ("SELECT '5' + 1", 6),
+        ("SELECT 1 + '5'", 6),
+        ("SELECT N'10' + 5", 15),
+        ("SELECT N'10' - 4", 6),
+        ("DECLARE @s nvarchar(5) = N'7'; SELECT @s + 1", 8),
+    ] {
+        assert_eq!(one_int(&mut c, sql).await, Some(want), "{sql}");
+    }
+    let (n, msg) = server_error(&mut c, "SELECT 'abc' + 1").await;
+    assert_eq!(n, 245, "{msg}");
+    let (n, msg) = server_error(&mut c, "SELECT N'x' + GETDATE()").await;
+    assert_eq!(n, 102, "{msg}");
+
+    let d = "CAST('2024-03-05 14:07:09.007' AS datetime)";
+    let d0 = "CAST('2024-03-05 00:00:00' AS datetime)";
+    let d2 = "CAST('2024-03-05 14:07:09.123456' AS datetime2(7))";
+    let day = "CAST('2024-03-05' AS date)";
+    for (sql, want) in [
+        (
+            format!("SELECT CAST({d} AS varchar(30))"),
+            "Mar  5 2024  2:07PM",
+        ),
+        (
+            format!("SELECT CONVERT(varchar(30), {d0}, 100)"),
+            "Mar  5 2024 12:00AM",
+        ),
+        (
+            format!("SELECT CONVERT(varchar(30), {d}, 121)"),
+            "2024-03-05 14:07:09.007",
+        ),
+        (
+            format!("SELECT CONVERT(varchar(30), {d}, 126)"),
+            "2024-03-05T14:07:09.007",
+        ),
+        (
+            format!("SELECT CONVERT(varchar(30), {d0}, 126)"),
+            "2024-03-05T00:00:00",
+        ),
+        (
+            format!("SELECT CONVERT(varchar(30), {d}, 120)"),
+            "2024-03-05 14:07:09",
+        ),
+        (
+            format!("SELECT CONVERT(varchar(10), {d}, 104)"),
+            "05.03.2024",
+        ),
+        (
+            format!("SELECT CONVERT(varchar(11), {d}, 106)"),
+            "05 Mar 2024",
+        ),
+        (
+            format!("SELECT CONVERT(varchar(12), {d}, 107)"),
+            "Mar 05, 2024",
+        ),
+        (format!("SELECT CONVERT(varchar(8), {d}, 112)"), "20240305"),
+        (format!("SELECT CONVERT(varchar(8), {d}, 108)"), "14:07:09"),
+        (
+            format!("SELECT CONVERT(varchar(10), {d}, 120)"),
+            "2024-03-05",
+        ),
+        (
+            format!("SELECT CAST({d2} AS varchar(40))"),
+            "2024-03-05 14:07:09.1234560",
+        ),
+        (
+            "SELECT CAST(CAST('2024-03-05 14:07:09.5' AS datetime2(0)) AS varchar(40))".into(),
+            "2024-03-05 14:07:10",
+        ),
+        (format!("SELECT CAST({day} AS varchar(10))"), "2024-03-05"),
+        (
+            format!("SELECT CONVERT(varchar(10), {day}, 104)"),
+            "05.03.2024",
+        ),
+    ] {
+        assert_eq!(
+            one_string(&mut c, &sql).await.as_deref(),
+            Some(want),
+            "{sql}"
+        );
+    }
+    for sql in [
+        format!("SELECT CONVERT(varchar(30), {d}, 109)"),
+        format!("SELECT CONVERT(varchar(30), {d}, 4)"),
+        format!("SELECT CONVERT(varchar(30), {day}, 108)"),
+    ] {
+        let (n, msg) = server_error(&mut c, &sql).await;
+        assert_eq!(n, 102, "{sql}: {msg}");
+        assert!(msg.contains("not supported by the emulator"), "{msg}");
+    }
 }

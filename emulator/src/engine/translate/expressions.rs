@@ -419,7 +419,7 @@ impl<'a> Translator<'a> {
                 }
                 let t = self.expr(expr)?;
                 let target = data_type_to_sql(data_type, 30)?;
-                Ok(self.cast(&t, &target, None))
+                self.cast(&t, &target, None)
             }
             Expr::Convert {
                 is_try: false,
@@ -439,7 +439,7 @@ impl<'a> Translator<'a> {
                     },
                     Some(_) => return Err(unsupported("CONVERT style expression")),
                 };
-                Ok(self.cast(&t, &target, style))
+                self.cast(&t, &target, style)
             }
             Expr::Collate { expr, .. } => self.expr(expr),
             Expr::Function(f) => self.function(f),
@@ -591,9 +591,17 @@ impl<'a> Translator<'a> {
             | BinaryOperator::Multiply
             | BinaryOperator::Divide
             | BinaryOperator::Modulo => {
+                let is_str = |t: &Option<SqlType>| t.as_ref().is_some_and(is_string);
+                // A string next to a number is converted to the number's type (higher
+                // precedence), so '5' + 1 is 6 as in SQL Server, not '51'.
+                let other = |t: &Option<SqlType>| t.as_ref().filter(|t| !is_string(t)).cloned();
+                if let (true, Some(to)) = (is_str(&a.ty), other(&b.ty)) {
+                    a = self.string_to(&a, &to)?;
+                } else if let (true, Some(to)) = (is_str(&b.ty), other(&a.ty)) {
+                    b = self.string_to(&b, &to)?;
+                }
                 let at = a.ty.clone();
                 let bt = b.ty.clone();
-                let is_str = |t: &Option<SqlType>| t.as_ref().is_some_and(is_string);
                 if matches!(op, BinaryOperator::Plus) && (is_str(&at) || is_str(&bt)) {
                     // T-SQL string concatenation; NULL + 'x' is NULL as in PostgreSQL's ||.
                     let len = |t: &Option<SqlType>| match t {
@@ -662,6 +670,24 @@ impl<'a> Translator<'a> {
         })
     }
 
+    /// A string operand of arithmetic converted to the other operand's numeric type. Strings
+    /// next to dates or GUIDs are refused: SQL Server converts them and adds datetimes, which
+    /// the emulator does not do.
+    fn string_to(&mut self, x: &TExpr, to: &SqlType) -> Result<TExpr, SqlError> {
+        if !is_numeric(to) {
+            return Err(unsupported(
+                "+ between a string and a date or uniqueidentifier (not supported by the emulator; CAST one side)",
+            ));
+        }
+        let to = match to {
+            SqlType::Bit | SqlType::TinyInt | SqlType::SmallInt => SqlType::Int,
+            t => t.clone(),
+        };
+        let mut y = self.cast(x, &to, None)?;
+        y.literal = false;
+        Ok(y)
+    }
+
     /// `x` is `SCOPE_IDENTITY()` / `@@IDENTITY` (decimal(38,0) in T-SQL, a `numeric` parameter
     /// here) compared with an integer expression: compare as `bigint` instead. PostgreSQL would
     /// otherwise cast the integer column to `numeric`, which no btree index on the column can
@@ -687,7 +713,12 @@ impl<'a> Translator<'a> {
         }
     }
 
-    pub(super) fn cast(&mut self, t: &TExpr, target: &SqlType, style: Option<i32>) -> TExpr {
+    pub(super) fn cast(
+        &mut self,
+        t: &TExpr,
+        target: &SqlType,
+        style: Option<i32>,
+    ) -> Result<TExpr, SqlError> {
         let src = t.ty.clone();
         let pgt = pg_type_name(target);
         let sql = match (&src, target) {
@@ -705,20 +736,13 @@ impl<'a> Translator<'a> {
                 format!("CAST(({} <> 0)::int AS smallint)", t.sql)
             }
             (Some(s), tg) if is_temporal(s) && is_string(tg) => {
-                let fmt = match (style, s) {
-                    (Some(112), _) => "YYYYMMDD",
-                    (Some(23), _) | (None, SqlType::Date) => "YYYY-MM-DD",
-                    (Some(104), _) => "DD.MM.YYYY",
-                    (Some(103), _) => "DD/MM/YYYY",
-                    (Some(101), _) => "MM/DD/YYYY",
-                    (Some(108), _) => "HH24:MI:SS",
-                    (Some(120), _) | (Some(20), _) => "YYYY-MM-DD HH24:MI:SS",
-                    (Some(126), _) => "YYYY-MM-DD\"T\"HH24:MI:SS.MS",
-                    (Some(127), _) => "YYYY-MM-DD\"T\"HH24:MI:SS.MS",
-                    (_, SqlType::DateTime2(_)) => "YYYY-MM-DD HH24:MI:SS.US",
-                    _ => "YYYY-MM-DD HH24:MI:SS.MS",
-                };
-                format!("CAST(to_char({}, '{fmt}') AS {pgt})", t.sql)
+                let text = temporal_text(&t.sql, s, style)?;
+                match tg {
+                    SqlType::Char(n) | SqlType::NChar(n) => {
+                        format!("rpad(CAST({text} AS varchar({n})), {n})")
+                    }
+                    _ => format!("CAST({text} AS {pgt})"),
+                }
             }
             (_, SqlType::DateTime) => format!("emu_catalog.dt300(CAST({} AS timestamp))", t.sql),
             // SQL Server writes a uniqueidentifier as upper-case text.
@@ -732,13 +756,13 @@ impl<'a> Translator<'a> {
             (Some(s), tg) if is_string(s) && is_string(tg) => format!("CAST({} AS {pgt})", t.sql),
             _ => format!("CAST({} AS {pgt})", t.sql),
         };
-        TExpr {
+        Ok(TExpr {
             sql,
             ty: Some(target.clone()),
             literal: false,
             nullable: t.nullable,
             name: String::new(),
-        }
+        })
     }
 
     pub(super) fn args(&mut self, f: &ast::Function) -> Result<Vec<FunctionArgExpr>, SqlError> {
@@ -1372,4 +1396,82 @@ fn cast_source(t: &TExpr) -> String {
         Some(ty) if is_string(ty) || t.literal => t.sql.clone(),
         _ => format!("({})::text", t.sql),
     }
+}
+
+/// A date/time value `x` of type `src` as SQL Server's CONVERT writes it in `style` (CAST: no
+/// style). Styles the emulator does not know, two-digit-year styles and time styles of a
+/// `date` are refused rather than answered in another format.
+fn temporal_text(x: &str, src: &SqlType, style: Option<i32>) -> Result<String, SqlError> {
+    // datetime is stored in 1/300 s (…003333): shown rounded to the millisecond, as SQL Server.
+    let v = if matches!(src, SqlType::DateTime | SqlType::SmallDateTime) {
+        format!("date_trunc('millisecond', ({x}) + interval '0.5 millisecond')")
+    } else {
+        format!("({x})")
+    };
+    let tc = |f: &str| format!("to_char({v}, '{f}')");
+    let date = *src == SqlType::Date;
+    let fraction = |p: u8| {
+        if p == 0 {
+            "''".to_string()
+        } else {
+            format!(
+                "('.' || rpad(substr({}, 1, {}), {p}, '0'))",
+                tc("US"),
+                p.min(6)
+            )
+        }
+    };
+    let digits = match src {
+        SqlType::DateTime2(p) => *p,
+        SqlType::Date => 0,
+        _ => 3,
+    };
+    let refuse = || {
+        Err(unsupported(format!(
+            "CONVERT style {} of {} (not supported by the emulator)",
+            style.map_or("(none)".to_string(), |s| s.to_string()),
+            super::super::catalog::type_to_string(src)
+        )))
+    };
+    let default_100 = || {
+        format!(
+            "({} || lpad({}, 2) || {} || lpad({}, 2) || {})",
+            tc("Mon "),
+            tc("FMDD"),
+            tc(" YYYY "),
+            tc("FMHH12"),
+            tc(":MIAM")
+        )
+    };
+    Ok(match style {
+        None if date => tc("YYYY-MM-DD"),
+        None if matches!(src, SqlType::DateTime2(_)) => {
+            format!("({} || {})", tc("YYYY-MM-DD HH24:MI:SS"), fraction(digits))
+        }
+        None | Some(0) | Some(100) if !date => default_100(),
+        Some(101) => tc("MM/DD/YYYY"),
+        Some(102) => tc("YYYY.MM.DD"),
+        Some(103) => tc("DD/MM/YYYY"),
+        Some(104) => tc("DD.MM.YYYY"),
+        Some(105) => tc("DD-MM-YYYY"),
+        Some(106) => tc("DD Mon YYYY"),
+        Some(107) => tc("Mon DD, YYYY"),
+        Some(110) => tc("MM-DD-YYYY"),
+        Some(111) => tc("YYYY/MM/DD"),
+        Some(112) => tc("YYYYMMDD"),
+        Some(23) => tc("YYYY-MM-DD"),
+        Some(8 | 108) if !date => tc("HH24:MI:SS"),
+        Some(20 | 120) if !date => tc("YYYY-MM-DD HH24:MI:SS"),
+        Some(21 | 121) if !date => {
+            format!("({} || {})", tc("YYYY-MM-DD HH24:MI:SS"), fraction(digits))
+        }
+        // ISO 8601: SQL Server leaves out the milliseconds when they are zero.
+        Some(126 | 127) if matches!(src, SqlType::DateTime | SqlType::SmallDateTime) => format!(
+            "({} || CASE WHEN {} = '000' THEN '' ELSE '.' || {} END)",
+            tc("YYYY-MM-DD\"T\"HH24:MI:SS"),
+            tc("MS"),
+            tc("MS")
+        ),
+        _ => return refuse(),
+    })
 }

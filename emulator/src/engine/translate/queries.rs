@@ -224,6 +224,9 @@ impl<'a> Translator<'a> {
                     _ => return Err(unsupported(op)),
                 };
                 let q = match set_quantifier {
+                    SetQuantifier::All if !matches!(op, SetOperator::Union) => {
+                        return Err(unsupported(format!("{opname} ALL (not T-SQL)")))
+                    }
                     SetQuantifier::All => " ALL",
                     SetQuantifier::None | SetQuantifier::Distinct => "",
                     _ => return Err(unsupported(set_quantifier)),
