@@ -12,11 +12,16 @@
 //!    daemon started per document (going idle included);
 //! 2. documents/s (3-line sales, 4 ERP connections, 4 series), web round trips per document and
 //!    the daemon's CPU per posted document (µs: the daemon runs on its own runtime, whose
-//!    threads' utime + stime are read from `/proc/self/task`).
+//!    threads' utime + stime are read from `/proc/self/task`), then where the rest of the
+//!    machine's CPU per document went: the emulator, the proxy, and the PostgreSQL backends of
+//!    the `web` and `erp` databases (one cluster; a backend's database is in its process title).
 //!
 //! REMOTE_BENCH_RTTS (default `0,10,30,60`, ms), REMOTE_BENCH_DOCS (latency samples per RTT,
 //! default 40), REMOTE_BENCH_ERP_DOCS (default 1500), REMOTE_BENCH_IN_FLIGHT (documents in
 //! flight, comma-separated, default `4,16`), REMOTE_BENCH_ONLY=1 or 2.
+//! REMOTE_BENCH_PG_SETTINGS=`name=value;…` for the cluster: with
+//! `shared_preload_libraries=pg_stat_statements` each run of section 2 also prints the
+//! statements per document in each database and the ones that took the most time.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -38,6 +43,10 @@ const STOK: &str = "b0000000-0000-4000-8000-000000000001";
 
 /// Name of the daemon runtime's threads (what the CPU figure sums).
 const DAEMON_THREAD: &str = "mikro-daemon";
+/// The emulator's runtime (the bench's own, where the harness spawns it).
+const EMULATOR_THREAD: &str = "emulator";
+/// The delaying proxy's runtime: network, not part of any real deployment.
+const PROXY_THREAD: &str = "web-proxy";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -79,6 +88,224 @@ fn daemon_cpu() -> Duration {
         ticks += f(11) + f(12);
     }
     Duration::from_millis(ticks * 1000 / TICKS)
+}
+
+/// What section 2 reads besides the daemon's figures.
+#[derive(Clone, Copy)]
+struct Watch {
+    /// The cluster's postmaster (its children are the backends); None: no PostgreSQL CPU.
+    postmaster: Option<u32>,
+    /// pg_stat_statements is loaded: print statements per document.
+    statements: bool,
+}
+
+/// Where CPU went: this process's threads by runtime, and the cluster's processes by database.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Part {
+    Daemon,
+    Emulator,
+    Proxy,
+    /// The bench's own main thread and anything unnamed.
+    Bench,
+    WebPg,
+    ErpPg,
+    /// The postmaster, its background processes and backends that exited (reaped children).
+    PgOther,
+}
+
+const PARTS: [(Part, &str); 7] = [
+    (Part::Daemon, "daemon"),
+    (Part::Emulator, "emulator"),
+    (Part::ErpPg, "ERP PG"),
+    (Part::WebPg, "web PG"),
+    (Part::PgOther, "PG other"),
+    (Part::Proxy, "proxy"),
+    (Part::Bench, "bench"),
+];
+
+/// (comm, fields after the comm) of a /proc stat file.
+fn stat_fields(path: &std::path::Path) -> Option<(String, Vec<String>)> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let (open, close) = (s.find('(')?, s.rfind(')')?);
+    let rest = s.get(close + 2..)?.split(' ').map(str::to_string).collect();
+    Some((s[open + 1..close].to_string(), rest))
+}
+
+fn field(f: &[String], i: usize) -> u64 {
+    f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// CPU ticks so far per thread of this process and per process of the cluster, keyed so that a
+/// later sample can be subtracted (a backend that appeared in between counts from zero).
+fn cpu_sample(postmaster: Option<u32>) -> HashMap<(char, u32), (Part, u64)> {
+    let mut out = HashMap::new();
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Some(tid) = t.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Some((comm, f)) = stat_fields(&t.path().join("stat")) else {
+            continue;
+        };
+        let part = if comm.starts_with(DAEMON_THREAD) {
+            Part::Daemon
+        } else if comm.starts_with(EMULATOR_THREAD) {
+            Part::Emulator
+        } else if comm.starts_with(PROXY_THREAD) {
+            Part::Proxy
+        } else {
+            Part::Bench
+        };
+        // utime and stime: fields 14 and 15 of the line, 12 and 13 after the comm.
+        out.insert(('t', tid), (part, field(&f, 11) + field(&f, 12)));
+    }
+    let Some(pm) = postmaster else {
+        return out;
+    };
+    if let Some((_, f)) = stat_fields(std::path::Path::new(&format!("/proc/{pm}/stat"))) {
+        // Its own time plus that of its reaped children (cutime, cstime).
+        let t = field(&f, 11) + field(&f, 12) + field(&f, 13) + field(&f, 14);
+        out.insert(('p', pm), (Part::PgOther, t));
+    }
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Some((_, f)) = stat_fields(&e.path().join("stat")) else {
+            continue;
+        };
+        if field(&f, 1) != pm as u64 {
+            continue;
+        }
+        // A backend's title: "postgres: <user> <database> <host(port)> <state>".
+        let title = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default();
+        let part = match title.split_whitespace().nth(2) {
+            Some("web") => Part::WebPg,
+            Some("erp") => Part::ErpPg,
+            _ => Part::PgOther,
+        };
+        out.insert(('p', pid), (part, field(&f, 11) + field(&f, 12)));
+    }
+    out
+}
+
+/// CPU per part between two samples, in ticks.
+fn cpu_delta(
+    a: &HashMap<(char, u32), (Part, u64)>,
+    b: &HashMap<(char, u32), (Part, u64)>,
+) -> HashMap<Part, u64> {
+    let mut out = HashMap::new();
+    for (k, (part, t)) in b {
+        let before = a.get(k).map_or(0, |(_, t0)| *t0);
+        *out.entry(*part).or_insert(0) += t.saturating_sub(before);
+    }
+    out
+}
+
+/// "daemon 700 µs, emulator 3.1 ms, …; all 9.2 ms" per document.
+fn cpu_line(ticks: &HashMap<Part, u64>, docs: u64) -> String {
+    // Clock ticks per second: 100 on every Linux this runs on (USER_HZ).
+    let us = |t: u64| t as f64 * 10_000.0 / docs.max(1) as f64;
+    let fmt = |v: f64| {
+        if v >= 1000.0 {
+            format!("{:.1} ms", v / 1000.0)
+        } else {
+            format!("{v:.0} µs")
+        }
+    };
+    let mut parts: Vec<String> = PARTS
+        .iter()
+        .map(|(p, name)| format!("{name} {}", fmt(us(ticks.get(p).copied().unwrap_or(0)))))
+        .collect();
+    parts.push(format!("all {}", fmt(us(ticks.values().sum()))));
+    parts.join(", ")
+}
+
+/// The postmaster of the cluster `c` is connected to (the parent of its backend).
+async fn postmaster_pid(c: &tokio_postgres::Client) -> Option<u32> {
+    let pid: i32 = c
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .ok()?
+        .get(0);
+    let (_, f) = stat_fields(std::path::Path::new(&format!("/proc/{pid}/stat")))?;
+    u32::try_from(field(&f, 1)).ok()
+}
+
+/// REMOTE_BENCH_PG_SETTINGS=`name=value;name=value` for the throwaway cluster.
+fn pg_settings() -> Vec<(String, String)> {
+    std::env::var("REMOTE_BENCH_PG_SETTINGS")
+        .unwrap_or_default()
+        .split(';')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+            None => panic!("REMOTE_BENCH_PG_SETTINGS: `{kv}` is not name=value"),
+        })
+        .collect()
+}
+
+/// Whether the cluster loaded pg_stat_statements (then its view is created and reset).
+async fn statements_on(c: &tokio_postgres::Client, settings: &[(String, String)]) -> bool {
+    let on = settings
+        .iter()
+        .any(|(k, v)| k == "shared_preload_libraries" && v.contains("pg_stat_statements"));
+    if on {
+        c.batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()",
+        )
+        .await
+        .expect("pg_stat_statements");
+    }
+    on
+}
+
+/// Statements per document in each database since the last reset, and the ones that took the
+/// most time (µs per document, execution + planning).
+async fn print_statements(c: &tokio_postgres::Client, docs: u64) {
+    let docs = docs.max(1) as f64;
+    let per_db = c
+        .query(
+            "SELECT d.datname, sum(s.calls)::float8, sum(s.total_exec_time + s.total_plan_time)::float8 \
+               FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+              WHERE d.datname IN ('web', 'erp') GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("statements per db");
+    for r in per_db {
+        let (db, calls, ms): (String, f64, f64) = (r.get(0), r.get(1), r.get(2));
+        println!(
+            "          {db}: {:.1} statements/doc, {:.0} µs/doc inside them",
+            calls / docs,
+            ms * 1000.0 / docs
+        );
+    }
+    let top = c
+        .query(
+            "SELECT d.datname, s.calls::float8, (s.total_exec_time + s.total_plan_time)::float8, \
+                    s.total_plan_time::float8, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 110) \
+               FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+              WHERE d.datname IN ('web', 'erp') \
+              ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT 12",
+            &[],
+        )
+        .await
+        .expect("top statements");
+    println!("          top: db, calls/doc, µs/doc (plan), query");
+    for r in top {
+        let (db, calls, ms, plan, q): (String, f64, f64, f64, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        println!(
+            "            {db:3} {:5.2} {:6.0} ({:4.0})  {q}",
+            calls / docs,
+            ms * 1000.0 / docs,
+            plan * 1000.0 / docs
+        );
+    }
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {
@@ -291,6 +518,9 @@ struct Rate {
     docs_per_s: f64,
     turns_per_doc: f64,
     cpu_per_doc: Duration,
+    /// CPU ticks of every part of the machine over the run.
+    parts: HashMap<Part, u64>,
+    done: u64,
 }
 
 /// Drains `docs` pre-filled 3-line sales (4 series) with `in_flight` documents in flight.
@@ -301,6 +531,7 @@ async fn throughput(
     sink: MikroSink,
     docs: usize,
     in_flight: usize,
+    watch: Watch,
 ) -> Rate {
     reset(c).await;
     let mut sql = String::from("BEGIN;");
@@ -326,6 +557,13 @@ async fn throughput(
         metrics: metrics.clone(),
         ..WorkerOptions::default()
     };
+    if watch.statements {
+        // Counted from here: the prefill is not the daemon's work.
+        c.batch_execute("SELECT pg_stat_statements_reset()")
+            .await
+            .expect("reset statements");
+    }
+    let all0 = cpu_sample(watch.postmaster);
     let (turns0, cpu0, t0) = (proxy.client_turns(), daemon_cpu(), Instant::now());
     let w = d.start(&pool, sink, opts);
     let deadline = t0 + Duration::from_secs(300);
@@ -337,6 +575,8 @@ async fn throughput(
     }
     let el = t0.elapsed();
     let (turns, cpu) = (proxy.client_turns() - turns0, daemon_cpu() - cpu0);
+    // Before the worker stops: its web backends are still there to be read.
+    let parts = cpu_delta(&all0, &cpu_sample(watch.postmaster));
     let done = metrics.posted.load(Ordering::Relaxed);
     w.stop().await;
     if done < target {
@@ -347,11 +587,23 @@ async fn throughput(
         docs_per_s: done as f64 / el.as_secs_f64(),
         turns_per_doc: turns as f64 / done as f64,
         cpu_per_doc: cpu / done as u32,
+        parts,
+        done,
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Named threads, so the CPU breakdown can tell the emulator (spawned by the harness on this
+    // runtime) from the daemon's and the proxy's runtimes.
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name(EMULATOR_THREAD)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -359,9 +611,13 @@ async fn main() {
         )
         .try_init();
     let t_all = Instant::now();
-    let h = Harness::start(HarnessOptions::default())
-        .await
-        .expect("harness");
+    let settings = pg_settings();
+    let h = Harness::start(HarnessOptions {
+        pg_settings: settings.clone(),
+        ..HarnessOptions::default()
+    })
+    .await
+    .expect("harness");
     let direct_url = h.web_url();
     let c = connect(&direct_url).await;
     mikro_sync::setup::setup_web(&c).await.expect("setup web");
@@ -372,7 +628,21 @@ async fn main() {
             .expect("setup erp");
     }
     let pg_addr = std::net::SocketAddr::from(([127, 0, 0, 1], h.pg().port()));
-    let proxy = FaultProxy::start(pg_addr).await.expect("proxy");
+    let proxy_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(PROXY_THREAD)
+        .enable_all()
+        .build()
+        .expect("proxy runtime");
+    let proxy = proxy_rt
+        .spawn(FaultProxy::start(pg_addr))
+        .await
+        .expect("proxy task")
+        .expect("proxy");
+    let watch = Watch {
+        postmaster: postmaster_pid(&c).await,
+        statements: statements_on(&c, &settings).await,
+    };
     let daemon = Daemon::new(format!(
         "postgres://postgres@127.0.0.1:{}/web",
         proxy.port()
@@ -435,7 +705,16 @@ async fn main() {
         for &rtt in &rtts {
             proxy.set_rtt(Duration::from_millis(rtt));
             for &flight in &flights {
-                let r = throughput(&daemon, &c, &proxy, sink.clone(), docs, flight as usize).await;
+                let r = throughput(
+                    &daemon,
+                    &c,
+                    &proxy,
+                    sink.clone(),
+                    docs,
+                    flight as usize,
+                    watch,
+                )
+                .await;
                 println!(
                     "   {:>6} | {:>9} | {:>10.0} | {:>14.2} | {:>13.0} µs",
                     format!("{rtt} ms"),
@@ -444,6 +723,10 @@ async fn main() {
                     r.turns_per_doc,
                     r.cpu_per_doc.as_secs_f64() * 1e6
                 );
+                println!("          CPU/doc: {}", cpu_line(&r.parts, r.done));
+                if watch.statements {
+                    print_statements(&c, r.done).await;
+                }
             }
         }
     }
@@ -451,4 +734,6 @@ async fn main() {
     println!();
     println!("total bench time {:.1} s", t_all.elapsed().as_secs_f64());
     daemon.rt.shutdown_background();
+    drop(proxy);
+    proxy_rt.shutdown_background();
 }
