@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::parse::{parse_bool, Parser};
+use super::settings::*;
 use super::*;
 
 /// SQL Server encryption, as tiberius offers it.
@@ -198,16 +199,18 @@ impl Parser<'_> {
     }
 
     pub(super) fn erp(&mut self) -> Option<ErpDbConfig> {
-        let pool_size = self.num("MIKRO_SYNC_MSSQL_POOL_SIZE", 4u32, 1, 1000);
+        let pool_size = self.whole(&MIKRO_SYNC_MSSQL_POOL_SIZE);
         let bounds = ErpBounds {
-            browser_port: self.num("MIKRO_SYNC_MSSQL_BROWSER_PORT", 1434u16, 1, u16::MAX),
-            connect_timeout: self
-                .duration("MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT", Duration::from_secs(15)),
-            query_timeout: self.duration("MIKRO_SYNC_MSSQL_QUERY_TIMEOUT", Duration::from_secs(30)),
+            browser_port: self.whole(&MIKRO_SYNC_MSSQL_BROWSER_PORT),
+            connect_timeout: self.duration(&MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT),
+            query_timeout: self.duration(&MIKRO_SYNC_MSSQL_QUERY_TIMEOUT),
         };
         for (k, d) in [
-            ("MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT", bounds.connect_timeout),
-            ("MIKRO_SYNC_MSSQL_QUERY_TIMEOUT", bounds.query_timeout),
+            (
+                MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT.name,
+                bounds.connect_timeout,
+            ),
+            (MIKRO_SYNC_MSSQL_QUERY_TIMEOUT.name, bounds.query_timeout),
         ] {
             if d < Duration::from_millis(100) {
                 self.err(
@@ -228,10 +231,10 @@ impl Parser<'_> {
         .iter()
         .any(|k| self.get(k).is_some());
         let encrypt = self.erp_encrypt("MSSQL_ENCRYPT", None);
-        let trust = self.bool("MSSQL_TRUST_SERVER_CERTIFICATE", false);
+        let trust = self.bool(&MSSQL_TRUST_SERVER_CERTIFICATE);
         let ca = self.erp_ca_file("MSSQL_TRUST_CERT_CA", self.get("MSSQL_TRUST_CERT_CA"));
         // Validated even when unused: a bad value is reported, never silently ignored.
-        let port_setting = self.num("MSSQL_PORT", 1433u16, 1, u16::MAX);
+        let port_setting = self.whole(&MSSQL_PORT);
         if !any {
             return None;
         }

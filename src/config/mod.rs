@@ -4,8 +4,9 @@
 //! names (`PG_HOST`, `MSSQL_SERVER`, `BATCH_SIZE`, …) are read as they are; every newer setting
 //! is `MIKRO_SYNC_*`. All parsing happens in [`Config::from_map`], a pure function over a
 //! key → value map, so tests need no process environment and every bad value is reported at
-//! start with the name of the variable that holds it. The full table of settings, with defaults,
-//! is in `docs/configuration.md` and mirrored by [`SETTINGS`].
+//! start with the name of the variable that holds it. Each setting is declared once in
+//! [`SETTINGS`] (name, default, help, how it is read); the parser, the `Default` of the option
+//! structs and `docs/configuration.md` all come from there.
 //!
 //! Precedence (highest first): process environment, `.env` in the working directory, the TOML
 //! file given with `--config`, built-in defaults.
@@ -27,10 +28,11 @@ pub use erp::*;
 pub use parse::{humantime, is_known_setting, parse_duration, parse_toml, read_toml_file};
 pub use posting::PostingConfig;
 pub use secret::Secret;
-pub use settings::{Setting, SETTINGS};
+pub use settings::{Kind, Setting, SETTINGS};
 pub use web::*;
 
 use parse::Parser;
+use settings::*;
 
 /// One problem with one setting; the message names the variable so the operator knows what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,101 +193,18 @@ impl Config {
     /// Parses the configuration from a key → value map (names as in docs/configuration.md).
     /// Pure: no environment, no files. Collects every invalid value before failing.
     pub fn from_map(map: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
-        let mut p = Parser {
-            map,
-            errors: Vec::new(),
-        };
+        let mut p = Parser::new(map);
         let web = p.web();
         let erp = p.erp();
-        let defaults_batch = 100;
-        let worker = WorkerSettings {
-            concurrency: p.num("MIKRO_SYNC_WORKER_CONCURRENCY", 4usize, 1, 256),
-            batch_size: p.num("BATCH_SIZE", defaults_batch, 1, 10_000),
-            prefetch: p
-                .get("MIKRO_SYNC_WORKER_PREFETCH")
-                .map(|_| p.num("MIKRO_SYNC_WORKER_PREFETCH", 0usize, 0, 10_000)),
-            poll_interval: p.duration("MIKRO_SYNC_POLL_INTERVAL", Duration::from_secs(5)),
-            max_data_attempts: p.num("MAX_RETRY_COUNT", 3u32, 1, 1000),
-            transient_retry_for: p.duration(
-                "MIKRO_SYNC_RETRY_TRANSIENT_FOR",
-                Duration::from_secs(24 * 3600),
-            ),
-            backoff_initial: p.duration("MIKRO_SYNC_BACKOFF_INITIAL", Duration::from_secs(1)),
-            backoff_max: p.duration("MIKRO_SYNC_BACKOFF_MAX", Duration::from_secs(600)),
-            settle_window: p.duration("MIKRO_SYNC_SETTLE_WINDOW", Duration::from_secs(60)),
-            stats_interval: p.duration("MIKRO_SYNC_STATS_INTERVAL", Duration::from_secs(30)),
-            posting_timeout: p.duration("MIKRO_SYNC_POSTING_TIMEOUT", Duration::from_secs(120)),
-            max_lease_expiries: p.num("MIKRO_SYNC_MAX_LEASE_EXPIRIES", 3u32, 0, 1000),
-        };
-        if worker.posting_timeout.is_zero() {
-            p.err(
-                "MIKRO_SYNC_POSTING_TIMEOUT",
-                "must be greater than 0 (e.g. 2m): every posting needs a bound",
-            );
-        }
-        if worker.poll_interval.is_zero() {
-            p.err(
-                "MIKRO_SYNC_POLL_INTERVAL",
-                "must be greater than 0 (it is the safety net behind LISTEN/NOTIFY)",
-            );
-        }
-        if worker.backoff_max < worker.backoff_initial {
-            p.err(
-                "MIKRO_SYNC_BACKOFF_MAX",
-                "must not be smaller than MIKRO_SYNC_BACKOFF_INITIAL",
-            );
-        }
-        let sale_series = p.series("MIKRO_SYNC_SERIES_SATIS", "ST");
-        let posting = PostingConfig {
-            tz: p.timezone(),
-            sale_series,
-            collection_series: p.series("MIKRO_SYNC_SERIES_TAHSILAT", "TH"),
-            default_bank_code: p.code("MIKRO_SYNC_DEFAULT_BANKA"),
-            default_kasa_code: p.code("MIKRO_SYNC_DEFAULT_KASA"),
-            default_cari_code: p
-                .code("MIKRO_SYNC_DEFAULT_CARI")
-                .filter(|c| !c.eq_ignore_ascii_case("off")),
-            cek_box_code: p
-                .code("MIKRO_SYNC_CEK_KASA")
-                .unwrap_or_else(|| "ÇEK".into()),
-            senet_box_code: p
-                .code("MIKRO_SYNC_SENET_KASA")
-                .unwrap_or_else(|| "SENET".into()),
-            depot_no: p.num("MIKRO_SYNC_DEPO_NO", 1i32, 0, 32_767),
-            lock_timeout_ms: p
-                .duration("MIKRO_SYNC_NUMBER_LOCK_TIMEOUT", Duration::from_secs(10))
-                .as_millis()
-                .min(i32::MAX as u128) as i32,
-            earliest_date: p.date("MIKRO_SYNC_EARLIEST_DATE", (2000, 1, 1)),
-            max_days_ahead: p.num("MIKRO_SYNC_MAX_DAYS_AHEAD", 1i64, 0, 36_500),
-            allow_passive_products: p.bool("MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS", false),
-        };
-        let erp_sync_interval = p.optional_duration(
-            "MIKRO_SYNC_ERP_SYNC_INTERVAL",
-            Some(Duration::from_secs(60)),
-        );
-        let erp_sync_overlap = p.duration("MIKRO_SYNC_ERP_SYNC_OVERLAP", Duration::from_secs(300));
-        let erp_sync_full_every = p.optional_duration(
-            "MIKRO_SYNC_ERP_SYNC_FULL_EVERY",
-            Some(Duration::from_secs(24 * 3600)),
-        );
+        let worker = p.worker();
+        let posting = p.posting();
+        let erp_sync_interval = p.optional_duration(&MIKRO_SYNC_ERP_SYNC_INTERVAL);
+        let erp_sync_overlap = p.duration(&MIKRO_SYNC_ERP_SYNC_OVERLAP);
+        let erp_sync_full_every = p.optional_duration(&MIKRO_SYNC_ERP_SYNC_FULL_EVERY);
         let metrics_listen = p.metrics_listen();
         let log_level = p.log_level();
-        let log_format = match p.get("MIKRO_SYNC_LOG_FORMAT") {
-            None => LogFormat::Text,
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "text" | "pretty" | "plain" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                _ => {
-                    p.err(
-                        "MIKRO_SYNC_LOG_FORMAT",
-                        format!("`{v}`: expected text or json"),
-                    );
-                    LogFormat::Text
-                }
-            },
-        };
-        let log_dir = p.get("MIKRO_SYNC_LOG_DIR").map(PathBuf::from);
+        let log_format = p.log_format();
+        let log_dir = p.get(MIKRO_SYNC_LOG_DIR.name).map(PathBuf::from);
         if !p.errors.is_empty() {
             return Err(ConfigError::Invalid(p.errors));
         }
@@ -439,6 +358,84 @@ impl Config {
     }
 }
 
+impl Default for WorkerSettings {
+    /// Every worker setting at its default from [`SETTINGS`].
+    fn default() -> Self {
+        Parser::new(&BTreeMap::new()).worker()
+    }
+}
+
+impl Default for PostingConfig {
+    /// Every posting setting at its default from [`SETTINGS`].
+    fn default() -> Self {
+        Parser::new(&BTreeMap::new()).posting()
+    }
+}
+
+impl Parser<'_> {
+    fn worker(&mut self) -> WorkerSettings {
+        let worker = WorkerSettings {
+            concurrency: self.whole(&MIKRO_SYNC_WORKER_CONCURRENCY),
+            batch_size: self.whole(&BATCH_SIZE),
+            prefetch: self.optional_whole(&MIKRO_SYNC_WORKER_PREFETCH),
+            poll_interval: self.duration(&MIKRO_SYNC_POLL_INTERVAL),
+            max_data_attempts: self.whole(&MAX_RETRY_COUNT),
+            transient_retry_for: self.duration(&MIKRO_SYNC_RETRY_TRANSIENT_FOR),
+            backoff_initial: self.duration(&MIKRO_SYNC_BACKOFF_INITIAL),
+            backoff_max: self.duration(&MIKRO_SYNC_BACKOFF_MAX),
+            settle_window: self.duration(&MIKRO_SYNC_SETTLE_WINDOW),
+            stats_interval: self.duration(&MIKRO_SYNC_STATS_INTERVAL),
+            posting_timeout: self.duration(&MIKRO_SYNC_POSTING_TIMEOUT),
+            max_lease_expiries: self.whole(&MIKRO_SYNC_MAX_LEASE_EXPIRIES),
+        };
+        if worker.posting_timeout.is_zero() {
+            self.err(
+                MIKRO_SYNC_POSTING_TIMEOUT.name,
+                "must be greater than 0 (e.g. 2m): every posting needs a bound",
+            );
+        }
+        if worker.poll_interval.is_zero() {
+            self.err(
+                MIKRO_SYNC_POLL_INTERVAL.name,
+                "must be greater than 0 (it is the safety net behind LISTEN/NOTIFY)",
+            );
+        }
+        if worker.backoff_max < worker.backoff_initial {
+            self.err(
+                MIKRO_SYNC_BACKOFF_MAX.name,
+                "must not be smaller than MIKRO_SYNC_BACKOFF_INITIAL",
+            );
+        }
+        worker
+    }
+
+    fn posting(&mut self) -> PostingConfig {
+        let cek = &MIKRO_SYNC_CEK_KASA;
+        let senet = &MIKRO_SYNC_SENET_KASA;
+        let default_cari = &MIKRO_SYNC_DEFAULT_CARI;
+        PostingConfig {
+            tz: self.timezone(),
+            sale_series: self.series(&MIKRO_SYNC_SERIES_SATIS),
+            collection_series: self.series(&MIKRO_SYNC_SERIES_TAHSILAT),
+            default_bank_code: self.code(&MIKRO_SYNC_DEFAULT_BANKA),
+            default_kasa_code: self.code(&MIKRO_SYNC_DEFAULT_KASA),
+            default_cari_code: self
+                .code(default_cari)
+                .filter(|c| !c.eq_ignore_ascii_case(default_cari.default)),
+            cek_box_code: self.code(cek).unwrap_or_else(|| cek.default.into()),
+            senet_box_code: self.code(senet).unwrap_or_else(|| senet.default.into()),
+            depot_no: self.whole(&MIKRO_SYNC_DEPO_NO),
+            lock_timeout_ms: self
+                .duration(&MIKRO_SYNC_NUMBER_LOCK_TIMEOUT)
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
+            earliest_date: self.date(&MIKRO_SYNC_EARLIEST_DATE),
+            max_days_ahead: self.whole(&MIKRO_SYNC_MAX_DAYS_AHEAD),
+            allow_passive_products: self.bool(&MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse::parse_duration_or_secs;
@@ -451,5 +448,35 @@ mod tests {
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("abc"), None);
         assert_eq!(humantime(Duration::from_secs(120)), "2m");
+    }
+
+    /// The parser reads each default from the table with the operator's rules, so a table
+    /// default its own kind rejects must be caught here, not by an operator.
+    #[test]
+    fn every_table_default_is_read_by_its_own_rule() {
+        let empty = BTreeMap::new();
+        let read = |s: &Setting| {
+            let mut p = Parser::new(&empty);
+            match s.kind {
+                Kind::Whole { .. } => drop(p.whole::<i64>(s)),
+                Kind::OptionalWhole { .. } => drop(p.optional_whole::<i64>(s)),
+                Kind::Duration => drop(p.duration(s)),
+                Kind::OptionalDuration => drop(p.optional_duration(s)),
+                Kind::Bool => drop(p.bool(s)),
+                Kind::Text => {}
+            }
+            p.errors
+        };
+        for s in SETTINGS {
+            assert_eq!(read(s), vec![], "{}", s.name);
+        }
+        let bad = Setting {
+            default: "soon",
+            kind: Kind::Duration,
+            ..MIKRO_SYNC_POLL_INTERVAL
+        };
+        assert_eq!(read(&bad).len(), 1, "a bad default is reported");
+        let c = Config::from_map(&empty).expect("every default is valid");
+        assert_eq!(c.worker, WorkerSettings::default());
     }
 }

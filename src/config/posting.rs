@@ -34,23 +34,3 @@ pub struct PostingConfig {
     /// false: refused).
     pub allow_passive_products: bool,
 }
-
-impl Default for PostingConfig {
-    fn default() -> Self {
-        PostingConfig {
-            tz: chrono_tz::Europe::Istanbul,
-            sale_series: "ST".into(),
-            collection_series: "TH".into(),
-            default_bank_code: None,
-            default_kasa_code: None,
-            default_cari_code: None,
-            cek_box_code: "ÇEK".into(),
-            senet_box_code: "SENET".into(),
-            depot_no: 1,
-            lock_timeout_ms: 10_000,
-            earliest_date: chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(),
-            max_days_ahead: 1,
-            allow_passive_products: false,
-        }
-    }
-}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::parse::Parser;
+use super::settings::*;
 use super::*;
 
 /// PostgreSQL TLS settings.
@@ -147,7 +148,7 @@ impl Parser<'_> {
             (None, Some(m)) => m,
             (None, None) => PgSslMode::Disable,
         };
-        let insecure = self.bool("PG_SSL_INSECURE_SKIP_VERIFY", false);
+        let insecure = self.bool(&PG_SSL_INSECURE_SKIP_VERIFY);
         let root_cert = self.get("PG_SSL_ROOT_CERT").map(PathBuf::from);
         PgTls {
             mode,
@@ -157,7 +158,7 @@ impl Parser<'_> {
     }
 
     pub(super) fn web(&mut self) -> Option<WebDbConfig> {
-        let pool_size = self.num("MIKRO_SYNC_PG_POOL_SIZE", 8usize, 1, 1000);
+        let pool_size = self.whole(&MIKRO_SYNC_PG_POOL_SIZE);
         let url_var = ["MIKRO_SYNC_PG_URL", "DATABASE_URL"]
             .into_iter()
             .find(|k| self.get(k).is_some());
@@ -232,7 +233,7 @@ impl Parser<'_> {
         if !any {
             return None;
         }
-        let port = self.num("PG_PORT", 5432u16, 1, u16::MAX);
+        let port = self.whole(&PG_PORT);
         let mut missing = Vec::new();
         let database = self.get("PG_DATABASE").unwrap_or_else(|| {
             missing.push("PG_DATABASE");
@@ -249,7 +250,9 @@ impl Parser<'_> {
             );
         }
         Some(WebDbConfig {
-            host: self.get("PG_HOST").unwrap_or_else(|| "localhost".into()),
+            host: self
+                .get(PG_HOST.name)
+                .unwrap_or_else(|| PG_HOST.default.into()),
             port,
             database,
             user,
