@@ -16,8 +16,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, ConfigError};
 use crate::db::{ErpPool, PoolError, WebConnectError, WebPool};
 use crate::queue::{
-    Metrics as QueueMetrics, MikroSink, PgListenConnector, RetryPolicy, Worker, WorkerOptions,
-    WorkerReport,
+    Metrics as QueueMetrics, MikroSink, PgListenConnector, Worker, WorkerOptions, WorkerReport,
 };
 use crate::shutdown::ShutdownController;
 
@@ -69,29 +68,6 @@ pub enum DaemonError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// The worker options from the configuration.
-pub fn worker_options(cfg: &Config) -> WorkerOptions {
-    let w = &cfg.worker;
-    WorkerOptions {
-        concurrency: w.concurrency,
-        batch_size: w.batch_size,
-        prefetch: w.prefetch,
-        poll_interval: w.poll_interval,
-        stats_interval: w.stats_interval,
-        posting_timeout: w.posting_timeout,
-        max_lease_expiries: w.max_lease_expiries,
-        retry: RetryPolicy {
-            initial_interval: w.backoff_initial,
-            max_interval: w.backoff_max,
-            transient_max_total: w.transient_retry_for,
-            data_max_attempts: w.max_data_attempts,
-            settle_window: w.settle_window,
-            ..RetryPolicy::default()
-        },
-        ..WorkerOptions::default()
-    }
-}
-
 /// Runs the daemon until `shutdown` completes (or the worker ends by itself, which is an
 /// error), then stops claiming, lets in-flight documents finish and stops every part.
 pub async fn run(
@@ -107,7 +83,7 @@ pub async fn run(
     let erp = crate::db::erp_pool_from_config(ecfg).await?;
     let tls = crate::db::pg_tls_connector(&wcfg.tls).map_err(WebConnectError::Tls)?;
     let listen = Arc::new(PgListenConnector::new(wcfg.pg_config(), tls));
-    let wopts = worker_options(cfg);
+    let wopts = WorkerOptions::from_settings(&cfg.worker);
     let qm = wopts.metrics.clone();
     crate::metrics::attach_worker(qm.clone());
     info!(

@@ -99,7 +99,7 @@ pub async fn run_bidirectional(cfg: &Config, args: BidiArgs) -> Result<(), CliEr
     })?;
     println!("ERP → web{}:", if args.full { " (full)" } else { "" });
     println!("{report}");
-    let opts = crate::daemon::worker_options(cfg);
+    let opts = crate::queue::WorkerOptions::from_settings(&cfg.worker);
     let sink = crate::queue::executor::MikroSink {
         web: web.clone(),
         erp,

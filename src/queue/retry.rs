@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use crate::config::WorkerSettings;
 use crate::posting::PostError;
 
 /// Backoff and give-up settings. `Default` is the production policy.
@@ -44,15 +45,24 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
+    /// The policy of the default configuration.
     fn default() -> Self {
+        RetryPolicy::from_settings(&WorkerSettings::default())
+    }
+}
+
+impl RetryPolicy {
+    /// The policy the worker settings configure; growth, jitter and the settle cap are not
+    /// settings.
+    pub fn from_settings(s: &WorkerSettings) -> RetryPolicy {
         RetryPolicy {
-            initial_interval: Duration::from_secs(1),
+            initial_interval: s.backoff_initial,
             multiplier: 2.0,
-            max_interval: Duration::from_secs(600),
+            max_interval: s.backoff_max,
             randomization_factor: 0.25,
-            transient_max_total: Duration::from_secs(24 * 3600),
-            data_max_attempts: 3,
-            settle_window: Duration::from_secs(60),
+            transient_max_total: s.transient_retry_for,
+            data_max_attempts: s.max_data_attempts,
+            settle_window: s.settle_window,
             settle_max_interval: Duration::from_secs(10),
         }
     }

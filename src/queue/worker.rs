@@ -37,6 +37,7 @@ use super::metrics::Metrics;
 use super::notifier::{IdleOutcome, ListenConnect, Listener};
 use super::retry::RetryPolicy;
 use super::{store, Job, QueueError};
+use crate::config::WorkerSettings;
 use crate::db::WebPool;
 use crate::shutdown::Shutdown;
 
@@ -92,24 +93,33 @@ pub struct WorkerOptions {
 }
 
 impl Default for WorkerOptions {
+    /// The options of the default configuration.
     fn default() -> Self {
+        WorkerOptions::from_settings(&WorkerSettings::default())
+    }
+}
+
+impl WorkerOptions {
+    /// The options the worker settings configure (the daemon's); the rest are built-in bounds
+    /// and test knobs.
+    pub fn from_settings(s: &WorkerSettings) -> WorkerOptions {
         WorkerOptions {
             name: default_worker_name(),
-            concurrency: 4,
-            batch_size: 100,
-            prefetch: None,
-            poll_interval: Duration::from_secs(5),
+            concurrency: s.concurrency,
+            batch_size: s.batch_size,
+            prefetch: s.prefetch,
+            poll_interval: s.poll_interval,
             listen: true,
             linger: Duration::from_millis(20),
             linger_step: Duration::from_millis(1),
             lease: Duration::from_secs(30),
             rescue_interval: Duration::from_secs(5),
-            stats_interval: Duration::from_secs(30),
+            stats_interval: s.stats_interval,
             reconnect_max: Duration::from_secs(30),
             listen_timeout: Duration::from_secs(10),
-            posting_timeout: Duration::from_secs(120),
-            max_lease_expiries: 3,
-            retry: RetryPolicy::default(),
+            posting_timeout: s.posting_timeout,
+            max_lease_expiries: s.max_lease_expiries,
+            retry: RetryPolicy::from_settings(s),
             hooks: ExecHooks::default(),
             metrics: Arc::new(Metrics::default()),
         }
