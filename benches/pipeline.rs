@@ -23,7 +23,8 @@
 //! section 4 swing by several points with 3 on a shared 2-core machine),
 //! PIPELINE_BENCH_POLL_DOCS (default 20); PIPELINE_BENCH_ONLY=4 (or 1,3 …) runs only those sections;
 //! PIPELINE_BENCH_ERP_CONFIGS=4:4:1 (connections:in flight:series, comma-separated) only those
-//! configurations of section 3 (and not its direct-loop reference).
+//! configurations of section 3 (and not its direct-loop reference);
+//! PIPELINE_BENCH_BALANCE_AB=2 runs section 3 as rounds with and without the sale balance check.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -319,12 +320,16 @@ struct Env {
 
 impl Env {
     async fn mikro_sink(&self, conns: u32) -> MikroSink {
+        self.mikro_sink_with(conns, PostingConfig::default()).await
+    }
+
+    async fn mikro_sink_with(&self, conns: u32, cfg: PostingConfig) -> MikroSink {
         MikroSink {
             web: self.pool.clone(),
             erp: mikro_sync::db::erp_pool(&self.h.erp_ado(), conns)
                 .await
                 .expect("erp pool"),
-            cfg: PostingConfig::default(),
+            cfg,
         }
     }
 
@@ -335,6 +340,69 @@ impl Env {
         )
         .await
         .expect("truncate");
+    }
+}
+
+/// Section 3 with and without the sale balance check (PIPELINE_BENCH_BALANCE_AB=rounds, default
+/// 2), alternating in every round (the order flips each round), for each configuration of
+/// [`erp_configs`]: what the check alone costs in documents/s.
+async fn balance_ab(env: &Env) {
+    let rounds = std::env::var("PIPELINE_BENCH_BALANCE_AB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(2)
+        .max(1);
+    let erp_docs = env_usize("PIPELINE_BENCH_ERP_DOCS", 2000);
+    println!();
+    println!(
+        "3. documents/s into the emulator (3-line sales), with and without the balance check, \
+         {rounds} alternating rounds of {erp_docs} documents"
+    );
+    for (conns, concurrency, series) in erp_configs() {
+        let mut with = Vec::new();
+        let mut without = Vec::new();
+        for round in 0..rounds {
+            let order = if round % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
+            for skip in order {
+                env.reset().await;
+                let c = connect(&env.url).await;
+                c.batch_execute(&prefill_sales(erp_docs, series))
+                    .await
+                    .expect("prefill sales");
+                let cfg = PostingConfig {
+                    skip_balance_check: skip,
+                    ..PostingConfig::default()
+                };
+                let sink = env.mikro_sink_with(conns, cfg).await;
+                let opts = WorkerOptions {
+                    concurrency,
+                    ..WorkerOptions::default()
+                };
+                let r = drain_rate(env, sink, erp_docs as u64, opts).await;
+                if skip { &mut without } else { &mut with }.push(r);
+            }
+        }
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let runs = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (w, wo) = (runs(&with), runs(&without));
+        let (mw, mwo) = (med(&mut with), med(&mut without));
+        println!(
+            "   {conns} conn, {concurrency} in flight, {series} series: without the check {mwo:.0} \
+             docs/s [{wo}], with it {mw:.0} docs/s [{w}]: ratio {:.3}",
+            mw / mwo
+        );
     }
 }
 
@@ -1056,7 +1124,9 @@ async fn main() {
         );
     }
 
-    if want(3) {
+    if want(3) && std::env::var_os("PIPELINE_BENCH_BALANCE_AB").is_some() {
+        balance_ab(&env).await;
+    } else if want(3) {
         // 3. Documents/s into the emulator.
         let erp_docs = env_usize("PIPELINE_BENCH_ERP_DOCS", 2000);
         let mut erp_rates = Vec::new();

@@ -432,6 +432,7 @@ impl Parser<'_> {
             earliest_date: self.date(&MIKRO_SYNC_EARLIEST_DATE),
             max_days_ahead: self.whole(&MIKRO_SYNC_MAX_DAYS_AHEAD),
             allow_passive_products: self.bool(&MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS),
+            skip_balance_check: false,
         }
     }
 }

@@ -33,4 +33,8 @@ pub struct PostingConfig {
     /// Post sale lines whose product is passive in Mikro (`MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS`,
     /// false: refused).
     pub allow_passive_products: bool,
+    /// Benchmarks only (`PIPELINE_BENCH_BALANCE_AB`): post sales without the balance check, to
+    /// measure what it costs. No setting sets it.
+    #[doc(hidden)]
+    pub skip_balance_check: bool,
 }

@@ -134,12 +134,14 @@ fn validate(
             )));
         }
     }
-    validate::balance(
-        doc,
-        s.toplam_tutar,
-        s.iskonto.iter().sum::<Decimal>(),
-        line_totals,
-    )?;
+    if !cfg.skip_balance_check {
+        validate::balance(
+            doc,
+            s.toplam_tutar,
+            s.iskonto.iter().sum::<Decimal>(),
+            line_totals,
+        )?;
+    }
     Ok((lines, vat::buckets(vat_pairs)))
 }
 
