@@ -12,7 +12,7 @@ use std::error::Error;
 use bytes::BytesMut;
 use chrono::{NaiveDate, NaiveDateTime, Timelike};
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -262,6 +262,30 @@ pub fn round_dt300(d: NaiveDateTime) -> NaiveDateTime {
     base + chrono::Duration::nanoseconds(ticks * 10_000_000 / 3)
 }
 
+/// Coerces a value assigned to a variable (DECLARE, SET, `SELECT @v = …`): as [`coerce`], and
+/// a string longer than the declared length is cut to it (a `char(n)` one padded to it), as
+/// SQL Server does silently for variables (`DECLARE @v varchar` holds one character).
+pub fn coerce_var(v: Value, ty: &SqlType) -> Value {
+    let n = match ty {
+        SqlType::NVarChar(Some(n))
+        | SqlType::VarChar(Some(n))
+        | SqlType::NChar(n)
+        | SqlType::Char(n) => usize::from(*n),
+        _ => return coerce(v, ty),
+    };
+    match coerce(v, ty) {
+        Value::String(s) => {
+            let mut s: String = s.chars().take(n).collect();
+            if matches!(ty, SqlType::NChar(_) | SqlType::Char(_)) {
+                let len = s.chars().count();
+                s.extend(std::iter::repeat_n(' ', n - len));
+            }
+            Value::String(s)
+        }
+        other => other,
+    }
+}
+
 /// Coerces a value read from PostgreSQL (or computed) to the T-SQL type of its column.
 pub fn coerce(v: Value, ty: &SqlType) -> Value {
     if matches!(v, Value::Null) {
@@ -301,13 +325,15 @@ pub fn coerce(v: Value, ty: &SqlType) -> Value {
                 Value::Bool(b) => Decimal::from(b as i64),
                 other => return other,
             };
-            let mut d = d.round_dp(*scale as u32);
+            // SQL Server rounds half away from zero (1.005 → 1.01), not to even.
+            let mut d =
+                d.round_dp_with_strategy(*scale as u32, RoundingStrategy::MidpointAwayFromZero);
             d.rescale(*scale as u32);
             Value::Decimal(d)
         }
         SqlType::Money => match v {
             Value::Decimal(mut d) => {
-                d = d.round_dp(4);
+                d = d.round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero);
                 d.rescale(4);
                 Value::Decimal(d)
             }

@@ -67,7 +67,7 @@ use sqlparser::ast::{
 use tokio_postgres::types::ToSql;
 
 use self::catalog::{pg_param_type, Catalog, BOOTSTRAP_SQL};
-use self::convert::{coerce, param_value, read_value, PgArg};
+use self::convert::{coerce, coerce_var, param_value, read_value, PgArg};
 use self::errors::{map_pg_error, ErrCtx};
 use self::parse::{parse_batch, Node};
 use self::translate::{

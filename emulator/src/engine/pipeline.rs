@@ -465,7 +465,8 @@ impl Session {
             if let Some(last) = rows.last() {
                 for (i, (name, ty)) in plan.assign.iter().enumerate() {
                     let v = last.get(i).cloned().unwrap_or(Value::Null);
-                    self.vars.insert(name.clone(), (ty.clone(), coerce(v, ty)));
+                    self.vars
+                        .insert(name.clone(), (ty.clone(), coerce_var(v, ty)));
                 }
             }
             self.rowcount = count;

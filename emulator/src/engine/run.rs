@@ -249,7 +249,7 @@ impl Session {
                             None => Value::Null,
                             Some(e) => self.eval(batch, id * 64 + k + 1, e, params).await?.0,
                         };
-                        self.vars.insert(lc, (ty.clone(), coerce(v, &ty)));
+                        self.vars.insert(lc, (ty.clone(), coerce_var(v, &ty)));
                     }
                 }
                 Ok(())
@@ -417,7 +417,7 @@ impl Session {
                         )
                     })?;
                 let (v, _) = self.eval(batch, id * 64 + 1, &values[0], params).await?;
-                let v = coerce(v, &ty);
+                let v = coerce_var(v, &ty);
                 if matches!(v, Value::Int(_)) && !int_in_range(&Value::Null, &v, &ty) {
                     // `SET @i = <bigint too large>`: SQL Server refuses the assignment. (Other
                     // values keep the conversion rules of the statement that uses them.)

@@ -348,6 +348,17 @@ async fn stored_trailing_spaces_compare_as_sql_server_does() {
     let (n, msg) = server_error(&mut c, "INSERT INTO ts_kod (kod) VALUES (N'K2   ')").await;
     assert_eq!(n, 2601, "{msg}");
     assert!(msg.contains("ix_ts_kod"), "{msg}");
+    // The one documented difference: the message shows the key without its trailing spaces
+    // (PostgreSQL reports the index's rtrim key; SQL Server the value inserted).
+    let shown = if h.is_real_sql_server() {
+        "(K2   )"
+    } else {
+        "(K2)"
+    };
+    assert!(
+        msg.contains(&format!("The duplicate key value is {shown}.")),
+        "{msg}"
+    );
     // ... and 'A' vs 'A  ' under a UNIQUE constraint and a PRIMARY KEY (2627, named as declared).
     exec(
         &mut c,
@@ -1103,4 +1114,34 @@ async fn conversions_as_sql_server_writes_them() {
         assert_eq!(n, 102, "{sql}: {msg}");
         assert!(msg.contains("not supported by the emulator"), "{msg}");
     }
+}
+
+/// Assignments convert to the declared type as SQL Server does: a variable holds at most its
+/// declared length (`varchar` without a length is one character), `ISNULL`'s replacement takes
+/// the first argument's type, and decimals round half away from zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_and_isnull_take_the_declared_type() {
+    let h = harness().await;
+    let mut c = h.erp_client().await.unwrap();
+    for (sql, want) in [
+        ("DECLARE @v nvarchar(3) = N'abcdef'; SELECT @v", "abc"),
+        ("DECLARE @v varchar = 'abc'; SELECT @v", "a"),
+        ("DECLARE @v nvarchar(3); SET @v = N'abcdef'; SELECT @v + N'|'", "abc|"),
+        ("DECLARE @v nchar(4) = N'ab'; SELECT @v + N'|'", "ab  |"),
+        (
+            "DECLARE @x nvarchar(6); SELECT @x = cari_kod FROM CARI_HESAPLAR WHERE cari_kod = N'120.01.001'; SELECT @x",
+            "120.01",
+        ),
+        ("DECLARE @v varchar(3) = NULL; SELECT ISNULL(@v, 'abcdef')", "abc"),
+        ("SELECT ISNULL(CAST(NULL AS nvarchar(2)), N'xyz')", "xy"),
+        ("DECLARE @d decimal(5,2) = 1.005; SELECT CAST(@d AS nvarchar(10))", "1.01"),
+        ("DECLARE @d decimal(5,2) = -1.005; SELECT CAST(@d AS nvarchar(10))", "-1.01"),
+        ("SELECT CAST(CAST(2.675 AS decimal(5,2)) AS nvarchar(10))", "2.68"),
+    ] {
+        assert_eq!(one_string(&mut c, sql).await.as_deref(), Some(want), "{sql}");
+    }
+    assert_eq!(
+        one_int(&mut c, "DECLARE @i int = NULL; SELECT ISNULL(@i, 2.7)").await,
+        Some(2)
+    );
 }

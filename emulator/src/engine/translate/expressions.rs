@@ -948,7 +948,14 @@ impl<'a> Translator<'a> {
             "isnull" => {
                 need(2)?;
                 let ty = a[0].ty.clone().or(a[1].ty.clone()).unwrap_or(SqlType::Int);
-                let second = cast_if_needed(&a[1], &ty);
+                // The replacement is converted to the first argument's type, as SQL Server
+                // does: ISNULL(@v3, 'abcdef') is 'abc', ISNULL(@int, 2.7) is 2.
+                let second = match (&a[0].ty, &a[1].ty) {
+                    (Some(t0), Some(t1)) if t0 != t1 && !(a[1].literal && fits(&a[1], t0)) => {
+                        self.cast(&a[1], t0, None)?.sql
+                    }
+                    _ => cast_if_needed(&a[1], &ty),
+                };
                 let mut r = TExpr::new(format!("COALESCE({}, {second})", a[0].sql), ty);
                 r.nullable = a[1].nullable;
                 Ok(r)
@@ -1474,4 +1481,17 @@ fn temporal_text(x: &str, src: &SqlType, style: Option<i32>) -> Result<String, S
         ),
         _ => return refuse(),
     })
+}
+
+/// A literal that converts to `to` unchanged (a string no longer than its length, an integer
+/// into an integer or decimal type): no CAST needed.
+fn fits(x: &TExpr, to: &SqlType) -> bool {
+    match (&x.ty, to) {
+        (
+            Some(SqlType::VarChar(Some(n)) | SqlType::NVarChar(Some(n))),
+            SqlType::VarChar(m) | SqlType::NVarChar(m),
+        ) => m.is_none_or(|m| *n <= m),
+        (Some(SqlType::Int), t) => is_integer(t) && *t != SqlType::TinyInt && *t != SqlType::Bit,
+        _ => false,
+    }
 }
