@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::config::ErpBounds;
 use crate::erp_net::{ErpNetError, ErpTarget};
 
 /// The pooled ERP client type every ERP-side function takes.
@@ -26,23 +27,29 @@ pub struct ErpOptions {
 
 impl Default for ErpOptions {
     fn default() -> Self {
+        let b = ErpBounds::default();
         ErpOptions {
-            connect_timeout: Duration::from_secs(15),
-            query_timeout: DEFAULT_ERP_QUERY_TIMEOUT,
+            connect_timeout: b.connect_timeout,
+            query_timeout: b.query_timeout,
         }
     }
 }
 
-/// SQL Server clients' customary command timeout (ADO.NET's `CommandTimeout`).
-pub const DEFAULT_ERP_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
-
-static ERP_QUERY_TIMEOUT_MS: AtomicU64 = AtomicU64::new(30_000);
+/// 0 until a pool sets it: then the configured default applies.
+static ERP_QUERY_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
 
 /// The longest wait for the answer to one ERP statement, process-wide: the posting and check-out
 /// functions take a bare `&mut ErpClient`, so the bound travels here rather than with the client.
-/// Set by the last ERP pool built (one per process in the daemon).
+/// Set by the last ERP pool built (one per process in the daemon); before that, the default of
+/// `MIKRO_SYNC_MSSQL_QUERY_TIMEOUT`.
 pub fn erp_query_timeout() -> Duration {
-    Duration::from_millis(ERP_QUERY_TIMEOUT_MS.load(Ordering::Relaxed))
+    match ERP_QUERY_TIMEOUT_MS.load(Ordering::Relaxed) {
+        0 => {
+            static DEFAULT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+            *DEFAULT.get_or_init(|| ErpBounds::default().query_timeout)
+        }
+        ms => Duration::from_millis(ms),
+    }
 }
 
 /// Sets [`erp_query_timeout`].

@@ -59,7 +59,7 @@ pub struct ErpDbConfig {
     /// Whether the port was given (`host,port`, `MSSQL_PORT`); a named instance without one is
     /// looked up through SQL Server Browser.
     pub port_explicit: bool,
-    /// SQL Server Browser's UDP port (`MIKRO_SYNC_MSSQL_BROWSER_PORT`, 1434).
+    /// SQL Server Browser's UDP port (`MIKRO_SYNC_MSSQL_BROWSER_PORT`).
     pub browser_port: u16,
     /// Bound of one connection attempt (`MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT`).
     pub connect_timeout: Duration,
@@ -198,13 +198,17 @@ impl Parser<'_> {
         Some(path)
     }
 
-    pub(super) fn erp(&mut self) -> Option<ErpDbConfig> {
-        let pool_size = self.whole(&MIKRO_SYNC_MSSQL_POOL_SIZE);
-        let bounds = ErpBounds {
+    fn erp_bounds(&mut self) -> ErpBounds {
+        ErpBounds {
             browser_port: self.whole(&MIKRO_SYNC_MSSQL_BROWSER_PORT),
             connect_timeout: self.duration(&MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT),
             query_timeout: self.duration(&MIKRO_SYNC_MSSQL_QUERY_TIMEOUT),
-        };
+        }
+    }
+
+    pub(super) fn erp(&mut self) -> Option<ErpDbConfig> {
+        let pool_size = self.whole(&MIKRO_SYNC_MSSQL_POOL_SIZE);
+        let bounds = self.erp_bounds();
         for (k, d) in [
             (
                 MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT.name,
@@ -386,10 +390,21 @@ impl Parser<'_> {
 }
 
 /// The ERP connection bounds, read once for both ways of configuring the ERP.
-pub(super) struct ErpBounds {
-    browser_port: u16,
-    connect_timeout: Duration,
-    query_timeout: Duration,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErpBounds {
+    /// SQL Server Browser's UDP port (`MIKRO_SYNC_MSSQL_BROWSER_PORT`).
+    pub browser_port: u16,
+    /// One connection attempt (`MIKRO_SYNC_MSSQL_CONNECT_TIMEOUT`).
+    pub connect_timeout: Duration,
+    /// One statement's answer (`MIKRO_SYNC_MSSQL_QUERY_TIMEOUT`).
+    pub query_timeout: Duration,
+}
+
+impl Default for ErpBounds {
+    /// The bounds of the default configuration, from [`SETTINGS`].
+    fn default() -> Self {
+        Parser::new(&BTreeMap::new()).erp_bounds()
+    }
 }
 
 fn split_ado(s: &str) -> Vec<String> {

@@ -25,13 +25,13 @@ pub struct PostingConfig {
     pub depot_no: i32,
     /// How long a posting waits for the per-series numbering lock before it gives up (transient).
     pub lock_timeout_ms: i32,
-    /// Document dates before this are refused (`MIKRO_SYNC_EARLIEST_DATE`, 2000-01-01).
+    /// Document dates before this are refused (`MIKRO_SYNC_EARLIEST_DATE`).
     pub earliest_date: chrono::NaiveDate,
     /// Document dates more than this many days after today (company zone) are refused
-    /// (`MIKRO_SYNC_MAX_DAYS_AHEAD`, 1).
+    /// (`MIKRO_SYNC_MAX_DAYS_AHEAD`).
     pub max_days_ahead: i64,
-    /// Post sale lines whose product is passive in Mikro (`MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS`,
-    /// false: refused).
+    /// Post sale lines whose product is passive in Mikro (`MIKRO_SYNC_ALLOW_PASSIVE_PRODUCTS`;
+    /// false: they are refused).
     pub allow_passive_products: bool,
     /// Benchmarks only (`PIPELINE_BENCH_BALANCE_AB`): post sales without the balance check, to
     /// measure what it costs. No setting sets it.
