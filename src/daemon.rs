@@ -209,12 +209,7 @@ fn spawn_erp_sync(
     controller: &ShutdownController,
 ) -> tokio::task::JoinHandle<()> {
     let mut sd = controller.subscribe();
-    let opts = crate::erp_sync::SyncOptions {
-        tz: cfg.posting.tz,
-        overlap: cfg.erp_sync_overlap,
-        full_every: cfg.erp_sync_full_every,
-        ..Default::default()
-    };
+    let opts = crate::erp_sync::SyncOptions::from_config(cfg);
     let (w, e) = (web.clone(), erp.clone());
     tokio::spawn(async move {
         crate::erp_sync::run_interval(

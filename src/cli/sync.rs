@@ -60,11 +60,8 @@ pub fn sync_options(cfg: &Config, entities: Vec<Entity>, full: bool) -> SyncOpti
     SyncOptions {
         entities,
         full,
-        tz: cfg.posting.tz,
-        overlap: cfg.erp_sync_overlap,
-        full_every: cfg.erp_sync_full_every,
         progress,
-        ..SyncOptions::default()
+        ..SyncOptions::from_config(cfg)
     }
 }
 

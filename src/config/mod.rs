@@ -194,33 +194,11 @@ impl Config {
     /// Pure: no environment, no files. Collects every invalid value before failing.
     pub fn from_map(map: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let mut p = Parser::new(map);
-        let web = p.web();
-        let erp = p.erp();
-        let worker = p.worker();
-        let posting = p.posting();
-        let erp_sync_interval = p.optional_duration(&MIKRO_SYNC_ERP_SYNC_INTERVAL);
-        let erp_sync_overlap = p.duration(&MIKRO_SYNC_ERP_SYNC_OVERLAP);
-        let erp_sync_full_every = p.optional_duration(&MIKRO_SYNC_ERP_SYNC_FULL_EVERY);
-        let metrics_listen = p.metrics_listen();
-        let log_level = p.log_level();
-        let log_format = p.log_format();
-        let log_dir = p.get(MIKRO_SYNC_LOG_DIR.name).map(PathBuf::from);
+        let config = p.config();
         if !p.errors.is_empty() {
             return Err(ConfigError::Invalid(p.errors));
         }
-        Ok(Config {
-            web,
-            erp,
-            worker,
-            posting,
-            erp_sync_interval,
-            erp_sync_overlap,
-            erp_sync_full_every,
-            metrics_listen,
-            log_level,
-            log_format,
-            log_dir,
-        })
+        Ok(config)
     }
 
     /// The effective configuration as `NAME = value` lines, secrets masked; what
@@ -358,6 +336,13 @@ impl Config {
     }
 }
 
+impl Default for Config {
+    /// Nothing configured: no databases, every setting at its default from [`SETTINGS`].
+    fn default() -> Self {
+        Parser::new(&BTreeMap::new()).config()
+    }
+}
+
 impl Default for WorkerSettings {
     /// Every worker setting at its default from [`SETTINGS`].
     fn default() -> Self {
@@ -373,6 +358,22 @@ impl Default for PostingConfig {
 }
 
 impl Parser<'_> {
+    fn config(&mut self) -> Config {
+        Config {
+            web: self.web(),
+            erp: self.erp(),
+            worker: self.worker(),
+            posting: self.posting(),
+            erp_sync_interval: self.optional_duration(&MIKRO_SYNC_ERP_SYNC_INTERVAL),
+            erp_sync_overlap: self.duration(&MIKRO_SYNC_ERP_SYNC_OVERLAP),
+            erp_sync_full_every: self.optional_duration(&MIKRO_SYNC_ERP_SYNC_FULL_EVERY),
+            metrics_listen: self.metrics_listen(),
+            log_level: self.log_level(),
+            log_format: self.log_format(),
+            log_dir: self.get(MIKRO_SYNC_LOG_DIR.name).map(PathBuf::from),
+        }
+    }
+
     fn worker(&mut self) -> WorkerSettings {
         let worker = WorkerSettings {
             concurrency: self.whole(&MIKRO_SYNC_WORKER_CONCURRENCY),

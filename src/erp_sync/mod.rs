@@ -59,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::config::Config;
 use crate::db::{ErpPool, WebPool};
 
 pub use report::{EntityReport, RejectedRow, SyncReport};
@@ -116,16 +117,25 @@ pub struct SyncOptions {
 }
 
 impl Default for SyncOptions {
+    /// The options of the default configuration.
     fn default() -> Self {
+        SyncOptions::from_config(&Config::default())
+    }
+}
+
+impl SyncOptions {
+    /// An incremental run of every entity as the configuration sets it (time zone, overlap,
+    /// full re-read interval); page size and delete handling are not settings.
+    pub fn from_config(cfg: &Config) -> SyncOptions {
         SyncOptions {
             entities: Vec::new(),
             full: false,
             page_size: 5000,
             delete_policy: DeletePolicy::Deactivate,
             delete_check_every: Duration::from_secs(600),
-            overlap: Duration::from_secs(300),
-            full_every: Some(Duration::from_secs(24 * 3600)),
-            tz: chrono_tz::Europe::Istanbul,
+            overlap: cfg.erp_sync_overlap,
+            full_every: cfg.erp_sync_full_every,
+            tz: cfg.posting.tz,
             progress: None,
         }
     }
