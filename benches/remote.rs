@@ -287,7 +287,7 @@ async fn print_statements(c: &tokio_postgres::Client, docs: u64) {
     let top = c
         .query(
             "SELECT d.datname, s.calls::float8, (s.total_exec_time + s.total_plan_time)::float8, \
-                    s.total_plan_time::float8, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 110) \
+                    s.total_plan_time::float8, s.plans::float8, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 110) \
                FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
               WHERE d.datname IN ('web', 'erp') \
               ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT 12",
@@ -295,15 +295,16 @@ async fn print_statements(c: &tokio_postgres::Client, docs: u64) {
         )
         .await
         .expect("top statements");
-    println!("          top: db, calls/doc, µs/doc (plan), query");
+    println!("          top: db, calls/doc, µs/doc (of it planning), plans/call, query");
     for r in top {
-        let (db, calls, ms, plan, q): (String, f64, f64, f64, String) =
-            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let (db, calls, ms, plan, plans, q): (String, f64, f64, f64, f64, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
         println!(
-            "            {db:3} {:5.2} {:6.0} ({:4.0})  {q}",
+            "            {db:3} {:5.2} {:6.0} ({:4.0}) {:4.2}  {q}",
             calls / docs,
             ms * 1000.0 / docs,
-            plan * 1000.0 / docs
+            plan * 1000.0 / docs,
+            plans / calls.max(1.0)
         );
     }
 }
