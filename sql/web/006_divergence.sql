@@ -337,69 +337,64 @@ $$;
 -- The write-back check: a document changed or deleted on the web after the worker's claim read
 -- it and before its number is written back was posted with the content the claim read, and no
 -- trigger above sees that change (the number was not set yet). The worker's completion
--- statement (FINISH_SQL in src/queue/store.rs) calls this once per batch, after its UPDATEs
--- have written the numbers back (and so hold the headers' row locks), with, per document, what
--- the claim read (p_posted: {"h": header row, "l": [lines in posting order]}) and the header as
--- the UPDATE left it (p_now, matched by "id"; absent when the row is gone). Any difference in a
--- business field or a line is recorded as a divergence ('update', 'lines' or 'delete').
--- VOLATILE: in READ COMMITTED its query takes a new snapshot, so it sees every line change
--- committed before the headers were locked; a later one waits for the header lock
+-- statement (FINISH_SQL in src/queue/store.rs) locks the headers it writes the numbers back to
+-- and calls this once per batch with, per document, what the claim read (p_head: the header row
+-- as row_to_json text; p_lines: the lines' row_to_json texts in posting order, joined by ',',
+-- NULL for a collection) and the header as locked (p_now, same form; NULL when the row is gone).
+-- Identical texts (the usual case) cost a string comparison; otherwise the business fields and
+-- lines are compared and any difference is recorded as a divergence ('update', 'lines' or
+-- 'delete'). VOLATILE: in READ COMMITTED its query takes a new snapshot, so it sees every line
+-- change committed before the headers were locked; a later one waits for the header lock
 -- (mikro_sync_line_changed takes it FOR SHARE) and then sees the number.
+DROP FUNCTION IF EXISTS mikro_sync_posted_check(text[], uuid[], text[], jsonb[], jsonb[]);
 CREATE OR REPLACE FUNCTION mikro_sync_posted_check(p_kind text[], p_id uuid[], p_number text[],
-                                                   p_posted jsonb[], p_now jsonb[])
+                                                   p_head text[], p_lines text[], p_now text[])
 RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     r record;
-    v_num_cols text[] := ARRAY['fatura_seri_no', 'fatura_sira_no', 'tahsilat_seri_no',
-                               'tahsilat_sira_no'];
+    v_h jsonb;
+    v_n jsonb;
+    v_lines jsonb;
     v_diff text;
-    v_n integer := 0;
+    v_count integer := 0;
 BEGIN
     FOR r IN
-        WITH d AS (
-            SELECT d.kind, d.id, d.num, d.posted, n.now,
-                   CASE WHEN d.kind = 'satis' THEN coalesce(
-                       (SELECT jsonb_agg(to_jsonb(k) ORDER BY k.sira_no NULLS LAST,
-                                         k.olusturma_tarihi, k.id)
-                          FROM satis_kalemleri k WHERE k.satis_id = d.id), '[]') END AS lines
-              FROM unnest(p_kind, p_id, p_number, p_posted) AS d(kind, id, num, posted)
-              LEFT JOIN unnest(p_now) AS n(now) ON (n.now ->> 'id')::uuid = d.id
-        )
-        SELECT * FROM d
-         -- The usual case, nothing changed: the same row apart from the number just written.
-         WHERE d.now IS NULL
-            OR d.now - v_num_cols IS DISTINCT FROM (d.posted -> 'h') - v_num_cols
-            OR d.lines IS DISTINCT FROM d.posted -> 'l'
+        SELECT d.kind, d.id, d.num, d.head, d.lines AS posted_lines, d.now, x.lines
+          FROM unnest(p_kind, p_id, p_number, p_head, p_lines, p_now)
+               AS d(kind, id, num, head, lines, now)
+          LEFT JOIN LATERAL (
+              SELECT string_agg(row_to_json(k)::text, ',' ORDER BY k.sira_no NULLS LAST,
+                                k.olusturma_tarihi, k.id) AS lines
+                FROM satis_kalemleri k WHERE d.kind = 'satis' AND k.satis_id = d.id) x ON true
+         WHERE d.now IS DISTINCT FROM d.head OR x.lines IS DISTINCT FROM d.lines
     LOOP
+        v_h := r.head::jsonb;
         IF r.now IS NULL THEN
-            -- Not written back: the row is gone, or it carried this number already (a
-            -- completion from the ledger of a document numbered before).
-            CONTINUE WHEN EXISTS (
-                SELECT 1 FROM satislar s WHERE r.kind = 'satis' AND s.id = r.id
-                UNION ALL
-                SELECT 1 FROM tahsilatlar t WHERE r.kind = 'tahsilat' AND t.id = r.id);
+            -- The row is gone (deleted after the claim, or while the completion waited for it).
             PERFORM mikro_sync_diverge(r.kind, r.id,
-                r.posted -> 'h' ->> CASE r.kind WHEN 'satis' THEN 'satis_no' ELSE 'tahsilat_no' END,
+                v_h ->> CASE r.kind WHEN 'satis' THEN 'satis_no' ELSE 'tahsilat_no' END,
                 r.num, 'delete', 'deleted on the web while it was being posted',
                 format('cancel %s in the Mikro program (or delete it there)', r.num));
-            v_n := v_n + 1;
+            v_count := v_count + 1;
             CONTINUE;
         END IF;
+        v_n := r.now::jsonb;
+        v_lines := ('[' || coalesce(r.lines, '') || ']')::jsonb;
         v_diff := concat_ws('; ',
-            mikro_sync_diff(mikro_sync_business(r.kind, r.posted -> 'h'),
-                            mikro_sync_business(r.kind, r.now)),
-            CASE WHEN r.kind = 'satis' THEN mikro_sync_lines_diff(r.posted -> 'l', r.lines) END);
+            mikro_sync_diff(mikro_sync_business(r.kind, v_h), mikro_sync_business(r.kind, v_n)),
+            CASE WHEN r.kind = 'satis' THEN mikro_sync_lines_diff(
+                ('[' || coalesce(r.posted_lines, '') || ']')::jsonb, v_lines) END);
+        -- Only columns posting does not read changed (or the number was there already).
         CONTINUE WHEN v_diff = '';
         PERFORM mikro_sync_diverge(r.kind, r.id,
-            r.now ->> CASE r.kind WHEN 'satis' THEN 'satis_no' ELSE 'tahsilat_no' END, r.num,
-            CASE WHEN mikro_sync_business(r.kind, r.posted -> 'h')
-                      IS DISTINCT FROM mikro_sync_business(r.kind, r.now)
+            v_n ->> CASE r.kind WHEN 'satis' THEN 'satis_no' ELSE 'tahsilat_no' END, r.num,
+            CASE WHEN mikro_sync_business(r.kind, v_h) IS DISTINCT FROM mikro_sync_business(r.kind, v_n)
                  THEN 'update' ELSE 'lines' END,
             'changed on the web while it was being posted: ' || v_diff,
             format('change %s in the Mikro program to match', r.num));
-        v_n := v_n + 1;
+        v_count := v_count + 1;
     END LOOP;
-    RETURN v_n;
+    RETURN v_count;
 END
 $$;

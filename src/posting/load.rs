@@ -701,21 +701,18 @@ pub(crate) fn claimed_documents_sql() -> String {
     )
 }
 
-/// What the claim read of one document, from its rows of [`claimed_documents_sql`]:
-/// `{"h": header row, "l": [line rows in posting order]}` (no "l" for a collection), the JSON
-/// that the completion compares with the document at the write-back (`mikro_sync_posted_check`
-/// in sql/web/006_divergence.sql). None when the document was not found.
+/// What the claim read of one document, from its rows of [`claimed_documents_sql`]: the header
+/// and line rows as `row_to_json` text, which the completion compares with the document at the
+/// write-back (`mikro_sync_posted_check` in sql/web/006_divergence.sql). None when the document
+/// was not found.
 pub(crate) fn claimed_content(
     kind: super::DocKind,
     rows: &[&tokio_postgres::Row],
-) -> Option<std::sync::Arc<str>> {
+) -> Option<std::sync::Arc<crate::queue::ClaimedRows>> {
     let at = CLAIM_WIDTH + SALE_WIDTH + COLLECTION_WIDTH + 3;
-    let header: String = rows.first()?.try_get::<_, Option<String>>(at).ok()??;
-    let mut out = String::with_capacity(header.len() * (rows.len() + 1) + 16);
-    out.push_str("{\"h\":");
-    out.push_str(&header);
-    if kind == super::DocKind::Satis {
-        out.push_str(",\"l\":[");
+    let head: String = rows.first()?.try_get::<_, Option<String>>(at).ok()??;
+    let lines = (kind == super::DocKind::Satis).then(|| {
+        let mut out = String::new();
         let lines = rows
             .iter()
             .filter_map(|r| r.try_get::<_, Option<String>>(at + 1).ok().flatten());
@@ -725,10 +722,12 @@ pub(crate) fn claimed_content(
             }
             out.push_str(&l);
         }
-        out.push(']');
-    }
-    out.push('}');
-    Some(out.into())
+        out
+    });
+    Some(std::sync::Arc::new(crate::queue::ClaimedRows {
+        head,
+        lines,
+    }))
 }
 
 /// The document of one claimed row from its rows of [`claimed_documents_sql`], as

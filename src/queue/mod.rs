@@ -112,10 +112,20 @@ pub struct Job {
     /// The document as the claim read it, in the claim's snapshot (see
     /// [`store::claim_documents`]); None when the sink reads it itself.
     pub document: Option<std::sync::Arc<crate::posting::LoadedDocument>>,
-    /// The document's rows as the claim read them (JSON), carried to the completion so a change
-    /// made while it was being posted is recorded ([`store::FINISH_SQL`]); None without
+    /// The document's rows as the claim read them, carried to the completion so a change made
+    /// while it was being posted is recorded ([`store::FINISH_SQL`]); None without
     /// [`Self::document`].
-    pub posted: Option<std::sync::Arc<str>>,
+    pub posted: Option<std::sync::Arc<ClaimedRows>>,
+}
+
+/// A document's rows as the claim read them, each as PostgreSQL's `row_to_json` text: the
+/// completion compares them with the rows as they are when the number is written back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedRows {
+    /// The header row (`satislar` / `tahsilatlar`).
+    pub head: String,
+    /// A sale's lines in posting order, joined by `,` (empty: none); None for a collection.
+    pub lines: Option<String>,
 }
 
 /// Queue failures (not document failures: those are [`crate::posting::PostError`]).

@@ -150,15 +150,16 @@ UPDATE ONLY sync_queue SET posting_started_at = clock_timestamp()
 /// a failed attempt only while the row is still this worker's (`$7`). The triggers are AFTER
 /// INSERT, so the UPDATEs of the documents never enqueue them again.
 ///
-/// `$8` is, per completion, what the claim read of the document (see [`Outcome::Completed`]);
-/// after the write-back, `mikro_sync_posted_check` (sql/web/006_divergence.sql) compares it with
-/// the document as the write-back's UPDATE found it (the latest row version, under its row lock)
-/// and records a divergence when it was changed or deleted in between.
+/// `$8`/`$9` are, per completion, what the claim read of the document ([`Job::posted`]: header,
+/// lines). `lks`/`lkt` lock those headers before the write-back and read them as they are then
+/// (the latest version); `mikro_sync_posted_check` (sql/web/006_divergence.sql) compares them
+/// and the lines with what was posted and records a divergence when the document was changed or
+/// deleted in between. The UPDATEs join the locks, so the locks are taken first.
 pub const FINISH_SQL: &str = "\
 WITH o AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::float8[], $6::text[],
-                         $8::text[])
-        AS o(id, status, seri, sira, delay, message, posted)
+                         $8::text[], $9::text[])
+        AS o(id, status, seri, sira, delay, message, head, lines)
 ), q AS (
     UPDATE ONLY sync_queue s
        SET status = o.status,
@@ -172,32 +173,43 @@ WITH o AS (
      WHERE s.id = o.id
        AND CASE WHEN o.status = 'completed' THEN s.status IN ('processing', 'pending')
                 ELSE s.status = 'processing' AND s.claimed_by = $7 END
-    RETURNING s.entity_type, s.entity_id, o.status, o.seri, o.sira, o.posted
+    RETURNING s.entity_type, s.entity_id, o.status, o.seri, o.sira, o.head, o.lines
+), lks AS (
+    SELECT t.id, row_to_json(t)::text AS now
+      FROM satislar t JOIN q ON q.entity_type = 'satis' AND t.id = q.entity_id
+     WHERE q.status = 'completed' AND q.seri <> '' AND q.head IS NOT NULL
+       FOR NO KEY UPDATE OF t
+), lkt AS (
+    SELECT t.id, row_to_json(t)::text AS now
+      FROM tahsilatlar t JOIN q ON q.entity_type = 'tahsilat' AND t.id = q.entity_id
+     WHERE q.status = 'completed' AND q.seri <> '' AND q.head IS NOT NULL
+       FOR NO KEY UPDATE OF t
 ), sa AS (
     UPDATE satislar t SET fatura_seri_no = q.seri, fatura_sira_no = q.sira
-      FROM q
+      FROM q LEFT JOIN lks ON lks.id = q.entity_id
      WHERE q.status = 'completed' AND q.entity_type = 'satis' AND t.id = q.entity_id
        AND q.seri <> ''
        AND (t.fatura_seri_no IS DISTINCT FROM q.seri OR t.fatura_sira_no IS DISTINCT FROM q.sira)
-    RETURNING CASE WHEN q.posted IS NOT NULL THEN to_jsonb(t) END AS now
+    RETURNING 1
 ), ta AS (
     UPDATE tahsilatlar t SET tahsilat_seri_no = q.seri, tahsilat_sira_no = q.sira
-      FROM q
+      FROM q LEFT JOIN lkt ON lkt.id = q.entity_id
      WHERE q.status = 'completed' AND q.entity_type = 'tahsilat' AND t.id = q.entity_id
        AND q.seri <> ''
        AND (t.tahsilat_seri_no IS DISTINCT FROM q.seri OR t.tahsilat_sira_no IS DISTINCT FROM q.sira)
-    RETURNING CASE WHEN q.posted IS NOT NULL THEN to_jsonb(t) END AS now
+    RETURNING 1
 ), c AS (
     SELECT array_agg(q.entity_type::text) AS kinds, array_agg(q.entity_id) AS ids,
-           array_agg(q.seri || '-' || q.sira) AS nums, array_agg(q.posted::jsonb) AS posted
+           array_agg(q.seri || '-' || q.sira) AS nums, array_agg(q.head) AS heads,
+           array_agg(q.lines) AS lines, array_agg(coalesce(lks.now, lkt.now)) AS nows
       FROM q
-     WHERE q.status = 'completed' AND q.posted IS NOT NULL AND q.seri <> ''
+      LEFT JOIN lks ON q.entity_type = 'satis' AND lks.id = q.entity_id
+      LEFT JOIN lkt ON q.entity_type = 'tahsilat' AND lkt.id = q.entity_id
+     WHERE q.status = 'completed' AND q.head IS NOT NULL AND q.seri <> ''
 )
 SELECT (SELECT count(*) FROM q) + 0 * ((SELECT count(*) FROM sa) + (SELECT count(*) FROM ta))
        + 0 * coalesce((
-           SELECT mikro_sync_posted_check(c.kinds, c.ids, c.nums, c.posted,
-                      (SELECT array_agg(w.now) FROM (SELECT now FROM sa UNION ALL SELECT now FROM ta) w
-                        WHERE w.now IS NOT NULL))
+           SELECT mikro_sync_posted_check(c.kinds, c.ids, c.nums, c.heads, c.lines, c.nows)
              FROM c WHERE c.ids IS NOT NULL), 0)";
 
 /// Rows whose lease expired back to `pending` (or, past the limit, `failed`): `$1` the limit
@@ -567,7 +579,7 @@ pub enum Outcome {
         sira: i32,
         /// What the claim read of the document ([`Job::posted`]), compared at the write-back:
         /// a change in between is recorded as a divergence. None: not compared.
-        posted: Option<Arc<str>>,
+        posted: Option<Arc<super::ClaimedRows>>,
     },
     /// Back to `pending`, due after `delay`.
     Retry {
@@ -591,8 +603,7 @@ pub async fn finish(
     outcomes: &[(Uuid, &Outcome)],
 ) -> Result<u64, QueueError> {
     let n = outcomes.len();
-    let (mut ids, mut status, mut seri, mut sira, mut delay, mut message, mut posted) = (
-        Vec::with_capacity(n),
+    let (mut ids, mut status, mut seri, mut sira, mut delay, mut message) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -600,9 +611,10 @@ pub async fn finish(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let (mut heads, mut lines) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for (id, o) in outcomes {
         ids.push(*id);
-        let (st, s, no, d, m, p): (&str, &str, i32, f64, Option<&str>, Option<&str>) = match o {
+        let (st, s, no, d, m, p): (&str, &str, i32, f64, Option<&str>, _) = match o {
             Outcome::Completed { seri, sira, posted } => {
                 ("completed", seri, *sira, 0.0, None, posted.as_deref())
             }
@@ -616,13 +628,14 @@ pub async fn finish(
         sira.push(no);
         delay.push(d);
         message.push(m);
-        posted.push(p);
+        heads.push(p.map(|p| p.head.as_str()));
+        lines.push(p.and_then(|p| p.lines.as_deref()));
     }
     let rows = cached(
         client,
         FINISH_SQL,
         &[
-            &ids, &status, &seri, &sira, &delay, &message, &worker, &posted,
+            &ids, &status, &seri, &sira, &delay, &message, &worker, &heads, &lines,
         ],
     )
     .await?;
