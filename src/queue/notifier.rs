@@ -11,12 +11,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Socket};
 
@@ -124,9 +125,11 @@ struct IdleStatements {
 pub(crate) struct Listener {
     client: Client,
     wake: Arc<Notify>,
+    /// Set by the poller when the connection's message stream ended.
+    closed: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
     /// True while this session holds [`IDLE_LOCK_KEY`] exclusively.
-    pub(crate) holds_idle_lock: bool,
+    holds_idle_lock: bool,
     /// Bound of each call (a silently dead connection must not freeze the worker loop).
     timeout: Duration,
     /// Prepared on the first idle step.
@@ -155,6 +158,8 @@ impl Listener {
         let (client, mut stream) = connector.connect().await.map_err(QueueError::Listen)?;
         let wake = Arc::new(Notify::new());
         let w = wake.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let gone = closed.clone();
         let task = tokio::spawn(async move {
             while let Some(msg) = stream.next().await {
                 match msg {
@@ -174,20 +179,25 @@ impl Listener {
                 }
             }
             // Wake the worker so it notices `is_closed` and reconnects.
+            gone.store(true, Ordering::Release);
             w.notify_one();
         });
         let listener = Listener {
             client,
             wake,
+            closed,
             task,
             holds_idle_lock: false,
             timeout,
             stmts: None,
         };
+        // The idle step's claim reads the documents: each planning of it costs tens of ms, so
+        // this session builds its one generic plan at once instead of five custom ones first.
         listener
             .client
             .batch_execute(&format!(
-                "LISTEN {CHANNEL}; SET lock_timeout = '200ms'; SET statement_timeout = '30s'"
+                "LISTEN {CHANNEL}; SET lock_timeout = '200ms'; SET statement_timeout = '30s'; \
+                 SET plan_cache_mode = force_generic_plan"
             ))
             .await
             .map_err(QueueError::Listen)?;
@@ -195,13 +205,8 @@ impl Listener {
     }
 
     /// True once the connection died (terminated backend, network loss).
-    pub(crate) fn is_closed(&self) -> bool {
+    fn is_closed(&self) -> bool {
         self.client.is_closed() || self.task.is_finished()
-    }
-
-    /// Resolves on the next notification (or connection loss). Cancel-safe.
-    pub(crate) async fn notified(&self) {
-        self.wake.notified().await
     }
 
     /// The outcome of [`IDLE_STEP_SQL`].
@@ -231,7 +236,7 @@ impl Listener {
     /// this connection and so after the lock is settled, claim once more up to `limit` rows for
     /// `worker`, and read the time until the next pending row is due; the three statements
     /// pipelined. With `documents`, the claim reads the claimed documents too.
-    pub(crate) async fn idle_step(
+    async fn idle_step(
         &mut self,
         worker: &str,
         limit: usize,
@@ -302,7 +307,7 @@ impl Listener {
     }
 
     /// Stops being the idle worker (about to drain): writers skip the notify from now on.
-    pub(crate) async fn become_busy(&mut self) -> Result<(), QueueError> {
+    async fn become_busy(&mut self) -> Result<(), QueueError> {
         if self.holds_idle_lock {
             let unlock = async {
                 self.client
@@ -317,8 +322,8 @@ impl Listener {
     }
 
     /// Liveness probe for an idle connection (keepalives catch the rest).
-    pub(crate) async fn ping(&self, timeout: Duration) -> Result<(), QueueError> {
-        match tokio::time::timeout(timeout, self.client.simple_query("SELECT 1")).await {
+    async fn ping(&self) -> Result<(), QueueError> {
+        match tokio::time::timeout(self.timeout, self.client.simple_query("SELECT 1")).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(QueueError::Listen(e)),
             Err(_) => Err(QueueError::ListenTimeout),
@@ -329,6 +334,194 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         // Dropping the client ends the session (and its advisory lock); stop the poller too.
+        self.task.abort();
+    }
+}
+
+/// A call the worker loop sends to the LISTEN connection's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// [`Listener::become_busy`].
+    Busy,
+    /// [`Listener::idle_step`] claiming up to this many rows.
+    Idle(usize),
+    /// [`Listener::ping`].
+    Ping,
+}
+
+/// The answer to a [`Call`], in the order the calls were sent.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// The idle lock is released (or was not held).
+    Busy(Result<(), QueueError>),
+    /// The idle step's outcome; `want` is the limit its claim had. `latest`: no release of
+    /// the lock nor another idle step was sent after it, so its verdict (idle or not) stands;
+    /// otherwise the loop drained since and only its claimed rows count.
+    Idle {
+        want: usize,
+        step: Result<IdleStep, QueueError>,
+        latest: bool,
+    },
+    /// The connection answered a ping.
+    Ping(Result<(), QueueError>),
+}
+
+impl Reply {
+    /// The call's error, if it failed (the task has then dropped the connection).
+    pub(crate) fn error(&self) -> Option<&QueueError> {
+        match self {
+            Reply::Busy(Err(e)) | Reply::Ping(Err(e)) | Reply::Idle { step: Err(e), .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// What the idle step's claim needs besides its limit (fixed for a worker).
+#[derive(Clone)]
+pub(crate) struct ClaimAs {
+    /// Recorded in `claimed_by`.
+    pub worker: String,
+    pub lease: Duration,
+    /// Read the claimed documents too (see [`super::executor::Sink::documents`]).
+    pub documents: Option<Arc<PostingConfig>>,
+}
+
+/// The worker loop's side of a LISTEN connection that lives in its own task.
+///
+/// Why a task: every call on the connection is bounded, but a silently dead connection still
+/// holds its caller for the whole bound, and the loop must keep renewing leases, polling and
+/// posting meanwhile. So the loop only sends calls and takes the replies when they come, in its
+/// `select!`; the task runs the calls one after the other in the order sent (a release of the
+/// idle lock sent before an idle step runs before it) and ends at the first failure, dropping
+/// the connection and with it the idle lock.
+pub(crate) struct ListenHandle {
+    calls: mpsc::UnboundedSender<Call>,
+    replies: mpsc::UnboundedReceiver<Reply>,
+    wake: Arc<Notify>,
+    closed: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    /// Calls sent and not answered yet, oldest first.
+    pending: std::collections::VecDeque<Call>,
+    /// Whether the session held the idle lock after the last answered call.
+    held: bool,
+}
+
+impl ListenHandle {
+    /// Moves `listener` into its own task.
+    pub(crate) fn spawn(listener: Listener, claim: ClaimAs) -> ListenHandle {
+        let (calls, mut call_rx) = mpsc::unbounded_channel::<Call>();
+        let (reply_tx, replies) = mpsc::unbounded_channel();
+        let wake = listener.wake.clone();
+        let closed = listener.closed.clone();
+        let task = tokio::spawn(async move {
+            let mut l = listener;
+            while let Some(call) = call_rx.recv().await {
+                let reply = match call {
+                    Call::Busy => Reply::Busy(l.become_busy().await),
+                    Call::Ping => Reply::Ping(l.ping().await),
+                    Call::Idle(want) => {
+                        let docs = claim.documents.as_deref();
+                        let step = l.idle_step(&claim.worker, want, claim.lease, docs).await;
+                        // `latest` is decided when the loop takes the reply.
+                        Reply::Idle {
+                            want,
+                            step,
+                            latest: false,
+                        }
+                    }
+                };
+                let failed = reply.error().is_some();
+                if reply_tx.send(reply).is_err() || failed || l.is_closed() {
+                    break;
+                }
+            }
+        });
+        ListenHandle {
+            calls,
+            replies,
+            wake,
+            closed,
+            task,
+            pending: std::collections::VecDeque::new(),
+            held: false,
+        }
+    }
+
+    fn send(&mut self, call: Call) {
+        if self.calls.send(call).is_ok() {
+            self.pending.push_back(call);
+        }
+    }
+
+    /// True once the connection or its task ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.task.is_finished()
+    }
+
+    /// The wake-up the notifications feed (cancel-safe; one stored permit for any number).
+    pub(crate) fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Whether an idle step is out (its claim may take rows).
+    pub(crate) fn idle_out(&self) -> bool {
+        self.pending.iter().any(|c| matches!(c, Call::Idle(_)))
+    }
+
+    /// Whether the session may hold the idle lock once the calls sent have run.
+    fn may_hold_lock(&self) -> bool {
+        match self.pending.iter().rev().find(|c| **c != Call::Ping) {
+            Some(Call::Idle(_)) => true,
+            Some(_) => false,
+            None => self.held,
+        }
+    }
+
+    /// Releases the idle lock (about to drain), unless it cannot be held.
+    pub(crate) fn become_busy(&mut self) {
+        if self.may_hold_lock() {
+            self.send(Call::Busy);
+        }
+    }
+
+    /// Sends an idle step claiming up to `want` rows, unless one is out with nothing sent
+    /// after it (its answer will do).
+    pub(crate) fn idle_step(&mut self, want: usize) {
+        if !self.may_hold_lock() {
+            self.send(Call::Idle(want));
+        }
+    }
+
+    /// Sends a liveness probe, unless a call is out (its answer proves as much).
+    pub(crate) fn ping(&mut self) {
+        if self.pending.is_empty() {
+            self.send(Call::Ping);
+        }
+    }
+
+    /// The next reply; None once the task ended. Cancel-safe.
+    pub(crate) async fn reply(&mut self) -> Option<Reply> {
+        let mut r = self.replies.recv().await?;
+        self.pending.pop_front();
+        match &mut r {
+            Reply::Busy(Ok(())) => self.held = false,
+            Reply::Idle {
+                step: Ok(step),
+                latest,
+                ..
+            } => {
+                self.held = step.outcome == IdleOutcome::Held;
+                *latest = !self.pending.iter().any(|c| *c != Call::Ping);
+            }
+            _ => {}
+        }
+        Some(r)
+    }
+}
+
+impl Drop for ListenHandle {
+    fn drop(&mut self) {
+        // The task owns the connection: ending it ends the session (and its advisory lock).
         self.task.abort();
     }
 }

@@ -19,9 +19,11 @@
 //!   statistics are logged.
 //! * On shutdown the worker stops claiming, lets in-flight documents finish (renewing their
 //!   leases), flushes the completions and returns.
-//! * Nothing in the loop waits without a bound: every listener call has `listen_timeout`, every
-//!   web call of the loop (claim, lease renewal, rescue, statistics) [`LOOP_WEB_TIMEOUT`], every
-//!   posting `posting_timeout`. Each turn of the loop that finds no posting stuck past its
+//! * Nothing in the loop waits without a bound: every web call of the loop (claim, lease
+//!   renewal, rescue, statistics) has [`LOOP_WEB_TIMEOUT`], every posting `posting_timeout`. The
+//!   loop never waits on the LISTEN connection at all: its calls (going idle or busy, the ping)
+//!   run in the connection's own task, each within `listen_timeout`, and their answers come back
+//!   as events, so a silently dead connection leaves the loop polling, posting and renewing. Each turn of the loop that finds no posting stuck past its
 //!   timeout counts in `Metrics::loop_turns`, which feeds the systemd watchdog.
 
 use std::collections::{HashMap, VecDeque};
@@ -34,7 +36,9 @@ use uuid::Uuid;
 
 use super::executor::{self, ExecCtx, ExecHooks, Held, JobDone, Sink};
 use super::metrics::Metrics;
-use super::notifier::{IdleOutcome, ListenConnect, Listener};
+use super::notifier::{
+    ClaimAs, IdleOutcome, IdleStep, ListenConnect, ListenHandle, Listener, Reply,
+};
 use super::retry::RetryPolicy;
 use super::{store, Job, QueueError};
 use crate::config::WorkerSettings;
@@ -240,6 +244,11 @@ impl<S: Sink> Worker<S> {
             posting_timeout: opts.posting_timeout.max(Duration::from_millis(10)),
             held: held.clone(),
         });
+        let claim_as = ClaimAs {
+            worker: opts.name.clone(),
+            lease: opts.lease,
+            documents: ctx.sink.documents().cloned().map(Arc::new),
+        };
         tracing::info!(worker = %opts.name, concurrency = opts.concurrency,
             listen = listen.is_some(), "worker started");
 
@@ -306,7 +315,7 @@ impl<S: Sink> Worker<S> {
                 Metrics::inc(&metrics.drains);
                 let drained = tokio::time::timeout(
                     LOOP_WEB_TIMEOUT,
-                    drain(&web, &opts, &ctx, &mut st, &metrics),
+                    drain(&web, &opts, &ctx, &mut st, &metrics, until_idle),
                 )
                 .await
                 .unwrap_or_else(|_| {
@@ -331,9 +340,9 @@ impl<S: Sink> Worker<S> {
                 }
             }
 
-            let listener_ref = st.listener.as_ref();
+            let wake = st.listener.as_ref().map(ListenHandle::wake);
             let reconnect_due =
-                listen.is_some() && listener_ref.is_none() && st.connecting.is_none();
+                listen.is_some() && st.listener.is_none() && st.connecting.is_none();
             tokio::select! {
                 _ = shutdown.recv() => break,
                 Some(done) = st.inflight.join_next_with_id(), if !st.inflight.is_empty() => {
@@ -346,18 +355,33 @@ impl<S: Sink> Worker<S> {
                         need_drain = true;
                     }
                 }
-                _ = async { match listener_ref { Some(l) => l.notified().await, None => std::future::pending().await } } => {
+                _ = async { match &wake { Some(w) => w.notified().await, None => std::future::pending().await } } => {
                     need_drain = true;
+                }
+                reply = async { match st.listener.as_mut() { Some(h) => h.reply().await, None => std::future::pending().await } } => {
+                    match reply {
+                        None => {
+                            tracing::warn!("LISTEN connection closed; reconnecting");
+                            st.drop_listener(&metrics);
+                        }
+                        Some(r) => {
+                            if let Some(e) = r.error() {
+                                tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                                st.drop_listener(&metrics);
+                            } else if let Reply::Idle { want, step: Ok(step), latest } = r {
+                                if let Some(ex) = st.idle_done(want, step, latest, &opts, &ctx, &metrics) {
+                                    exhausted = ex;
+                                }
+                            }
+                        }
+                    }
                 }
                 _ = tokio::time::sleep_until(st.next_wake.into()) => {
                     need_drain = true;
                     st.next_wake = Instant::now() + opts.poll_interval;
                     let lingering = st.linger_until.is_some();
-                    if let Some(l) = st.listener.as_ref().filter(|_| !lingering) {
-                        if let Err(e) = l.ping(opts.listen_timeout).await {
-                            tracing::warn!(error = %e, "LISTEN connection unresponsive; reconnecting");
-                            st.drop_listener(&metrics);
-                        }
+                    if let Some(h) = st.listener.as_mut().filter(|_| !lingering) {
+                        h.ping();
                     }
                 }
                 connected = async {
@@ -376,7 +400,7 @@ impl<S: Sink> Worker<S> {
                             }
                             st.ever_connected = true;
                             st.reconnect_attempt = 0;
-                            st.listener = Some(l);
+                            st.listener = Some(ListenHandle::spawn(l, claim_as.clone()));
                             metrics
                                 .listener_up
                                 .store(1, std::sync::atomic::Ordering::Relaxed);
@@ -408,6 +432,7 @@ impl<S: Sink> Worker<S> {
 
         // Graceful stop: no more claims; claimed rows not started yet go back to the queue; let
         // in-flight documents finish, renewing their leases.
+        st.settle_listener(&opts, &metrics).await;
         st.release_ready(&web, &opts).await;
         if !st.inflight.is_empty() {
             tracing::info!(
@@ -471,7 +496,8 @@ struct LoopState {
     held: Held,
     /// Claimed rows waiting for a free slot (see [`WorkerOptions::prefetch`]).
     ready: VecDeque<Job>,
-    listener: Option<Listener>,
+    /// The LISTEN connection, in its own task.
+    listener: Option<ListenHandle>,
     /// A LISTEN connection being opened in its own task.
     connecting: Option<tokio::task::JoinHandle<Result<Listener, QueueError>>>,
     ever_connected: bool,
@@ -494,6 +520,76 @@ impl LoopState {
             Some(w) => wake.min(w),
             None => wake,
         };
+    }
+
+    /// Takes the answer of an idle step: its rows, and (when no drain came after it) whether
+    /// the worker is idle now (`Some(exhausted)`) and when to look again.
+    fn idle_done<S: Sink>(
+        &mut self,
+        want: usize,
+        step: IdleStep,
+        latest: bool,
+        opts: &WorkerOptions,
+        ctx: &Arc<ExecCtx<S>>,
+        metrics: &Arc<Metrics>,
+    ) -> Option<bool> {
+        match step.outcome {
+            IdleOutcome::WritersBusy => Metrics::inc(&metrics.idle_writers_busy),
+            IdleOutcome::OtherWorker => Metrics::inc(&metrics.idle_other_worker),
+            IdleOutcome::Held => {}
+        }
+        let got = match step.jobs {
+            Ok(jobs) => take_claimed(jobs, opts, ctx, self, metrics),
+            Err(e) => {
+                tracing::warn!(error = %e, "claim while going idle failed; polling");
+                0
+            }
+        };
+        if !latest {
+            return None;
+        }
+        if got >= want {
+            // More may be due: not idle after all; drain again as slots free up.
+            if let Some(h) = self.listener.as_mut() {
+                h.become_busy();
+            }
+            return Some(false);
+        }
+        let now = Instant::now();
+        let wake = if step.outcome == IdleOutcome::WritersBusy {
+            // A long writer transaction: look again soon instead of blocking.
+            now + Duration::from_millis(20)
+        } else {
+            let poll = now + opts.poll_interval;
+            match step.next_due {
+                Some(d) => poll.min(now + d + Duration::from_millis(1)),
+                None => poll,
+            }
+        };
+        self.set_wake(wake);
+        Some(true)
+    }
+
+    /// On shutdown: waits (at most `listen_timeout`) for an idle step that is out, so the rows
+    /// its claim took are released with the other buffered ones instead of waiting out a lease.
+    async fn settle_listener(&mut self, opts: &WorkerOptions, metrics: &Metrics) {
+        let Some(mut h) = self.listener.take() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + opts.listen_timeout;
+        while h.idle_out() {
+            match tokio::time::timeout_at(deadline, h.reply()).await {
+                Ok(Some(Reply::Idle { step: Ok(step), .. })) => {
+                    for job in step.jobs.unwrap_or_default() {
+                        Metrics::inc(&metrics.claimed);
+                        self.held.insert(job.id);
+                        self.ready.push_back(job);
+                    }
+                }
+                Ok(Some(r)) if r.error().is_none() => {}
+                _ => break,
+            }
+        }
     }
 
     fn drop_listener(&mut self, metrics: &Metrics) {
@@ -632,6 +728,7 @@ async fn drain<S: Sink>(
     ctx: &Arc<ExecCtx<S>>,
     st: &mut LoopState,
     metrics: &Arc<Metrics>,
+    until_idle: bool,
 ) -> Result<bool, QueueError> {
     let client = web
         .get()
@@ -642,19 +739,10 @@ async fn drain<S: Sink>(
     // a writer that still saw the lock notifies (and we drain again), one that did not holds
     // its shared lock until commit, so becoming idle later waits for it. Either way its row
     // is picked up, whatever the order of the two statements.
-    let mut listener = st.listener.take();
-    let busy = async {
-        match listener.as_mut() {
-            Some(l) => l.become_busy().await,
-            None => Ok(()),
-        }
-    };
-    let (busy, filled) = tokio::join!(busy, fill(&client, opts, ctx, st, metrics));
-    st.listener = listener;
-    if let Err(e) = busy {
-        tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-        st.drop_listener(metrics);
+    if let Some(h) = st.listener.as_mut() {
+        h.become_busy();
     }
+    let filled = fill(&client, opts, ctx, st, metrics).await;
     let exhausted = filled?;
     if exhausted && st.listener.is_some() && !opts.linger.is_zero() {
         // Under a steady stream of writes, going idle after every burst would make every
@@ -672,60 +760,18 @@ async fn drain<S: Sink>(
             _ => st.linger_until = None,
         }
     }
-    if exhausted {
+    if exhausted && !until_idle {
         let want = claim_size(opts, st).max(1);
-        if let Some(l) = st.listener.as_mut() {
+        if let Some(h) = st.listener.as_mut() {
             // Take the idle lock, claim once more (writers that skipped their notify have
-            // committed by then) and read the next due time: one round trip.
-            match l
-                .idle_step(&opts.name, want, opts.lease, ctx.sink.documents())
-                .await
-            {
-                Ok(step) => {
-                    match step.outcome {
-                        IdleOutcome::WritersBusy => Metrics::inc(&metrics.idle_writers_busy),
-                        IdleOutcome::OtherWorker => Metrics::inc(&metrics.idle_other_worker),
-                        IdleOutcome::Held => {}
-                    }
-                    let got = match step.jobs {
-                        Ok(jobs) => take_claimed(jobs, opts, ctx, st, metrics),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "claim while going idle failed; polling");
-                            0
-                        }
-                    };
-                    if got >= want {
-                        // More may be due: not idle after all; drain again as slots free up.
-                        let busy = match st.listener.as_mut() {
-                            Some(l) => l.become_busy().await,
-                            None => Ok(()),
-                        };
-                        if let Err(e) = busy {
-                            tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-                            st.drop_listener(metrics);
-                        }
-                        return Ok(false);
-                    }
-                    let now = Instant::now();
-                    let wake = if step.outcome == IdleOutcome::WritersBusy {
-                        // A long writer transaction: look again soon instead of blocking.
-                        now + Duration::from_millis(20)
-                    } else {
-                        let poll = now + opts.poll_interval;
-                        match step.next_due {
-                            Some(d) => poll.min(now + d + Duration::from_millis(1)),
-                            None => poll,
-                        }
-                    };
-                    st.set_wake(wake);
-                    return Ok(true);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-                    st.drop_listener(metrics);
-                }
-            }
+            // committed by then) and read the next due time: one round trip, answered in the
+            // loop (`LoopState::idle_done`); the poll stands until then.
+            h.idle_step(want);
+            st.set_wake(Instant::now() + opts.poll_interval);
+            return Ok(true);
         }
+    }
+    if exhausted {
         let poll = Instant::now() + opts.poll_interval;
         let wake = match store::next_due(&client).await? {
             Some(d) => poll.min(Instant::now() + d + Duration::from_millis(1)),

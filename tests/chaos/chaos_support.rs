@@ -613,13 +613,20 @@ pub async fn blackhole_listen(docs: usize, hold: Duration) -> Outcome {
         &format!(":{}/", listen_proxy.port()),
     );
     let c = connect(&ce.env.url).await;
-    let w = spawn_worker(&ce.env.pool, &listen_url, ce.sink(), fast_opts());
+    let mut opts = fast_opts();
+    // Far beyond the test: a loop that waited for any call on the dead LISTEN connection would
+    // stand still past the bound below; one that never waits on it posts through its poll.
+    opts.listen_timeout = Duration::from_secs(600);
+    let poll = opts.poll_interval;
+    let w = spawn_worker(&ce.env.pool, &listen_url, ce.sink(), opts);
     let mut ids = ce.insert_docs(&c, docs / 2).await;
     wait_drained(&c, Duration::from_secs(60)).await;
     listen_proxy.blackhole(true);
     let t0 = Instant::now();
     ids.extend(ce.insert_docs(&c, docs - docs / 2).await);
-    let bound = hold.max(Duration::from_secs(60));
+    // Their notifications are lost: the safety-net poll (one interval, one more if the first
+    // tick came before the inserts) and the postings.
+    let bound = poll * 2 + Duration::from_secs(5);
     // Posted while the LISTEN connection is still blackholed: the worker is not frozen.
     wait_drained(&c, bound).await;
     let recovery = t0.elapsed();

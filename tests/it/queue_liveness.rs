@@ -317,7 +317,7 @@ async fn a_listen_connection_that_stops_answering_does_not_freeze_the_worker() {
     let mut opts = fast_opts();
     opts.metrics = m.clone();
     opts.poll_interval = Duration::from_millis(500);
-    opts.listen_timeout = Duration::from_secs(1);
+    opts.listen_timeout = Duration::from_secs(3);
     let w = spawn_worker(&env.pool, &env.url, sink.clone(), opts);
     // The listener once it is idle: LISTEN done, the idle lock held.
     let pid: i32 = wait_for("the idle listener session", T, || async {
@@ -338,11 +338,20 @@ async fn a_listen_connection_that_stops_answering_does_not_freeze_the_worker() {
         .unwrap();
     assert!(stop.success());
     let s = insert_sale(&c, 1).await;
+    // Posted by the poll while the stopped connection still counts as alive (its ping has
+    // `listen_timeout` to answer): the loop does not wait for it.
     let posted = tokio::time::timeout(T, async {
         loop {
             if queue_row(&c, s).await.map(|r| r.0).as_deref() == Some("completed") {
-                return;
+                return Metrics::get(&m.listener_reconnects);
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Still stopped: the unanswered ping finds the connection dead and it is replaced.
+    let reopened = tokio::time::timeout(T, async {
+        while Metrics::get(&m.listener_reconnects) < 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -350,11 +359,13 @@ async fn a_listen_connection_that_stops_answering_does_not_freeze_the_worker() {
     let _ = Command::new("kill")
         .args(["-CONT", &pid.to_string()])
         .status();
-    posted.expect("the sale was posted although the LISTEN backend stopped answering");
-    wait_for("listener reopened", T, || async {
-        (Metrics::get(&m.listener_reconnects) >= 1).then_some(())
-    })
-    .await;
+    let reconnects =
+        posted.expect("the sale was posted although the LISTEN backend stopped answering");
+    assert_eq!(
+        reconnects, 0,
+        "posted only after the dead LISTEN connection was replaced"
+    );
+    reopened.expect("the unresponsive LISTEN connection was replaced");
     assert_eq!(sink.calls_for(s), 1);
     w.stop().await;
 }
