@@ -126,6 +126,29 @@ BEGIN
   END IF;
   RETURN least(n, 2147483647)::integer;
 END $f$;
+-- float/real as text the way SQL Server's CAST writes it (style 0): six significant digits,
+-- trailing zeros dropped. Values SQL Server writes in scientific notation (|x| >= 1e6 or
+-- < 1e-4) are refused rather than written in another notation.
+CREATE OR REPLACE FUNCTION emu_catalog.float_text(x double precision) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+DECLARE
+  e integer;
+  r numeric;
+  t text;
+BEGIN
+  IF x IS NULL THEN RETURN NULL; END IF;
+  IF x = 0 THEN RETURN '0'; END IF;
+  e := floor(log(abs(x)::numeric));
+  r := round(x::numeric, 5 - e);
+  IF abs(r) >= power(10::numeric, e + 1) THEN e := e + 1; END IF;
+  IF e < -4 OR e >= 6 THEN
+    RAISE EXCEPTION 'float % as text needs scientific notation, which is not supported by the emulator (CAST to decimal first)', x
+      USING ERRCODE = '0A000';
+  END IF;
+  t := r::text;
+  IF strpos(t, '.') > 0 THEN t := rtrim(rtrim(t, '0'), '.'); END IF;
+  RETURN t;
+END $f$;
 -- sp_getapplock's wait in one round trip: try, else wait up to timeout_ms (-1 forever)
 -- without aborting the caller's transaction on a timeout (the exception block is a
 -- subtransaction, entered only when the lock is busy). 0 granted at once, 1 after waiting,

@@ -1105,6 +1105,72 @@ async fn conversions_as_sql_server_writes_them() {
             "{sql}"
         );
     }
+    // ROUND's third argument truncates; money as text has two decimals; float as text has six
+    // significant digits (scientific notation is refused).
+    for (sql, want) in [
+        (
+            "SELECT CAST(CAST(1 AS float) / 3 AS nvarchar(30))",
+            "0.333333",
+        ),
+        ("SELECT CAST(CAST(5 AS float) AS nvarchar(30))", "5"),
+        ("SELECT CAST(CAST(-2.5 AS float) AS nvarchar(30))", "-2.5"),
+        (
+            "SELECT CAST(CAST(123456.7 AS float) AS nvarchar(30))",
+            "123457",
+        ),
+        (
+            "SELECT CAST(CAST(0.0001 AS float) AS nvarchar(30))",
+            "0.0001",
+        ),
+        ("SELECT CONCAT(N'x', CAST(1 AS float) / 8)", "x0.125"),
+        ("SELECT CAST(ROUND(2.567, 2, 1) AS nvarchar(10))", "2.560"),
+        ("SELECT CAST(ROUND(2.567, 2) AS nvarchar(10))", "2.570"),
+        ("SELECT CAST(ROUND(-2.567, 2, 1) AS nvarchar(10))", "-2.560"),
+        (
+            "SELECT CAST(CAST(12.3456 AS money) AS nvarchar(20))",
+            "12.35",
+        ),
+    ] {
+        assert_eq!(
+            one_string(&mut c, sql).await.as_deref(),
+            Some(want),
+            "{sql}"
+        );
+    }
+    for sql in [
+        "SELECT CAST(CAST(1234567 AS float) AS nvarchar(30))",
+        "SELECT CAST(CAST(999999.7 AS float) AS nvarchar(30))",
+        "SELECT CAST(CAST(0.00001 AS float) AS nvarchar(30))",
+    ] {
+        let (n, msg) = server_error(&mut c, sql).await;
+        assert_eq!(n, 102, "{sql}: {msg}");
+        assert!(msg.contains("not supported by the emulator"), "{msg}");
+    }
+    assert_eq!(
+        one_string(
+            &mut c,
+            &format!("SELECT CONCAT(N'[', {d}, N'|', CAST(1.5 AS money), N'|', 7, N']')")
+        )
+        .await
+        .as_deref(),
+        Some("[Mar  5 2024  2:07PM|1.50|7]")
+    );
+    // DATEPART: whole seconds and milliseconds, day of year.
+    for (sql, want) in [
+        (format!("SELECT DATEPART(second, {d})"), 9),
+        (format!("SELECT DATEPART(millisecond, {d})"), 7),
+        (format!("SELECT DATEPART(ms, {d2})"), 123),
+        (
+            "SELECT DATEPART(second, CAST('2024-03-05 14:07:09.5' AS datetime2(3)))".into(),
+            9,
+        ),
+        (format!("SELECT DATEPART(dayofyear, {d})"), 65),
+        (format!("SELECT DATEPART(dy, {day})"), 65),
+        (format!("SELECT DATEPART(day, {d})"), 5),
+        (format!("SELECT DATEPART(minute, {d})"), 7),
+    ] {
+        assert_eq!(one_int(&mut c, &sql).await, Some(want), "{sql}");
+    }
     for sql in [
         format!("SELECT CONVERT(varchar(30), {d}, 109)"),
         format!("SELECT CONVERT(varchar(30), {d}, 4)"),

@@ -745,6 +745,14 @@ impl<'a> Translator<'a> {
                 }
             }
             (_, SqlType::DateTime) => format!("emu_catalog.dt300(CAST({} AS timestamp))", t.sql),
+            // SQL Server writes float with six significant digits (PostgreSQL: all of them).
+            (Some(SqlType::Float | SqlType::Real), tg) if is_string(tg) => {
+                format!("CAST(emu_catalog.float_text({}) AS {pgt})", t.sql)
+            }
+            // money as text has two decimals (style 0).
+            (Some(SqlType::Money), tg) if is_string(tg) => {
+                format!("CAST(round({}, 2) AS {pgt})", t.sql)
+            }
             // SQL Server writes a uniqueidentifier as upper-case text.
             (Some(SqlType::UniqueIdentifier), tg) if is_string(tg) => {
                 format!("CAST(upper(({})::text) AS {pgt})", t.sql)
@@ -1139,7 +1147,17 @@ impl<'a> Translator<'a> {
                 let nat = a
                     .iter()
                     .any(|x| matches!(x.ty, Some(SqlType::NVarChar(_) | SqlType::NChar(_))));
-                let items: Vec<String> = a.iter().map(|x| format!("({})::text", x.sql)).collect();
+                // Each argument becomes text as CAST writes it (dates in style 0, money with
+                // two decimals, GUIDs upper case).
+                let mut items = Vec::new();
+                for x in &a {
+                    match &x.ty {
+                        Some(ty) if !is_string(ty) => {
+                            items.push(self.cast(x, &SqlType::NVarChar(None), None)?.sql)
+                        }
+                        _ => items.push(format!("({})::text", x.sql)),
+                    }
+                }
                 let mut r = TExpr::new(
                     format!("concat({})", items.join(", ")),
                     if nat {
@@ -1291,15 +1309,17 @@ impl<'a> Translator<'a> {
                     ));
                 }
                 let ty = a[0].ty_or(SqlType::Float);
-                t(
+                // ROUND(x, n, f): a non-zero f truncates instead of rounding.
+                let (x, d) = (format!("({})::numeric", a[0].sql), &a[1].sql);
+                let r = if n == 2 {
+                    format!("round({x}, {d})")
+                } else {
                     format!(
-                        "CAST(round(({})::numeric, {}) AS {})",
-                        a[0].sql,
-                        a[1].sql,
-                        pg_type_name(&ty)
-                    ),
-                    ty,
-                )
+                        "CASE WHEN ({}) <> 0 THEN trunc({x}, {d}) ELSE round({x}, {d}) END",
+                        a[2].sql
+                    )
+                };
+                t(format!("CAST({r} AS {})", pg_type_name(&ty)), ty)
             }
             "ceiling" | "floor" => {
                 need(1)?;
@@ -1316,10 +1336,25 @@ impl<'a> Translator<'a> {
             "datepart" => {
                 need(2)?;
                 let p = date_part(&a[0].sql)?;
-                t(
-                    format!("CAST(extract({p} FROM {}) AS integer)", a[1].sql),
-                    SqlType::Int,
-                )
+                let x = &a[1].sql;
+                // PostgreSQL's second and millisecond include the fraction / the seconds;
+                // SQL Server's are whole parts (datetime shown rounded to the millisecond).
+                let sql = match (p, a[0].sql.trim_matches('\'')) {
+                    (_, "dayofyear" | "dy" | "y") => {
+                        format!("CAST(extract(doy FROM {x}) AS integer)")
+                    }
+                    ("second", _) => format!("CAST(floor(extract(second FROM {x})) AS integer)"),
+                    ("millisecond", _) => {
+                        let v = if a[1].ty == Some(SqlType::DateTime) {
+                            format!("date_trunc('millisecond', ({x}) + interval '0.5 millisecond')")
+                        } else {
+                            x.clone()
+                        };
+                        format!("(CAST(floor(extract(millisecond FROM {v})) AS integer) % 1000)")
+                    }
+                    _ => format!("CAST(extract({p} FROM {x}) AS integer)"),
+                };
+                t(sql, SqlType::Int)
             }
             "dateadd" => {
                 need(3)?;
