@@ -165,7 +165,11 @@ async fn a_sale_without_lines_waits_for_the_settle_window_then_fails() {
             Ok(posted("ST", 1))
         }
     }));
-    let w = spawn_worker(&env.pool, &env.url, sink.clone(), fast_opts());
+    // A lease long enough that no renewal delayed by a loaded machine lets the rescuer take a
+    // row back mid-call: that call's outcome would be dropped and the count below be off by one.
+    let mut opts = fast_opts();
+    opts.lease = Duration::from_secs(30);
+    let w = spawn_worker(&env.pool, &env.url, sink.clone(), opts);
     wait_drained(&c, T).await;
     let (status, attempts, msg) = queue_row(&c, never).await.unwrap();
     assert_eq!(status, "failed");
