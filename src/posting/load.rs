@@ -663,7 +663,7 @@ pub(crate) fn not_found(kind: super::DocKind, id: Uuid) -> PostError {
     })
 }
 
-/// Columns of the claim ([`crate::queue::store`]) before the documents' columns.
+/// Columns of the claim (`queue::store`) before the documents' columns.
 pub(crate) const CLAIM_WIDTH: usize = 8;
 
 /// The final SELECT of the claim that also reads the claimed documents, given a CTE `claimed`
@@ -708,7 +708,7 @@ pub(crate) fn claimed_documents_sql() -> String {
 pub(crate) fn claimed_content(
     kind: super::DocKind,
     rows: &[&tokio_postgres::Row],
-) -> Option<std::sync::Arc<crate::queue::ClaimedRows>> {
+) -> Option<std::sync::Arc<super::ClaimedRows>> {
     let at = CLAIM_WIDTH + SALE_WIDTH + COLLECTION_WIDTH + 3;
     let head: String = rows.first()?.try_get::<_, Option<String>>(at).ok()??;
     let lines = (kind == super::DocKind::Satis).then(|| {
@@ -724,10 +724,7 @@ pub(crate) fn claimed_content(
         }
         out
     });
-    Some(std::sync::Arc::new(crate::queue::ClaimedRows {
-        head,
-        lines,
-    }))
+    Some(std::sync::Arc::new(super::ClaimedRows { head, lines }))
 }
 
 /// The document of one claimed row from its rows of [`claimed_documents_sql`], as

@@ -90,6 +90,16 @@ pub enum PostError {
     NotReady(String),
 }
 
+/// A document's rows as the claim read them, each as PostgreSQL's `row_to_json` text: the
+/// completion compares them with the rows as they are when the number is written back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedRows {
+    /// The header row (`satislar` / `tahsilatlar`).
+    pub head: String,
+    /// A sale's lines in posting order, joined by `,` (empty: none); None for a collection.
+    pub lines: Option<String>,
+}
+
 /// A document read from the web database and validated, ready to be written into Mikro.
 ///
 /// Loading and posting are separate steps so a worker can read the next document from

@@ -118,15 +118,9 @@ pub struct Job {
     pub posted: Option<std::sync::Arc<ClaimedRows>>,
 }
 
-/// A document's rows as the claim read them, each as PostgreSQL's `row_to_json` text: the
-/// completion compares them with the rows as they are when the number is written back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimedRows {
-    /// The header row (`satislar` / `tahsilatlar`).
-    pub head: String,
-    /// A sale's lines in posting order, joined by `,` (empty: none); None for a collection.
-    pub lines: Option<String>,
-}
+// Declared in `posting` (which reads it from the claim's rows) so `posting` needs nothing of
+// `queue`: the dependency goes one way only.
+pub use crate::posting::ClaimedRows;
 
 /// Queue failures (not document failures: those are [`crate::posting::PostError`]).
 #[derive(Debug, thiserror::Error)]
