@@ -115,6 +115,14 @@ fn claim_documents_sql() -> &'static str {
     })
 }
 
+/// Whether a claim would find anything: a row in the inbox, or a due `pending` row of
+/// sync_queue (the claim's `moved` and `due_old`, from `sync_queue_ready_idx`). A linger poll
+/// runs this first: an empty claim still runs every CTE and the documents' joins.
+pub const CLAIMABLE_SQL: &str = "\
+SELECT EXISTS (SELECT 1 FROM sync_queue_inbox)
+    OR EXISTS (SELECT 1 FROM ONLY sync_queue
+                WHERE status = 'pending' AND next_attempt_at <= now())";
+
 /// A claimed row whose `entity_type` mikro-sync does not post: parked as `failed` with the fix.
 pub const FAIL_UNKNOWN_TYPE_SQL: &str = "\
 UPDATE ONLY sync_queue SET status = 'failed', processed_at = now(), claimed_by = NULL,
@@ -395,6 +403,16 @@ pub async fn claim(
     let limit = limit.max(1) as i64;
     let rows = cached(client, CLAIM_SQL, &[&limit, &worker, &lease.as_secs_f64()]).await?;
     jobs_from_rows(client, rows).await
+}
+
+/// Whether a claim would find anything now ([`CLAIMABLE_SQL`]); rows locked by another
+/// worker count, so a yes may still claim nothing.
+pub async fn claimable(client: &deadpool_postgres::ClientWrapper) -> Result<bool, QueueError> {
+    let rows = cached(client, CLAIMABLE_SQL, &[]).await?;
+    match rows.first() {
+        Some(r) => r.try_get(0).map_err(web),
+        None => Ok(true),
+    }
 }
 
 /// The claim statement, with (`documents`) or without the claimed documents' columns.

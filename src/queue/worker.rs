@@ -742,7 +742,10 @@ async fn drain<S: Sink>(
     if let Some(h) = st.listener.as_mut() {
         h.become_busy();
     }
-    let filled = fill(&client, opts, ctx, st, metrics).await;
+    // A linger poll probes before it claims: a probe that misses a row only delays it until
+    // the idle step, which always claims once more under the idle lock, so nothing is missed.
+    let probe = st.linger_until.is_some();
+    let filled = fill(&client, opts, ctx, st, metrics, probe).await;
     let exhausted = filled?;
     if exhausted && st.listener.is_some() && !opts.linger.is_zero() {
         // Under a steady stream of writes, going idle after every burst would make every
@@ -816,18 +819,23 @@ fn take_claimed<S: Sink>(
 }
 
 /// Claims batches while slots are free. True when a claim came back short (nothing more due).
+/// With `probe`, first asks whether anything is claimable and claims only if so.
 async fn fill<S: Sink>(
     client: &deadpool_postgres::Client,
     opts: &WorkerOptions,
     ctx: &Arc<ExecCtx<S>>,
     st: &mut LoopState,
     metrics: &Arc<Metrics>,
+    mut probe: bool,
 ) -> Result<bool, QueueError> {
     loop {
         st.start_ready(opts, ctx, metrics);
         let want = claim_size(opts, st);
         if want == 0 {
             return Ok(false);
+        }
+        if std::mem::take(&mut probe) && !store::claimable(client).await? {
+            return Ok(true);
         }
         let claim = async {
             match ctx.sink.documents() {

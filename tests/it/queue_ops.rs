@@ -267,3 +267,60 @@ async fn claim_returns_the_documents_it_claims() {
     assert_eq!(plain.len(), 1);
     assert!(plain[0].document.is_none());
 }
+
+#[tokio::test]
+async fn claimable_says_yes_exactly_when_a_claim_finds_a_row() {
+    use mikro_sync::queue::store;
+    use std::time::Duration;
+    let env = web_env(true).await;
+    let c = env.client().await;
+    let pooled = env.pool.get().await.unwrap();
+    assert!(!store::claimable(&pooled).await.unwrap(), "empty queue");
+    let sale = insert_sale(&c, 1).await;
+    let inbox: i64 = c
+        .query_one("SELECT count(*) FROM sync_queue_inbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(inbox, 1, "the trigger writes the inbox");
+    assert!(
+        store::claimable(&pooled).await.unwrap(),
+        "a row in the inbox"
+    );
+    let jobs = store::claim(&pooled, "w1", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(
+        !store::claimable(&pooled).await.unwrap(),
+        "claimed: processing"
+    );
+    // Back to pending, first not yet due (a retry's backoff), then due.
+    c.execute(
+        "UPDATE sync_queue SET status = 'pending', claimed_by = NULL, \
+                next_attempt_at = now() + interval '1 hour' WHERE entity_id = $1",
+        &[&sale],
+    )
+    .await
+    .unwrap();
+    assert!(
+        !store::claimable(&pooled).await.unwrap(),
+        "pending, not due"
+    );
+    assert!(store::claim(&pooled, "w1", 10, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_empty());
+    c.execute(
+        "UPDATE sync_queue SET next_attempt_at = now() - interval '1 second' \
+          WHERE entity_id = $1",
+        &[&sale],
+    )
+    .await
+    .unwrap();
+    assert!(store::claimable(&pooled).await.unwrap(), "pending and due");
+    let again = store::claim(&pooled, "w1", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "what the probe saw, the claim takes");
+}
