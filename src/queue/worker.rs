@@ -23,8 +23,9 @@
 //!   renewal, rescue, statistics) has [`LOOP_WEB_TIMEOUT`], every posting `posting_timeout`. The
 //!   loop never waits on the LISTEN connection at all: its calls (going idle or busy, the ping)
 //!   run in the connection's own task, each within `listen_timeout`, and their answers come back
-//!   as events, so a silently dead connection leaves the loop polling, posting and renewing. Each turn of the loop that finds no posting stuck past its
-//!   timeout counts in `Metrics::loop_turns`, which feeds the systemd watchdog.
+//!   as events, so a silently dead connection leaves the loop polling, posting and renewing.
+//!   Each turn of the loop that finds no posting stuck past its timeout counts in
+//!   `Metrics::loop_turns`, which feeds the systemd watchdog.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -560,11 +561,7 @@ impl LoopState {
             // A long writer transaction: look again soon instead of blocking.
             now + Duration::from_millis(20)
         } else {
-            let poll = now + opts.poll_interval;
-            match step.next_due {
-                Some(d) => poll.min(now + d + Duration::from_millis(1)),
-                None => poll,
-            }
+            next_look(opts, step.next_due)
         };
         self.set_wake(wake);
         Some(true)
@@ -580,16 +577,24 @@ impl LoopState {
         while h.idle_out() {
             match tokio::time::timeout_at(deadline, h.reply()).await {
                 Ok(Some(Reply::Idle { step: Ok(step), .. })) => {
-                    for job in step.jobs.unwrap_or_default() {
-                        Metrics::inc(&metrics.claimed);
-                        self.held.insert(job.id);
-                        self.ready.push_back(job);
-                    }
+                    self.hold(step.jobs.unwrap_or_default(), metrics);
                 }
                 Ok(Some(r)) if r.error().is_none() => {}
                 _ => break,
             }
         }
+    }
+
+    /// Takes claimed rows into the ready buffer (held: their leases are renewed); returns how
+    /// many.
+    fn hold(&mut self, jobs: Vec<Job>, metrics: &Metrics) -> usize {
+        let got = jobs.len();
+        for job in jobs {
+            Metrics::inc(&metrics.claimed);
+            self.held.insert(job.id);
+            self.ready.push_back(job);
+        }
+        got
     }
 
     fn drop_listener(&mut self, metrics: &Metrics) {
@@ -775,14 +780,21 @@ async fn drain<S: Sink>(
         }
     }
     if exhausted {
-        let poll = Instant::now() + opts.poll_interval;
-        let wake = match store::next_due(&client).await? {
-            Some(d) => poll.min(Instant::now() + d + Duration::from_millis(1)),
-            None => poll,
-        };
-        st.set_wake(wake);
+        let next_due = store::next_due(&client).await?;
+        st.set_wake(next_look(opts, next_due));
     }
     Ok(exhausted)
+}
+
+/// When an idle worker looks again: when the next pending row is due (`next_due` from now, 1 ms
+/// late so it is due by then), at the latest after the poll interval.
+fn next_look(opts: &WorkerOptions, next_due: Option<Duration>) -> Instant {
+    let now = Instant::now();
+    let poll = now + opts.poll_interval;
+    match next_due {
+        Some(d) => poll.min(now + d + Duration::from_millis(1)),
+        None => poll,
+    }
 }
 
 /// How many rows the next claim should take: enough to fill the free slots and the prefetch
@@ -808,12 +820,7 @@ fn take_claimed<S: Sink>(
     st: &mut LoopState,
     metrics: &Arc<Metrics>,
 ) -> usize {
-    let got = jobs.len();
-    for job in jobs {
-        Metrics::inc(&metrics.claimed);
-        st.held.insert(job.id);
-        st.ready.push_back(job);
-    }
+    let got = st.hold(jobs, metrics);
     st.start_ready(opts, ctx, metrics);
     got
 }
