@@ -40,6 +40,21 @@ DO $$ BEGIN
   CREATE DOMAIN emu_catalog.emu_tinyint AS smallint
     CONSTRAINT emu_tinyint_range CHECK (VALUE BETWEEN 0 AND 255);
 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+-- tinyint columns are smallint; every value stored into one that is not a literal in range goes
+-- through emu_catalog.tinyint (inlined into the plan: a CASE), whose error is mapped to 220 by
+-- its constraint name. Tables created by older emulators keep the emu_tinyint domain.
+CREATE OR REPLACE FUNCTION emu_catalog.tinyint_overflow(v anyelement) RETURNS smallint
+LANGUAGE plpgsql AS $f$
+BEGIN
+  RAISE EXCEPTION 'value % is out of range for tinyint', v
+    USING ERRCODE = '23514', CONSTRAINT = 'emu_tinyint_range';
+END $f$;
+CREATE OR REPLACE FUNCTION emu_catalog.tinyint(v anyelement) RETURNS smallint
+LANGUAGE sql AS $f$
+  SELECT CASE WHEN v >= 0 AND v <= 255 THEN CAST(v AS smallint)
+              WHEN v IS NULL THEN NULL
+              ELSE emu_catalog.tinyint_overflow(v) END
+$f$;
 -- REPLACE and CHARINDEX under Turkish_CI_AS: matched on the Turkish lower-case forms (İ/i, I/ı
 -- pairs), the text outside the matches kept as written. Lower-casing that changes a string's
 -- length (no Turkish letter does) is refused rather than answered with shifted positions.

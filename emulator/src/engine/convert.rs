@@ -156,7 +156,7 @@ impl ToSql for PgArg<'_> {
 }
 
 /// The type a domain is built on (through nested domains); other types unchanged. Columns
-/// declared `tinyint` are stored as the domain `emu_catalog.emu_tinyint` over `smallint`, and
+/// declared `tinyint` by older emulators are the domain `emu_catalog.emu_tinyint` over `smallint`, and
 /// PostgreSQL describes such a column by the domain's OID.
 fn base_type(ty: &Type) -> &Type {
     match ty.kind() {

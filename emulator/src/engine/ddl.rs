@@ -7,8 +7,8 @@
 //!   the sequence is moved past the highest value as SQL Server does.
 //! - character columns get `COLLATE emu_catalog.tr_ci` (Turkish, case-insensitive) whatever
 //!   COLLATE clause was written (all Mikro databases use Turkish_CI_AS);
-//! - `tinyint` → the domain `emu_catalog.emu_tinyint` (`smallint` with a CHECK 0..255 named
-//!   `emu_tinyint_range`; error 220 when violated); `bit` → `smallint`
+//! - `tinyint` → `smallint`, the range 0..255 checked where values are stored (error 220, see
+//!   `translate::assign_to`); `bit` → `smallint`
 //!   (0/1, so `flag = 1` works as in T-SQL);
 //! - character key columns of indexes are indexed as `rtrim(col, ' ')`, the form every string
 //!   comparison uses (SQL Server ignores trailing spaces); a PRIMARY KEY or UNIQUE constraint
@@ -28,9 +28,6 @@ use super::catalog::{
 };
 use super::translate::{data_type_to_sql, name_parts, unsupported, Translator, VarTypes};
 use crate::value::{SqlError, SqlType};
-
-/// The PostgreSQL type of `tinyint` columns (created by the bootstrap SQL).
-pub const TINYINT_DOMAIN: &str = "emu_catalog.emu_tinyint";
 
 /// A compiled DDL statement.
 #[derive(Debug, Clone)]
@@ -524,16 +521,10 @@ fn column_def(
             other => return Err(unsupported(format!("column option {other}"))),
         }
     }
-    // tinyint: a domain over smallint whose CHECK PostgreSQL compiles once per backend (cached
-    // with the type), instead of one table CHECK per column that every INSERT and UPDATE
-    // re-reads from its stored text (about a quarter of the backend's time on Mikro's wide
-    // rows, which have ~30 tinyint flags each).
-    let pg_ty = if ty == SqlType::TinyInt {
-        TINYINT_DOMAIN.to_string()
-    } else {
-        pg_type_name(&ty)
-    };
-    let mut s = format!("{} {}", quote_ident(&clc), pg_ty);
+    // tinyint: a plain smallint; the range is checked where values are stored
+    // (`translate::assign_to`), not by a table CHECK (which every INSERT and UPDATE re-reads
+    // from its stored text) nor a domain (whose CHECK every INSERT sets up again per column).
+    let mut s = format!("{} {}", quote_ident(&clc), pg_type_name(&ty));
     if is_string(&ty) {
         s.push_str(" COLLATE emu_catalog.tr_ci");
     }

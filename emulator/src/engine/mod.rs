@@ -47,6 +47,7 @@ pub mod catalog;
 pub mod convert;
 pub mod ddl;
 pub mod errors;
+mod fuse;
 pub mod locks;
 pub mod parse;
 mod pipeline;
@@ -182,6 +183,7 @@ impl Engine {
             pending: std::collections::VecDeque::new(),
             pending_values_identity: false,
             lazy_vars: HashMap::new(),
+            fused_update: None,
             rowcount_after_flush: None,
             trancount: 0,
             tx_desc: None,
@@ -358,6 +360,9 @@ pub struct Session {
     /// @@ROWCOUNT to leave after the next [`Session::flush`]: a deferred `SET @v =
     /// SCOPE_IDENTITY()` ran after the last pipelined statement, and a SET counts one row.
     rowcount_after_flush: Option<i64>,
+    /// The UPDATE (node id, plan) whose row a pipelined fused INSERT already wrote
+    /// (see [`fuse`]): answered in its turn without PostgreSQL.
+    fused_update: Option<(usize, Arc<SqlPlan>)>,
 }
 
 /// A variable whose value is the identity of a pipelined INSERT not answered yet.
@@ -438,6 +443,7 @@ impl Session {
         }
         self.lazy_vars.clear();
         self.rowcount_after_flush = None;
+        self.fused_update = None;
         self.vars.clear();
         self.try_depth = 0;
         self.caught = None;
@@ -477,7 +483,30 @@ impl Session {
         out: &'a mut Vec<Output>,
     ) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
-            for n in nodes {
+            for (i, n) in nodes.iter().enumerate() {
+                if let Node::Stmt { id, .. } = n {
+                    if self.answer_fused_update(*id) {
+                        self.last_error = 0;
+                        continue;
+                    }
+                }
+                if let Some(pair) = fuse::recid_pair(nodes, i) {
+                    match self.defer_recid_pair(batch, &pair, params, out).await {
+                        Ok(true) => {
+                            self.last_error = 0;
+                            continue;
+                        }
+                        Ok(false) => {}
+                        Err(f) => {
+                            self.last_error = f.err.number;
+                            let flow = self.fail(f, out).await;
+                            if flow != Flow::Continue {
+                                return flow;
+                            }
+                            continue;
+                        }
+                    }
+                }
                 if self.defer_identity_var(n) {
                     self.last_error = 0;
                     continue;

@@ -82,6 +82,33 @@ async fn sql_server_error_numbers() {
     let out = run(&mut s, "SELECT small FROM T WHERE code = N'a'").await;
     assert_eq!(scalar(&out), (SqlType::TinyInt, Value::Int(255)));
     ok(&mut s, "UPDATE T SET small = 1 WHERE code = N'a'").await;
+    // From INSERT … SELECT and from a string, as from VALUES.
+    let out = run(&mut s, "INSERT INTO T (code, small) SELECT N'd', 256").await;
+    assert_eq!(errors(&out), vec![220]);
+    let out = run(
+        &mut s,
+        "INSERT INTO T (code, small) SELECT N'd', small - 2 FROM T WHERE code = N'a'",
+    )
+    .await;
+    assert_eq!(errors(&out), vec![220]);
+    ok(
+        &mut s,
+        "INSERT INTO T (code, small) SELECT N'd', small + 6 FROM T WHERE code = N'a'",
+    )
+    .await;
+    ok(&mut s, "INSERT INTO T (code, small) VALUES (N'e', '9')").await;
+    let out = run(&mut s, "INSERT INTO T (code, small) VALUES (N'f', '300')").await;
+    assert_eq!(errors(&out), vec![220]);
+    let out = run(
+        &mut s,
+        "SELECT small FROM T WHERE code IN (N'd', N'e') ORDER BY code",
+    )
+    .await;
+    assert_eq!(
+        rowset(&out, 0).1,
+        vec![vec![Value::Int(7)], vec![Value::Int(9)]]
+    );
+    ok(&mut s, "DELETE FROM T WHERE code IN (N'd', N'e')").await;
     let out = run(&mut s, "SELECT * FROM Missing").await;
     assert_eq!(errors(&out), vec![208]);
     assert_eq!(error_messages(&out)[0], "Invalid object name 'Missing'.");

@@ -854,3 +854,107 @@ async fn pipelined_scalar_set_keeps_its_value() {
         0
     );
 }
+
+/// Mikro's `INSERT …; SET @v = SCOPE_IDENTITY(); UPDATE … SET recid = id, kur = 1 WHERE id = @v`
+/// under XACT_ABORT ON in a transaction goes to PostgreSQL as one INSERT that writes the row as
+/// the UPDATE leaves it. Everything the client sees and every row stored must be as when the
+/// statements run one by one (XACT_ABORT OFF), and the UPDATE must really not run: the fused
+/// rows leave no dead row version behind (adjacent tuple offsets in the heap page).
+#[tokio::test]
+async fn insert_and_recid_update_fused() {
+    let db = db().await;
+    let mut s = db.session().await;
+    let (pg, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    ok(
+        &mut s,
+        "CREATE TABLE F (id int IDENTITY(1,1) NOT NULL PRIMARY KEY, code int NOT NULL UNIQUE, \
+         recid int NOT NULL, kur float NOT NULL, flag tinyint NOT NULL, note nvarchar(5) NOT NULL)",
+    )
+    .await;
+    let batch = |xact: &str| {
+        format!(
+            "DECLARE @h int; SET XACT_ABORT {xact}; BEGIN TRAN; \
+             UPDATE F SET recid = recid WHERE id < 0; \
+             INSERT INTO F (code, recid, kur, flag, note) VALUES (@P1, 0, @P2, 3, N''); \
+             SET @h = CAST(SCOPE_IDENTITY() AS int); \
+             UPDATE F SET recid = id, kur = 1 WHERE id = @h; \
+             INSERT INTO F (code, recid, kur, flag, note) VALUES (@P3, 0, 0, @P4, @P5); \
+             UPDATE dbo.F SET recid = id WHERE id = SCOPE_IDENTITY(); \
+             SELECT @@ROWCOUNT AS rc, CAST(SCOPE_IDENTITY() AS int) AS si, @h AS h; \
+             COMMIT TRAN"
+        )
+    };
+    let ps = |k: i64, flag: i64| {
+        vec![
+            p("@P1", SqlType::Int, Value::Int(k)),
+            p("@P2", SqlType::Float, Value::Float(0.0)),
+            p("@P3", SqlType::Int, Value::Int(k + 1)),
+            p("@P4", SqlType::Int, Value::Int(flag)),
+            p("@P5", SqlType::NVarChar(Some(4000)), txt("n")),
+        ]
+    };
+    let offsets = |rows: Vec<tokio_postgres::Row>| -> Vec<(i32, i32, i32, f64, i16)> {
+        rows.iter()
+            .map(|r| {
+                let ctid: String = r.get(0);
+                let off = ctid
+                    .trim_matches(|c| c == '(' || c == ')')
+                    .split(',')
+                    .nth(1)
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or(-1);
+                (r.get(1), off, r.get(2), r.get(3), r.get(4))
+            })
+            .collect()
+    };
+    // One by one, then pipelined (the first ON run prepares the fused statement).
+    let mut first = None;
+    for (xact, k) in [("OFF", 10), ("ON", 20), ("ON", 30), ("ON", 40)] {
+        let out = ok_p(&mut s, &batch(xact), &ps(k, 5)).await;
+        let shown = (counts(&out), rowset(&out, 0).1[0][0].clone());
+        match &first {
+            None => first = Some(shown),
+            Some(f) => assert_eq!(&shown, f, "{xact} {k}: {out:?}"),
+        }
+        let (_, rows) = rowset(&out, 0);
+        let id = |code: i64| format!("SELECT id FROM F WHERE code = {code}");
+        let out = ok(&mut s, &id(k)).await;
+        assert_eq!(rows[0][2], scalar(&out).1, "@h");
+        let out = ok(&mut s, &id(k + 1)).await;
+        assert_eq!(rows[0][1], scalar(&out).1, "SCOPE_IDENTITY()");
+    }
+    let rows = pg
+        .query(
+            "SELECT ctid::text, code, recid - id, kur, flag FROM dbo.f ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("read");
+    let rows = offsets(rows);
+    for (code, _, recid_minus_id, kur, flag) in &rows {
+        assert_eq!(*recid_minus_id, 0, "recid of {code}");
+        let (want_kur, want_flag) = if code % 10 == 0 { (1.0, 3) } else { (0.0, 5) };
+        assert_eq!((*kur, *flag), (want_kur, want_flag), "{code}");
+    }
+    // One by one: an INSERT and an UPDATE per row (two tuple versions); fused: one.
+    assert_eq!(rows[1].1 - rows[0].1, 2, "{rows:?}");
+    assert_eq!(rows[7].1 - rows[6].1, 1, "{rows:?}");
+    // A failing fused INSERT (code 41 exists; flag out of range): its error, the rollback, nothing
+    // written; the session is healthy afterwards.
+    for (k, flag) in [(40, 5), (50, 300)] {
+        let out = run_p(&mut s, &batch("ON"), &ps(k, flag)).await;
+        let want = if flag > 255 { 220 } else { 2627 };
+        assert_eq!(errors(&out), vec![want], "{out:?}");
+        assert_eq!(tx_events(&out), vec!["begin", "rollback"]);
+        assert_eq!(s.trancount(), 0);
+    }
+    assert_eq!(count(&mut s, "SELECT COUNT(*) FROM F").await, 8);
+    ok_p(&mut s, &batch("ON"), &ps(60, 5)).await;
+    assert_eq!(
+        count(&mut s, "SELECT COUNT(*) FROM F WHERE recid = id").await,
+        10
+    );
+}

@@ -467,11 +467,33 @@ pub fn assign_to(x: &TExpr, to: &SqlType) -> String {
     };
     match to {
         SqlType::DateTime => format!("emu_catalog.dt300(CAST({base} AS timestamp))"),
+        SqlType::TinyInt => tinyint_value(x, t, base),
         SqlType::Bit if !x.literal && *t != SqlType::Bit => {
             format!("CAST((({base}) <> 0)::int AS smallint)")
         }
         _ => base,
     }
+}
+
+/// A value stored into a `tinyint` column (a plain `smallint` in PostgreSQL): an integer
+/// literal in 0..=255 as it is, anything else through `emu_catalog.tinyint`, which raises error
+/// 220 outside the range. Why not a domain: PostgreSQL sets a domain's CHECK up again for every
+/// column of every INSERT it executes, which Mikro's ~30 tinyint flags per row made a tenth of
+/// the backing database's time per posting; the checks here are only where a value can be out
+/// of range, and the function is inlined into the plan.
+fn tinyint_value(x: &TExpr, t: &SqlType, base: String) -> String {
+    if x.literal && *t == SqlType::Int && x.sql.parse::<i64>().is_ok_and(|v| (0..=255).contains(&v))
+    {
+        return base;
+    }
+    // An untyped string literal has no type the function could take: integer first (SQL
+    // Server converts the string, then checks the range).
+    let base = if x.literal && is_string(t) {
+        format!("CAST({base} AS integer)")
+    } else {
+        base
+    };
+    format!("emu_catalog.tinyint({base})")
 }
 
 /// Parses a sqlparser data type into a T-SQL type.

@@ -284,7 +284,35 @@ impl<'a> Translator<'a> {
                             "The select list for the INSERT statement contains fewer items than the insert list. The number of SELECT values must match the number of INSERT columns.",
                         ));
                     }
-                    sql.push_str(&qs);
+                    if cols.iter().any(|c| c.ty == SqlType::TinyInt) {
+                        // Values for tinyint columns are range-checked as in VALUES (the
+                        // derived table's columns are typed, so every column is converted as
+                        // VALUES converts it).
+                        let outer: Vec<String> = qcols
+                            .iter()
+                            .zip(&cols)
+                            .enumerate()
+                            .map(|(i, (q, c))| {
+                                let x = TExpr {
+                                    sql: format!("emu_q.c{i}"),
+                                    ty: Some(q.ty.clone()),
+                                    literal: false,
+                                    nullable: true,
+                                    name: String::new(),
+                                };
+                                assign_to(&x, &c.ty)
+                            })
+                            .collect();
+                        let names: Vec<String> =
+                            (0..qcols.len()).map(|i| format!("c{i}")).collect();
+                        sql.push_str(&format!(
+                            "SELECT {} FROM ({qs}) AS emu_q({})",
+                            outer.join(", "),
+                            names.join(", ")
+                        ));
+                    } else {
+                        sql.push_str(&qs);
+                    }
                 }
             },
         }
@@ -672,5 +700,186 @@ impl<'a> Translator<'a> {
             target: Some(def),
             local: None,
         })
+    }
+}
+
+impl<'a> Translator<'a> {
+    /// The fused INSERT of Mikro's `INSERT …; UPDATE … SET x_RECid_RECno = x_RECno …` pair (see
+    /// `engine::fuse`): `INSERT INTO T (id, c…) SELECT emu_id.v, <values, the UPDATE's where it
+    /// sets a column> FROM (SELECT nextval(<T's identity sequence>)) emu_id(v) RETURNING id`. A
+    /// plan with an empty `pg` when the pair does not qualify (cached like a plan, so the checks
+    /// run once per batch text).
+    pub(in crate::engine) fn insert_recid(
+        self,
+        ins: &ast::Insert,
+        upd: &ast::Update,
+    ) -> Result<SqlPlan, SqlError> {
+        let none = SqlPlan {
+            pg: String::new(),
+            binds: Vec::new(),
+            columns: Vec::new(),
+            kind: Kind::Insert,
+            returns_rows: false,
+            assign: Vec::new(),
+            identity_col: false,
+            lock_tables: Vec::new(),
+            reseed: None,
+            target: None,
+            local: None,
+        };
+        let Some((key, sets)) = crate::engine::fuse::recid_sets(upd) else {
+            return Ok(none);
+        };
+        let ast::TableObject::TableName(name) = &ins.table else {
+            return Ok(none);
+        };
+        let def = self.table(name)?;
+        let Some(idc) = def.identity().cloned() else {
+            return Ok(none);
+        };
+        if def.schema != "dbo" || ident_key(&key) != idc.lc {
+            return Ok(none);
+        }
+        let id_ty = idc.ty.clone();
+        // Column (lower-cased) → the PostgreSQL text of the value the UPDATE leaves in it.
+        let mut over: Vec<(ColumnDef, String)> = Vec::new();
+        for (cname, v) in &sets {
+            let Some(col) = def.column(&ident_key(cname)).cloned() else {
+                return Ok(none);
+            };
+            if col.identity || over.iter().any(|(c, _)| c.lc == col.lc) {
+                return Ok(none);
+            }
+            let text = match v {
+                crate::engine::fuse::RecidSet::Identity(n) => {
+                    let widens = matches!(
+                        (&id_ty, &col.ty),
+                        (SqlType::Int, SqlType::Int | SqlType::BigInt)
+                            | (SqlType::BigInt, SqlType::BigInt)
+                    );
+                    if ident_key(n) != idc.lc || !widens {
+                        return Ok(none);
+                    }
+                    "emu_id.v".to_string()
+                }
+                crate::engine::fuse::RecidSet::Number(e) => {
+                    let Expr::Value(ast::ValueWithSpan {
+                        value: ast::Value::Number(n, _),
+                        ..
+                    }) = e
+                    else {
+                        return Ok(none);
+                    };
+                    let fits = match col.ty {
+                        SqlType::Float | SqlType::Real => {
+                            n.parse::<f64>().is_ok_and(f64::is_finite)
+                        }
+                        SqlType::Int => n.parse::<i32>().is_ok(),
+                        SqlType::BigInt => n.parse::<i64>().is_ok(),
+                        SqlType::SmallInt => n.parse::<i16>().is_ok(),
+                        _ => false,
+                    };
+                    if !fits {
+                        return Ok(none);
+                    }
+                    n.clone()
+                }
+            };
+            over.push((col, text));
+        }
+        let Some(q) = &ins.source else {
+            return Ok(none);
+        };
+        let SetExpr::Values(vals) = &*q.body else {
+            return Ok(none);
+        };
+        let [row] = vals.rows.as_slice() else {
+            return Ok(none);
+        };
+        let mut cols = Vec::with_capacity(ins.columns.len());
+        for c in &ins.columns {
+            let n = name_parts(c).last().cloned().unwrap_or_default();
+            let col = def
+                .column(&ident_key(&n))
+                .ok_or_else(|| invalid_column(&n))?
+                .clone();
+            if col.identity || cols.iter().any(|x: &ColumnDef| x.lc == col.lc) {
+                return Ok(none);
+            }
+            cols.push(col);
+        }
+        if row.len() != cols.len() {
+            return Ok(none);
+        }
+        let mut names = vec![quote_ident(&idc.lc)];
+        let mut values = vec!["emu_id.v".to_string()];
+        let mut this = self;
+        for (c, e) in cols.iter().zip(row.iter()) {
+            if matches!(e, Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("DEFAULT"))
+            {
+                return Ok(none);
+            }
+            let te = this.expr(e)?;
+            names.push(quote_ident(&c.lc));
+            values.push(match over.iter().find(|(o, _)| o.lc == c.lc) {
+                // The INSERT's value is still evaluated (its errors stay), the UPDATE's stored.
+                Some((_, t)) if converts_safely(te.ty.as_ref(), &c.ty) => t.clone(),
+                Some(_) => return Ok(none),
+                None => assign_to(&te, &c.ty),
+            });
+        }
+        for (o, t) in &over {
+            if !cols.iter().any(|c| c.lc == o.lc) {
+                names.push(quote_ident(&o.lc));
+                values.push(t.clone());
+            }
+        }
+        let sql = format!(
+            "INSERT INTO {} AS {} ({}) SELECT {} FROM (SELECT CAST(nextval(pg_get_serial_sequence({}, {})) AS {})) AS emu_id(v) RETURNING {}.{}",
+            def.pg_ref(),
+            quote_ident("inserted"),
+            names.join(", "),
+            values.join(", "),
+            quote_lit(&def.pg_ref()),
+            quote_lit(&idc.lc),
+            pg_type_name(&id_ty),
+            quote_ident("inserted"),
+            quote_ident(&idc.lc),
+        );
+        Ok(SqlPlan {
+            pg: sql,
+            binds: this.binds,
+            columns: Vec::new(),
+            kind: Kind::Insert,
+            returns_rows: true,
+            assign: Vec::new(),
+            identity_col: true,
+            lock_tables: this.locks,
+            reseed: None,
+            target: Some(def),
+            local: None,
+        })
+    }
+}
+
+/// Whether storing a value of type `from` into a column of type `to` can never fail (the
+/// INSERT's value of a column the fused UPDATE overwrites is then not sent).
+fn converts_safely(from: Option<&SqlType>, to: &SqlType) -> bool {
+    use SqlType as T;
+    let Some(from) = from else {
+        return false;
+    };
+    let small_int = matches!(from, T::Bit | T::TinyInt | T::SmallInt | T::Int);
+    match to {
+        T::Float => {
+            small_int
+                || matches!(
+                    from,
+                    T::BigInt | T::Float | T::Real | T::Decimal { .. } | T::Money
+                )
+        }
+        T::Int => small_int,
+        T::BigInt => small_int || *from == T::BigInt,
+        _ => false,
     }
 }
