@@ -74,6 +74,7 @@ impl Session {
                     .map_or(Value::Null, |_| Value::Int(1)),
                 Bind::XactState => Value::Int((self.trancount > 0) as i64),
                 Bind::TranCount => Value::Int(self.trancount as i64),
+                Bind::Int(n) => Value::Int(*n),
                 Bind::ScopeIdentity => self
                     .scope_identity
                     .map_or(Value::Null, |i| Value::Decimal(Decimal::from(i))),

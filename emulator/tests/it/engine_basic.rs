@@ -198,6 +198,20 @@ async fn scope_identity_output_and_params() {
     assert_eq!(r[0][0], Value::Int(1));
     let out = ok_p(&mut s, sql, &params).await;
     assert_eq!(rowset(&out, 0).1[0][0], Value::Int(2));
+    // A client's check with an echo number (answered by the engine): the values and types
+    // as SQL Server gives them, inside and outside a transaction.
+    for (sql, tc) in [
+        ("SELECT @@TRANCOUNT, 17", 0),
+        ("BEGIN TRAN; SELECT @@TRANCOUNT, 17; COMMIT TRAN", 1),
+    ] {
+        let out = ok(&mut s, sql).await;
+        let (c, r) = rowset(&out, 0);
+        assert_eq!(
+            (c[0].ty.clone(), c[1].ty.clone()),
+            (SqlType::Int, SqlType::Int)
+        );
+        assert_eq!(r, vec![vec![Value::Int(tc), Value::Int(17)]], "{sql}");
+    }
     // A new batch / RPC call is a new scope: SCOPE_IDENTITY() is NULL there.
     let out = ok(&mut s, "SELECT SCOPE_IDENTITY() AS si, @@IDENTITY AS ii").await;
     let (c, r) = rowset(&out, 0);

@@ -63,6 +63,9 @@ pub enum Bind {
     TranCount,
     ScopeIdentity,
     Identity,
+    /// An integer literal of a FROM-less SELECT answered by the engine (`SELECT @@TRANCOUNT,
+    /// 17`); never referenced in the PostgreSQL text.
+    Int(i64),
 }
 
 /// A `$n` slot: its source and the T-SQL type it is bound as.

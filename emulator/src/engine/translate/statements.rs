@@ -72,7 +72,22 @@ impl<'a> Translator<'a> {
                     };
                     match self.local_bind(e).and_then(|b| self.bind_ix.get(&b)) {
                         Some(i) => v.push(*i),
-                        None => break,
+                        // An integer literal (a client's echo number, `SELECT @@TRANCOUNT,
+                        // 17`): a slot of its own, so such a check costs no PostgreSQL
+                        // statement (each distinct text would be prepared anew).
+                        None => match e {
+                            Expr::Value(ast::ValueWithSpan {
+                                value: ast::Value::Number(n, _),
+                                ..
+                            }) if n.parse::<i32>().is_ok() => {
+                                v.push(self.binds.len());
+                                self.binds.push(BindSlot {
+                                    src: Bind::Int(n.parse::<i64>().unwrap_or_default()),
+                                    ty: SqlType::Int,
+                                });
+                            }
+                            _ => break,
+                        },
                     }
                 }
                 (v.len() == cols.len()).then_some(v)
