@@ -80,7 +80,7 @@ async fn print_top_statements(url: &str, settings: &[(String, String)]) {
         .expect("pg_stat_statements");
     let rows = c
         .query(
-            "SELECT d.datname, s.calls, s.total_exec_time, s.total_plan_time, s.rows, \
+            "SELECT d.datname, s.calls, s.total_exec_time, s.total_plan_time, s.plans, s.rows, \
                     left(regexp_replace(s.query, '\\s+', ' ', 'g'), 160) \
                FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
               ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT 25",
@@ -89,11 +89,20 @@ async fn print_top_statements(url: &str, settings: &[(String, String)]) {
         .await
         .expect("top statements");
     println!();
-    println!("top statements (pg_stat_statements): db, calls, exec ms, plan ms, rows, query");
+    println!(
+        "top statements (pg_stat_statements): db, calls, exec ms, plan ms, plans, rows, query"
+    );
     for r in rows {
-        let (db, calls, exec, plan, n, q): (String, i64, f64, f64, i64, String) =
-            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-        println!("   {db:4} {calls:7} {exec:9.1} {plan:8.1} {n:8}  {q}");
+        let (db, calls, exec, plan, plans, n, q): (String, i64, f64, f64, i64, i64, String) = (
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+            r.get(5),
+            r.get(6),
+        );
+        println!("   {db:4} {calls:7} {exec:9.1} {plan:8.1} {plans:6} {n:8}  {q}");
     }
 }
 

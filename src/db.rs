@@ -417,13 +417,42 @@ pub fn harden_web_config(c: &mut tokio_postgres::Config) {
 /// Bound of opening one web connection.
 pub const WEB_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Session settings of every pooled web connection, sent once when it is opened.
+///
+/// Why a generic plan: the hot statements are prepared once per connection (see
+/// [`query_cached`]), and with the default `plan_cache_mode` each connection plans the
+/// documents' claim (eleven joined tables) five times for custom plans before it settles on the
+/// generic one; each planning costs several times the claim's execution. Forced generic, it is
+/// planned once per connection, and again only when a table's statistics change.
+pub const WEB_SESSION_SQL: &str = "SET plan_cache_mode = force_generic_plan";
+
 /// The pool's own bounds: waiting for a free connection, opening one, recycling one.
 fn bounded_web_pool(
     mgr: deadpool_postgres::Manager,
     max_size: usize,
 ) -> Result<WebPool, PoolError> {
     deadpool_postgres::Pool::builder(mgr)
+        .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+            Box::pin(async move {
+                // deadpool bounds the connect, not its hooks.
+                match tokio::time::timeout(
+                    WEB_CONNECT_TIMEOUT,
+                    client.batch_execute(WEB_SESSION_SQL),
+                )
+                .await
+                {
+                    Ok(r) => r.map_err(deadpool_postgres::HookError::Backend),
+                    Err(_) => Err(deadpool_postgres::HookError::Message(
+                        format!("no answer to `{WEB_SESSION_SQL}` within {WEB_CONNECT_TIMEOUT:?}")
+                            .into(),
+                    )),
+                }
+            })
+        }))
         .max_size(max_size)
+        // The most recently used connection first: the hot one has the statements prepared and
+        // planned, while the others idle (FIFO would rotate through all, each planning once).
+        .queue_mode(deadpool_postgres::QueueMode::Lifo)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .wait_timeout(Some(std::time::Duration::from_secs(30)))
         .create_timeout(Some(
@@ -667,6 +696,12 @@ pub fn pool_error_text(e: &deadpool_postgres::PoolError) -> String {
         deadpool_postgres::PoolError::Backend(pg) => {
             format!(
                 "cannot open a web database connection: {}",
+                pg_error_text(pg)
+            )
+        }
+        deadpool_postgres::PoolError::PostCreateHook(deadpool_postgres::HookError::Backend(pg)) => {
+            format!(
+                "cannot set up a new web database connection ({WEB_SESSION_SQL}): {}",
                 pg_error_text(pg)
             )
         }
