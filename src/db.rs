@@ -496,15 +496,18 @@ pub async fn erp_pool_ado_with(
         tiberius::Config::from_ado_string(ado).map_err(|e| PoolError::ErpConfig(e.to_string()))?;
     let addr = cfg.get_addr();
     let (host, port) = match addr.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(1433)),
-        None => (addr, 1433),
+        Some((h, p)) => (
+            h.to_string(),
+            p.parse().unwrap_or(crate::config::DEFAULT_MSSQL_PORT),
+        ),
+        None => (addr, crate::config::DEFAULT_MSSQL_PORT),
     };
     let target = ErpTarget {
         host,
         port,
         port_explicit: true,
         instance: None,
-        browser_port: 1434,
+        browser_port: crate::config::DEFAULT_BROWSER_PORT,
     };
     erp_pool_with(cfg, target, max_size, opts).await
 }

@@ -344,8 +344,20 @@ impl Parser<'_> {
             .unwrap_or_default();
         let server = server.trim_start_matches("tcp:").to_string();
         let (server, port, port_explicit) = match server.split_once(',') {
-            Some((h, p)) => (h.to_string(), p.trim().parse().unwrap_or(1433), true),
-            None => (server, 1433, false),
+            Some((h, p)) => match p.trim().parse::<u16>() {
+                Ok(port) if port > 0 => (h.to_string(), port, true),
+                _ => {
+                    self.err(
+                        VAR,
+                        format!(
+                            "`server={server}`: the port after the comma must be a number from 1 \
+                             to 65535 (server=tcp:host,1433)"
+                        ),
+                    );
+                    return None;
+                }
+            },
+            None => (server, DEFAULT_MSSQL_PORT, false),
         };
         let (host, instance) = match server.split_once('\\') {
             Some((h, i)) => (h.to_string(), Some(i.to_string())),

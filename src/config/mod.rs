@@ -28,7 +28,9 @@ pub use erp::*;
 pub use parse::{humantime, is_known_setting, parse_duration, parse_toml, read_toml_file};
 pub use posting::PostingConfig;
 pub use secret::Secret;
-pub use settings::{Kind, Setting, SETTINGS};
+pub use settings::{
+    Kind, Setting, DEFAULT_BROWSER_PORT, DEFAULT_MSSQL_PORT, DEFAULT_PG_PORT, SETTINGS,
+};
 pub use web::*;
 
 use parse::Parser;

@@ -45,6 +45,35 @@ pub enum Kind {
     Text,
 }
 
+/// A port setting's default, read from the table at compile time (a default that is not a port
+/// fails the build), so the code's fallbacks and the documented defaults are one value.
+const fn default_port(s: &Setting) -> u16 {
+    let b = s.default.as_bytes();
+    let mut n: u32 = 0;
+    let mut i = 0;
+    while i < b.len() {
+        assert!(
+            b[i].is_ascii_digit(),
+            "a port setting's default must be digits"
+        );
+        n = n * 10 + (b[i] - b'0') as u32;
+        assert!(
+            n <= 65_535,
+            "a port setting's default must be at most 65535"
+        );
+        i += 1;
+    }
+    assert!(n > 0, "a port setting's default must not be 0");
+    n as u16
+}
+
+/// [`PG_PORT`]'s default.
+pub const DEFAULT_PG_PORT: u16 = default_port(&PG_PORT);
+/// [`MSSQL_PORT`]'s default.
+pub const DEFAULT_MSSQL_PORT: u16 = default_port(&MSSQL_PORT);
+/// [`MIKRO_SYNC_MSSQL_BROWSER_PORT`]'s default.
+pub const DEFAULT_BROWSER_PORT: u16 = default_port(&MIKRO_SYNC_MSSQL_BROWSER_PORT);
+
 pub const MIKRO_SYNC_PG_URL: Setting = Setting {
     name: "MIKRO_SYNC_PG_URL / DATABASE_URL",
     default: "—",

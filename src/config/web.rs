@@ -182,7 +182,7 @@ impl Parser<'_> {
                     tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
                 })
                 .unwrap_or_else(|| "localhost".into());
-            let port = pg.get_ports().first().copied().unwrap_or(5432);
+            let port = pg.get_ports().first().copied().unwrap_or(DEFAULT_PG_PORT);
             let url_mode = match pg.get_ssl_mode() {
                 tokio_postgres::config::SslMode::Disable => PgSslMode::Disable,
                 tokio_postgres::config::SslMode::Require => PgSslMode::Require,

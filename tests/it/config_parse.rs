@@ -191,6 +191,15 @@ fn bad_values_name_the_variable() {
         ("MIKRO_SYNC_WORKER_PREFETCH", "-2"),
         ("MIKRO_SYNC_PG_URL", "postgres://u@h:notaport/db"),
         ("MIKRO_SYNC_MSSQL_ADO", "server=tcp:h,1433;encrypt=banana"),
+        (
+            "MIKRO_SYNC_MSSQL_ADO",
+            "server=tcp:h,14x3;user=u;password=p",
+        ),
+        ("MIKRO_SYNC_MSSQL_ADO", "server=tcp:h,0;user=u;password=p"),
+        (
+            "MIKRO_SYNC_MSSQL_ADO",
+            "server=tcp:h,70000;user=u;password=p",
+        ),
     ];
     for (var, bad) in cases {
         let mut m = old_env();
