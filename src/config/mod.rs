@@ -87,7 +87,8 @@ pub struct WorkerSettings {
     /// Rows claimed per batch (`BATCH_SIZE`).
     pub batch_size: usize,
     /// Claimed rows kept ready beyond those in flight, so a freed slot starts the next document
-    /// without a claim round trip (`MIKRO_SYNC_WORKER_PREFETCH`, default = concurrency, 0 = off).
+    /// without a claim round trip (`MIKRO_SYNC_WORKER_PREFETCH`; None: sized automatically from
+    /// the measured claim round trip, 0 = off).
     pub prefetch: Option<usize>,
     /// Safety-net poll interval; LISTEN/NOTIFY wakes the worker immediately.
     pub poll_interval: Duration,
@@ -234,7 +235,7 @@ impl Config {
             "MIKRO_SYNC_WORKER_PREFETCH".into(),
             match w.prefetch {
                 Some(n) => n.to_string(),
-                None => format!("{} (= concurrency)", w.concurrency),
+                None => "automatic".into(),
             },
         ));
         out.push(("MIKRO_SYNC_POLL_INTERVAL".into(), d(w.poll_interval)));

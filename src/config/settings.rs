@@ -260,8 +260,8 @@ pub const BATCH_SIZE: Setting = Setting {
 
 pub const MIKRO_SYNC_WORKER_PREFETCH: Setting = Setting {
     name: "MIKRO_SYNC_WORKER_PREFETCH",
-    default: "= concurrency",
-    help: "Claimed rows kept ready beyond those in flight: under load a finished document's slot is refilled at once and the worker claims only when this buffer is below half (several rows per claim statement instead of one per document). Buffered rows are leased like in-flight ones and put back to `pending` on a graceful stop. 0 turns it off",
+    default: "automatic",
+    help: "Claimed rows kept ready beyond those in flight: a finished document's slot is refilled at once, and the worker claims when this buffer is below half (several rows per claim statement instead of one per document). Unset: sized automatically to three times what the slots consume during one claim's round trip (measured), between `MIKRO_SYNC_WORKER_CONCURRENCY` and `BATCH_SIZE`: `concurrency` next to the web database, more when it is far away (30 ms: ~40 rows at 500 documents/s). Buffered rows are leased like in-flight ones (renewed) and put back to `pending` on a graceful stop. A number pins it; 0 turns it off",
     kind: Kind::OptionalWhole { min: 0, max: 10_000 },
 };
 

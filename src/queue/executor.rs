@@ -168,6 +168,10 @@ impl Held {
             }
         });
     }
+    /// Whether any posting is running.
+    fn any_posting(&self) -> bool {
+        self.with(|s| s.values().any(Option::is_some))
+    }
     /// When the longest-running posting started.
     pub(crate) fn oldest_posting(&self) -> Option<Instant> {
         self.with(|s| s.values().flatten().min().copied())
@@ -395,7 +399,13 @@ pub(crate) async fn run_completer(c: Completer, mut rx: mpsc::UnboundedReceiver<
         // web-side mark (the number is in Mikro already).
         // (tokio's timeout polls the receive first, so outcomes already queued are taken even
         // after the deadline.)
-        let deadline = tokio::time::Instant::now() + COMPLETE_LINGER;
+        // With no posting running, no outcome is coming: a lone document's mark goes at once.
+        let linger = if c.held.any_posting() {
+            COMPLETE_LINGER
+        } else {
+            Duration::ZERO
+        };
+        let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(c)) => batch.push(c),

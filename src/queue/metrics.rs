@@ -72,6 +72,13 @@ pub struct Metrics {
     pub retries: AtomicU64,
     /// Rows claimed.
     pub claimed: AtomicU64,
+    /// Claim statements (each takes up to `batch_size` rows).
+    pub claims: AtomicU64,
+    /// Microseconds a slot stood free with no claimed row to start while a claim travelled
+    /// (the buffer ran dry: see `MIKRO_SYNC_WORKER_PREFETCH`).
+    pub starved_micros: AtomicU64,
+    /// Rows kept claimed beyond those in flight, as last sized (a gauge).
+    pub prefetch: AtomicU64,
     /// Claimed rows put back to pending by the rescuer (their worker died).
     pub rescued: AtomicU64,
     /// Times the LISTEN connection was re-established after a loss.

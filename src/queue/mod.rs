@@ -6,6 +6,8 @@
 //! One file per life-cycle concern (River-style):
 //! * [`notifier`] — the LISTEN connection and the idle advisory lock that lets writers skip NOTIFY;
 //! * [`claimer`] — claiming due rows in batches, lease renewal;
+//! * `schedule` — how many rows to keep claimed ahead (automatic prefetch) and which starts next
+//!   (a series not being posted first);
 //! * [`executor`] — running one document through a [`Sink`], completing it (number written back);
 //! * [`rescuer`] — rows of dead workers back to pending;
 //! * [`retry`] — the backoff and give-up policy;
@@ -69,6 +71,7 @@ pub mod metrics;
 pub mod notifier;
 pub mod rescuer;
 pub mod retry;
+mod schedule;
 pub mod stats;
 pub mod store;
 pub mod watchdog;

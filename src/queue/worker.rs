@@ -8,7 +8,9 @@
 //! ```
 //!
 //! * Draining claims due rows in batches (`claimer`) up to `concurrency` documents in flight;
-//!   each runs in its own task (`executor`). While draining, the worker does not hold the idle
+//!   each runs in its own task (`executor`). Rows claimed ahead wait in a buffer sized from the
+//!   measured claim round trip, and a row whose series is not being posted starts first
+//!   (`schedule`). While draining, the worker does not hold the idle
 //!   lock, so web writers skip their NOTIFY (their rows are picked up by this drain).
 //! * When a claim comes back short (nothing more is due), the worker takes the idle lock
 //!   (which waits for writers that skipped their notify to commit), claims once more, and waits
@@ -41,8 +43,9 @@ use super::notifier::{
     ClaimAs, IdleOutcome, IdleStep, ListenConnect, ListenHandle, Listener, Reply,
 };
 use super::retry::RetryPolicy;
+use super::schedule::{self, Pace, Ready, SeriesKey};
 use super::{store, Job, QueueError};
-use crate::config::WorkerSettings;
+use crate::config::{PostingConfig, WorkerSettings};
 use crate::db::WebPool;
 use crate::shutdown::Shutdown;
 
@@ -56,12 +59,13 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Most rows claimed by one statement.
     pub batch_size: usize,
-    /// Claimed rows kept ready beyond the `concurrency` in flight (`None`: as many as
-    /// `concurrency`). Under load a freed slot then starts the next document at once, and the
-    /// worker claims only when this buffer has run below half, several rows per statement,
-    /// instead of one claim statement per finished document. Buffered rows hold a lease like
-    /// in-flight ones (renewed, released on shutdown, rescued if the worker dies). `Some(0)`
-    /// turns it off.
+    /// Claimed rows kept ready beyond the `concurrency` in flight (`None`: automatic, sized
+    /// from the measured claim round trip and posting time, between `concurrency` and
+    /// `batch_size`; see `schedule`). Under load a freed slot then starts the next document at
+    /// once, and the worker claims only when this buffer has run below half, several rows per
+    /// statement, instead of one claim statement per finished document. Buffered rows hold a
+    /// lease like in-flight ones (renewed, released on shutdown, rescued if the worker dies).
+    /// `Some(0)` turns it off.
     pub prefetch: Option<usize>,
     /// Safety-net poll interval (also the idle ping interval of the LISTEN connection).
     pub poll_interval: Duration,
@@ -256,6 +260,8 @@ impl<S: Sink> Worker<S> {
         let mut st = LoopState {
             inflight: JoinSet::new(),
             tasks: HashMap::new(),
+            busy: HashMap::new(),
+            pace: Pace::default(),
             isolated: None,
             held,
             ready: VecDeque::new(),
@@ -484,10 +490,21 @@ pub const LOOP_WEB_TIMEOUT: Duration = Duration::from_secs(30);
 /// (a sink blocking its thread): the loop stops counting turns, so the watchdog starves.
 const STUCK_GRACE: Duration = Duration::from_secs(5);
 
+/// A job task's row.
+struct Slot {
+    id: Uuid,
+    series: Option<SeriesKey>,
+    started: Instant,
+}
+
 struct LoopState {
     inflight: JoinSet<JobDone>,
-    /// Queue row of each job task (a task that failed has no `JobDone` to say it).
-    tasks: HashMap<tokio::task::Id, Uuid>,
+    /// Each job task's row (a task that failed has no `JobDone` to say it).
+    tasks: HashMap<tokio::task::Id, Slot>,
+    /// Series being posted, with how many of their documents are in flight.
+    busy: HashMap<SeriesKey, usize>,
+    /// Measured claim and posting times (the automatic prefetch).
+    pace: Pace,
     /// The job task of a row that crashed or hung a worker before, while it runs: such a row is
     /// posted alone, so a crash during it is charged to it and not to bystanders (see
     /// `rescuer`).
@@ -496,7 +513,7 @@ struct LoopState {
     /// are renewed).
     held: Held,
     /// Claimed rows waiting for a free slot (see [`WorkerOptions::prefetch`]).
-    ready: VecDeque<Job>,
+    ready: VecDeque<Ready>,
     /// The LISTEN connection, in its own task.
     listener: Option<ListenHandle>,
     /// A LISTEN connection being opened in its own task.
@@ -539,6 +556,7 @@ impl LoopState {
             IdleOutcome::OtherWorker => Metrics::inc(&metrics.idle_other_worker),
             IdleOutcome::Held => {}
         }
+        Metrics::inc(&metrics.claims);
         let got = match step.jobs {
             Ok(jobs) => take_claimed(jobs, opts, ctx, self, metrics),
             Err(e) => {
@@ -577,7 +595,7 @@ impl LoopState {
         while h.idle_out() {
             match tokio::time::timeout_at(deadline, h.reply()).await {
                 Ok(Some(Reply::Idle { step: Ok(step), .. })) => {
-                    self.hold(step.jobs.unwrap_or_default(), metrics);
+                    self.hold(step.jobs.unwrap_or_default(), None, metrics);
                 }
                 Ok(Some(r)) if r.error().is_none() => {}
                 _ => break,
@@ -585,16 +603,23 @@ impl LoopState {
         }
     }
 
-    /// Takes claimed rows into the ready buffer (held: their leases are renewed); returns how
-    /// many.
-    fn hold(&mut self, jobs: Vec<Job>, metrics: &Metrics) -> usize {
+    /// Takes claimed rows into the ready buffer (held: their leases are renewed), each with
+    /// its series as `cfg` names it; returns how many.
+    fn hold(&mut self, jobs: Vec<Job>, cfg: Option<&PostingConfig>, metrics: &Metrics) -> usize {
         let got = jobs.len();
         for job in jobs {
             Metrics::inc(&metrics.claimed);
             self.held.insert(job.id);
-            self.ready.push_back(job);
+            let series = schedule::series_key(&job, cfg);
+            self.ready.push_back(Ready { job, series });
         }
         got
+    }
+
+    /// Rows to keep claimed beyond those in flight (see [`WorkerOptions::prefetch`]).
+    fn prefetch(&self, opts: &WorkerOptions) -> usize {
+        self.pace
+            .prefetch(opts.prefetch, opts.concurrency, opts.batch_size)
     }
 
     fn drop_listener(&mut self, metrics: &Metrics) {
@@ -619,7 +644,10 @@ impl LoopState {
     fn job_done(&mut self, done: Result<(tokio::task::Id, JobDone), tokio::task::JoinError>) {
         match done {
             Ok((task, d)) => {
-                self.tasks.remove(&task);
+                if let Some(slot) = self.tasks.remove(&task) {
+                    self.pace.slot_held(slot.started.elapsed());
+                    self.free_series(slot.series);
+                }
                 if self.isolated == Some(task) {
                     self.isolated = None;
                 }
@@ -634,7 +662,10 @@ impl LoopState {
                 if self.isolated == Some(e.id()) {
                     self.isolated = None;
                 }
-                let id = self.tasks.remove(&e.id());
+                let id = self.tasks.remove(&e.id()).map(|slot| {
+                    self.free_series(slot.series);
+                    slot.id
+                });
                 if let Some(id) = id {
                     self.held.remove(&id);
                 }
@@ -644,7 +675,18 @@ impl LoopState {
         }
     }
 
-    /// Starts buffered rows while slots are free.
+    fn free_series(&mut self, series: Option<SeriesKey>) {
+        if let Some(k) = series {
+            if let Some(n) = self.busy.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    self.busy.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Starts buffered rows while slots are free, a series not being posted first.
     fn start_ready<S: Sink>(
         &mut self,
         opts: &WorkerOptions,
@@ -652,14 +694,14 @@ impl LoopState {
         metrics: &Metrics,
     ) {
         while self.inflight.len() < opts.concurrency && self.isolated.is_none() {
-            let suspect = match self.ready.front() {
-                Some(job) => job.lease_expiries > 0,
-                None => break,
+            let Some(at) = schedule::pick(&self.ready, &self.busy) else {
+                break;
             };
+            let suspect = self.ready[at].job.lease_expiries > 0;
             if suspect && !self.inflight.is_empty() {
                 break;
             }
-            let Some(job) = self.ready.pop_front() else {
+            let Some(Ready { job, series }) = self.ready.remove(at) else {
                 break;
             };
             // Web commit → claim (database clock) + time spent buffered (local clock).
@@ -670,7 +712,17 @@ impl LoopState {
             metrics.pickup_latency.observe(pickup);
             let id = job.id;
             let task = self.inflight.spawn(executor::execute(ctx.clone(), job));
-            self.tasks.insert(task.id(), id);
+            if let Some(k) = &series {
+                *self.busy.entry(k.clone()).or_insert(0) += 1;
+            }
+            self.tasks.insert(
+                task.id(),
+                Slot {
+                    id,
+                    series,
+                    started: Instant::now(),
+                },
+            );
             if suspect {
                 self.isolated = Some(task.id());
             }
@@ -683,7 +735,7 @@ impl LoopState {
         if self.ready.is_empty() {
             return;
         }
-        let ids: Vec<Uuid> = self.ready.drain(..).map(|j| j.id).collect();
+        let ids: Vec<Uuid> = self.ready.drain(..).map(|r| r.job.id).collect();
         for id in &ids {
             self.held.remove(id);
         }
@@ -798,9 +850,10 @@ fn next_look(opts: &WorkerOptions, next_due: Option<Duration>) -> Instant {
 }
 
 /// How many rows the next claim should take: enough to fill the free slots and the prefetch
-/// buffer, at most `batch_size`; 0 when the slots are full and the buffer at least half full.
+/// buffer (pinned or automatic), at most `batch_size`; 0 when the slots are full and the buffer
+/// at least half full.
 fn claim_size(opts: &WorkerOptions, st: &LoopState) -> usize {
-    let prefetch = opts.prefetch.unwrap_or(opts.concurrency);
+    let prefetch = st.prefetch(opts);
     let free = opts.concurrency.saturating_sub(st.inflight.len());
     // Slots full: claim only to top up a buffer that ran below half.
     if free == 0 && (prefetch == 0 || st.ready.len() * 2 >= prefetch) {
@@ -820,7 +873,7 @@ fn take_claimed<S: Sink>(
     st: &mut LoopState,
     metrics: &Arc<Metrics>,
 ) -> usize {
-    let got = st.hold(jobs, metrics);
+    let got = st.hold(jobs, ctx.sink.documents(), metrics);
     st.start_ready(opts, ctx, metrics);
     got
 }
@@ -838,6 +891,10 @@ async fn fill<S: Sink>(
     loop {
         st.start_ready(opts, ctx, metrics);
         let want = claim_size(opts, st);
+        metrics.prefetch.store(
+            st.prefetch(opts) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if want == 0 {
             return Ok(false);
         }
@@ -853,14 +910,31 @@ async fn fill<S: Sink>(
             }
         };
         tokio::pin!(claim);
+        Metrics::inc(&metrics.claims);
+        let sent = Instant::now();
+        // A slot free with nothing to start while the claim travels: the buffer ran dry.
+        let dry = |st: &LoopState| st.ready.is_empty() && st.inflight.len() < opts.concurrency;
+        let mut dry_since = dry(st).then_some(sent);
         // While the claim travels (a round trip to a far database), finished documents free
         // their slots for the buffered rows.
         let jobs = loop {
             tokio::select! {
-                r = &mut claim => break r?,
+                r = &mut claim => {
+                    st.pace.claim_took(sent.elapsed());
+                    if let Some(t) = dry_since {
+                        metrics.starved_micros.fetch_add(
+                            t.elapsed().as_micros().min(u64::MAX as u128) as u64,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
+                    break r?
+                }
                 Some(done) = st.inflight.join_next_with_id(), if !st.inflight.is_empty() => {
                     st.job_done(done);
                     st.start_ready(opts, ctx, metrics);
+                    if dry_since.is_none() && dry(st) {
+                        dry_since = Some(Instant::now());
+                    }
                 }
             }
         };

@@ -86,7 +86,7 @@ fn defaults() {
     assert_eq!(c.log_format, LogFormat::Text);
     assert_eq!(c.posting.sale_series, "ST");
     assert_eq!(c.posting.collection_series, "TH");
-    assert_eq!(c.worker.prefetch, None, "prefetch follows the concurrency");
+    assert_eq!(c.worker.prefetch, None, "prefetch is automatic");
     let c = Config::from_map(&map(&[("MIKRO_SYNC_WORKER_PREFETCH", "0")])).expect("valid");
     assert_eq!(c.worker.prefetch, Some(0), "0 turns prefetch off");
 }

@@ -25,6 +25,7 @@ mod queue_idle;
 mod queue_kill;
 mod queue_liveness;
 mod queue_ops;
+mod queue_prefetch;
 mod queue_retry;
 mod queue_setup;
 mod queue_watchdog;
