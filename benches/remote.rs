@@ -18,7 +18,11 @@
 //!
 //! REMOTE_BENCH_RTTS (default `0,10,30,60`, ms), REMOTE_BENCH_DOCS (latency samples per RTT,
 //! default 40), REMOTE_BENCH_ERP_DOCS (default 1500), REMOTE_BENCH_IN_FLIGHT (documents in
-//! flight, comma-separated, default `4,16`), REMOTE_BENCH_ONLY=1 or 2.
+//! flight, comma-separated, default `d,16`; `d` = the daemon's defaults, concurrency 4; the
+//! prefetch stays automatic in every column unless REMOTE_BENCH_PREFETCH pins it),
+//! REMOTE_BENCH_ONLY=1 or 2. Under each documents/s row: claim statements per document, rows
+//! per claim, the prefetch the worker sized, and how long slots stood free with nothing
+//! claimed while a claim travelled ("dry").
 //! REMOTE_BENCH_PG_SETTINGS=`name=value;…` for the cluster: with
 //! `shared_preload_libraries=pg_stat_statements` each run of section 2 also prints the
 //! statements per document in each database and the ones that took the most time.
@@ -517,6 +521,10 @@ async fn latency(
 
 struct Rate {
     docs_per_s: f64,
+    claims: u64,
+    claimed: u64,
+    dry: Duration,
+    prefetch: u64,
     turns_per_doc: f64,
     cpu_per_doc: Duration,
     /// CPU ticks of every part of the machine over the run.
@@ -531,7 +539,7 @@ async fn throughput(
     proxy: &FaultProxy,
     sink: MikroSink,
     docs: usize,
-    in_flight: usize,
+    in_flight: Option<usize>,
     watch: Watch,
 ) -> Rate {
     reset(c).await;
@@ -553,10 +561,15 @@ async fn throughput(
         ..sink
     };
     let metrics = Arc::new(Metrics::default());
+    let defaults = WorkerOptions::default();
     let opts = WorkerOptions {
-        concurrency: in_flight,
+        concurrency: in_flight.unwrap_or(defaults.concurrency),
+        prefetch: std::env::var("REMOTE_BENCH_PREFETCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .or(defaults.prefetch),
         metrics: metrics.clone(),
-        ..WorkerOptions::default()
+        ..defaults
     };
     if watch.statements {
         // Counted from here: the prefill is not the daemon's work.
@@ -586,6 +599,10 @@ async fn throughput(
     let done = done.max(1);
     Rate {
         docs_per_s: done as f64 / el.as_secs_f64(),
+        claims: metrics.claims.load(Ordering::Relaxed),
+        claimed: metrics.claimed.load(Ordering::Relaxed),
+        dry: Duration::from_micros(metrics.starved_micros.load(Ordering::Relaxed)),
+        prefetch: metrics.prefetch.load(Ordering::Relaxed),
         turns_per_doc: turns as f64 / done as f64,
         cpu_per_doc: cpu / done as u32,
         parts,
@@ -651,7 +668,14 @@ async fn bench() {
     let rtts = env_list("REMOTE_BENCH_RTTS", "0,10,30,60");
     let n = env_usize("REMOTE_BENCH_DOCS", 40);
     let docs = env_usize("REMOTE_BENCH_ERP_DOCS", 1500);
-    let flights = env_list("REMOTE_BENCH_IN_FLIGHT", "4,16");
+    // `d`: the defaults (None); a number: that concurrency.
+    let flights: Vec<Option<usize>> = std::env::var("REMOTE_BENCH_IN_FLIGHT")
+        .unwrap_or_else(|_| "d,16".into())
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().ok())
+        .collect();
     let only = std::env::var("REMOTE_BENCH_ONLY").ok();
     let want = |s: u32| only.as_deref().is_none_or(|o| o.trim() == s.to_string());
     println!(
@@ -706,23 +730,22 @@ async fn bench() {
         for &rtt in &rtts {
             proxy.set_rtt(Duration::from_millis(rtt));
             for &flight in &flights {
-                let r = throughput(
-                    &daemon,
-                    &c,
-                    &proxy,
-                    sink.clone(),
-                    docs,
-                    flight as usize,
-                    watch,
-                )
-                .await;
+                let r = throughput(&daemon, &c, &proxy, sink.clone(), docs, flight, watch).await;
                 println!(
                     "   {:>6} | {:>9} | {:>10.0} | {:>14.2} | {:>13.0} µs",
                     format!("{rtt} ms"),
-                    flight,
+                    flight.map_or("d (4)".to_string(), |f| f.to_string()),
                     r.docs_per_s,
                     r.turns_per_doc,
                     r.cpu_per_doc.as_secs_f64() * 1e6
+                );
+                println!(
+                    "          claims/doc {:.3}, rows/claim {:.1}, prefetch {}, dry {:.0} ms ({:.2} ms/doc)",
+                    r.claims as f64 / r.done as f64,
+                    r.claimed as f64 / r.claims.max(1) as f64,
+                    r.prefetch,
+                    r.dry.as_secs_f64() * 1e3,
+                    r.dry.as_secs_f64() * 1e3 / r.done as f64
                 );
                 println!("          CPU/doc: {}", cpu_line(&r.parts, r.done));
                 if watch.statements {
