@@ -554,10 +554,11 @@ const MARK_SALE: &str = "    IF TG_ARGV[0] = 'satis' THEN
     END IF;
 ";
 
-/// The line divergence trigger's fast path for lines written with their sale.
-const LINE_FAST_PATH: &str = "        IF TG_OP = 'INSERT' AND NEW.satis_id::text = current_setting('mikro_sync.new_sale', true) THEN
-            RETURN NULL;
-        END IF;
+/// The line INSERT trigger's fast path for lines written with their sale.
+const LINE_FAST_PATH: &str =
+    "    IF NEW.satis_id::text = current_setting('mikro_sync.new_sale', true) THEN
+        RETURN NULL;
+    END IF;
 ";
 
 /// The text of `CREATE OR REPLACE FUNCTION <name>` in web install file `file`, checked to
@@ -582,10 +583,10 @@ fn enqueue_function() -> String {
     installed_function(4, "mikro_sync_enqueue", MARK_SALE).replace(MARK_SALE, "")
 }
 
-/// The line divergence trigger as first built: one primary-key probe of the sale per line
-/// (without [`LINE_FAST_PATH`]).
+/// The line INSERT trigger as first built: one primary-key probe of the sale per line
+/// (`mikro_sync_line_added` without [`LINE_FAST_PATH`]).
 fn probing_line_function() -> String {
-    installed_function(5, "mikro_sync_line_changed", LINE_FAST_PATH).replace(LINE_FAST_PATH, "")
+    installed_function(5, "mikro_sync_line_added", LINE_FAST_PATH).replace(LINE_FAST_PATH, "")
 }
 
 /// The alternative the issue suggested for the line INSERT path: one statement-level trigger
@@ -775,13 +776,13 @@ async fn insert_section(env: &Env) {
     let postmaster = postmaster_pid(&c).await;
     let migration = |i: usize| mikro_sync::setup::WEB_MIGRATIONS[i].sql;
     // The variants, each as the SQL that installs it. "mikro-sync triggers" = the enqueue
-    // trigger and the line divergence trigger (sql/web/006_divergence.sql), the only one of ours
-    // on the INSERT path of satis_kalemleri.
+    // trigger and the line INSERT trigger (satis_kalemi_added_trigger, sql/web/006_divergence.sql),
+    // the only one of ours on the INSERT path of satis_kalemleri.
     let install = |enqueue: &str, line: Option<&str>, extra: &str| {
         format!(
             "DROP TRIGGER IF EXISTS mikro_sync_bench_lines_added ON satis_kalemleri;
              ALTER TABLE satislar ENABLE TRIGGER satis_sync_trigger;
-             ALTER TABLE satis_kalemleri {} TRIGGER satis_kalemi_divergence_trigger;
+             ALTER TABLE satis_kalemleri {} TRIGGER satis_kalemi_added_trigger;
              {enqueue}
              {}
              {extra}",
@@ -791,7 +792,7 @@ async fn insert_section(env: &Env) {
     };
     let base_sql = "DROP TRIGGER IF EXISTS mikro_sync_bench_lines_added ON satis_kalemleri;
          ALTER TABLE satislar DISABLE TRIGGER satis_sync_trigger;
-         ALTER TABLE satis_kalemleri DISABLE TRIGGER satis_kalemi_divergence_trigger"
+         ALTER TABLE satis_kalemleri DISABLE TRIGGER satis_kalemi_added_trigger"
         .to_string();
     let installed = format!("{};{}", install(migration(4), Some(""), ""), migration(5));
     let enqueue_alone = install(&enqueue_function(), None, "");

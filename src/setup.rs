@@ -74,6 +74,8 @@ pub const OUR_TRIGGERS: &[(&str, &str)] = &[
     ("tahsilat_divergence_update_trigger", "tahsilatlar"),
     ("tahsilat_divergence_delete_trigger", "tahsilatlar"),
     ("satis_kalemi_divergence_trigger", "satis_kalemleri"),
+    ("satis_kalemi_added_trigger", "satis_kalemleri"),
+    ("sync_queue_inbox_check_trigger", "sync_queue_inbox"),
 ];
 
 /// Setup failures, each naming what to check.

@@ -157,17 +157,24 @@ BEGIN
 END
 $$;
 
+-- NO INHERIT: the inbox below has no CHECK (see there); an older install's inherited constraint
+-- is replaced.
 DO $$
 BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint
+               WHERE conrelid = 'sync_queue'::regclass AND conname = 'mikro_sync_queue_row_chk'
+                 AND NOT connoinherit) THEN
+        ALTER TABLE sync_queue DROP CONSTRAINT mikro_sync_queue_row_chk;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
                    WHERE conrelid = 'sync_queue'::regclass AND conname = 'mikro_sync_queue_row_chk') THEN
         ALTER TABLE sync_queue ADD CONSTRAINT mikro_sync_queue_row_chk
-            CHECK (mikro_sync_queue_row_ok(status, entity_type)) NOT VALID;
+            CHECK (mikro_sync_queue_row_ok(status, entity_type)) NO INHERIT NOT VALID;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_constraint
                WHERE conrelid = 'sync_queue'::regclass AND conname = 'mikro_sync_queue_row_chk'
                  AND NOT convalidated)
-       AND NOT EXISTS (SELECT 1 FROM sync_queue WHERE NOT mikro_sync_queue_row_ok(status, entity_type)) THEN
+       AND NOT EXISTS (SELECT 1 FROM ONLY sync_queue WHERE NOT mikro_sync_queue_row_ok(status, entity_type)) THEN
         ALTER TABLE sync_queue VALIDATE CONSTRAINT mikro_sync_queue_row_chk;
     END IF;
 END
@@ -191,8 +198,8 @@ DROP INDEX IF EXISTS sync_queue_entity_idx;
 
 -- The inbox: where the web triggers put new rows (sql/web/005_triggers.sql).
 --
--- A child table of sync_queue (PostgreSQL inheritance): it has every column, default, NOT NULL
--- and the row CHECK of sync_queue, but none of its indexes. Everything that reads or updates
+-- A child table of sync_queue (PostgreSQL inheritance): it has every column, default and NOT
+-- NULL of sync_queue, but none of its indexes and not its row CHECK. Everything that reads or updates
 -- `sync_queue` without ONLY sees its rows too, so the operators' queries (counts by status,
 -- pending rows, the retry UPDATE) show a sale the moment the web app commits it. What the web
 -- app's transaction pays is a heap insert: the three indexes and the ON CONFLICT arbiter check
@@ -206,6 +213,28 @@ DROP INDEX IF EXISTS sync_queue_entity_idx;
 -- itself. The inbox is normally empty or holds the rows of the last few milliseconds; while no
 -- worker runs it holds the backlog, which the first claim moves in one statement.
 CREATE TABLE IF NOT EXISTS sync_queue_inbox () INHERITS (sync_queue);
+-- No CHECK on the inbox: PostgreSQL prepares a table's CHECK expressions again for every INSERT
+-- statement, and the trigger's INSERT is one statement per web document (the row CHECK cost ~27k
+-- instructions of a ~450k-instruction 1-line web sale; docs/benchmarks.md). The trigger writes
+-- only valid rows ('pending', the trigger's entity type), and the worker's move puts every row
+-- through sync_queue's CHECK. What could make a row the move cannot put there is an UPDATE on
+-- sync_queue that reaches the inbox (an operator's): this trigger rejects it as the CHECK would.
+CREATE OR REPLACE FUNCTION mikro_sync_inbox_row_rejected() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'new row for relation "%" violates check constraint "mikro_sync_queue_row_chk"',
+                    TG_TABLE_NAME
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'mikro_sync_queue_row_chk',
+              TABLE = TG_TABLE_NAME, SCHEMA = TG_TABLE_SCHEMA,
+              DETAIL = format('status %L, entity_type %L', NEW.status, NEW.entity_type);
+END
+$$;
+DROP TRIGGER IF EXISTS sync_queue_inbox_check_trigger ON sync_queue_inbox;
+CREATE TRIGGER sync_queue_inbox_check_trigger
+    BEFORE UPDATE ON sync_queue_inbox
+    FOR EACH ROW
+    WHEN (NOT mikro_sync_queue_row_ok(NEW.status, NEW.entity_type))
+    EXECUTE FUNCTION mikro_sync_inbox_row_rejected();
 -- Rows are deleted as fast as they come: let autovacuum keep the heap small.
 ALTER TABLE sync_queue_inbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
                                   autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000);

@@ -251,60 +251,83 @@ END
 $$;
 
 -- satis_kalemleri: a line added to, changed in or removed from a posted sale. The INSERT path
--- is the web app's hot path. A line inserted in the transaction that inserted its sale (the
--- enqueue trigger names that sale in mikro_sync.new_sale, 005_triggers.sql) is part of writing
--- the sale, which cannot be posted yet: no probe at all. Any other line costs one probe of its
--- sale by primary key, which share-locks it, nothing else unless the sale is posted.
--- A line removed because its sale is being deleted (ON DELETE CASCADE) finds no sale: the
--- sale's own trigger records the delete.
-CREATE OR REPLACE FUNCTION mikro_sync_line_changed() RETURNS trigger
+-- is the web app's hot path, so it has a trigger and function of its own that evaluate one
+-- expression: a line inserted in the transaction that inserted its sale (the enqueue trigger
+-- names that sale in mikro_sync.new_sale, 005_triggers.sql) is part of writing the sale, which
+-- cannot be posted yet. Any other line, and every UPDATE or DELETE of a line, costs one probe of
+-- its sale by primary key (mikro_sync_line_event), which share-locks it, nothing else unless
+-- the sale is posted. A line removed because its sale is being deleted (ON DELETE CASCADE)
+-- finds no sale: the sale's own trigger records the delete.
+-- p_op: 'added' (p_new is the line), 'removed' (p_old), 'changed' (both).
+CREATE OR REPLACE FUNCTION mikro_sync_line_event(p_op text, p_sale uuid, p_old satis_kalemleri,
+                                                 p_new satis_kalemleri) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_sale uuid;
-    v_posted boolean;
     s jsonb;
     v_num text;
     v_what text;
 BEGIN
-    IF TG_OP = 'DELETE' THEN
-        v_sale := OLD.satis_id;
-    ELSE
-        IF TG_OP = 'INSERT' AND NEW.satis_id::text = current_setting('mikro_sync.new_sale', true) THEN
-            RETURN NULL;
-        END IF;
-        v_sale := NEW.satis_id;
-    END IF;
     -- FOR SHARE, posted or not: a worker writing the number back holds the row, so this waits
     -- for it and then sees the number; a worker about to write it waits for this transaction,
-    -- and its write-back check (mikro_sync_posted_check) then sees this line.
-    SELECT h.fatura_sira_no IS NOT NULL INTO v_posted FROM satislar h WHERE h.id = v_sale FOR SHARE;
-    IF v_posted IS NOT TRUE THEN
-        RETURN NULL;
+    -- and its write-back check (mikro_sync_posted_check) then sees this line. One read: the
+    -- row's jsonb form only when it is posted.
+    SELECT CASE WHEN h.fatura_sira_no IS NOT NULL THEN to_jsonb(h) END INTO s
+      FROM satislar h WHERE h.id = p_sale FOR SHARE;
+    IF s IS NULL THEN
+        RETURN;
     END IF;
-    SELECT to_jsonb(h) INTO s FROM satislar h WHERE h.id = v_sale;
     v_num := coalesce(s ->> 'fatura_seri_no', '') || '-' || (s ->> 'fatura_sira_no');
-    IF TG_OP = 'INSERT' THEN
-        v_what := 'added ' || mikro_sync_line_text(to_jsonb(NEW));
-    ELSIF TG_OP = 'DELETE' THEN
-        v_what := 'removed ' || mikro_sync_line_text(to_jsonb(OLD));
+    IF p_op = 'added' THEN
+        v_what := 'added ' || mikro_sync_line_text(to_jsonb(p_new));
+    ELSIF p_op = 'removed' THEN
+        v_what := 'removed ' || mikro_sync_line_text(to_jsonb(p_old));
     ELSE
-        v_what := mikro_sync_diff(mikro_sync_business('line', to_jsonb(OLD)),
-                                  mikro_sync_business('line', to_jsonb(NEW)));
-        IF v_what IS NULL AND OLD.satis_id = NEW.satis_id THEN
-            RETURN NULL;
+        v_what := mikro_sync_diff(mikro_sync_business('line', to_jsonb(p_old)),
+                                  mikro_sync_business('line', to_jsonb(p_new)));
+        IF v_what IS NULL AND p_old.satis_id = p_new.satis_id THEN
+            RETURN;
         END IF;
-        v_what := 'changed ' || mikro_sync_line_text(to_jsonb(OLD)) || ': ' || coalesce(v_what, 'moved to another sale');
+        v_what := 'changed ' || mikro_sync_line_text(to_jsonb(p_old)) || ': '
+                  || coalesce(v_what, 'moved to another sale');
     END IF;
-    PERFORM mikro_sync_diverge('satis', v_sale, s ->> 'satis_no', v_num, 'lines',
+    PERFORM mikro_sync_diverge('satis', p_sale, s ->> 'satis_no', v_num, 'lines',
                                'line ' || v_what || ' on the web',
                                format('change the lines of %s in the Mikro program to match', v_num));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mikro_sync_line_added() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.satis_id::text = current_setting('mikro_sync.new_sale', true) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM mikro_sync_line_event('added', NEW.satis_id, NULL, NEW);
     RETURN NULL;
 END
 $$;
 
+CREATE OR REPLACE FUNCTION mikro_sync_line_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM mikro_sync_line_event('removed', OLD.satis_id, OLD, NULL);
+    ELSE
+        PERFORM mikro_sync_line_event('changed', NEW.satis_id, OLD, NEW);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS satis_kalemi_added_trigger ON satis_kalemleri;
+CREATE TRIGGER satis_kalemi_added_trigger
+    AFTER INSERT ON satis_kalemleri
+    FOR EACH ROW
+    EXECUTE FUNCTION mikro_sync_line_added();
+
 DROP TRIGGER IF EXISTS satis_kalemi_divergence_trigger ON satis_kalemleri;
 CREATE TRIGGER satis_kalemi_divergence_trigger
-    AFTER INSERT OR UPDATE OR DELETE ON satis_kalemleri
+    AFTER UPDATE OR DELETE ON satis_kalemleri
     FOR EACH ROW
     EXECUTE FUNCTION mikro_sync_line_changed();
 
@@ -355,6 +378,8 @@ DECLARE
     r record;
     v_h jsonb;
     v_n jsonb;
+    v_bh jsonb;
+    v_bn jsonb;
     v_lines jsonb;
     v_diff text;
     v_count integer := 0;
@@ -381,16 +406,16 @@ BEGIN
         END IF;
         v_n := r.now::jsonb;
         v_lines := ('[' || coalesce(r.lines, '') || ']')::jsonb;
-        v_diff := concat_ws('; ',
-            mikro_sync_diff(mikro_sync_business(r.kind, v_h), mikro_sync_business(r.kind, v_n)),
+        v_bh := mikro_sync_business(r.kind, v_h);
+        v_bn := mikro_sync_business(r.kind, v_n);
+        v_diff := concat_ws('; ', mikro_sync_diff(v_bh, v_bn),
             CASE WHEN r.kind = 'satis' THEN mikro_sync_lines_diff(
                 ('[' || coalesce(r.posted_lines, '') || ']')::jsonb, v_lines) END);
         -- Only columns posting does not read changed (or the number was there already).
         CONTINUE WHEN v_diff = '';
         PERFORM mikro_sync_diverge(r.kind, r.id,
             v_n ->> CASE r.kind WHEN 'satis' THEN 'satis_no' ELSE 'tahsilat_no' END, r.num,
-            CASE WHEN mikro_sync_business(r.kind, v_h) IS DISTINCT FROM mikro_sync_business(r.kind, v_n)
-                 THEN 'update' ELSE 'lines' END,
+            CASE WHEN v_bh IS DISTINCT FROM v_bn THEN 'update' ELSE 'lines' END,
             'changed on the web while it was being posted: ' || v_diff,
             format('change %s in the Mikro program to match', r.num));
         v_count := v_count + 1;

@@ -452,17 +452,18 @@ async fn enqueue_path_stays_lean() {
         .unwrap()
         .get(0);
     assert_eq!(when, 0, "no WHEN clause on the enqueue triggers");
-    // sync_queue: its CHECK and three indexes. The inbox (a child of sync_queue): the same
-    // CHECK, inherited, and no index.
+    // sync_queue: its CHECK (not inherited) and its indexes. The inbox (a child of sync_queue):
+    // no CHECK and no index; an UPDATE trigger keeps its rows within the CHECK instead.
     let parents = texts(
         &c,
         "SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = 'sync_queue_inbox'::regclass",
     )
     .await;
     assert_eq!(parents, vec!["sync_queue".to_string()]);
-    for (table, want_indexes) in [
+    for (table, want_checks, want_indexes) in [
         (
             "sync_queue",
+            vec!["CHECK (mikro_sync_queue_row_ok(status, entity_type)) NO INHERIT".to_string()],
             // sync_queue_diverged_idx: a partial index on the rare 'diverged' rows, paid by the
             // worker's move (its predicate is false for every moved row), never by the web app.
             vec![
@@ -472,7 +473,7 @@ async fn enqueue_path_stays_lean() {
                 "sync_queue_ready_idx",
             ],
         ),
-        ("sync_queue_inbox", vec![]),
+        ("sync_queue_inbox", vec![], vec![]),
     ] {
         let checks = texts(
             &c,
@@ -482,11 +483,7 @@ async fn enqueue_path_stays_lean() {
             ),
         )
         .await;
-        assert_eq!(
-            checks,
-            vec!["CHECK (mikro_sync_queue_row_ok(status, entity_type))".to_string()],
-            "{table}"
-        );
+        assert_eq!(checks, want_checks, "{table}");
         let indexes = texts(
             &c,
             &format!(
@@ -521,6 +518,96 @@ async fn enqueue_path_stays_lean() {
         .unwrap()
         .get(0);
     assert_eq!(ins, 0, "no INSERT trigger on sync_queue or the inbox");
+    // On satis_kalemleri, INSERT has a trigger and function of its own (one expression on the
+    // usual path); UPDATE and DELETE have the other.
+    let line = texts(
+        &c,
+        "SELECT t.tgname || ' ' || p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+          WHERE t.tgrelid = 'satis_kalemleri'::regclass AND NOT t.tgisinternal \
+            AND t.tgtype & 4 <> 0",
+    )
+    .await;
+    assert_eq!(
+        line,
+        vec!["satis_kalemi_added_trigger mikro_sync_line_added".to_string()]
+    );
+}
+
+/// The inbox has no CHECK of its own (it would cost every web sale), yet an UPDATE through
+/// sync_queue that reaches an inbox row is held to the row CHECK as before, so the worker's move
+/// never meets a row sync_queue would reject. A queue installed with the inherited CHECK gets
+/// the new form from setup.
+#[tokio::test]
+async fn inbox_rows_keep_the_row_check() {
+    let env = web_env(true).await;
+    let c = env.client().await;
+    let s = insert_sale(&c, 1).await;
+    assert_eq!(
+        count_rows(&c, "SELECT count(*) FROM sync_queue_inbox").await,
+        1
+    );
+    for sql in [
+        "UPDATE sync_queue SET status = 'queued'",
+        "UPDATE sync_queue SET entity_type = 'invoice'",
+        "UPDATE sync_queue_inbox SET status = NULL",
+    ] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        let db = e.as_db_error().expect("a database error");
+        assert_eq!(
+            db.code(),
+            &tokio_postgres::error::SqlState::CHECK_VIOLATION,
+            "{sql}"
+        );
+        assert_eq!(db.constraint(), Some("mikro_sync_queue_row_chk"), "{sql}");
+    }
+    // Valid updates of an inbox row pass (the operators' queries reach it through sync_queue).
+    c.batch_execute("UPDATE sync_queue SET status = 'failed', error_message = 'by hand'")
+        .await
+        .unwrap();
+    c.batch_execute("UPDATE sync_queue SET status = 'pending' WHERE status = 'failed'")
+        .await
+        .unwrap();
+    assert_eq!(claim_all(&env).await, 1);
+    assert_eq!(
+        count_rows(
+            &c,
+            &format!("SELECT count(*) FROM ONLY sync_queue WHERE entity_id = '{s}'")
+        )
+        .await,
+        1
+    );
+
+    // An older install: the CHECK inherited by the inbox. Setup replaces it.
+    c.batch_execute(
+        "ALTER TABLE sync_queue DROP CONSTRAINT mikro_sync_queue_row_chk;
+         ALTER TABLE sync_queue ADD CONSTRAINT mikro_sync_queue_row_chk
+             CHECK (mikro_sync_queue_row_ok(status, entity_type));
+         DELETE FROM mikro_sync_schema_version WHERE version = 3;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count_rows(
+            &c,
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'sync_queue_inbox'::regclass"
+        )
+        .await,
+        1
+    );
+    setup_web(&c).await.unwrap();
+    let checks = texts(
+        &c,
+        "SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+          WHERE conname = 'mikro_sync_queue_row_chk' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        checks,
+        vec![
+            "sync_queue CHECK (mikro_sync_queue_row_ok(status, entity_type)) NO INHERIT"
+                .to_string()
+        ]
+    );
 }
 
 async fn count_rows(c: &tokio_postgres::Client, sql: &str) -> i64 {
