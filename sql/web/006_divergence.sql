@@ -24,9 +24,9 @@
 -- Cost on the web app's write path: on INSERT into satislar, the enqueue trigger names the
 -- sale in a transaction-local setting (005_triggers.sql). The UPDATE triggers have a WHEN
 -- clause on the number columns, so an UPDATE of a document that was not posted does not call
--- plpgsql. A new line (INSERT into satis_kalemleri) pays a plpgsql call that compares its sale
--- with that setting, and a primary-key probe of its sale only when another transaction inserted
--- the sale; see docs/benchmarks.md for the measured rate.
+-- plpgsql. A new line (INSERT into satis_kalemleri) pays a plpgsql call of its own trigger that
+-- compares its sale with that setting, and a primary-key probe of its sale only when another
+-- transaction inserted the sale; see docs/benchmarks.md for the measured rate.
 
 -- One open divergence per document; also the lookup the re-insert check and status use.
 CREATE UNIQUE INDEX IF NOT EXISTS sync_queue_diverged_idx
