@@ -22,7 +22,7 @@
 //! prefetch stays automatic in every column unless REMOTE_BENCH_PREFETCH pins it),
 //! REMOTE_BENCH_ONLY=1 or 2. Under each documents/s row: claim statements per document, rows
 //! per claim, the prefetch the worker sized, and how long slots stood free with nothing
-//! claimed while a claim travelled ("dry").
+//! claimed while a claim travelled that came back full ("dry": rows were due).
 //! REMOTE_BENCH_PG_SETTINGS=`name=value;…` for the cluster: with
 //! `shared_preload_libraries=pg_stat_statements` each run of section 2 also prints the
 //! statements per document in each database and the ones that took the most time.

@@ -75,7 +75,8 @@ pub struct Metrics {
     /// Claim statements (each takes up to `batch_size` rows).
     pub claims: AtomicU64,
     /// Microseconds a slot stood free with no claimed row to start while a claim travelled
-    /// (the buffer ran dry: see `MIKRO_SYNC_WORKER_PREFETCH`).
+    /// that came back full (the buffer ran dry while rows were due: see
+    /// `MIKRO_SYNC_WORKER_PREFETCH`).
     pub starved_micros: AtomicU64,
     /// Rows kept claimed beyond those in flight, as last sized (a gauge).
     pub prefetch: AtomicU64,

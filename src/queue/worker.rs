@@ -921,12 +921,6 @@ async fn fill<S: Sink>(
             tokio::select! {
                 r = &mut claim => {
                     st.pace.claim_took(sent.elapsed());
-                    if let Some(t) = dry_since {
-                        metrics.starved_micros.fetch_add(
-                            t.elapsed().as_micros().min(u64::MAX as u128) as u64,
-                            std::sync::atomic::Ordering::Relaxed,
-                        );
-                    }
                     break r?
                 }
                 Some(done) = st.inflight.join_next_with_id(), if !st.inflight.is_empty() => {
@@ -938,8 +932,17 @@ async fn fill<S: Sink>(
                 }
             }
         };
-        if take_claimed(jobs, opts, ctx, st, metrics) < want {
+        let dry_for = dry_since.map(|t| t.elapsed());
+        let got = take_claimed(jobs, opts, ctx, st, metrics);
+        if got < want {
             return Ok(true);
+        }
+        // Counted only when the claim came back full: rows were due while the slots waited.
+        if let Some(d) = dry_for {
+            metrics.starved_micros.fetch_add(
+                d.as_micros().min(u64::MAX as u128) as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 }
