@@ -557,14 +557,11 @@ fn written(c: &Completer, done: &Completion, retries: u32) {
 }
 
 /// The completer's own connection, taken out of the pool (so its settings never reach another
-/// pool user), set to reuse one generic plan for [`store::FINISH_SQL`] and named
-/// `mikro-sync completer` in `pg_stat_activity`. A batch that fails on it drops it; the next
-/// batch takes a fresh one.
-///
-/// Why: PostgreSQL re-plans the completion statement for every call (its custom plan looks
-/// cheaper than the generic one because it sees the arrays' lengths), and that planning, three
-/// UPDATEs over CTEs, costs about as much as running it. The generic plan is the same nested
-/// loop over the primary keys, for a fraction of the planning.
+/// pool user) and named `mikro-sync completer` in `pg_stat_activity`. A batch that fails on it
+/// drops it; the next batch takes a fresh one. Like every pooled connection it plans
+/// generically ([`crate::db::WEB_SESSION_SQL`]), which matters most here: with custom plans
+/// PostgreSQL re-plans [`store::FINISH_SQL`] on every call (it sees the arrays' lengths), and
+/// that planning, three UPDATEs over CTEs, costs about as much as running it.
 async fn own_client<'a>(
     web: &WebPool,
     own: &'a mut Option<deadpool_postgres::ClientWrapper>,
@@ -578,10 +575,7 @@ async fn own_client<'a>(
                 .map_err(|e| QueueError::Pool(crate::db::pool_error_text(&e)))?;
             let client = deadpool_postgres::Object::take(pooled);
             client
-                .batch_execute(
-                    "SET plan_cache_mode = force_generic_plan; \
-                     SET application_name = 'mikro-sync completer'",
-                )
+                .batch_execute("SET application_name = 'mikro-sync completer'")
                 .await
                 .map_err(QueueError::Web)?;
             client

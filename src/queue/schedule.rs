@@ -26,7 +26,8 @@ use super::Job;
 pub(crate) type SeriesKey = (DocKind, String);
 
 /// The series `job` will be numbered in, when the claim read its document; None when it is not
-/// known (no document read, or one that cannot be posted).
+/// known (no document read, or one that cannot be posted). Chosen as the posting chooses it
+/// ([`crate::posting::series`]), keyed as its lock is.
 pub(crate) fn series_key(job: &Job, cfg: Option<&PostingConfig>) -> Option<SeriesKey> {
     let cfg = cfg?;
     let (web, configured) = match job.document.as_deref()? {
@@ -34,11 +35,9 @@ pub(crate) fn series_key(job: &Job, cfg: Option<&PostingConfig>) -> Option<Serie
         LoadedDocument::Collection(c) => (c.seri.as_deref(), cfg.collection_series.as_str()),
         LoadedDocument::Invalid { .. } => return None,
     };
-    let seri = web
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(configured.trim());
-    Some((job.kind, crate::posting::text::turkish_upper(seri)))
+    // A series the posting rejects has no lock to wait for: its document fails at once.
+    let seri = crate::posting::series(web, configured, "", "").ok()?;
+    Some((job.kind, crate::posting::text::turkish_upper(&seri)))
 }
 
 /// A claimed row waiting for a slot, with its series.
