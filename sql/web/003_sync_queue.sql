@@ -214,8 +214,8 @@ DROP INDEX IF EXISTS sync_queue_entity_idx;
 -- worker runs it holds the backlog, which the first claim moves in one statement.
 CREATE TABLE IF NOT EXISTS sync_queue_inbox () INHERITS (sync_queue);
 -- No CHECK on the inbox: PostgreSQL prepares a table's CHECK expressions again for every INSERT
--- statement, and the trigger's INSERT is one statement per web document (the row CHECK cost ~27k
--- instructions of a ~450k-instruction 1-line web sale; docs/benchmarks.md). The trigger writes
+-- statement, and the trigger's INSERT is one statement per web document (a measurable share of a
+-- 1-line web sale; docs/benchmarks.md, "Web insert rate"). The trigger writes
 -- only valid rows ('pending', the trigger's entity type), and the worker's move puts every row
 -- through sync_queue's CHECK. What could make a row the move cannot put there is an UPDATE on
 -- sync_queue that reaches the inbox (an operator's): this trigger rejects it as the CHECK would.

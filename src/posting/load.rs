@@ -150,9 +150,9 @@ pub struct Collection {
 }
 
 // The mappings (int_kodmap_*, one row at most: keyed by the web id) are read by scalar
-// subqueries, not joins: each join adds to the planner's search, and with eleven tables joined the
-// documents' claim took ~10 ms to plan against ~1.5 ms this way (it is planned again on every
-// connection and after every statistics change).
+// subqueries, not joins: each join adds to the planner's search, and with eleven tables joined
+// planning the documents' claim cost several times running it (it is planned again on every
+// connection and after every statistics change; docs/benchmarks.md).
 const CUSTOMER_COLS: &str = "c.id, c.cari_adi, c.telefon, c.vergi_no, c.vergi_dairesi, \
      (SELECT mc.erp_cari_kod FROM int_kodmap_cari mc WHERE mc.web_cari_id = d.cari_hesap_id), \
      c.cari_kodu, c.kaynak::text";

@@ -481,9 +481,9 @@ pub fn assign_to(x: &TExpr, to: &SqlType) -> String {
 /// A value stored into a `tinyint` column (a plain `smallint` in PostgreSQL): an integer
 /// literal in 0..=255 as it is, anything else through `emu_catalog.tinyint`, which raises error
 /// 220 outside the range. Why not a domain: PostgreSQL sets a domain's CHECK up again for every
-/// column of every INSERT it executes, which Mikro's ~30 tinyint flags per row made a tenth of
-/// the backing database's time per posting; the checks here are only where a value can be out
-/// of range, and the function is inlined into the plan.
+/// column of every INSERT it executes, which Mikro's many tinyint flags per row made a large
+/// share of the backing database's time per posting; the checks here are only where a value
+/// can be out of range, and the function is inlined into the plan.
 fn tinyint_value(x: &TExpr, t: &SqlType, base: String) -> String {
     if x.literal && *t == SqlType::Int && x.sql.parse::<i64>().is_ok_and(|v| (0..=255).contains(&v))
     {
