@@ -104,17 +104,9 @@ impl ChaosEnv {
         }
     }
 
-    /// Inserts `n` documents, one collection in four, the rest 3-line sales.
+    /// Inserts `n` documents, one collection in four, the rest 3-line sales ([`insert_mixed`]).
     pub async fn insert_docs(&self, c: &tokio_postgres::Client, n: usize) -> Vec<Uuid> {
-        let mut ids = Vec::with_capacity(n);
-        for i in 0..n {
-            ids.push(if i % 4 == 3 {
-                insert_collection(c, "75.50").await
-            } else {
-                insert_sale(c, 3).await
-            });
-        }
-        ids
+        insert_mixed(c, n).await
     }
 }
 
