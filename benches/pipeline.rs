@@ -531,27 +531,26 @@ async fn insert_rate_cpu(
 }
 
 const NAIVE_TRIGGER: &str = "
-CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION mikro_sync_enqueue_satis() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES (TG_ARGV[0], NEW.id, 'insert')
+    INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES ('satis', NEW.id, 'insert')
     ON CONFLICT (entity_type, entity_id) WHERE status IN ('pending', 'processing') DO NOTHING;
     PERFORM pg_notify('mikro_sync_queue', NEW.id::text);
     RETURN NULL;
 END $$;";
 
-/// The INSERT of mikro-sync's enqueue function (sql/web/005_triggers.sql), which the variants
+/// The INSERT of mikro-sync's enqueue function for sales (sql/web/005_triggers.sql), which the variants
 /// below remove or replace; the variants are built from the installed text, so they measure
 /// exactly that function minus or plus one part.
 const ENQUEUE_ROW: &str = "    INSERT INTO sync_queue_inbox (entity_type, entity_id, operation)
-    VALUES (TG_ARGV[0], NEW.id, 'insert');
+    VALUES ('satis', NEW.id, 'insert');
 ";
 
 /// The part of the enqueue function that serves the line divergence trigger (it names the sale
 /// the transaction inserted, so the lines written with it skip their probe).
-const MARK_SALE: &str = "    IF TG_ARGV[0] = 'satis' THEN
-        -- An assignment, not PERFORM: plpgsql evaluates it without the SQL executor.
-        v_set := set_config('mikro_sync.new_sale', NEW.id::text, true);
-    END IF;
+const MARK_SALE: &str =
+    "    -- An assignment, not PERFORM: plpgsql evaluates it without the SQL executor.
+    v_set := set_config('mikro_sync.new_sale', NEW.id::text, true);
 ";
 
 /// The line INSERT trigger's fast path for lines written with their sale.
@@ -577,10 +576,10 @@ fn installed_function(file: usize, name: &str, part: &str) -> String {
     f
 }
 
-/// mikro-sync's `mikro_sync_enqueue()` as installed by setup, without [`MARK_SALE`]: the
+/// mikro-sync's `mikro_sync_enqueue_satis()` as installed by setup, without [`MARK_SALE`]: the
 /// enqueue trigger alone, as before edits after posting were detected.
 fn enqueue_function() -> String {
-    installed_function(4, "mikro_sync_enqueue", MARK_SALE).replace(MARK_SALE, "")
+    installed_function(4, "mikro_sync_enqueue_satis", MARK_SALE).replace(MARK_SALE, "")
 }
 
 /// The line INSERT trigger as first built: one primary-key probe of the sale per line
@@ -613,7 +612,7 @@ fn direct_row_trigger() -> String {
     enqueue_function().replace(
         ENQUEUE_ROW,
         "    INSERT INTO sync_queue (entity_type, entity_id, operation)
-    VALUES (TG_ARGV[0], NEW.id, 'insert')
+    VALUES ('satis', NEW.id, 'insert')
     ON CONFLICT (entity_type, entity_id) WHERE status IN ('pending', 'processing') DO NOTHING;
 ",
     )
@@ -622,7 +621,7 @@ fn direct_row_trigger() -> String {
 /// An AFTER INSERT trigger whose plpgsql function does nothing: what any row trigger costs the
 /// web app before it does any work (the first step of section 4's cost breakdown).
 const EMPTY_TRIGGER: &str = "
-CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION mikro_sync_enqueue_satis() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RETURN NULL;
 END $$;";

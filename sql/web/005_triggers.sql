@@ -25,10 +25,14 @@
 --    drains once more. A shared try-lock also fails while an exclusive request is queued, so
 --    the failure case notifies: never a missed wake-up, at worst a spare notify.
 --
--- It also names the sale this transaction inserted (mikro_sync.new_sale, transaction-local),
--- so the divergence trigger on its lines (006_divergence.sql) knows without a probe that they
--- are written with their sale, not added to a posted one.
-CREATE OR REPLACE FUNCTION mikro_sync_enqueue() RETURNS trigger
+-- One function per table, with its entity type written in: reading a trigger argument
+-- (TG_ARGV[0]) builds the argument array and a subscript on every call, a measurable share of
+-- a 1-line web sale (docs/benchmarks.md, "Web insert rate").
+--
+-- The sale's function also names the sale this transaction inserted (mikro_sync.new_sale,
+-- transaction-local), so the divergence trigger on its lines (006_divergence.sql) knows without
+-- a probe that they are written with their sale, not added to a posted one.
+CREATE OR REPLACE FUNCTION mikro_sync_enqueue_satis() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     v_set text;
@@ -37,12 +41,26 @@ BEGIN
        OR current_setting('mikro_sync.origin', true) = 'erp' THEN
         RETURN NULL;
     END IF;
-    IF TG_ARGV[0] = 'satis' THEN
-        -- An assignment, not PERFORM: plpgsql evaluates it without the SQL executor.
-        v_set := set_config('mikro_sync.new_sale', NEW.id::text, true);
+    -- An assignment, not PERFORM: plpgsql evaluates it without the SQL executor.
+    v_set := set_config('mikro_sync.new_sale', NEW.id::text, true);
+    INSERT INTO sync_queue_inbox (entity_type, entity_id, operation)
+    VALUES ('satis', NEW.id, 'insert');
+    IF NOT pg_try_advisory_xact_lock_shared(7883950761929046382) THEN
+        PERFORM pg_notify('mikro_sync_queue', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mikro_sync_enqueue_tahsilat() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.kaynak IS NOT NULL AND NEW.kaynak <> 'web')
+       OR current_setting('mikro_sync.origin', true) = 'erp' THEN
+        RETURN NULL;
     END IF;
     INSERT INTO sync_queue_inbox (entity_type, entity_id, operation)
-    VALUES (TG_ARGV[0], NEW.id, 'insert');
+    VALUES ('tahsilat', NEW.id, 'insert');
     IF NOT pg_try_advisory_xact_lock_shared(7883950761929046382) THEN
         PERFORM pg_notify('mikro_sync_queue', '');
     END IF;
@@ -54,13 +72,16 @@ DROP TRIGGER IF EXISTS satis_sync_trigger ON satislar;
 CREATE TRIGGER satis_sync_trigger
     AFTER INSERT ON satislar
     FOR EACH ROW
-    EXECUTE FUNCTION mikro_sync_enqueue('satis');
+    EXECUTE FUNCTION mikro_sync_enqueue_satis();
 
 DROP TRIGGER IF EXISTS tahsilat_sync_trigger ON tahsilatlar;
 CREATE TRIGGER tahsilat_sync_trigger
     AFTER INSERT ON tahsilatlar
     FOR EACH ROW
-    EXECUTE FUNCTION mikro_sync_enqueue('tahsilat');
+    EXECUTE FUNCTION mikro_sync_enqueue_tahsilat();
+
+-- The one function both triggers called before (with the entity type as argument).
+DROP FUNCTION IF EXISTS mikro_sync_enqueue();
 
 -- The operators' retry query `UPDATE sync_queue SET status = 'pending', retry_count = 0 WHERE
 -- status = 'failed'` must lead to a retry within seconds: a row going back to pending from

@@ -494,16 +494,45 @@ async fn enqueue_path_stays_lean() {
         .await;
         assert_eq!(indexes, want_indexes, "{table}");
     }
-    let fn_src = texts(
-        &c,
-        "SELECT prosrc FROM pg_proc WHERE proname = 'mikro_sync_enqueue'",
+    // One function per table with its entity type written in: no trigger argument to read
+    // (TG_ARGV builds an array on every call), no ON CONFLICT; the one shared function of
+    // older installs is gone.
+    let want = vec![
+        "satis_sync_trigger mikro_sync_enqueue_satis 0 true false".to_string(),
+        "tahsilat_sync_trigger mikro_sync_enqueue_tahsilat 0 true false".to_string(),
+    ];
+    assert_eq!(triggers_and_functions(&c).await, want);
+    // An older install: both triggers call one function with the entity type as argument.
+    // Setup moves them to their own functions and drops it.
+    c.batch_execute(
+        "CREATE FUNCTION mikro_sync_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO sync_queue_inbox (entity_type, entity_id) VALUES (TG_ARGV[0], NEW.id);
+             RETURN NULL;
+         END $$;
+         DROP TRIGGER satis_sync_trigger ON satislar;
+         CREATE TRIGGER satis_sync_trigger AFTER INSERT ON satislar
+             FOR EACH ROW EXECUTE FUNCTION mikro_sync_enqueue('satis');
+         DROP TRIGGER tahsilat_sync_trigger ON tahsilatlar;
+         CREATE TRIGGER tahsilat_sync_trigger AFTER INSERT ON tahsilatlar
+             FOR EACH ROW EXECUTE FUNCTION mikro_sync_enqueue('tahsilat');
+         DELETE FROM mikro_sync_schema_version WHERE version = 5;",
     )
-    .await;
-    assert!(
-        fn_src.len() == 1
-            && fn_src[0].contains("INSERT INTO sync_queue_inbox")
-            && !fn_src[0].contains("ON CONFLICT"),
-        "{fn_src:?}"
+    .await
+    .unwrap();
+    setup_web(&c).await.unwrap();
+    assert_eq!(triggers_and_functions(&c).await, want);
+    let old: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_proc WHERE proname = 'mikro_sync_enqueue'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        old, 0,
+        "the shared enqueue function of older installs is dropped"
     );
     // No trigger of our own fires on INSERT into sync_queue or its inbox
     // (TRIGGER_TYPE_INSERT = 1 << 2).
@@ -608,6 +637,20 @@ async fn inbox_rows_keep_the_row_check() {
                 .to_string()
         ]
     );
+}
+
+/// The enqueue triggers with their function, argument count, whether the function writes the
+/// inbox, and whether it uses `ON CONFLICT` or reads a trigger argument.
+async fn triggers_and_functions(c: &tokio_postgres::Client) -> Vec<String> {
+    texts(
+        c,
+        "SELECT t.tgname || ' ' || p.proname || ' ' || t.tgnargs || ' ' \
+                || (p.prosrc LIKE '%INSERT INTO sync_queue_inbox%') || ' ' \
+                || (p.prosrc LIKE '%ON CONFLICT%' OR p.prosrc LIKE '%TG_ARGV%') \
+           FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+          WHERE t.tgname IN ('satis_sync_trigger', 'tahsilat_sync_trigger') ORDER BY 1",
+    )
+    .await
 }
 
 async fn count_rows(c: &tokio_postgres::Client, sql: &str) -> i64 {
